@@ -1,0 +1,38 @@
+// Small, crash-safe file helpers. Every write that must survive a crash goes
+// through WriteFileAtomic: temp file in the same directory, fsync, rename,
+// fsync of the directory — so a reader sees the old content or the new, never
+// a torn mix.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "cordon/error.h"
+
+namespace cordon {
+
+// Reads a whole regular file, refusing anything larger than max_bytes (the
+// error names the file, its size and the limit) and anything not regular
+// (FIFOs, devices: reading them could block or never end).
+[[nodiscard]] Result<std::string> ReadFileLimited(const std::string& path, std::uint64_t max_bytes);
+
+enum class Overwrite { kReplace, kRefuse };
+
+// Writes `data` to `path` atomically with the given mode. With kRefuse an
+// existing `path` is left untouched and the result is kAlreadyExists.
+[[nodiscard]] Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode,
+                                     Overwrite overwrite = Overwrite::kReplace);
+
+// fsync(2) of a directory, so a rename or create inside it is durable.
+[[nodiscard]] Status FsyncDir(const std::string& dir);
+
+enum class DirState { kCreated, kExisted };
+
+// Creates a directory with exactly `mode` (umask does not apply). An existing
+// directory is left as it is (kExisted); an existing non-directory is an error.
+[[nodiscard]] Result<DirState> MakeDir(const std::string& path, mode_t mode);
+
+}  // namespace cordon

@@ -1,0 +1,125 @@
+#include "cordon/file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <random>
+
+#include "cordon/unique_fd.h"
+
+namespace cordon {
+namespace {
+
+std::string DirName(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string TempNameBeside(const std::string& path) {
+  std::random_device rd;
+  char suffix[17];
+  std::snprintf(suffix, sizeof suffix, "%08x%08x", rd(), rd());
+  const std::string dir = DirName(path);
+  const std::size_t slash = path.rfind('/');
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  return (dir == "/" ? "" : dir) + "/." + base + ".tmp." + suffix;
+}
+
+Status WriteAll(int fd, std::string_view data, const std::string& what) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return FailErrno("write " + what);
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> ReadFileLimited(const std::string& path, std::uint64_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd) return FailErrno(path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return FailErrno(path);
+  if (S_ISDIR(st.st_mode)) return Fail(Errc::kInvalidArgument, path + ": is a directory");
+  if (!S_ISREG(st.st_mode)) return Fail(Errc::kInvalidArgument, path + ": not a regular file");
+  if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+    return Fail(Errc::kInvalidArgument, path + ": file is " + std::to_string(st.st_size) +
+                                            " bytes; the limit is " + std::to_string(max_bytes));
+  }
+  std::string data;
+  data.resize(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  // Read one byte past the expected size to catch a file that grew meanwhile.
+  for (;;) {
+    if (got == data.size()) {
+      if (data.size() > max_bytes) {
+        return Fail(Errc::kInvalidArgument, path + ": file is larger than the limit of " +
+                                                std::to_string(max_bytes) + " bytes");
+      }
+      data.resize(data.size() + 1);
+    }
+    const ssize_t n = ::read(fd.get(), data.data() + got, data.size() - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return FailErrno("read " + path);
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  data.resize(got);
+  return data;
+}
+
+Status FsyncDir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return FailErrno("open directory " + dir);
+  if (::fsync(fd.get()) != 0) return FailErrno("fsync directory " + dir);
+  return {};
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode,
+                       Overwrite overwrite) {
+  const std::string temp = TempNameBeside(path);
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd) return FailErrno("create " + temp);
+  const auto cleanup_fail = [&](Error error) -> Status {
+    ::unlink(temp.c_str());
+    return std::unexpected(std::move(error));
+  };
+  if (::fchmod(fd.get(), mode) != 0) return cleanup_fail(FailErrno("chmod " + temp).error());
+  if (auto ok = WriteAll(fd.get(), data, temp); !ok) return cleanup_fail(ok.error());
+  if (::fsync(fd.get()) != 0) return cleanup_fail(FailErrno("fsync " + temp).error());
+  fd.reset();
+  if (overwrite == Overwrite::kRefuse) {
+    // link(2) fails with EEXIST instead of replacing: no window where path is clobbered.
+    if (::link(temp.c_str(), path.c_str()) != 0) return cleanup_fail(FailErrno(path).error());
+    ::unlink(temp.c_str());
+  } else if (::rename(temp.c_str(), path.c_str()) != 0) {
+    return cleanup_fail(FailErrno("rename " + temp + " to " + path).error());
+  }
+  return FsyncDir(DirName(path));
+}
+
+Result<DirState> MakeDir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) == 0) {
+    if (::chmod(path.c_str(), mode) != 0) return FailErrno("chmod " + path);
+    return DirState::kCreated;
+  }
+  if (errno != EEXIST) return FailErrno("mkdir " + path);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return FailErrno(path);
+  if (!S_ISDIR(st.st_mode)) {
+    return Fail(Errc::kAlreadyExists, path + ": exists and is not a directory");
+  }
+  return DirState::kExisted;
+}
+
+}  // namespace cordon

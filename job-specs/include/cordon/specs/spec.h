@@ -1,0 +1,88 @@
+// The TrainingJob spec (apiVersion cordon/v1): the typed form of a job-spec
+// YAML file, the one place where the schema in job-specs/SCHEMA.md is mapped
+// onto a struct. Every value here has been validated; defaults are filled in.
+//
+// Security consequences a caller relies on:
+//   - every path is absolute, normalised and outside /proc, /sys and /dev;
+//   - input names are safe single path components (no '/', not '.' or '..');
+//   - env names match ^[A-Z_][A-Z0-9_]*$ and never start with CORDON_ (reserved);
+//   - network is always "none" in v1.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "cordon/key_ref.h"
+#include "cordon/specs/strict_yaml.h"
+
+namespace cordon::specs {
+
+inline constexpr std::string_view kApiVersion = "cordon/v1";
+inline constexpr std::string_view kKind = "TrainingJob";
+
+struct Trainer {
+  std::string image;                        // host directory, bound read-only at /job
+  std::vector<std::string> command;         // argv; command[0] is an absolute path
+  std::map<std::string, std::string> env;   // extra environment for the trainer
+};
+
+struct Input {
+  std::string name;                    // the plaintext appears at /data/<name>
+  std::string path;                    // the sealed file on the host
+  std::optional<std::string> sha256;   // pin of the sealed file's bytes, 64 lowercase hex
+  std::vector<std::string> columns;    // CSV projection; empty = every column
+};
+
+struct Output {
+  std::string path;  // host directory that receives sealed outputs
+  KeyRef key;        // the KMS key that wraps every output's data key
+};
+
+struct Resources {
+  static constexpr std::uint64_t kDefaultMemory = 1ull << 30;   // 1Gi
+  static constexpr std::uint32_t kDefaultPids = 256;
+  static constexpr double kDefaultCpus = 1.0;
+  static constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::hours(1);
+  static constexpr std::uint64_t kDefaultScratch = 1ull << 30;  // 1Gi
+
+  std::uint64_t memory_bytes = kDefaultMemory;
+  std::uint32_t pids = kDefaultPids;
+  double cpus = kDefaultCpus;
+  std::chrono::milliseconds timeout = kDefaultTimeout;
+  std::uint64_t scratch_bytes = kDefaultScratch;
+};
+
+struct TrainingJob {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  Trainer trainer;
+  std::vector<Input> inputs;
+  Output output;
+  Resources resources;
+  std::string network = "none";
+};
+
+struct ParseResult {
+  std::optional<TrainingJob> job;            // set only when diagnostics is empty
+  std::vector<yaml::Diagnostic> diagnostics; // every problem found, in file order
+};
+
+// Parses and validates spec text. Never throws on bad input.
+[[nodiscard]] ParseResult ParseSpec(std::string_view text);
+
+// Reads FILE (refusing anything over 1 MiB or not a regular file) and parses it.
+// A file that cannot be read yields one diagnostic at 1:1.
+[[nodiscard]] ParseResult LoadSpecFile(const std::string& path);
+
+// The normalised spec (defaults filled in) as JSON, in the schema's own shape;
+// sizes and durations are given both as written-out strings and as numbers.
+[[nodiscard]] nlohmann::json ToJson(const TrainingJob& job);
+
+}  // namespace cordon::specs

@@ -1,0 +1,456 @@
+#include "cordon/specs/spec.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cordon/file_io.h"
+#include "cordon/paths.h"
+#include "cordon/units.h"
+
+namespace cordon::specs {
+namespace {
+
+using yaml::Diagnostics;
+using yaml::MapReader;
+using yaml::Node;
+
+// Limits on untrusted spec content (each has a test in spec_malformed_test.cc).
+constexpr std::size_t kMaxSpecBytes = 1024 * 1024;
+constexpr std::size_t kMaxLabels = 64;
+constexpr std::size_t kMaxArgs = 1024;
+constexpr std::size_t kMaxArgBytes = 16 * 1024;
+constexpr std::size_t kMaxEnv = 256;
+constexpr std::size_t kMaxInputs = 256;
+constexpr std::size_t kMaxColumns = 4096;
+constexpr std::uint64_t kMinMemory = 16ull << 20;  // 16Mi
+constexpr std::uint64_t kMaxMemory = 1ull << 40;   // 1Ti
+constexpr std::uint64_t kMinScratch = 1ull << 20;  // 1Mi
+constexpr std::uint64_t kMaxScratch = 1ull << 40;  // 1Ti
+constexpr std::int64_t kMinPids = 2;                // the trainer and one child
+constexpr std::int64_t kMaxPids = 65536;
+constexpr double kMinCpus = 0.01;
+constexpr double kMaxCpus = 1024;
+constexpr auto kMinTimeout = std::chrono::seconds(1);
+constexpr auto kMaxTimeout = std::chrono::hours(24 * 7);
+
+bool IsLower(char c) { return c >= 'a' && c <= 'z'; }
+bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsAlnum(char c) { return IsLower(c) || IsUpper(c) || IsDigit(c); }
+
+// ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$  (a DNS-1123 label)
+bool IsDnsLabel(std::string_view s) {
+  const auto ok = [](char c) { return IsLower(c) || IsDigit(c); };
+  return !s.empty() && s.size() <= 63 && ok(s.front()) && ok(s.back()) &&
+         std::all_of(s.begin(), s.end(), [&](char c) { return ok(c) || c == '-'; });
+}
+
+// Kubernetes label name segment: ^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$
+bool IsLabelSegment(std::string_view s) {
+  return !s.empty() && s.size() <= 63 && IsAlnum(s.front()) && IsAlnum(s.back()) &&
+         std::all_of(s.begin(), s.end(),
+                     [](char c) { return IsAlnum(c) || c == '_' || c == '.' || c == '-'; });
+}
+
+// DNS-1123 subdomain for a label key prefix.
+bool IsDnsSubdomain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  while (!s.empty()) {
+    const std::size_t dot = s.find('.');
+    if (!IsDnsLabel(s.substr(0, dot))) return false;
+    if (dot == std::string_view::npos) break;
+    s.remove_prefix(dot + 1);
+  }
+  return true;
+}
+
+bool IsLabelKey(std::string_view key) {
+  const std::size_t slash = key.find('/');
+  if (slash == std::string_view::npos) return IsLabelSegment(key);
+  return IsDnsSubdomain(key.substr(0, slash)) && IsLabelSegment(key.substr(slash + 1));
+}
+
+// ^[A-Z_][A-Z0-9_]*$
+bool IsEnvName(std::string_view s) {
+  return !s.empty() && s.size() <= 128 && (IsUpper(s.front()) || s.front() == '_') &&
+         std::all_of(s.begin(), s.end(), [](char c) { return IsUpper(c) || IsDigit(c) || c == '_'; });
+}
+
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$  — one safe path component under /data
+bool IsInputName(std::string_view s) {
+  return !s.empty() && s.size() <= 128 && IsAlnum(s.front()) &&
+         std::all_of(s.begin(), s.end(),
+                     [](char c) { return IsAlnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
+bool IsHex64(std::string_view s) {
+  return s.size() == 64 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return IsDigit(c) || (c >= 'a' && c <= 'f'); });
+}
+
+const Node* Find(const Node& map, std::string_view key) {
+  for (const auto& [k, v] : map.entries) {
+    if (k.value == key) return &v;
+  }
+  return nullptr;
+}
+
+// A string or integer scalar: sizes and durations are written either way.
+bool IsScalarValue(const Node& n) {
+  const yaml::ScalarType type = yaml::Resolve(n);
+  return n.kind == Node::Kind::kScalar &&
+         (type == yaml::ScalarType::kString || type == yaml::ScalarType::kInt);
+}
+
+class SpecReader final {
+ public:
+  explicit SpecReader(Diagnostics& d) : d_(d) {}
+
+  TrainingJob Read(const Node& root) {
+    TrainingJob job;
+    MapReader top(d_, root, "");
+    ReadHeader(top);
+    if (const Node* metadata = top.Required("metadata")) ReadMetadata(*metadata, job);
+    if (const Node* spec = top.Required("spec")) ReadSpec(*spec, job);
+    top.Finish();
+    return job;
+  }
+
+ private:
+  void ReadHeader(MapReader& top) {
+    if (const Node* n = top.Required("apiVersion")) {
+      if (auto v = yaml::ReadString(d_, *n, "apiVersion"); v && *v != kApiVersion) {
+        d_.Add(*n, "apiVersion: '" + *v + "' is not supported; expected '" +
+                       std::string(kApiVersion) + "'");
+      }
+    }
+    if (const Node* n = top.Required("kind")) {
+      if (auto v = yaml::ReadString(d_, *n, "kind"); v && *v != kKind) {
+        d_.Add(*n, "kind: '" + *v + "' is not supported; expected '" + std::string(kKind) + "'");
+      }
+    }
+  }
+
+  void ReadMetadata(const Node& node, TrainingJob& job) {
+    MapReader m(d_, node, "metadata");
+    if (const Node* n = m.Required("name")) {
+      if (auto v = yaml::ReadString(d_, *n, "metadata.name")) {
+        if (IsDnsLabel(*v)) job.name = *v;
+        else d_.Add(*n, "metadata.name: '" + *v + "' is not a valid name: use 1-63 lowercase "
+                        "letters, digits and '-', starting and ending with a letter or digit");
+      }
+    }
+    if (const Node* n = m.Optional("labels")) ReadLabels(*n, job);
+    m.Finish();
+  }
+
+  void ReadLabels(const Node& node, TrainingJob& job) {
+    auto labels = yaml::ReadStringMap(d_, node, "metadata.labels", kMaxLabels);
+    if (!labels) return;
+    for (const auto& [key, value] : *labels) {
+      const Node& at = *Find(node, key);
+      if (!IsLabelKey(key)) {
+        d_.Add(at, "metadata.labels: key '" + key + "' is not a valid label key "
+                   "([prefix/]name, name: 1-63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric)");
+      } else if (!value.empty() && !IsLabelSegment(value)) {
+        d_.Add(at, "metadata.labels." + key + ": value '" + value + "' is not a valid label value "
+                   "(0-63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric)");
+      } else {
+        job.labels[key] = value;
+      }
+    }
+  }
+
+  void ReadSpec(const Node& node, TrainingJob& job) {
+    MapReader s(d_, node, "spec");
+    if (const Node* n = s.Required("trainer")) ReadTrainer(*n, job.trainer);
+    if (const Node* n = s.Optional("inputs")) ReadInputs(*n, job.inputs);
+    if (const Node* n = s.Required("output")) ReadOutput(*n, job.output);
+    if (const Node* n = s.Optional("resources")) ReadResources(*n, job.resources);
+    if (const Node* n = s.Optional("network")) ReadNetwork(*n, job);
+    s.Finish();
+  }
+
+  std::optional<std::string> ReadPath(const Node& n, const std::string& where) {
+    auto v = yaml::ReadString(d_, n, where);
+    if (!v) return std::nullopt;
+    if (auto ok = CheckHostPath(*v); !ok) {
+      d_.Add(n, where + ": " + ok.error().message);
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  void ReadTrainer(const Node& node, Trainer& trainer) {
+    MapReader t(d_, node, "spec.trainer");
+    if (const Node* n = t.Required("image")) {
+      if (auto v = ReadPath(*n, "spec.trainer.image")) trainer.image = *v;
+    }
+    if (const Node* n = t.Required("command")) ReadCommand(*n, trainer);
+    if (const Node* n = t.Optional("env")) ReadEnv(*n, trainer);
+    t.Finish();
+  }
+
+  void ReadCommand(const Node& n, Trainer& trainer) {
+    auto argv = yaml::ReadStringList(d_, n, "spec.trainer.command", kMaxArgs);
+    if (!argv) return;
+    if (argv->empty()) {
+      d_.Add(n, "spec.trainer.command: must name the program to run, e.g. [/usr/bin/python3, /job/train.py]");
+      return;
+    }
+    bool ok = true;
+    for (std::size_t i = 0; i < argv->size(); ++i) {
+      if ((*argv)[i].size() > kMaxArgBytes) {
+        d_.Add(n.items[i], "spec.trainer.command[" + std::to_string(i) + "]: argument is longer than " +
+                               std::to_string(kMaxArgBytes) + " bytes");
+        ok = false;
+      }
+    }
+    if (auto checked = CheckNormalizedAbsolutePath(argv->front()); !checked) {
+      d_.Add(n.items[0], "spec.trainer.command[0]: the program must be an absolute path inside the "
+                         "sandbox (e.g. /usr/bin/python3 or /job/train): " + checked.error().message);
+      ok = false;
+    }
+    if (ok) trainer.command = std::move(*argv);
+  }
+
+  void ReadEnv(const Node& node, Trainer& trainer) {
+    auto env = yaml::ReadStringMap(d_, node, "spec.trainer.env", kMaxEnv);
+    if (!env) return;
+    for (const auto& [name, value] : *env) {
+      const Node& at = *Find(node, name);
+      if (!IsEnvName(name)) {
+        d_.Add(at, "spec.trainer.env: '" + name + "' is not a valid variable name (^[A-Z_][A-Z0-9_]*$)");
+      } else if (name.starts_with("CORDON_")) {
+        d_.Add(at, "spec.trainer.env: '" + name + "' is reserved: CORDON_* variables are set by Cordon");
+      } else {
+        trainer.env[name] = value;
+      }
+    }
+  }
+
+  void ReadInputs(const Node& node, std::vector<Input>& inputs) {
+    if (node.kind != Node::Kind::kSequence) {
+      d_.Add(node, "spec.inputs: expected a list, got " + std::string(yaml::DescribeNode(node)));
+      return;
+    }
+    if (node.items.size() > kMaxInputs) {
+      d_.Add(node, "spec.inputs: " + std::to_string(node.items.size()) + " inputs; the limit is " +
+                       std::to_string(kMaxInputs));
+      return;
+    }
+    std::map<std::string, int> first_line;
+    for (std::size_t i = 0; i < node.items.size(); ++i) {
+      Input input = ReadInput(node.items[i], "spec.inputs[" + std::to_string(i) + "]");
+      if (input.name.empty()) continue;
+      const auto [it, fresh] = first_line.emplace(input.name, node.items[i].mark.line);
+      if (!fresh) {
+        d_.Add(node.items[i], "spec.inputs[" + std::to_string(i) + "].name: duplicate input name '" +
+                                  input.name + "' (first used at line " + std::to_string(it->second) +
+                                  "); each input needs its own name under /data");
+        continue;
+      }
+      inputs.push_back(std::move(input));
+    }
+  }
+
+  Input ReadInput(const Node& node, const std::string& where) {
+    Input input;
+    MapReader m(d_, node, where);
+    if (const Node* n = m.Required("name")) {
+      if (auto v = yaml::ReadString(d_, *n, where + ".name")) {
+        if (IsInputName(*v)) input.name = *v;
+        else d_.Add(*n, where + ".name: '" + *v + "' is not a valid input name: 1-128 of A-Z a-z "
+                        "0-9 . _ -, starting with a letter or digit (it becomes /data/<name>)");
+      }
+    }
+    if (const Node* n = m.Required("path")) {
+      if (auto v = ReadPath(*n, where + ".path")) input.path = *v;
+    }
+    if (const Node* n = m.Optional("sha256")) {
+      if (auto v = yaml::ReadString(d_, *n, where + ".sha256")) {
+        std::string hex = v->starts_with("sha256:") ? v->substr(7) : *v;
+        if (IsHex64(hex)) input.sha256 = std::move(hex);
+        else d_.Add(*n, where + ".sha256: expected 64 lowercase hex digits (optionally prefixed "
+                        "'sha256:', as `cordon seal` prints), got '" + *v + "'");
+      }
+    }
+    if (const Node* n = m.Optional("columns")) ReadColumns(*n, where + ".columns", input);
+    m.Finish();
+    return input;
+  }
+
+  void ReadColumns(const Node& n, const std::string& where, Input& input) {
+    auto columns = yaml::ReadStringList(d_, n, where, kMaxColumns);
+    if (!columns) return;
+    if (columns->empty()) {
+      d_.Add(n, where + ": an empty projection would give the trainer nothing; list the columns "
+                        "it needs, or omit 'columns' to pass every column");
+      return;
+    }
+    std::set<std::string> seen;
+    bool ok = true;
+    for (std::size_t i = 0; i < columns->size(); ++i) {
+      const std::string& column = (*columns)[i];
+      const std::string at = where + "[" + std::to_string(i) + "]";
+      if (column.empty() || column.find_first_of("\r\n") != std::string::npos) {
+        d_.Add(n.items[i], at + ": a column name must be non-empty and on one line");
+        ok = false;
+      } else if (!seen.insert(column).second) {
+        d_.Add(n.items[i], at + ": column '" + column + "' is listed twice");
+        ok = false;
+      }
+    }
+    if (ok) input.columns = std::move(*columns);
+  }
+
+  void ReadOutput(const Node& node, Output& output) {
+    MapReader m(d_, node, "spec.output");
+    if (const Node* n = m.Required("path")) {
+      if (auto v = ReadPath(*n, "spec.output.path")) output.path = *v;
+    }
+    if (const Node* n = m.Required("key")) {
+      if (auto v = yaml::ReadString(d_, *n, "spec.output.key")) {
+        if (auto ref = ParseKeyRef(*v)) output.key = *ref;
+        else d_.Add(*n, "spec.output.key: " + ref.error().message);
+      }
+    }
+    m.Finish();
+  }
+
+  void ReadResources(const Node& node, Resources& r) {
+    MapReader m(d_, node, "spec.resources");
+    if (const Node* n = m.Optional("memory")) {
+      ReadSize(*n, "spec.resources.memory", kMinMemory, kMaxMemory, r.memory_bytes);
+    }
+    if (const Node* n = m.Optional("pids")) {
+      if (auto v = yaml::ReadInt(d_, *n, "spec.resources.pids", kMinPids, kMaxPids)) {
+        r.pids = static_cast<std::uint32_t>(*v);
+      }
+    }
+    if (const Node* n = m.Optional("cpus")) {
+      if (auto v = yaml::ReadNumber(d_, *n, "spec.resources.cpus")) {
+        if (*v >= kMinCpus && *v <= kMaxCpus) r.cpus = *v;
+        else d_.Add(*n, "spec.resources.cpus: " + n->value + " is out of range: allowed 0.01..1024");
+      }
+    }
+    if (const Node* n = m.Optional("timeout")) ReadTimeout(*n, r);
+    if (const Node* n = m.Optional("scratch")) {
+      ReadSize(*n, "spec.resources.scratch", kMinScratch, kMaxScratch, r.scratch_bytes);
+    }
+    m.Finish();
+  }
+
+  void ReadSize(const Node& n, const std::string& where, std::uint64_t min, std::uint64_t max,
+                std::uint64_t& out) {
+    if (!IsScalarValue(n)) {
+      d_.Add(n, where + ": expected a size like 512Mi or 2Gi, got " +
+                    std::string(yaml::DescribeNode(n)));
+      return;
+    }
+    auto size = ParseSize(n.value);
+    if (!size) {
+      d_.Add(n, where + ": " + size.error().message);
+    } else if (*size < min || *size > max) {
+      d_.Add(n, where + ": " + n.value + " is out of range: allowed " + FormatSize(min) + ".." +
+                    FormatSize(max));
+    } else {
+      out = *size;
+    }
+  }
+
+  void ReadTimeout(const Node& n, Resources& r) {
+    if (!IsScalarValue(n)) {
+      d_.Add(n, "spec.resources.timeout: expected a duration like 90s, 30m or 2h, got " +
+                    std::string(yaml::DescribeNode(n)));
+      return;
+    }
+    auto duration = ParseDuration(n.value);
+    if (!duration) {
+      d_.Add(n, "spec.resources.timeout: " + duration.error().message);
+    } else if (*duration < kMinTimeout || *duration > kMaxTimeout) {
+      d_.Add(n, "spec.resources.timeout: " + n.value + " is out of range: allowed 1s..7d");
+    } else {
+      r.timeout = *duration;
+    }
+  }
+
+  void ReadNetwork(const Node& n, TrainingJob& job) {
+    auto v = yaml::ReadString(d_, n, "spec.network");
+    if (!v) return;
+    if (*v != "none") {
+      d_.Add(n, "spec.network: '" + *v + "' is not supported: Cordon v1 jobs have no network "
+                "(loopback only); the only accepted value is 'none'");
+      return;
+    }
+    job.network = *v;
+  }
+
+  Diagnostics& d_;
+};
+
+}  // namespace
+
+ParseResult ParseSpec(std::string_view text) {
+  ParseResult result;
+  yaml::Limits limits;
+  limits.max_bytes = kMaxSpecBytes;
+  yaml::Document doc = yaml::Load(text, limits);
+  result.diagnostics = std::move(doc.diagnostics);
+  if (!doc.root) return result;
+  Diagnostics d;
+  TrainingJob job = SpecReader(d).Read(*doc.root);
+  for (auto& diagnostic : d.Take()) result.diagnostics.push_back(std::move(diagnostic));
+  std::stable_sort(result.diagnostics.begin(), result.diagnostics.end(),
+                   [](const yaml::Diagnostic& a, const yaml::Diagnostic& b) {
+                     return std::tie(a.mark.line, a.mark.column) < std::tie(b.mark.line, b.mark.column);
+                   });
+  if (result.diagnostics.empty()) result.job = std::move(job);
+  return result;
+}
+
+ParseResult LoadSpecFile(const std::string& path) {
+  auto text = ReadFileLimited(path, kMaxSpecBytes);
+  if (!text) {
+    ParseResult result;
+    std::string message = text.error().message;
+    if (message.starts_with(path + ": ")) message.erase(0, path.size() + 2);
+    result.diagnostics.push_back({{1, 1}, message});
+    return result;
+  }
+  return ParseSpec(*text);
+}
+
+nlohmann::json ToJson(const TrainingJob& job) {
+  using nlohmann::json;
+  json inputs = json::array();
+  for (const Input& input : job.inputs) {
+    json i = {{"name", input.name}, {"path", input.path}};
+    i["sha256"] = input.sha256 ? json(*input.sha256) : json(nullptr);
+    i["columns"] = input.columns;
+    inputs.push_back(std::move(i));
+  }
+  const Resources& r = job.resources;
+  return json{
+      {"apiVersion", kApiVersion},
+      {"kind", kKind},
+      {"metadata", {{"name", job.name}, {"labels", job.labels}}},
+      {"spec",
+       {{"trainer",
+         {{"image", job.trainer.image}, {"command", job.trainer.command}, {"env", job.trainer.env}}},
+        {"inputs", std::move(inputs)},
+        {"output", {{"path", job.output.path}, {"key", job.output.key.ToString()}}},
+        {"resources",
+         {{"memory", FormatSize(r.memory_bytes)},
+          {"memory_bytes", r.memory_bytes},
+          {"pids", r.pids},
+          {"cpus", r.cpus},
+          {"timeout", FormatDuration(r.timeout)},
+          {"timeout_seconds", static_cast<double>(r.timeout.count()) / 1000.0},
+          {"scratch", FormatSize(r.scratch_bytes)},
+          {"scratch_bytes", r.scratch_bytes}}},
+        {"network", job.network}}}};
+}
+
+}  // namespace cordon::specs

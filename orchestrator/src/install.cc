@@ -1,0 +1,57 @@
+#include "cordon/orchestrator/install.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "cordon/file_io.h"
+#include "cordon/paths.h"
+
+namespace cordon::orchestrator {
+namespace {
+
+struct DirSpec {
+  std::string path;
+  mode_t mode;
+  const char* description;
+};
+
+}  // namespace
+
+Result<InitReport> InitInstallation(const std::string& root_arg) {
+  std::error_code ec;
+  const std::string root = std::filesystem::absolute(root_arg, ec).lexically_normal().string();
+  if (ec) return Fail(Errc::kInvalidArgument, root_arg + ": " + ec.message());
+  std::string normal = root;
+  while (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+  if (auto ok = CheckHostPath(normal); !ok) return std::unexpected(WithContext(ok.error(), "cordon init"));
+
+  InitReport report;
+  report.config = ConfigUnder(normal);
+  const Config& c = report.config;
+  const std::string run_dir = c.daemon.socket.substr(0, c.daemon.socket.rfind('/'));
+  const std::vector<DirSpec> dirs = {
+      {normal, 0755, "installation root"},
+      {c.kms.local_keyring, 0700, "local keyring"},
+      {c.state_dir, 0700, "state directory"},
+      {c.spool_dir, 0755, "spool"},
+      // Anyone may drop a spec; nobody may list or take another's (sticky, no read).
+      {c.spool_dir + "/incoming", 01733, "spool for incoming specs"},
+      {c.spool_dir + "/rejected", 0700, "spool for rejected specs"},
+      {c.audit_dir, 0700, "audit log directory"},
+      {run_dir, 0755, "runtime directory (socket)"},
+  };
+  for (const DirSpec& dir : dirs) {
+    auto state = MakeDir(dir.path, dir.mode);
+    if (!state) return std::unexpected(WithContext(state.error(), "cordon init"));
+    report.items.push_back({dir.path, dir.description, *state == DirState::kCreated});
+  }
+  auto written = WriteFileAtomic(c.path, RenderConfig(c), 0640, Overwrite::kRefuse);
+  if (!written && written.error().code != Errc::kAlreadyExists) {
+    return std::unexpected(WithContext(written.error(), "cordon init"));
+  }
+  report.items.push_back({c.path, "config", written.has_value()});
+  return report;
+}
+
+}  // namespace cordon::orchestrator
