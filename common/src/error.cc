@@ -15,6 +15,14 @@ std::string_view ErrcName(Errc code) {
     case Errc::kIntegrity: return "integrity";
     case Errc::kUnsupported: return "unsupported";
     case Errc::kInternal: return "internal";
+    case Errc::kWrongFormat: return "wrong_format";
+    case Errc::kKeyUnknown: return "key_unknown";
+    case Errc::kKeyDisabled: return "key_disabled";
+    case Errc::kWrongKey: return "wrong_key";
+    case Errc::kTampered: return "tampered";
+    case Errc::kTruncated: return "truncated";
+    case Errc::kTrailingData: return "trailing_data";
+    case Errc::kKmsUnavailable: return "kms_unavailable";
   }
   return "unknown";
 }

@@ -1,1 +1,93 @@
+#include "cordon/file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
+
+namespace cordon {
+namespace {
+
+class FileIoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cordon-fileio-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(path.c_str(), &st), 0);
+  return st.st_mode & 07777;
+}
+
+TEST_F(FileIoTest, AtomicWriteCreatesWithModeAndReplaces) {
+  const std::string path = dir_ + "/f";
+  ASSERT_TRUE(WriteFileAtomic(path, "one", 0600).has_value());
+  EXPECT_EQ(ModeOf(path), 0600u);
+  EXPECT_EQ(ReadFileLimited(path, 100).value(), "one");
+  ASSERT_TRUE(WriteFileAtomic(path, "two", 0640).has_value());
+  EXPECT_EQ(ReadFileLimited(path, 100).value(), "two");
+  EXPECT_EQ(ModeOf(path), 0640u);
+  // No temp files left beside it.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 1);
+}
+
+TEST_F(FileIoTest, RefuseLeavesExistingUntouched) {
+  const std::string path = dir_ + "/f";
+  ASSERT_TRUE(WriteFileAtomic(path, "original", 0600).has_value());
+  auto r = WriteFileAtomic(path, "new", 0600, Overwrite::kRefuse);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, Errc::kAlreadyExists);
+  EXPECT_EQ(ReadFileLimited(path, 100).value(), "original");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 1);
+}
+
+TEST_F(FileIoTest, ReadRefusesOversizedAndNonRegular) {
+  const std::string path = dir_ + "/big";
+  ASSERT_TRUE(WriteFileAtomic(path, std::string(101, 'x'), 0600).has_value());
+  auto r = ReadFileLimited(path, 100);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("101 bytes; the limit is 100"), std::string::npos);
+
+  const std::string fifo = dir_ + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto f = ReadFileLimited(fifo, 100);  // must not block waiting for a writer
+  ASSERT_FALSE(f.has_value());
+  EXPECT_NE(f.error().message.find("not a regular file"), std::string::npos);
+
+  auto d = ReadFileLimited(dir_, 100);
+  ASSERT_FALSE(d.has_value());
+  EXPECT_NE(d.error().message.find("is a directory"), std::string::npos);
+
+  auto missing = ReadFileLimited(dir_ + "/nope", 100);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code, Errc::kNotFound);
+}
+
+TEST_F(FileIoTest, MakeDirSetsExactModeAndReportsExisting) {
+  const mode_t old = ::umask(077);
+  const std::string sub = dir_ + "/spool";
+  auto created = MakeDir(sub, 01733);
+  ::umask(old);
+  ASSERT_TRUE(created.has_value());
+  EXPECT_EQ(*created, DirState::kCreated);
+  EXPECT_EQ(ModeOf(sub), 01733u);
+  EXPECT_EQ(MakeDir(sub, 0700).value(), DirState::kExisted);
+  EXPECT_EQ(ModeOf(sub), 01733u);  // left as it was
+
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/file", "x", 0600).has_value());
+  EXPECT_FALSE(MakeDir(dir_ + "/file", 0700).has_value());
+}
+
+}  // namespace
+}  // namespace cordon

@@ -89,11 +89,18 @@ bool IsHex64(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return IsDigit(c) || (c >= 'a' && c <= 'f'); });
 }
 
-const Node* Find(const Node& map, std::string_view key) {
-  for (const auto& [k, v] : map.entries) {
-    if (k.value == key) return &v;
+// The key node and the value node of `key` in a map known to contain it.
+const Node& KeyNode(const Node& map, std::string_view key) {
+  for (const auto& entry : map.entries) {
+    if (entry.first.value == key) return entry.first;
   }
-  return nullptr;
+  return map;
+}
+const Node& ValueNode(const Node& map, std::string_view key) {
+  for (const auto& entry : map.entries) {
+    if (entry.first.value == key) return entry.second;
+  }
+  return map;
 }
 
 // A string or integer scalar: sizes and durations are written either way.
@@ -149,12 +156,11 @@ class SpecReader final {
     auto labels = yaml::ReadStringMap(d_, node, "metadata.labels", kMaxLabels);
     if (!labels) return;
     for (const auto& [key, value] : *labels) {
-      const Node& at = *Find(node, key);
       if (!IsLabelKey(key)) {
-        d_.Add(at, "metadata.labels: key '" + key + "' is not a valid label key "
+        d_.Add(KeyNode(node, key), "metadata.labels: key '" + key + "' is not a valid label key "
                    "([prefix/]name, name: 1-63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric)");
       } else if (!value.empty() && !IsLabelSegment(value)) {
-        d_.Add(at, "metadata.labels." + key + ": value '" + value + "' is not a valid label value "
+        d_.Add(ValueNode(node, key), "metadata.labels." + key + ": value '" + value + "' is not a valid label value "
                    "(0-63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric)");
       } else {
         job.labels[key] = value;
@@ -219,7 +225,7 @@ class SpecReader final {
     auto env = yaml::ReadStringMap(d_, node, "spec.trainer.env", kMaxEnv);
     if (!env) return;
     for (const auto& [name, value] : *env) {
-      const Node& at = *Find(node, name);
+      const Node& at = KeyNode(node, name);
       if (!IsEnvName(name)) {
         d_.Add(at, "spec.trainer.env: '" + name + "' is not a valid variable name (^[A-Z_][A-Z0-9_]*$)");
       } else if (name.starts_with("CORDON_")) {

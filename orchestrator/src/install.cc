@@ -41,6 +41,10 @@ Result<InitReport> InitInstallation(const std::string& root_arg) {
       {c.audit_dir, 0700, "audit log directory"},
       {run_dir, 0755, "runtime directory (socket)"},
   };
+  // Like `mkdir -p`: missing parents of the root are created (0755).
+  const std::filesystem::path parent = std::filesystem::path(normal).parent_path();
+  std::filesystem::create_directories(parent, ec);
+  if (ec) return Fail(Errc::kIo, "cordon init: cannot create " + parent.string() + ": " + ec.message());
   for (const DirSpec& dir : dirs) {
     auto state = MakeDir(dir.path, dir.mode);
     if (!state) return std::unexpected(WithContext(state.error(), "cordon init"));

@@ -23,6 +23,15 @@ enum class Errc {
   kIntegrity,        // authentication / hash / signature check failed
   kUnsupported,      // valid but not supported here (version, host feature)
   kInternal,         // a bug in Cordon
+  // Key management and sealed data (each maps to its own exit status in the CLI):
+  kWrongFormat,      // the input is not the kind of file expected at all (bad magic)
+  kKeyUnknown,       // the KMS has no such key, or no such key version
+  kKeyDisabled,      // the key exists but is disabled (unwrap refused)
+  kWrongKey,         // the data was protected by different key material
+  kTampered,         // an authenticated header / metadata failed verification
+  kTruncated,        // the data ends before its authenticated end
+  kTrailingData,     // the data continues after its authenticated end
+  kKmsUnavailable,   // the KMS cannot be used (module missing, wrong PIN, no token)
 };
 
 [[nodiscard]] std::string_view ErrcName(Errc code);
