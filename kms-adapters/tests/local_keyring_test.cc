@@ -1,0 +1,167 @@
+// The local adapter against a real keyring directory.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "cordon/kms/kms.h"
+
+namespace cordon::kms {
+namespace {
+
+class LocalKeyringTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cordon-kms-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    dir_ = root_ + "/keys";
+    auto km = OpenKeyManager("local", Options{dir_, std::nullopt});
+    ASSERT_TRUE(km) << km.error().message;
+    km_ = std::move(*km);
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+
+  SecretBytes Dek() {
+    auto dek = SecretBytes::Random(kDekBytes);
+    EXPECT_TRUE(dek);
+    return std::move(*dek);
+  }
+
+  std::string root_, dir_;
+  std::unique_ptr<KeyManager> km_;
+};
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+TEST_F(LocalKeyringTest, CreateMakesPrivateFiles) {
+  auto info = km_->Create("training");
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_EQ(info->versions, std::vector<std::uint32_t>{1});
+  EXPECT_EQ(ModeOf(dir_), 0700u);
+  EXPECT_EQ(ModeOf(dir_ + "/training.key"), 0600u);
+  auto again = km_->Create("training");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::kAlreadyExists);
+}
+
+TEST_F(LocalKeyringTest, RefusesBadNamesAndOpenKeyring) {
+  EXPECT_EQ(km_->Create("../evil").error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(km_->Create("").error().code, Errc::kInvalidArgument);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  auto km = OpenKeyManager("local", Options{dir_, std::nullopt});
+  ASSERT_FALSE(km);
+  EXPECT_EQ(km.error().code, Errc::kPermissionDenied);
+  EXPECT_NE(km.error().message.find("0755"), std::string::npos) << km.error().message;
+}
+
+TEST_F(LocalKeyringTest, RefusesKeyFileReadableByOthers) {
+  ASSERT_TRUE(km_->Create("k"));
+  ASSERT_EQ(::chmod((dir_ + "/k.key").c_str(), 0644), 0);
+  auto info = km_->Describe("k");
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Errc::kPermissionDenied);
+}
+
+TEST_F(LocalKeyringTest, WrapUnwrapBindsContext) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  const WrapContext ctx{"customers", ""};
+  auto wrapped = km_->Wrap("k", dek, ctx);
+  ASSERT_TRUE(wrapped) << wrapped.error().message;
+  EXPECT_EQ(wrapped->version, 1u);
+  auto back = km_->Unwrap("k", 1, wrapped->blob, ctx);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_TRUE(back->Equals(dek.span()));
+
+  auto other_dataset = km_->Unwrap("k", 1, wrapped->blob, WrapContext{"customerz", ""});
+  ASSERT_FALSE(other_dataset);
+  EXPECT_EQ(other_dataset.error().code, Errc::kTampered);
+  auto other_job = km_->Unwrap("k", 1, wrapped->blob, WrapContext{"customers", "job-1"});
+  ASSERT_FALSE(other_job);
+  EXPECT_EQ(other_job.error().code, Errc::kTampered);
+
+  for (std::size_t i = 8; i < wrapped->blob.size(); ++i) {
+    auto blob = wrapped->blob;
+    blob[i] ^= 0x01;
+    auto r = km_->Unwrap("k", 1, blob, ctx);
+    ASSERT_FALSE(r) << "byte " << i;
+    EXPECT_EQ(r.error().code, Errc::kTampered) << "byte " << i;
+  }
+}
+
+TEST_F(LocalKeyringTest, RotateKeepsOldVersionsAndWrapsWithNewest) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  auto v1 = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_TRUE(v1);
+  auto rotated = km_->Rotate("k");
+  ASSERT_TRUE(rotated) << rotated.error().message;
+  EXPECT_EQ(rotated->versions, (std::vector<std::uint32_t>{1, 2}));
+  auto v2 = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(v2->version, 2u);
+  EXPECT_TRUE(km_->Unwrap("k", 1, v1->blob, {"d", ""}));
+  EXPECT_TRUE(km_->Unwrap("k", 2, v2->blob, {"d", ""}));
+  // A blob of v1 presented as v2: the key id differs.
+  auto swapped = km_->Unwrap("k", 2, v1->blob, {"d", ""});
+  ASSERT_FALSE(swapped);
+  EXPECT_EQ(swapped.error().code, Errc::kWrongKey);
+  auto missing = km_->Unwrap("k", 3, v1->blob, {"d", ""});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::kKeyUnknown);
+}
+
+TEST_F(LocalKeyringTest, DisableRefusesWrapAndUnwrap) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  auto wrapped = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_TRUE(wrapped);
+  ASSERT_TRUE(km_->Disable("k"));
+  EXPECT_EQ(km_->Unwrap("k", 1, wrapped->blob, {"d", ""}).error().code, Errc::kKeyDisabled);
+  EXPECT_EQ(km_->Wrap("k", dek, {"d", ""}).error().code, Errc::kKeyDisabled);
+  EXPECT_EQ(km_->Rotate("k").error().code, Errc::kKeyDisabled);
+  auto list = km_->List();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_TRUE(list->front().disabled);
+}
+
+TEST_F(LocalKeyringTest, RecreatedKeyIsWrongKey) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  auto wrapped = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_TRUE(wrapped);
+  std::filesystem::remove(dir_ + "/k.key");
+  ASSERT_TRUE(km_->Create("k"));
+  auto r = km_->Unwrap("k", 1, wrapped->blob, {"d", ""});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kWrongKey);
+}
+
+TEST_F(LocalKeyringTest, UnknownKeyAndAdapter) {
+  SecretBytes dek = Dek();
+  EXPECT_EQ(km_->Wrap("nope", dek, {"d", ""}).error().code, Errc::kKeyUnknown);
+  EXPECT_EQ(OpenKeyManager("vault", Options{dir_, std::nullopt}).error().code, Errc::kKeyUnknown);
+  EXPECT_EQ(OpenKeyManager("pkcs11", Options{dir_, std::nullopt}).error().code, Errc::kKmsUnavailable);
+}
+
+TEST_F(LocalKeyringTest, CorruptKeyFileIsAnError) {
+  ASSERT_TRUE(km_->Create("k"));
+  {
+    std::ofstream f(dir_ + "/k.key", std::ios::app);
+    f << "version 1 0 0000000000000000 zz\n";
+  }
+  auto r = km_->Describe("k");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kInvalidData);
+}
+
+}  // namespace
+}  // namespace cordon::kms
