@@ -92,13 +92,13 @@ bool IsHex64(std::string_view s) {
 // The key node and the value node of `key` in a map known to contain it.
 const Node& KeyNode(const Node& map, std::string_view key) {
   for (const auto& entry : map.entries) {
-    if (entry.first.value == key) return entry.first;
+    if (entry.key.value == key) return entry.key;
   }
   return map;
 }
 const Node& ValueNode(const Node& map, std::string_view key) {
   for (const auto& entry : map.entries) {
-    if (entry.first.value == key) return entry.second;
+    if (entry.key.value == key) return entry.value;
   }
   return map;
 }

@@ -205,7 +205,7 @@ class TreeBuilder final : public YAML::EventHandler {
       parent.pending_key = std::move(node);
       return;
     }
-    if (!parent.skip_value) parent.node.entries.emplace_back(std::move(*parent.pending_key), std::move(node));
+    if (!parent.skip_value) parent.node.entries.push_back({std::move(*parent.pending_key), std::move(node)});
     parent.pending_key.reset();
   }
 

@@ -11,10 +11,10 @@ TEST(StrictYaml, BuildsTreeWithMarks) {
   const Node& root = *doc.root;
   ASSERT_EQ(root.kind, Node::Kind::kMap);
   ASSERT_EQ(root.entries.size(), 2u);
-  EXPECT_EQ(root.entries[0].first.value, "a");
-  EXPECT_EQ(root.entries[0].second.mark.line, 1);
-  EXPECT_EQ(root.entries[0].second.mark.column, 4);
-  const Node& list = root.entries[1].second;
+  EXPECT_EQ(root.entries[0].key.value, "a");
+  EXPECT_EQ(root.entries[0].value.mark.line, 1);
+  EXPECT_EQ(root.entries[0].value.mark.column, 4);
+  const Node& list = root.entries[1].value;
   ASSERT_EQ(list.kind, Node::Kind::kSequence);
   EXPECT_TRUE(list.items[0].plain);
   EXPECT_FALSE(list.items[1].plain);
@@ -39,9 +39,9 @@ TEST(StrictYaml, ResolvesCoreSchema) {
 TEST(StrictYaml, AliasesWithinBudgetAreExpanded) {
   Document doc = Load("base: &b {x: 1}\ncopy: *b\n");
   ASSERT_TRUE(doc.root.has_value());
-  const Node& copy = doc.root->entries[1].second;
+  const Node& copy = doc.root->entries[1].value;
   ASSERT_EQ(copy.kind, Node::Kind::kMap);
-  EXPECT_EQ(copy.entries[0].second.value, "1");
+  EXPECT_EQ(copy.entries[0].value.value, "1");
   EXPECT_EQ(copy.mark.line, 2);
 }
 

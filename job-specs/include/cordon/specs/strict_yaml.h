@@ -37,6 +37,8 @@ struct Diagnostic {
 // "FILE:LINE:COL: error: MESSAGE"
 [[nodiscard]] std::string FormatDiagnostic(std::string_view file, const Diagnostic& diagnostic);
 
+struct MapEntry;
+
 struct Node {
   enum class Kind { kNull, kScalar, kSequence, kMap };
   Kind kind = Kind::kNull;
@@ -44,8 +46,13 @@ struct Node {
   std::string value;   // scalars
   bool plain = false;  // an unquoted scalar (so "5" and 5 differ)
   std::vector<Node> items;                     // sequences
-  std::vector<std::pair<Node, Node>> entries;  // maps, in file order, keys are scalars
-  std::size_t subtree_nodes = 1;               // this node and all beneath it
+  std::vector<MapEntry> entries;  // maps, in file order; keys are scalars
+  std::size_t subtree_nodes = 1;  // this node and all beneath it
+};
+
+struct MapEntry {
+  Node key;
+  Node value;
 };
 
 struct Limits {
