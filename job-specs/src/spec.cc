@@ -200,23 +200,26 @@ class SpecReader final {
 
   void ReadCommand(const Node& n, Trainer& trainer) {
     auto argv = yaml::ReadStringList(d_, n, "spec.trainer.command", kMaxArgs);
-    if (!argv) return;
-    if (argv->empty()) {
+    bool ok = argv.has_value();
+    if (n.kind == Node::Kind::kSequence && n.items.empty()) {
       d_.Add(n, "spec.trainer.command: must name the program to run, e.g. [/usr/bin/python3, /job/train.py]");
       return;
     }
-    bool ok = true;
+    // The program is checked even when a later argument is malformed: report every error.
+    if (n.kind == Node::Kind::kSequence && yaml::Resolve(n.items[0]) == yaml::ScalarType::kString) {
+      if (auto checked = CheckNormalizedAbsolutePath(n.items[0].value); !checked) {
+        d_.Add(n.items[0], "spec.trainer.command[0]: the program must be an absolute path inside the "
+                           "sandbox (e.g. /usr/bin/python3 or /job/train): " + checked.error().message);
+        ok = false;
+      }
+    }
+    if (!argv) return;
     for (std::size_t i = 0; i < argv->size(); ++i) {
       if ((*argv)[i].size() > kMaxArgBytes) {
         d_.Add(n.items[i], "spec.trainer.command[" + std::to_string(i) + "]: argument is longer than " +
                                std::to_string(kMaxArgBytes) + " bytes");
         ok = false;
       }
-    }
-    if (auto checked = CheckNormalizedAbsolutePath(argv->front()); !checked) {
-      d_.Add(n.items[0], "spec.trainer.command[0]: the program must be an absolute path inside the "
-                         "sandbox (e.g. /usr/bin/python3 or /job/train): " + checked.error().message);
-      ok = false;
     }
     if (ok) trainer.command = std::move(*argv);
   }

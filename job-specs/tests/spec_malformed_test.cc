@@ -113,6 +113,8 @@ const Case kCases[] = {
     {"command-relative", "command: [/job/run, --fast]", "command: [run, --fast]", 8, 15, "spec.trainer.command[0]: the program must be an absolute path"},
     {"command-integer-arg", "command: [/job/run, --fast]", "command: [/job/run, 5]", 8, 25, "spec.trainer.command[1]: expected a string, got an integer '5' (quote it"},
     {"command-bool-arg", "command: [/job/run, --fast]", "command: [/job/run, yes, true]", 8, 30, "spec.trainer.command[2]: expected a string, got a boolean 'true'"},
+    {"command-relative-and-bad-arg", "command: [/job/run, --fast]", "command: [run, 5]", 8, 15, "spec.trainer.command[0]: the program must be an absolute path"},
+    {"command-arg-too-long", "command: [/job/run, --fast]", "command: [/job/run, " + std::string(16 * 1024 + 1, 'x') + "]", 8, 25, "spec.trainer.command[1]: argument is longer than 16384 bytes"},
     {"command-scalar", "command: [/job/run, --fast]", "command: /job/run", 8, 14, "spec.trainer.command: expected a list, got a string"},
     {"command-nul", "command: [/job/run, --fast]", "command: [\"/job/run\\0x\"]", 8, 15, "spec.trainer.command[0]: contains a NUL character"},
     {"env-lowercase-name", "env: {SEED: \"42\"}", "env: {seed: \"42\"}", 9, 11, "spec.trainer.env: 'seed' is not a valid variable name"},
