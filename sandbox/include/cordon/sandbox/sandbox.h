@@ -1,0 +1,114 @@
+// cordon::sandbox — run one untrusted trainer in a sealed sandbox.
+//
+// Process model (see sandbox/README.md for every layer):
+//   caller (root, single-threaded at the call) --clone(NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS)-->
+//   sandbox init = PID 1 of the new pid namespace, still root, joins the job cgroup,
+//   unshares the cgroup namespace, builds a fresh tmpfs root and pivot_roots into it
+//     -> Policy::stage_in (privileged, /data writable)
+//     -> fork + drop everything + seccomp + exec the trainer (uid/gid from the policy)
+//     -> reap; when the trainer exits or the timeout hits, SIGKILL everything in the pid ns
+//     -> Policy::stage_out (privileged, trainer and all its descendants gone)
+//   The caller waits, reads cgroup accounting and returns a RunResult.
+//
+// Security contract:
+// - The trainer never runs as uid 0 and no user namespace is used: policy.uid/gid are real,
+//   unprivileged host ids (default 65534). Run() refuses uid 0 / gid 0.
+// - The trainer sees only: /usr, /lib*, /bin, /sbin (read-only, nosuid, nodev), /job (the image,
+//   read-only), /data (read-only after stage_in), /out and /tmp (writable, one noswap tmpfs),
+//   a new /proc, a minimal /dev and a synthesized /etc. No network but an unused loopback.
+// - Callbacks run as root inside the sandbox's namespaces, after pivot_root: they cannot see host
+//   paths except through fds the caller passed (init_fds) or the output_dir fd.
+// - Run() forks with a raw clone(2): call it only while the calling process is single-threaded.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cordon/error.h"
+
+namespace cordon::sandbox {
+
+// What stage_in sees: it runs as root in the init after pivot_root. /data is writable; files it
+// creates there are made group-readable for policy.gid and /data is then remounted read-only.
+struct StageInContext {
+  const std::vector<int>& init_fds;  // the caller's fds, same numbers as in the caller
+};
+
+// What stage_out sees: the trainer and every process it started are dead. /out is readable.
+// output_dir_fd is Policy::output_dir opened (O_DIRECTORY) before pivot_root, or -1. The trainer
+// controlled /out: open its entries with O_NOFOLLOW and check they are regular files.
+struct StageOutContext {
+  const std::vector<int>& init_fds;
+  int output_dir_fd;
+};
+
+struct Policy {
+  std::string image_dir;                  // bound read-only at /job (required)
+  std::vector<std::string> argv;          // argv[0] is resolved through PATH inside the sandbox
+  std::map<std::string, std::string> env; // the trainer's env, plus PATH/HOME/LANG defaults
+  uid_t uid = 65534;
+  gid_t gid = 65534;
+  std::uint64_t memory_bytes = 2ULL << 30;   // cgroup memory (and swap) limit; 0 = none
+  std::uint64_t pids = 256;                  // cgroup pids limit (threads count); 0 = none
+  double cpus = 0;                           // cgroup CPU quota in CPUs; 0 = none
+  std::chrono::milliseconds timeout{3600 * 1000};  // wall clock for the trainer
+  std::uint64_t scratch_bytes = 1ULL << 30;  // one tmpfs for /data, /out, /tmp
+  // Kernels before 6.4 cannot mount tmpfs noswap. Then the sandbox refuses to run while swap is
+  // active unless allow_swap is true (PII may reach swap; the result records it).
+  bool allow_swap = false;
+  std::string hostname = "cordon";
+  std::string output_dir;                  // host directory handed to stage_out as an fd
+  std::vector<int> init_fds;               // kept open in the init only, never in the trainer
+  int stdin_fd = -1;                       // -1: /dev/null inside the sandbox
+  int stdout_fd = 1;                       // the trainer's stdout/stderr (e.g. pipe write ends)
+  int stderr_fd = 2;
+  std::function<Status(const StageInContext&)> stage_in;
+  std::function<Status(const StageOutContext&)> stage_out;
+};
+
+enum class Outcome {
+  kOk,            // the trainer exited by itself (exit_code says how)
+  kSetupError,    // the sandbox could not be built; reason names the step
+  kViolation,     // the trainer tried a denied syscall (counted) or was killed by seccomp
+  kSignaled,      // the trainer died of a signal (memory limit: memory_limit_hit)
+  kTimeout,       // the wall-clock timeout hit; everything was killed
+  kExternalKill,  // the sandbox was killed from outside (RequestStop, SIGKILL of the init)
+};
+[[nodiscard]] const char* OutcomeName(Outcome outcome);
+
+struct RunResult {
+  Outcome outcome = Outcome::kSetupError;
+  std::string reason;          // human-readable; for kSetupError "step: error"
+  std::string failed_step;     // kSetupError only
+  int exit_code = -1;          // the trainer's exit code, or -1 if it was signaled
+  int signal = 0;              // the signal that killed the trainer, or 0
+  std::chrono::milliseconds wall{0};   // trainer start to the last process reaped
+  std::chrono::milliseconds cpu_user{0}, cpu_system{0};  // every process of the job
+  std::uint64_t peak_memory_bytes = 0;
+  bool memory_limit_hit = false, pids_limit_hit = false, timeout_hit = false;
+  std::uint64_t seccomp_violations = 0;
+  std::map<std::string, std::uint64_t> violations_by_syscall;
+  std::string cgroup_mode;     // "v2", "v1" or "none"
+  bool scratch_noswap = false; // false only when allow_swap let a swappable tmpfs through
+  // The shell convention: exit_code, 128+signal, 125 for a set-up failure.
+  [[nodiscard]] int ShellStatus() const;
+  [[nodiscard]] std::string ToJson() const;
+};
+
+// Builds the sandbox, runs the trainer and tears everything down. Errors inside the sandbox are
+// reported in the RunResult (kSetupError); the returned error is only for a bad policy.
+[[nodiscard]] cordon::Result<RunResult> Run(const Policy& policy);
+
+// Async-signal-safe: kills the running sandbox (if any); its result becomes kExternalKill.
+void RequestStop();
+
+// `cordon-sandbox --probe`: what this host supports and what the sandbox does about each gap.
+[[nodiscard]] std::string ProbeHost();
+
+}  // namespace cordon::sandbox

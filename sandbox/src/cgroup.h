@@ -1,0 +1,57 @@
+// The job's cgroup: memory, pids and CPU limits. cgroup v2 when the unified hierarchy offers the
+// controllers the limits need; v1 controllers otherwise (hybrid hosts); an error when neither.
+// The job cgroup is a child of the caller's own cgroup. Destruction kills what is left in it
+// and removes it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cordon/error.h"
+
+namespace cordon::sandbox {
+
+struct CgroupLimits {
+  std::uint64_t memory_bytes = 0;  // 0: no limit
+  std::uint64_t pids = 0;
+  double cpus = 0;
+};
+
+struct CgroupStats {
+  std::uint64_t peak_memory_bytes = 0;
+  bool memory_limit_hit = false;
+  bool pids_limit_hit = false;
+};
+
+class JobCgroup final {
+ public:
+  // Creates "cordon-sandbox-<pid>-<n>" under the caller's cgroup(s) and applies the limits.
+  [[nodiscard]] static Result<JobCgroup> Create(const CgroupLimits& limits);
+  JobCgroup(JobCgroup&& other) noexcept;
+  JobCgroup& operator=(JobCgroup&&) = delete;
+  JobCgroup(const JobCgroup&) = delete;
+  ~JobCgroup();
+
+  [[nodiscard]] Status AddProcess(pid_t pid) const;
+  [[nodiscard]] CgroupStats ReadStats() const;
+  [[nodiscard]] const char* mode() const { return v2_ ? "v2" : (dirs_.empty() ? "none" : "v1"); }
+
+ private:
+  JobCgroup() = default;
+  void KillAndRemove();
+
+  bool v2_ = false;
+  std::vector<std::string> dirs_;  // v2: one directory; v1: one per controller hierarchy
+};
+
+// What the host offers, for the probe: "v2: memory pids cpu" or "v1: ..." descriptions.
+struct CgroupSupport {
+  std::string v2_mount, v2_controllers, v2_own_path;
+  std::vector<std::string> v1_controllers;  // controllers that have a v1 mount
+};
+[[nodiscard]] CgroupSupport DetectCgroups();
+
+}  // namespace cordon::sandbox

@@ -1,0 +1,272 @@
+#include "filesystem.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string_view>
+
+#include "cordon/unique_fd.h"
+
+namespace cordon::sandbox {
+namespace {
+
+// The staging mount point in the init's private mount namespace (the host's /tmp is hidden there
+// only; the image is bound from its fd, so an image under /tmp still works).
+constexpr const char* kNewRoot = "/tmp";
+constexpr const char* kScratchStage = "/tmp/.scratch";
+constexpr unsigned long kRoBind = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV;
+
+std::string R(std::string_view path) { return std::string(kNewRoot) + std::string(path); }
+
+Status Mount(const char* src, const std::string& target, const char* type, unsigned long flags,
+             const char* data) {
+  if (mount(src, target.c_str(), type, flags, data) != 0) {
+    return FailErrno(std::string("mount ") + (type ? type : (src ? src : "")) + " on " + target);
+  }
+  return {};
+}
+
+Status MkDir(const std::string& path, mode_t mode) {
+  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return FailErrno("mkdir " + path);
+  if (chmod(path.c_str(), mode) != 0) return FailErrno("chmod " + path);
+  return {};
+}
+
+Status WriteText(const std::string& path, std::string_view text, mode_t mode) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd) return FailErrno("create " + path);
+  if (write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    return FailErrno("write " + path);
+  }
+  return {};
+}
+
+// Binds `source` read-only, nosuid, nodev at `target` (a directory or a file, created here).
+Status BindReadOnly(const std::string& source, const std::string& target, bool is_dir) {
+  if (is_dir) {
+    if (auto st = MkDir(target, 0755); !st) return st;
+  } else if (auto st = WriteText(target, "", 0644); !st) {
+    return st;
+  }
+  if (auto st = Mount(source.c_str(), target, nullptr, MS_BIND, nullptr); !st) return st;
+  return Mount(nullptr, target, nullptr, kRoBind, nullptr);
+}
+
+Status MountRoot() {
+  return Mount("tmpfs", kNewRoot, "tmpfs", MS_NOSUID | MS_NODEV,
+               "size=4m,nr_inodes=4096,mode=0755,huge=never");
+}
+
+// /usr, /bin, /sbin, /lib* as the host has them: symlinks stay symlinks, directories are bound.
+Status BindSystemDirs() {
+  for (const char* dir : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+    struct stat st {};
+    if (lstat(dir, &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      const ssize_t n = readlink(dir, target, sizeof(target) - 1);
+      if (n < 0) return FailErrno(std::string("readlink ") + dir);
+      target[n] = '\0';
+      if (symlink(target, R(dir).c_str()) != 0) return FailErrno(std::string("symlink ") + dir);
+    } else if (S_ISDIR(st.st_mode)) {
+      if (auto s = BindReadOnly(dir, R(dir), true); !s) return s;
+    }
+  }
+  return {};
+}
+
+Status BindImage(int image_fd) {
+  const std::string source = "/proc/self/fd/" + std::to_string(image_fd);
+  return BindReadOnly(source, R("/job"), true);
+}
+
+Result<bool> MountScratch(const FsPlan& plan) {
+  if (auto st = MkDir(kScratchStage, 0755); !st) return std::unexpected(st.error());
+  const std::string opts = "size=" + std::to_string(plan.scratch_bytes) + ",mode=0755,huge=never";
+  bool noswap = true;
+  if (mount("tmpfs", kScratchStage, "tmpfs", MS_NOSUID | MS_NODEV, (opts + ",noswap").c_str()) != 0) {
+    if (errno != EINVAL) return FailErrno("mount scratch tmpfs");
+    if (SwapActive() && !plan.allow_swap) {
+      return Fail(Errc::kUnsupported,
+                  "tmpfs noswap is not supported by this kernel (< 6.4) and swap is active; "
+                  "PII could reach swap. Disable swap or set sandbox.allow_swap: true");
+    }
+    noswap = false;
+    if (auto st = Mount("tmpfs", kScratchStage, "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()); !st) {
+      return std::unexpected(st.error());
+    }
+  }
+  return noswap;
+}
+
+Status BindScratchDirs(const FsPlan& plan) {
+  struct Dir {
+    const char* name;
+    uid_t uid;
+    gid_t gid;
+    mode_t mode;
+  };
+  const Dir dirs[] = {{"/data", 0, plan.gid, 0750},
+                      {"/out", plan.uid, plan.gid, 0700},
+                      {"/tmp", plan.uid, plan.gid, 0700}};
+  for (const Dir& d : dirs) {
+    const std::string staged = std::string(kScratchStage) + d.name;
+    if (auto st = MkDir(staged, d.mode); !st) return st;
+    if (chown(staged.c_str(), d.uid, d.gid) != 0) return FailErrno("chown " + staged);
+    if (auto st = MkDir(R(d.name), 0755); !st) return st;
+    if (auto st = Mount(staged.c_str(), R(d.name), nullptr, MS_BIND, nullptr); !st) return st;
+  }
+  // The staging mount goes; the binds keep the one tmpfs alive.
+  if (umount2(kScratchStage, MNT_DETACH) != 0) return FailErrno("umount scratch staging");
+  if (rmdir(kScratchStage) != 0) return FailErrno("rmdir scratch staging");
+  return {};
+}
+
+Status MountProc() {
+  if (auto st = MkDir(R("/proc"), 0555); !st) return st;
+  const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  if (mount("proc", R("/proc").c_str(), "proc", flags, "hidepid=invisible") != 0 &&
+      mount("proc", R("/proc").c_str(), "proc", flags, "hidepid=2") != 0) {
+    return FailErrno("mount proc");
+  }
+  // Global knobs read-only (as in container runtimes); kernel internals masked.
+  for (const char* p : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}) {
+    if (access(R(p).c_str(), F_OK) != 0) continue;
+    if (auto st = Mount(R(p).c_str(), R(p), nullptr, MS_BIND | MS_REC, nullptr); !st) return st;
+    if (auto st = Mount(nullptr, R(p), nullptr, kRoBind | MS_NOEXEC, nullptr); !st) return st;
+  }
+  for (const char* p : {"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/kallsyms",
+                        "/proc/sched_debug", "/proc/kmsg"}) {
+    if (access(R(p).c_str(), F_OK) != 0) continue;
+    if (auto st = Mount(R("/dev/null").c_str(), R(p), nullptr, MS_BIND, nullptr); !st) return st;
+  }
+  return {};
+}
+
+Status MountDev() {
+  if (auto st = MkDir(R("/dev"), 0755); !st) return st;
+  if (auto st = Mount("tmpfs", R("/dev"), "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755");
+      !st) {
+    return st;
+  }
+  struct Node {
+    const char* name;
+    unsigned minor;
+  };
+  for (const Node& n : {Node{"null", 3}, Node{"zero", 5}, Node{"full", 7}, Node{"random", 8},
+                        Node{"urandom", 9}}) {
+    const std::string path = R("/dev/") + n.name;
+    if (mknod(path.c_str(), S_IFCHR | 0666, makedev(1, n.minor)) != 0) return FailErrno("mknod " + path);
+    if (chmod(path.c_str(), 0666) != 0) return FailErrno("chmod " + path);
+  }
+  for (auto [name, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
+                              {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+                              {"shm", "/tmp"}}) {
+    if (symlink(target, (R("/dev/") + name).c_str()) != 0) return FailErrno(std::string("symlink /dev/") + name);
+  }
+  return Mount(nullptr, R("/dev"), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr);
+}
+
+Status WriteEtc(const FsPlan& plan) {
+  if (auto st = MkDir(R("/etc"), 0755); !st) return st;
+  const std::string uid = std::to_string(plan.uid), gid = std::to_string(plan.gid);
+  const std::string passwd = "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+                             "trainer:x:" + uid + ":" + gid + ":trainer:/tmp:/bin/sh\n";
+  const std::string group = "root:x:0:\ntrainer:x:" + gid + ":\n";
+  if (auto st = WriteText(R("/etc/passwd"), passwd, 0644); !st) return st;
+  if (auto st = WriteText(R("/etc/group"), group, 0644); !st) return st;
+  if (auto st = WriteText(R("/etc/hosts"), "127.0.0.1 localhost\n::1 localhost\n", 0644); !st) return st;
+  if (auto st = WriteText(R("/etc/hostname"), "cordon\n", 0644); !st) return st;
+  if (auto st = WriteText(R("/etc/nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files\n", 0644); !st) {
+    return st;
+  }
+  // The dynamic linker's cache and the alternatives links (libblas.so.3 for numpy): no secrets.
+  struct stat st {};
+  if (stat("/etc/ld.so.cache", &st) == 0 && S_ISREG(st.st_mode)) {
+    if (auto s = BindReadOnly("/etc/ld.so.cache", R("/etc/ld.so.cache"), false); !s) return s;
+  }
+  if (stat("/etc/alternatives", &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (auto s = BindReadOnly("/etc/alternatives", R("/etc/alternatives"), true); !s) return s;
+  }
+  return {};
+}
+
+Status PivotRoot() {
+  if (chdir(kNewRoot) != 0) return FailErrno("chdir new root");
+  if (syscall(SYS_pivot_root, ".", ".") != 0) return FailErrno("pivot_root");
+  if (umount2(".", MNT_DETACH) != 0) return FailErrno("detach old root");
+  if (chdir("/") != 0) return FailErrno("chdir /");
+  return Mount(nullptr, "/", nullptr, kRoBind, nullptr);
+}
+
+template <class F>
+Status Step(const char* name, std::string& failed_step, F&& f) {
+  Status st = f();
+  if (!st) failed_step = name;
+  return st;
+}
+
+gid_t g_seal_gid = 0;
+
+int SealEntry(const char* path, const struct stat* st, int type, FTW*) {
+  if (type == FTW_SL || type == FTW_SLN) return lchown(path, 0, g_seal_gid) == 0 ? 0 : -1;
+  if (lchown(path, 0, g_seal_gid) != 0) return -1;
+  const mode_t extra = S_ISDIR(st->st_mode) ? (S_IRGRP | S_IXGRP) : S_IRGRP;
+  return chmod(path, (st->st_mode & 07750) | extra) == 0 ? 0 : -1;
+}
+
+}  // namespace
+
+bool SwapActive() {
+  std::ifstream in("/proc/swaps");
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) ++lines;
+  return lines > 1;
+}
+
+Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step) {
+  FsOutcome out;
+  if (auto st = Step("mount-root-tmpfs", failed_step, MountRoot); !st) return std::unexpected(st.error());
+  if (auto st = Step("bind-system-dirs", failed_step, BindSystemDirs); !st) return std::unexpected(st.error());
+  if (auto st = Step("bind-image", failed_step, [&]() -> Status { return BindImage(plan.image_fd); }); !st) {
+    return std::unexpected(st.error());
+  }
+  auto noswap = MountScratch(plan);
+  if (!noswap) {
+    failed_step = "mount-scratch-tmpfs";
+    return std::unexpected(noswap.error());
+  }
+  out.scratch_noswap = *noswap;
+  if (auto st = Step("bind-scratch-dirs", failed_step, [&]() -> Status { return BindScratchDirs(plan); }); !st) {
+    return std::unexpected(st.error());
+  }
+  if (auto st = Step("mount-dev", failed_step, MountDev); !st) return std::unexpected(st.error());
+  if (auto st = Step("mount-proc", failed_step, MountProc); !st) return std::unexpected(st.error());
+  if (auto st = Step("write-etc", failed_step, [&]() -> Status { return WriteEtc(plan); }); !st) {
+    return std::unexpected(st.error());
+  }
+  if (auto st = Step("pivot-root", failed_step, PivotRoot); !st) return std::unexpected(st.error());
+  return out;
+}
+
+Status SealData(gid_t gid) {
+  g_seal_gid = gid;
+  if (nftw("/data", SealEntry, 16, FTW_PHYS) != 0) return FailErrno("sealing /data permissions");
+  if (chown("/data", 0, gid) != 0 || chmod("/data", 0750) != 0) return FailErrno("chown /data");
+  return Mount(nullptr, "/data", nullptr, kRoBind | MS_NOEXEC, nullptr);
+}
+
+void DropScratch() {
+  for (const char* dir : {"/data", "/out", "/tmp"}) umount2(dir, MNT_DETACH);
+}
+
+}  // namespace cordon::sandbox

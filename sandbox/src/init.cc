@@ -1,0 +1,367 @@
+#include "init.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "cordon/unique_fd.h"
+#include "filesystem.h"
+#include "report.h"
+#include "trainer_exec.h"
+
+namespace cordon::sandbox {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void Copy(char* dst, std::size_t size, const std::string& src) {
+  std::snprintf(dst, size, "%s", src.c_str());
+}
+
+void SendReport(int fd, const InitReport& r) { (void)!write(fd, &r, sizeof(r)); }
+
+[[noreturn]] void FailSetup(int fd, const std::string& step, const std::string& message) {
+  InitReport r;
+  Copy(r.failed_step, sizeof(r.failed_step), step);
+  Copy(r.message, sizeof(r.message), message);
+  SendReport(fd, r);
+  _exit(125);
+}
+
+// Closes every fd the caller's process had open except the ones the init needs.
+Status CloseUnneededFds(std::set<int> keep) {
+  keep.insert({0, 1, 2});
+  int next = 0;
+  for (int fd : keep) {
+    if (fd < 0) continue;
+    if (fd > next) syscall(SYS_close_range, static_cast<unsigned>(next), static_cast<unsigned>(fd - 1), 0U);
+    next = fd + 1;
+  }
+  if (syscall(SYS_close_range, static_cast<unsigned>(next), ~0U, 0U) != 0) return FailErrno("close_range");
+  return {};
+}
+
+Status LoopbackUp() {
+  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return FailErrno("socket for loopback");
+  ifreq ifr{};
+  std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
+  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return FailErrno("SIOCGIFFLAGS lo");
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return FailErrno("SIOCSIFFLAGS lo");
+  return {};
+}
+
+std::vector<std::string> BuildEnv(const Policy& policy) {
+  std::map<std::string, std::string> env = {
+      {"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"HOME", "/tmp"}, {"LANG", "C.UTF-8"}};
+  for (const auto& [k, v] : policy.env) env[k] = v;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+// The event loop's state: the trainer, the seccomp listener and the counts.
+struct Supervisor {
+  pid_t trainer = -1;
+  int trainer_status = 0;
+  bool trainer_reaped = false;
+  bool timed_out = false;
+  bool killing = false;
+  UniqueFd listener_socket, listener, error_pipe, signals, timer;
+  std::map<int, std::uint32_t> violations;
+  std::uint64_t violations_total = 0;
+  ChildFailure child_failure{-1, 0};
+  seccomp_notif* req = nullptr;
+  seccomp_notif_resp* resp = nullptr;
+};
+
+void KillAll(Supervisor& s) {
+  s.killing = true;
+  kill(-1, SIGKILL);  // every process of this pid namespace but the init itself
+}
+
+void ReceiveListener(Supervisor& s) {
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  const ssize_t n = recvmsg(s.listener_socket.get(), &msg, MSG_CMSG_CLOEXEC);
+  if (n > 0) {
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    if (c != nullptr && c->cmsg_type == SCM_RIGHTS) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+      s.listener.reset(fd);
+    }
+  }
+  s.listener_socket.reset();
+}
+
+void HandleNotification(Supervisor& s) {
+  std::memset(s.req, 0, sizeof(*s.req));
+  if (seccomp_notify_receive(s.listener.get(), s.req) != 0) return;  // target died meanwhile
+  ++s.violations_total;
+  ++s.violations[s.req->data.nr];
+  std::memset(s.resp, 0, sizeof(*s.resp));
+  s.resp->id = s.req->id;
+  s.resp->error = -EPERM;
+  (void)seccomp_notify_respond(s.listener.get(), s.resp);
+}
+
+void ReadChildFailure(Supervisor& s) {
+  ChildFailure f{};
+  if (read(s.error_pipe.get(), &f, sizeof(f)) == sizeof(f)) s.child_failure = f;
+  s.error_pipe.reset();
+}
+
+// Returns true when no child is left.
+bool Reap(Supervisor& s) {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, WNOHANG | __WALL);
+    if (pid < 0) return errno == ECHILD;
+    if (pid == 0) return false;
+    if (pid == s.trainer) {
+      s.trainer_status = status;
+      s.trainer_reaped = true;
+      KillAll(s);  // nothing the trainer started outlives it
+    }
+  }
+}
+
+void HandleSignals(Supervisor& s) {
+  signalfd_siginfo info{};
+  while (read(s.signals.get(), &info, sizeof(info)) == sizeof(info)) {
+    if (info.ssi_signo != SIGCHLD) KillAll(s);  // SIGTERM/SIGINT/SIGHUP from the host side
+  }
+}
+
+void EventLoop(Supervisor& s) {
+  for (;;) {
+    if (s.killing) kill(-1, SIGKILL);
+    if (Reap(s) && s.trainer_reaped) return;
+    pollfd fds[5] = {{s.signals.get(), POLLIN, 0}, {s.timer.get(), POLLIN, 0},
+                     {s.listener_socket.get(), POLLIN, 0}, {s.listener.get(), POLLIN, 0},
+                     {s.error_pipe.get(), POLLIN, 0}};
+    if (poll(fds, 5, s.killing ? 10 : -1) < 0 && errno != EINTR) return;
+    if (fds[0].revents & POLLIN) HandleSignals(s);
+    if (fds[1].revents & POLLIN) {
+      s.timed_out = true;
+      KillAll(s);
+      s.timer.reset();
+    }
+    if (fds[2].revents & (POLLIN | POLLHUP)) ReceiveListener(s);
+    if (fds[3].revents & POLLIN) HandleNotification(s);
+    if (fds[3].revents & (POLLHUP | POLLERR)) s.listener.reset();
+    if (fds[4].revents & (POLLIN | POLLHUP)) ReadChildFailure(s);
+  }
+}
+
+Status PrepareSupervisor(Supervisor& s, const Policy& policy) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, sig);
+  if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return FailErrno("sigprocmask");
+  s.signals.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!s.signals) return FailErrno("signalfd");
+  s.timer.reset(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!s.timer) return FailErrno("timerfd_create");
+  itimerspec when{};
+  const auto ms = policy.timeout.count();
+  when.it_value.tv_sec = ms / 1000;
+  when.it_value.tv_nsec = (ms % 1000) * 1000000;
+  if (timerfd_settime(s.timer.get(), 0, &when, nullptr) != 0) return FailErrno("timerfd_settime");
+  if (seccomp_notify_alloc(&s.req, &s.resp) != 0) return Fail(Errc::kInternal, "seccomp_notify_alloc");
+  return {};
+}
+
+TrainerLaunch MakeLaunch(const Policy& policy, const SeccompProgram& seccomp, bool memory_cgroup,
+                         int stdin_fd) {
+  TrainerLaunch l;
+  l.argv = policy.argv;
+  l.envp = BuildEnv(policy);
+  l.uid = policy.uid;
+  l.gid = policy.gid;
+  l.stdin_fd = stdin_fd;
+  l.stdout_fd = policy.stdout_fd;
+  l.stderr_fd = policy.stderr_fd;
+  l.nproc_limit = policy.pids != 0 ? policy.pids * 2 : 0;
+  l.fsize_limit = policy.scratch_bytes;
+  l.as_limit = memory_cgroup ? 0 : policy.memory_bytes;
+  l.cpu_seconds = static_cast<std::uint64_t>(policy.timeout.count() / 1000 + 2);
+  l.seccomp = &seccomp;
+  return l;
+}
+
+void FillFinal(InitReport& r, const Supervisor& s, Clock::time_point started) {
+  r.wait_status = s.trainer_status;
+  r.trainer_reaped = s.trainer_reaped ? 1 : 0;
+  r.timed_out = s.timed_out ? 1 : 0;
+  r.wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+  rusage ru{};
+  getrusage(RUSAGE_CHILDREN, &ru);
+  r.cpu_user_ms = ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000;
+  r.cpu_system_ms = ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+  r.max_rss_kb = ru.ru_maxrss;
+  r.violations_total = s.violations_total;
+  for (const auto& [nr, count] : s.violations) {
+    if (r.violation_kinds == std::size(r.violations)) break;
+    r.violations[r.violation_kinds++] = {nr, count};
+  }
+  if (s.child_failure.step >= 0) {
+    r.exec_failed = s.child_failure.step == kChildStepExec ? 1 : 0;
+    r.exec_errno = s.child_failure.err;
+    Copy(r.failed_step, sizeof(r.failed_step),
+         std::string(s.child_failure.step == kChildStepExec ? "exec-trainer" : "trainer-") +
+             (s.child_failure.step == kChildStepExec ? "" : ChildStepName(s.child_failure.step)));
+    Copy(r.message, sizeof(r.message), std::string(ChildStepName(s.child_failure.step)) + ": " +
+                                           std::strerror(s.child_failure.err));
+  }
+}
+
+template <class F>
+void Step(int report_fd, const char* name, F&& f) {
+  Status st;
+  try {
+    st = f();
+  } catch (const std::exception& e) {
+    st = Fail(Errc::kInternal, std::string("exception: ") + e.what());
+  }
+  if (!st) FailSetup(report_fd, name, st.error().message);
+}
+
+}  // namespace
+
+void InitMain(const Policy& policy, const SeccompProgram& seccomp, const InitChannels& ch) {
+  const int rep = ch.report_write;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  char go = 0;
+  if (read(ch.sync_read, &go, 1) != 1) _exit(125);  // the caller died before we were placed
+  close(ch.sync_read);
+  umask(0);
+  Step(rep, "init-harden", []() -> Status {
+    if (prctl(PR_SET_DUMPABLE, 0) != 0) return FailErrno("PR_SET_DUMPABLE");
+    const rlimit zero{0, 0};
+    if (setrlimit(RLIMIT_CORE, &zero) != 0) return FailErrno("RLIMIT_CORE");
+    // Best effort (needs CAP_SYS_RESOURCE): the OOM killer should pick the trainer, not us.
+    // If it picks the init anyway, the whole pid namespace dies, which is also contained.
+    UniqueFd oom(open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC));
+    if (oom) (void)!write(oom.get(), "-1000", 5);
+    return Status{};
+  });
+  Step(rep, "cgroup-namespace", []() -> Status {
+    return unshare(CLONE_NEWCGROUP) == 0 ? Status{} : FailErrno("unshare(CLONE_NEWCGROUP)");
+  });
+  Step(rep, "close-inherited-fds", [&]() -> Status {
+    std::set<int> keep(policy.init_fds.begin(), policy.init_fds.end());
+    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd});
+    return CloseUnneededFds(keep);
+  });
+  Step(rep, "make-mounts-private", []() -> Status {
+    return mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0
+               ? Status{} : FailErrno("mount --make-rprivate /");
+  });
+  UniqueFd output_dir, image;
+  Step(rep, "open-output-dir", [&]() -> Status {
+    if (policy.output_dir.empty()) return Status{};
+    output_dir.reset(open(policy.output_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return output_dir ? Status{} : FailErrno("open " + policy.output_dir);
+  });
+  Step(rep, "open-image", [&]() -> Status {
+    image.reset(open(policy.image_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    return image ? Status{} : FailErrno("open " + policy.image_dir);
+  });
+  FsOutcome fs;
+  std::string failed_step;
+  FsPlan plan{image.get(), policy.scratch_bytes, policy.allow_swap, policy.uid, policy.gid};
+  if (auto r = BuildRootAndPivot(plan, failed_step); !r) FailSetup(rep, failed_step, r.error().message);
+  else fs = *r;
+  image.reset();
+  Step(rep, "set-hostname", [&]() -> Status {
+    return sethostname(policy.hostname.data(), policy.hostname.size()) == 0 ? Status{} : FailErrno("sethostname");
+  });
+  Step(rep, "loopback-up", LoopbackUp);
+  Step(rep, "stage-in", [&]() -> Status {
+    if (!policy.stage_in) return Status{};
+    umask(077);
+    Status st = policy.stage_in(StageInContext{policy.init_fds});
+    umask(0);
+    return st;
+  });
+  Step(rep, "seal-data", [&]() -> Status { return SealData(policy.gid); });
+
+  Supervisor s;
+  std::string exec_path;
+  UniqueFd dev_null;
+  Step(rep, "prepare-trainer", [&]() -> Status {
+    std::string path = "/usr/local/bin:/usr/bin:/bin";
+    if (auto it = policy.env.find("PATH"); it != policy.env.end()) path = it->second;
+    auto resolved = ResolveExecutable(policy.argv.at(0), path);
+    if (!resolved) return std::unexpected(resolved.error());
+    exec_path = *resolved;
+    if (policy.stdin_fd < 0) dev_null.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return PrepareSupervisor(s, policy);
+  });
+  TrainerLaunch launch = MakeLaunch(policy, seccomp, ch.memory_cgroup,
+                                    policy.stdin_fd >= 0 ? policy.stdin_fd : dev_null.get());
+  launch.exec_path = exec_path;
+  const auto started = Clock::now();
+  Step(rep, "fork-trainer", [&]() -> Status {
+    auto t = ForkTrainer(launch);
+    if (!t) return std::unexpected(t.error());
+    s.trainer = t->pid;
+    s.listener_socket.reset(t->listener_socket);
+    s.error_pipe.reset(t->error_pipe);
+    return {};
+  });
+  InitReport started_report;
+  started_report.kind = ReportKind::kTrainerStarted;
+  SendReport(rep, started_report);
+  EventLoop(s);
+
+  InitReport final_report;
+  FillFinal(final_report, s, started);
+  final_report.scratch_noswap = fs.scratch_noswap ? 1 : 0;
+  if (final_report.failed_step[0] == '\0' && policy.stage_out) {
+    Status st;
+    try {
+      st = policy.stage_out(StageOutContext{policy.init_fds, output_dir.get()});
+    } catch (const std::exception& e) {
+      st = Fail(Errc::kInternal, std::string("exception: ") + e.what());
+    }
+    if (!st) {
+      Copy(final_report.failed_step, sizeof(final_report.failed_step), "stage-out");
+      Copy(final_report.message, sizeof(final_report.message), st.error().message);
+    }
+  }
+  DropScratch();
+  SendReport(rep, final_report);
+  _exit(0);
+}
+
+}  // namespace cordon::sandbox

@@ -1,0 +1,21 @@
+// The sandbox init: PID 1 of the job's pid namespace. It builds the filesystem, runs stage_in,
+// forks the trainer, counts seccomp violations, enforces the timeout, reaps everything, kills
+// everything left when the trainer exits, runs stage_out and reports one InitReport.
+#pragma once
+
+#include "cordon/sandbox/sandbox.h"
+#include "seccomp_policy.h"
+
+namespace cordon::sandbox {
+
+struct InitChannels {
+  int sync_read = -1;     // one byte from the caller once the init is in the job cgroup
+  int report_write = -1;  // InitReport records to the caller
+  bool memory_cgroup = false;
+};
+
+// Never returns: exits the init process.
+[[noreturn]] void InitMain(const Policy& policy, const SeccompProgram& seccomp,
+                           const InitChannels& channels);
+
+}  // namespace cordon::sandbox

@@ -1,0 +1,143 @@
+// cordon-sandbox --probe: asks the kernel, in throwaway child processes, what the sandbox needs.
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "cgroup.h"
+#include "cordon/sandbox/sandbox.h"
+#include "filesystem.h"
+
+namespace cordon::sandbox {
+namespace {
+
+// Runs fn in a forked child (own namespaces are created there); returns its errno or 0.
+template <class F>
+int InChild(F&& fn) {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(fn());
+  if (pid < 0) return errno;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
+std::string Verdict(int err) { return err == 0 ? "yes" : std::string("NO (") + std::strerror(err) + ")"; }
+
+int TryUnshare(int flag) { return InChild([flag] { return unshare(flag) == 0 ? 0 : errno; }); }
+
+int TryNoswap() {
+  return InChild([] {
+    if (unshare(CLONE_NEWNS) != 0) return errno;
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return errno;
+    return mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m,noswap") == 0 ? 0 : errno;
+  });
+}
+
+int TryUserNsAsNobody() {
+  return InChild([] {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) return errno;
+    return unshare(CLONE_NEWUSER) == 0 ? 0 : errno;
+  });
+}
+
+bool SeccompAction(unsigned action) {
+  return syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action) == 0;
+}
+
+std::string ReadLine(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+void Namespaces(std::ostringstream& out) {
+  out << "namespaces (the sandbox needs all; set-up fails at clone-namespaces without one):\n";
+  const std::pair<const char*, int> kinds[] = {
+      {"mount", CLONE_NEWNS}, {"pid", CLONE_NEWPID}, {"net", CLONE_NEWNET}, {"ipc", CLONE_NEWIPC},
+      {"uts", CLONE_NEWUTS}, {"cgroup", CLONE_NEWCGROUP}, {"user", CLONE_NEWUSER}};
+  for (auto [name, flag] : kinds) out << "  " << name << ": " << Verdict(TryUnshare(flag)) << "\n";
+  out << "  unprivileged user ns (as uid 65534): " << Verdict(TryUserNsAsNobody())
+      << " -- not used: the trainer runs as a real unprivileged host uid, and seccomp denies it "
+         "creating user namespaces\n";
+}
+
+void Seccomp(std::ostringstream& out) {
+  const bool filter = prctl(PR_GET_SECCOMP) >= 0;
+  out << "seccomp: filter " << (filter ? "yes" : "NO") << "\n";
+  const std::pair<const char*, unsigned> actions[] = {
+      {"kill_process", SECCOMP_RET_KILL_PROCESS}, {"trap", SECCOMP_RET_TRAP},
+      {"errno", SECCOMP_RET_ERRNO}, {"user_notif", SECCOMP_RET_USER_NOTIF},
+      {"log", SECCOMP_RET_LOG}};
+  for (auto [name, action] : actions) {
+    out << "  action " << name << ": " << (SeccompAction(action) ? "yes" : "NO") << "\n";
+  }
+  out << "  used: user_notif (denied syscalls counted by the init, answered EPERM), "
+         "errno (clone3 -> ENOSYS), kill_process (other ABIs); without user_notif set-up fails "
+         "at trainer-seccomp-load\n";
+}
+
+void Cgroups(std::ostringstream& out) {
+  const CgroupSupport s = DetectCgroups();
+  out << "cgroups:\n  v2 mount: " << (s.v2_mount.empty() ? "none" : s.v2_mount)
+      << ", own cgroup " << s.v2_own_path << ", controllers: [" << s.v2_controllers << "]\n";
+  out << "  v1 controllers:";
+  for (const auto& c : s.v1_controllers) out << " " << c;
+  if (s.v1_controllers.empty()) out << " none";
+  out << "\n";
+  auto has = [&](const char* c) {
+    return (" " + s.v2_controllers + " ").find(std::string(" ") + c + " ") != std::string::npos;
+  };
+  if (has("memory") && has("pids") && has("cpu")) {
+    out << "  will use: v2 (memory.max + memory.swap.max=0 + memory.oom.group, pids.max, cpu.max)\n";
+  } else if (!s.v1_controllers.empty()) {
+    out << "  will use: v1 (memory.limit_in_bytes + memsw, pids.max, cpu.cfs_quota_us); "
+           "v2 lacks memory/pids/cpu here (they are bound to v1)\n";
+  } else {
+    out << "  will use: nothing -- runs with limits fail at the cgroup step; "
+           "rlimits (AS, NPROC, CPU, FSIZE) remain as a second line\n";
+  }
+}
+
+void Memory(std::ostringstream& out) {
+  const int noswap = TryNoswap();
+  const bool swap = SwapActive();
+  utsname u{};
+  uname(&u);
+  out << "kernel: " << u.release << "\n";
+  out << "tmpfs noswap: " << Verdict(noswap) << "\n  swap active: " << (swap ? "yes" : "no") << "\n";
+  if (noswap == 0) {
+    out << "  will do: scratch tmpfs mounted noswap\n";
+  } else if (swap) {
+    out << "  will do: refuse to run (mount-scratch-tmpfs) unless allow_swap is set\n";
+  } else {
+    out << "  will do: mount scratch without noswap (no swap is active); recorded in the result\n";
+  }
+  out << "proc hidepid=invisible: " << (ReadLine("/proc/version").empty() ? "unknown" : "tried at run, hidepid=2 fallback")
+      << "\n";
+}
+
+}  // namespace
+
+std::string ProbeHost() {
+  std::ostringstream out;
+  Namespaces(out);
+  Seccomp(out);
+  Cgroups(out);
+  Memory(out);
+  out << "running as uid " << getuid() << (getuid() == 0 ? "" : " -- the sandbox needs root") << "\n";
+  return out.str();
+}
+
+}  // namespace cordon::sandbox

@@ -1,0 +1,34 @@
+// The fixed-size record the sandbox init writes to the caller over a pipe (one write, atomic:
+// smaller than PIPE_BUF). Plain data only: it is written after the trainer is dead, read by the
+// caller, and never contains anything the trainer wrote.
+#pragma once
+
+#include <cstdint>
+
+namespace cordon::sandbox {
+
+enum class ReportKind : std::uint32_t { kTrainerStarted = 1, kFinal = 2 };
+
+struct ViolationCount {
+  std::int32_t nr;
+  std::uint32_t count;
+};
+
+struct InitReport {
+  ReportKind kind = ReportKind::kFinal;
+  char failed_step[48] = {};  // empty: no set-up failure
+  char message[512] = {};
+  std::int32_t wait_status = 0;
+  std::uint8_t trainer_reaped = 0;
+  std::uint8_t timed_out = 0;
+  std::uint8_t scratch_noswap = 0;
+  std::uint8_t exec_failed = 0;
+  std::int32_t exec_errno = 0;
+  std::int64_t wall_ms = 0, cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kb = 0;
+  std::uint64_t violations_total = 0;
+  std::uint32_t violation_kinds = 0;
+  ViolationCount violations[64] = {};
+};
+static_assert(sizeof(InitReport) < 4096, "must fit one atomic pipe write");
+
+}  // namespace cordon::sandbox

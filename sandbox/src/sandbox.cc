@@ -1,0 +1,265 @@
+// The caller's side: validate, build the seccomp program, create the job cgroup, clone the init,
+// place it in the cgroup, wait for its report and turn everything into a RunResult.
+#include "cordon/sandbox/sandbox.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "cgroup.h"
+#include "cordon/unique_fd.h"
+#include "init.h"
+#include "report.h"
+#include "seccomp_policy.h"
+
+namespace cordon::sandbox {
+namespace {
+
+std::atomic<pid_t> g_init{0};
+std::atomic<bool> g_stop_requested{false};
+
+using Clock = std::chrono::steady_clock;
+
+RunResult SetupError(std::string step, std::string message) {
+  RunResult r;
+  r.outcome = Outcome::kSetupError;
+  r.failed_step = std::move(step);
+  r.reason = r.failed_step + ": " + message;
+  return r;
+}
+
+Status Validate(const Policy& p) {
+  if (p.argv.empty()) return Fail(Errc::kInvalidArgument, "no command to run");
+  if (p.image_dir.empty() || p.image_dir.front() != '/') {
+    return Fail(Errc::kInvalidArgument, "image dir must be an absolute path: '" + p.image_dir + "'");
+  }
+  struct stat st {};
+  if (stat(p.image_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Fail(Errc::kNotFound, "image dir is not a directory: " + p.image_dir);
+  }
+  if (p.uid == 0 || p.gid == 0) {
+    return Fail(Errc::kPermissionDenied, "the trainer must not run as uid or gid 0");
+  }
+  if (p.scratch_bytes < 64 * 1024) return Fail(Errc::kInvalidArgument, "scratch size below 64Ki");
+  if (p.timeout.count() <= 0) return Fail(Errc::kInvalidArgument, "timeout must be positive");
+  if (p.cpus < 0) return Fail(Errc::kInvalidArgument, "cpus must not be negative");
+  if (p.hostname.empty() || p.hostname.size() > 64) return Fail(Errc::kInvalidArgument, "bad hostname");
+  return {};
+}
+
+// Reads whole InitReport records; returns false on EOF without one.
+bool ReadReport(int fd, InitReport& out) {
+  char* p = reinterpret_cast<char*>(&out);
+  std::size_t got = 0;
+  while (got < sizeof(out)) {
+    const ssize_t n = read(fd, p + got, sizeof(out) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+struct InitWait {
+  InitReport final_report;
+  bool have_final = false;
+  bool backstop_fired = false;
+  int init_status = 0;
+};
+
+// Waits for the init's reports; kills it if it outlives the trainer timeout by 10 s.
+InitWait WaitForInit(pid_t init, int report_fd, std::chrono::milliseconds timeout) {
+  InitWait w;
+  std::optional<Clock::time_point> deadline;
+  for (;;) {
+    int wait_ms = -1;
+    if (deadline) {
+      wait_ms = static_cast<int>(std::max<long long>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count()));
+    }
+    pollfd fd{report_fd, POLLIN, 0};
+    const int n = poll(&fd, 1, wait_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) {
+      w.backstop_fired = true;
+      kill(init, SIGKILL);
+      break;
+    }
+    InitReport r;
+    if (!ReadReport(report_fd, r)) break;
+    if (r.kind == ReportKind::kTrainerStarted) {
+      deadline = Clock::now() + timeout + std::chrono::seconds(10);
+      continue;
+    }
+    w.final_report = r;
+    w.have_final = true;
+  }
+  while (waitpid(init, &w.init_status, __WALL) < 0 && errno == EINTR) {
+  }
+  return w;
+}
+
+void ApplyTrainerStatus(RunResult& r, const InitReport& rep) {
+  const int st = rep.wait_status;
+  if (WIFEXITED(st)) {
+    r.exit_code = WEXITSTATUS(st);
+    r.outcome = Outcome::kOk;
+  } else if (WIFSIGNALED(st)) {
+    r.signal = WTERMSIG(st);
+    r.outcome = Outcome::kSignaled;
+    r.reason = std::string("trainer killed by signal ") + strsignal(r.signal);
+  }
+  if (r.signal == SIGSYS) {
+    r.outcome = Outcome::kViolation;
+    r.reason = "seccomp killed the trainer (a syscall from a non-native ABI)";
+    ++r.seccomp_violations;
+    ++r.violations_by_syscall["non-native-abi"];
+  }
+  if (rep.violations_total > 0) {
+    r.outcome = Outcome::kViolation;
+    r.reason = "the trainer tried " + std::to_string(rep.violations_total) + " denied syscall(s)";
+  }
+  if (rep.timed_out) {
+    r.outcome = Outcome::kTimeout;
+    r.reason = "wall-clock timeout";
+  }
+}
+
+RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgroup_mode) {
+  RunResult r;
+  r.cgroup_mode = cgroup_mode;
+  const InitReport& rep = w.final_report;
+  if (!w.have_final) {
+    r.outcome = w.backstop_fired ? Outcome::kTimeout : Outcome::kExternalKill;
+    r.timeout_hit = w.backstop_fired;
+    r.reason = w.backstop_fired ? "the init outlived the timeout and was killed"
+                                : "the sandbox init was killed from outside";
+    return r;
+  }
+  r.seccomp_violations = rep.violations_total;
+  for (std::uint32_t i = 0; i < rep.violation_kinds; ++i) {
+    r.violations_by_syscall[SyscallName(rep.violations[i].nr)] += rep.violations[i].count;
+  }
+  r.wall = std::chrono::milliseconds(rep.wall_ms);
+  r.cpu_user = std::chrono::milliseconds(rep.cpu_user_ms);
+  r.cpu_system = std::chrono::milliseconds(rep.cpu_system_ms);
+  r.peak_memory_bytes = stats.peak_memory_bytes != 0 ? stats.peak_memory_bytes
+                                                     : static_cast<std::uint64_t>(rep.max_rss_kb) * 1024;
+  r.memory_limit_hit = stats.memory_limit_hit;
+  r.pids_limit_hit = stats.pids_limit_hit;
+  r.timeout_hit = rep.timed_out != 0;
+  r.scratch_noswap = rep.scratch_noswap != 0;
+  if (rep.trainer_reaped) ApplyTrainerStatus(r, rep);
+  if (rep.failed_step[0] != '\0') {
+    r.outcome = Outcome::kSetupError;
+    r.failed_step = rep.failed_step;
+    r.reason = r.failed_step + ": " + rep.message;
+    if (rep.exec_failed) r.exit_code = rep.exec_errno == ENOENT ? 127 : 126;
+  }
+  if (r.memory_limit_hit && r.outcome == Outcome::kSignaled) r.reason = "memory limit hit (OOM kill)";
+  return r;
+}
+
+}  // namespace
+
+const char* OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kOk: return "OK";
+    case Outcome::kSetupError: return "SETUP_ERROR";
+    case Outcome::kViolation: return "VIOLATION";
+    case Outcome::kSignaled: return "SIGNALED";
+    case Outcome::kTimeout: return "TIMEOUT";
+    case Outcome::kExternalKill: return "EXTERNAL_KILL";
+  }
+  return "UNKNOWN";
+}
+
+int RunResult::ShellStatus() const {
+  if (outcome == Outcome::kSetupError) return failed_step == "exec-trainer" ? exit_code : 125;
+  if (signal != 0) return 128 + signal;
+  if (exit_code >= 0) return exit_code;
+  return outcome == Outcome::kTimeout ? 128 + SIGKILL : 125;
+}
+
+std::string RunResult::ToJson() const {
+  nlohmann::json j;
+  j["outcome"] = OutcomeName(outcome);
+  j["reason"] = reason;
+  if (!failed_step.empty()) j["failed_step"] = failed_step;
+  j["exit_code"] = exit_code;
+  j["signal"] = signal;
+  j["wall_ms"] = wall.count();
+  j["cpu_user_ms"] = cpu_user.count();
+  j["cpu_system_ms"] = cpu_system.count();
+  j["peak_memory_bytes"] = peak_memory_bytes;
+  j["memory_limit_hit"] = memory_limit_hit;
+  j["pids_limit_hit"] = pids_limit_hit;
+  j["timeout_hit"] = timeout_hit;
+  j["seccomp_violations"] = seccomp_violations;
+  j["violations_by_syscall"] = violations_by_syscall;
+  j["cgroup"] = cgroup_mode;
+  j["scratch_noswap"] = scratch_noswap;
+  return j.dump(2) + "\n";
+}
+
+void RequestStop() {
+  g_stop_requested.store(true);
+  const pid_t pid = g_init.load();
+  if (pid > 0) kill(pid, SIGKILL);
+}
+
+cordon::Result<RunResult> Run(const Policy& policy) {
+  if (auto st = Validate(policy); !st) return std::unexpected(st.error());
+  g_stop_requested.store(false);
+  SeccompProgram seccomp;
+  if (auto st = SeccompPolicyBuilder().DenyTrainerDefaults().TryBuild(seccomp); !st) {
+    return SetupError("seccomp-policy", st.error().message);
+  }
+  auto cgroup = JobCgroup::Create({policy.memory_bytes, policy.pids, policy.cpus});
+  if (!cgroup) return SetupError("cgroup", cgroup.error().message);
+  int sync[2], report[2];
+  if (pipe2(sync, O_CLOEXEC) != 0) return SetupError("pipes", std::strerror(errno));
+  UniqueFd sync_read(sync[0]), sync_write(sync[1]);
+  if (pipe2(report, O_CLOEXEC) != 0) return SetupError("pipes", std::strerror(errno));
+  UniqueFd report_read(report[0]), report_write(report[1]);
+
+  const unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+  const long pid = syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid < 0) return SetupError("clone-namespaces", std::strerror(errno));
+  if (pid == 0) {
+    InitMain(policy, seccomp,
+             InitChannels{sync_read.get(), report_write.get(), policy.memory_bytes != 0});
+  }
+  const auto init = static_cast<pid_t>(pid);
+  g_init.store(init);
+  sync_read.reset();
+  report_write.reset();
+  if (auto st = cgroup->AddProcess(init); !st) {
+    kill(init, SIGKILL);
+    waitpid(init, nullptr, __WALL);
+    g_init.store(0);
+    return SetupError("cgroup-attach", st.error().message);
+  }
+  if (g_stop_requested.load()) kill(init, SIGKILL);
+  (void)!write(sync_write.get(), "g", 1);
+  InitWait w = WaitForInit(init, report_read.get(), policy.timeout);
+  g_init.store(0);
+  RunResult r = Compose(w, cgroup->ReadStats(), cgroup->mode());
+  if (g_stop_requested.load() && r.outcome != Outcome::kSetupError) {
+    r.outcome = Outcome::kExternalKill;
+    r.reason = "stop requested";
+  }
+  return r;
+}
+
+}  // namespace cordon::sandbox
