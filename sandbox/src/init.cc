@@ -211,7 +211,6 @@ TrainerLaunch MakeLaunch(const Policy& policy, const SeccompProgram& seccomp, bo
   l.stdout_fd = policy.stdout_fd;
   l.stderr_fd = policy.stderr_fd;
   l.nproc_limit = policy.pids != 0 ? policy.pids * 2 : 0;
-  l.fsize_limit = policy.scratch_bytes;
   l.as_limit = memory_cgroup ? 0 : policy.memory_bytes;
   l.cpu_seconds = static_cast<std::uint64_t>(policy.timeout.count() / 1000 + 2);
   l.seccomp = &seccomp;
@@ -318,12 +317,15 @@ void InitMain(const Policy& policy, const SeccompProgram& seccomp, const InitCha
   Supervisor s;
   std::string exec_path;
   UniqueFd dev_null;
-  Step(rep, "prepare-trainer", [&]() -> Status {
+  Step(rep, "exec-trainer", [&]() -> Status {  // not found: like env(1), exit status 127
     std::string path = "/usr/local/bin:/usr/bin:/bin";
     if (auto it = policy.env.find("PATH"); it != policy.env.end()) path = it->second;
     auto resolved = ResolveExecutable(policy.argv.at(0), path);
     if (!resolved) return std::unexpected(resolved.error());
     exec_path = *resolved;
+    return Status{};
+  });
+  Step(rep, "prepare-trainer", [&]() -> Status {
     if (policy.stdin_fd < 0) dev_null.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
     return PrepareSupervisor(s, policy);
   });

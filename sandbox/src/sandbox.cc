@@ -164,7 +164,9 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
     r.outcome = Outcome::kSetupError;
     r.failed_step = rep.failed_step;
     r.reason = r.failed_step + ": " + rep.message;
-    if (rep.exec_failed) r.exit_code = rep.exec_errno == ENOENT ? 127 : 126;
+    if (r.failed_step == "exec-trainer") {
+      r.exit_code = (!rep.exec_failed || rep.exec_errno == ENOENT) ? 127 : 126;
+    }
   }
   if (r.memory_limit_hit && r.outcome == Outcome::kSignaled) r.reason = "memory limit hit (OOM kill)";
   return r;

@@ -58,7 +58,6 @@ bool ApplyRlimits(const TrainerLaunch& l) {
   if (!SetRlimit(RLIMIT_CORE, 0)) return false;
   if (!SetRlimit(RLIMIT_NOFILE, 4096)) return false;
   if (l.nproc_limit != 0 && !SetRlimit(RLIMIT_NPROC, l.nproc_limit)) return false;
-  if (l.fsize_limit != 0 && !SetRlimit(RLIMIT_FSIZE, l.fsize_limit)) return false;
   if (l.as_limit != 0 && !SetRlimit(RLIMIT_AS, l.as_limit)) return false;
   if (l.cpu_seconds != 0 && !SetRlimit(RLIMIT_CPU, l.cpu_seconds)) return false;
   return true;

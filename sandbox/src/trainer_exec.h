@@ -23,7 +23,6 @@ struct TrainerLaunch {
   gid_t gid = 65534;
   int stdin_fd = -1, stdout_fd = 1, stderr_fd = 2;
   std::uint64_t nproc_limit = 0;     // RLIMIT_NPROC; 0 = leave
-  std::uint64_t fsize_limit = 0;     // RLIMIT_FSIZE
   std::uint64_t as_limit = 0;        // RLIMIT_AS (only when no memory cgroup)
   std::uint64_t cpu_seconds = 0;     // RLIMIT_CPU
   const SeccompProgram* seccomp = nullptr;
