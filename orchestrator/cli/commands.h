@@ -26,5 +26,11 @@ class Command {
 
 std::unique_ptr<Command> MakeValidateCommand(CLI::App& app);
 std::unique_ptr<Command> MakeInitCommand(CLI::App& app);
+// Keys and sealed files (sealed_cli.h has their exit statuses).
+std::unique_ptr<Command> MakeKeysCommand(CLI::App& app);
+std::unique_ptr<Command> MakeSealCommand(CLI::App& app);
+std::unique_ptr<Command> MakeUnsealCommand(CLI::App& app);
+std::unique_ptr<Command> MakeRewrapCommand(CLI::App& app);
+std::unique_ptr<Command> MakeInspectCommand(CLI::App& app);
 
 }  // namespace cordon::cli

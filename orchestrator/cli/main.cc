@@ -22,6 +22,11 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<Command>> commands;
   commands.push_back(MakeValidateCommand(app));
   commands.push_back(MakeInitCommand(app));
+  commands.push_back(MakeKeysCommand(app));
+  commands.push_back(MakeSealCommand(app));
+  commands.push_back(MakeUnsealCommand(app));
+  commands.push_back(MakeRewrapCommand(app));
+  commands.push_back(MakeInspectCommand(app));
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,65 @@
+// Shared by the key and sealed-file subcommands (keys, seal, unseal, rewrap,
+// inspect): exit codes, config -> KMS, progress on a terminal, JSON reports.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "commands.h"
+#include "cordon/error.h"
+#include "cordon/orchestrator/sealed.h"
+
+namespace cordon::cli {
+
+// Exit statuses of seal / unseal / rewrap / inspect / keys (docs/SEALED-FORMAT.md).
+inline constexpr int kExitNotSealed = 10;           // no sealed-file magic
+inline constexpr int kExitUnsupportedVersion = 11;  // a format version this build cannot read
+inline constexpr int kExitUnknownKey = 12;          // no such key / key version / adapter
+inline constexpr int kExitKeyDisabled = 13;         // the key is disabled
+inline constexpr int kExitWrongKey = 14;            // wrapped under other key material
+inline constexpr int kExitHeaderTampered = 15;      // header altered or malformed
+inline constexpr int kExitChunkAuth = 16;           // chunk N failed authentication
+inline constexpr int kExitTruncated = 17;           // chunks missing at the end
+inline constexpr int kExitTrailingData = 18;        // bytes after the final chunk
+inline constexpr int kExitKmsUnavailable = 19;      // module / token / PIN / keyring unusable
+
+inline constexpr std::string_view kSealedExitFooter =
+    "Exit status: 0 ok, 1 failed (I/O, ...), 2 usage or config error, 10 not a sealed file,\n"
+    "11 unsupported format version, 12 unknown key or key version, 13 key disabled,\n"
+    "14 wrong key, 15 header tampered, 16 chunk N failed authentication, 17 truncated,\n"
+    "18 trailing data, 19 KMS unavailable (module, token, PIN, keyring).";
+
+// Prints "cordon <command>: <message>" to stderr and returns the exit status for `error`.
+[[nodiscard]] int ReportError(std::string_view command, const Error& error);
+
+// The config named by --config / $CORDON_CONFIG, mapped to cached KMS adapters.
+// On failure prints the problem and returns nullopt (exit kExitInvalid).
+[[nodiscard]] std::optional<sealed::KeyManagers> KeyManagersFromConfig(const GlobalOptions& global,
+                                                                      std::string_view command,
+                                                                      kms::Options* options_out = nullptr);
+
+// A progress line (bytes, rate, ETA) on stderr when stderr is a terminal; a
+// no-op callback otherwise. Finish() ends the line.
+class ProgressLine final {
+ public:
+  explicit ProgressLine(std::string verb);
+  ~ProgressLine();
+  [[nodiscard]] sealed::Progress callback();
+  void Finish();
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+// The report as JSON (what an audit entry would carry).
+[[nodiscard]] nlohmann::json ReportJson(std::string_view operation, const sealed::Report& report);
+
+// The single place where key and sealed-file operations will append an audit
+// entry once the audit log lands (a no-op until then): `detail` is the
+// operation's JSON report, `error` set when it failed.
+void AuditHook(const GlobalOptions& global, std::string_view operation, const nlohmann::json& detail,
+               const Error* error);
+
+}  // namespace cordon::cli

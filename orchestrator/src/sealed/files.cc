@@ -1,0 +1,300 @@
+// File-level seal / unseal / rewrap: where output files appear atomically.
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include "cordon/file_io.h"
+#include "cordon/unique_fd.h"
+#include "format.h"
+
+namespace cordon::sealed {
+namespace {
+
+std::string DirOf(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string RandomSuffix() {
+  std::uint8_t r[8];
+  (void)RAND_bytes(r, sizeof r);
+  char buf[17];
+  for (int i = 0; i < 8; ++i) std::snprintf(buf + 2 * i, 3, "%02x", r[i]);
+  return buf;
+}
+
+std::string TempBeside(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  const std::string dir = DirOf(path);
+  return (dir == "/" ? "" : dir) + "/." + base + ".cordon-tmp." + RandomSuffix();
+}
+
+// An output file that exists under its name only after Commit(). Unnamed
+// (O_TMPFILE) where the file system allows, else a dot-temp file beside it
+// that the destructor unlinks; either way a failure leaves nothing behind
+// (and with O_TMPFILE not even a crash does).
+class PendingFile final {
+ public:
+  static Result<PendingFile> Create(const std::string& path, mode_t mode) {
+    PendingFile f;
+    f.path_ = path;
+    f.fd_.reset(::open(DirOf(path).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, mode));
+    if (!f.fd_) {
+      if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return FailErrno("create " + path);
+      f.temp_ = TempBeside(path);
+      f.fd_.reset(::open(f.temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+      if (!f.fd_) return FailErrno("create " + f.temp_);
+    }
+    if (::fchmod(f.fd_.get(), mode) != 0) return FailErrno("chmod " + path);
+    return f;
+  }
+  PendingFile() = default;
+  PendingFile(PendingFile&& o) noexcept
+      : path_(std::move(o.path_)), temp_(std::exchange(o.temp_, {})), fd_(std::move(o.fd_)) {}
+  PendingFile& operator=(PendingFile&&) = delete;
+  ~PendingFile() {
+    if (!temp_.empty()) ::unlink(temp_.c_str());
+  }
+
+  [[nodiscard]] int fd() const { return fd_.get(); }
+
+  Status Commit(Replace replace) {
+    if (::fsync(fd_.get()) != 0) return FailErrno("fsync " + path_);
+    if (temp_.empty()) {
+      if (auto ok = LinkUnnamed(replace); !ok) return ok;
+    } else if (replace == Replace::kReplace) {
+      if (::rename(temp_.c_str(), path_.c_str()) != 0) return FailErrno("rename to " + path_);
+      temp_.clear();
+    } else {
+      if (::link(temp_.c_str(), path_.c_str()) != 0) return FailErrno(path_);
+    }
+    fd_.reset();
+    return FsyncDir(DirOf(path_));
+  }
+
+ private:
+  Status LinkTo(const std::string& name) {
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
+    if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0) return {};
+    if (errno == EEXIST) return FailErrno(name);
+    if (::linkat(fd_.get(), "", AT_FDCWD, name.c_str(), AT_EMPTY_PATH) == 0) return {};
+    return FailErrno("link " + name);
+  }
+
+  Status LinkUnnamed(Replace replace) {
+    if (replace == Replace::kRefuse) return LinkTo(path_);
+    temp_ = TempBeside(path_);
+    if (auto ok = LinkTo(temp_); !ok) {
+      temp_.clear();
+      return ok;
+    }
+    if (::rename(temp_.c_str(), path_.c_str()) != 0) return FailErrno("rename to " + path_);
+    temp_.clear();
+    return {};
+  }
+
+  std::string path_;
+  std::string temp_;
+  UniqueFd fd_;
+};
+
+Status RefuseExisting(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    return Fail(Errc::kAlreadyExists, path + " exists (use --force to replace it)");
+  }
+  return {};
+}
+
+Result<UniqueFd> OpenInput(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return FailErrno(path);
+  return fd;
+}
+
+Status WriteAllFd(int fd, std::span<const std::uint8_t> data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return FailErrno("write");
+    }
+    data = data.subspan(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+// Copies [offset, EOF) of `in` to the current position of `out`, in the kernel where possible.
+Status CopyRest(int in, std::uint64_t offset, int out) {
+  auto off = static_cast<loff_t>(offset);
+  for (;;) {
+    const ssize_t n = ::copy_file_range(in, &off, out, nullptr, 1u << 30, 0);
+    if (n == 0) return {};
+    if (n > 0) continue;
+    if (errno == EINTR) continue;
+    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return FailErrno("copy chunks");
+    break;
+  }
+  std::vector<std::uint8_t> buf(1u << 20);
+  for (;;) {
+    const ssize_t n = ::pread(in, buf.data(), buf.size(), off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("read chunks");
+    if (n == 0) return {};
+    if (auto ok = WriteAllFd(out, {buf.data(), static_cast<std::size_t>(n)}); !ok) return ok;
+    off += n;
+  }
+}
+
+Result<kms::KeyManager*> Manager(const KeyManagers& kms, std::string_view adapter) {
+  if (!kms.get) return Fail(Errc::kInternal, "no key managers");
+  return kms.get(adapter);
+}
+
+}  // namespace
+
+KeyManagers CachedKeyManagers(kms::Options options) {
+  auto cache = std::make_shared<std::map<std::string, std::unique_ptr<kms::KeyManager>, std::less<>>>();
+  return KeyManagers{[cache, options = std::move(options)](std::string_view adapter) -> Result<kms::KeyManager*> {
+    if (auto it = cache->find(adapter); it != cache->end()) return it->second.get();
+    auto km = kms::OpenKeyManager(adapter, options);
+    if (!km) return std::unexpected(km.error());
+    kms::KeyManager* raw = km->get();
+    cache->emplace(std::string(adapter), std::move(*km));
+    return raw;
+  }};
+}
+
+Result<Report> SealFile(const std::string& in, const std::string& out, const KeyManagers& kms,
+                        const SealOptions& options) {
+  if (auto ok = RefuseExisting(out); !ok) return std::unexpected(ok.error());
+  auto km = Manager(kms, options.key.adapter);
+  if (!km) return std::unexpected(km.error());
+  UniqueFd owned;
+  int in_fd = STDIN_FILENO;
+  if (in != "-") {
+    auto fd = OpenInput(in);
+    if (!fd) return std::unexpected(fd.error());
+    owned = std::move(*fd);
+    in_fd = owned.get();
+  }
+  auto pending = PendingFile::Create(out, 0600);
+  if (!pending) return std::unexpected(pending.error());
+  auto report = SealStream(in_fd, pending->fd(), **km, options);
+  if (!report) return report;
+  if (auto ok = pending->Commit(Replace::kRefuse); !ok) return std::unexpected(ok.error());
+  return report;
+}
+
+Result<Report> UnsealFile(const std::string& in, const std::string& out, const KeyManagers& kms,
+                          Replace replace, const Progress& progress) {
+  if (replace == Replace::kRefuse && out != "-") {
+    if (auto ok = RefuseExisting(out); !ok) return std::unexpected(ok.error());
+  }
+  auto fd = OpenInput(in);
+  if (!fd) return std::unexpected(fd.error());
+  auto info = OpenSealed(fd->get());
+  if (!info) return std::unexpected(WithContext(info.error(), in));
+  auto km = Manager(kms, info->header.key.adapter);
+  if (!km) return std::unexpected(km.error());
+  auto dek = UnwrapDataKey(info->header, **km);
+  if (!dek) return std::unexpected(dek.error());
+  if (out == "-") {
+    auto verified = UnsealWithKey(fd->get(), info->header, *dek, [](auto) -> Status { return {}; }, progress);
+    if (!verified) return verified;
+    return UnsealWithKey(fd->get(), info->header, *dek,
+                         [](std::span<const std::uint8_t> p) { return WriteAllFd(STDOUT_FILENO, p); });
+  }
+  auto pending = PendingFile::Create(out, 0600);
+  if (!pending) return std::unexpected(pending.error());
+  const int out_fd = pending->fd();
+  auto report = UnsealWithKey(fd->get(), info->header, *dek,
+                              [out_fd](std::span<const std::uint8_t> p) { return WriteAllFd(out_fd, p); },
+                              progress);
+  if (!report) return report;
+  if (auto ok = pending->Commit(replace); !ok) return std::unexpected(ok.error());
+  return report;
+}
+
+Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const std::optional<KeyRef>& new_key) {
+  auto fd = OpenInput(file);
+  if (!fd) return std::unexpected(fd.error());
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return FailErrno(file);
+  auto info = OpenSealed(fd->get());
+  if (!info) return std::unexpected(WithContext(info.error(), file));
+  Header& h = info->header;
+  auto old_km = Manager(kms, h.key.adapter);
+  if (!old_km) return std::unexpected(old_km.error());
+  auto dek = UnwrapDataKey(h, **old_km);
+  if (!dek) return std::unexpected(dek.error());
+  const KeyRef target = new_key.value_or(h.key);
+  auto new_km = Manager(kms, target.adapter);
+  if (!new_km) return std::unexpected(new_km.error());
+  auto wrapped = (*new_km)->Wrap(target.name, *dek, {h.dataset, h.job});
+  if (!wrapped) return std::unexpected(wrapped.error());
+  Report report{target, wrapped->version, h.dataset, h.job, h.chunk_bytes, info->plaintext_bytes, 0,
+                info->chunks, "", h.key, h.kek_version};
+  const std::uint64_t old_header_bytes = h.header_bytes;
+  h.key = target;
+  h.kek_version = wrapped->version;
+  h.wrapped_dek = std::move(wrapped->blob);
+  auto keys = internal::DeriveKeys(*dek, h);
+  if (!keys) return std::unexpected(keys.error());
+  h.mac = internal::HeaderMac(*keys, h);
+  const std::vector<std::uint8_t> bytes = internal::EncodeHeader(h);
+
+  const std::string temp = TempBeside(file);
+  UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!out) return FailErrno("create " + temp);
+  const auto fail = [&](Error e) -> Result<Report> {
+    ::unlink(temp.c_str());
+    return std::unexpected(std::move(e));
+  };
+  if (::fchmod(out.get(), st.st_mode & 07777) != 0) return fail(FailErrno("chmod " + temp).error());
+  if (auto ok = WriteAllFd(out.get(), bytes); !ok) return fail(ok.error());
+  if (auto ok = CopyRest(fd->get(), old_header_bytes, out.get()); !ok) return fail(ok.error());
+  if (::fsync(out.get()) != 0) return fail(FailErrno("fsync " + temp).error());
+  out.reset();
+  if (::rename(temp.c_str(), file.c_str()) != 0) return fail(FailErrno("rename to " + file).error());
+  if (auto ok = FsyncDir(DirOf(file)); !ok) return std::unexpected(ok.error());
+  report.sealed_bytes = info->sealed_bytes - old_header_bytes + bytes.size();
+  auto sha = Sha256File(file);
+  if (!sha) return std::unexpected(sha.error());
+  report.sha256 = *sha;
+  return report;
+}
+
+Result<std::string> Sha256File(const std::string& path) {
+  auto fd = OpenInput(path);
+  if (!fd) return std::unexpected(fd.error());
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return Fail(Errc::kInternal, "SHA-256 unavailable");
+  std::vector<std::uint8_t> buf(1u << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd->get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("read " + path);
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n));
+  }
+  std::uint8_t digest[32];
+  EVP_DigestFinal_ex(ctx.get(), digest, nullptr);
+  std::string out = "sha256:";
+  char hex[3];
+  for (std::uint8_t b : digest) {
+    std::snprintf(hex, sizeof hex, "%02x", b);
+    out += hex;
+  }
+  return out;
+}
+
+}  // namespace cordon::sealed
