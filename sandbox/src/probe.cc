@@ -55,13 +55,6 @@ bool SeccompAction(unsigned action) {
   return syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action) == 0;
 }
 
-std::string ReadLine(const char* path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
 void Namespaces(std::ostringstream& out) {
   out << "namespaces (the sandbox needs all; set-up fails at clone-namespaces without one):\n";
   const std::pair<const char*, int> kinds[] = {
@@ -124,8 +117,15 @@ void Memory(std::ostringstream& out) {
   } else {
     out << "  will do: mount scratch without noswap (no swap is active); recorded in the result\n";
   }
-  out << "proc hidepid=invisible: " << (ReadLine("/proc/version").empty() ? "unknown" : "tried at run, hidepid=2 fallback")
-      << "\n";
+  const int hidepid = InChild([] {
+    if (unshare(CLONE_NEWNS) != 0) return errno;
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return errno;
+    return mount("proc", "/tmp", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible") == 0 ? 0 : errno;
+  });
+  out << "proc hidepid=invisible: " << Verdict(hidepid)
+      << (hidepid == 0 ? "\n" : " -- will use hidepid=2 (init's /proc/1 then EACCES, not ENOENT)\n");
+  const bool memsw = access("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", F_OK) == 0;
+  out << "v1 swap accounting (memory.memsw): " << (memsw ? "yes" : "no (v1 limits RAM only)") << "\n";
 }
 
 }  // namespace

@@ -190,7 +190,7 @@ int RunResult::ShellStatus() const {
   if (outcome == Outcome::kSetupError) return failed_step == "exec-trainer" ? exit_code : 125;
   if (signal != 0) return 128 + signal;
   if (exit_code >= 0) return exit_code;
-  return outcome == Outcome::kTimeout ? 128 + SIGKILL : 125;
+  return (outcome == Outcome::kTimeout || outcome == Outcome::kExternalKill) ? 128 + SIGKILL : 125;
 }
 
 std::string RunResult::ToJson() const {

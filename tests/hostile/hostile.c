@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <dirent.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 static int report(const char* what, long rc, int err);
@@ -279,6 +280,14 @@ int main(int argc, char** argv) {
     long rc;
     __asm__ volatile("int $0x80" : "=a"(rc) : "a"(20L) : "memory");
     return report("int80 getpid", rc, errno);
+  }
+  if (!strcmp(a, "spin")) { /* burn CPU for argv[2] ms of wall-clock time */
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+      clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < atoi(arg));
+    return 0;
   }
   if (!strcmp(a, "exit")) return atoi(arg);
   if (!strcmp(a, "kill-self")) return raise(atoi(arg)), 0;

@@ -16,6 +16,7 @@
 #include <cctype>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -350,6 +351,8 @@ TEST_F(HostileTest, SleepPastTimeoutIsKilled) {
 bool ProcessWithArgExists(const std::string& marker) {
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const std::string cmdline = Slurp(entry.path() / "cmdline");
+    // The helper's own argv carries the marker too; only the trainer's counts.
+    if (cmdline.rfind(CORDON_SANDBOX_BIN, 0) == 0) continue;
     if (cmdline.find(marker) != std::string::npos) return true;
   }
   return false;
@@ -361,6 +364,59 @@ TEST_F(HostileTest, DoubleForkedDaemonIsGoneAfterTheJob) {
   EXPECT_NE(r.out.find("daemon started"), std::string::npos) << r.out << r.err;
   EXPECT_EQ(r.result["outcome"], "OK");
   EXPECT_LT(r.result["wall_ms"].get<int>(), 5000);  // the job did not wait for the daemon
+  EXPECT_FALSE(ProcessWithArgExists(marker));
+}
+
+TEST_F(HostileTest, CpuQuotaHolds) {
+  auto r = Run({"--cpus", "0.25"}, {"spin", "1000"});
+  EXPECT_EQ(r.result["outcome"], "OK");
+  const int cpu = r.result["cpu_user_ms"].get<int>() + r.result["cpu_system_ms"].get<int>();
+  EXPECT_LT(cpu, 500) << "a quarter CPU for one second of wall clock: " << r.result.dump();
+  EXPECT_GT(cpu, 100);
+}
+
+bool WaitFor(const std::function<bool()>& cond) {
+  for (int i = 0; i < 300; ++i) {
+    if (cond()) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+// The sandbox dies with its parent: SIGKILL of cordon-sandbox takes the whole job with it.
+TEST_F(HostileTest, KillingTheHelperKillsTheJob) {
+  const std::string marker = "cordon-orphan-" + std::to_string(getpid());
+  const pid_t helper = fork();
+  if (helper == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(CORDON_SANDBOX_BIN, CORDON_SANDBOX_BIN, "--image", (work_ / "image").c_str(), "--",
+          "/job/hostile", "sleep", marker.c_str(), static_cast<char*>(nullptr));
+    _exit(99);
+  }
+  ASSERT_TRUE(WaitFor([&] { return ProcessWithArgExists(marker); })) << "trainer never started";
+  kill(helper, SIGKILL);
+  waitpid(helper, nullptr, 0);
+  EXPECT_TRUE(WaitFor([&] { return !ProcessWithArgExists(marker); })) << "trainer outlived its helper";
+}
+
+// ... and vice versa: SIGTERM to the helper stops the job and reports EXTERNAL_KILL.
+TEST_F(HostileTest, TerminatingTheHelperIsAnExternalKill) {
+  const std::string marker = "cordon-term-" + std::to_string(getpid());
+  const fs::path result = work_ / "term.json";
+  const pid_t helper = fork();
+  if (helper == 0) {
+    execl(CORDON_SANDBOX_BIN, CORDON_SANDBOX_BIN, "--image", (work_ / "image").c_str(), "--result",
+          result.c_str(), "--", "/job/hostile", "sleep", marker.c_str(), static_cast<char*>(nullptr));
+    _exit(99);
+  }
+  ASSERT_TRUE(WaitFor([&] { return ProcessWithArgExists(marker); }));
+  kill(helper, SIGTERM);
+  int status = 0;
+  waitpid(helper, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGKILL);
+  EXPECT_EQ(nlohmann::json::parse(Slurp(result))["outcome"], "EXTERNAL_KILL");
   EXPECT_FALSE(ProcessWithArgExists(marker));
 }
 

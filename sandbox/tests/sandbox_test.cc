@@ -1,0 +1,251 @@
+// The library interface the job runner builds on: stage_in / stage_out callbacks in the init,
+// init-only fds, the output directory fd, stdout capture, external stop, policy validation.
+// Real namespaces, real processes; needs root (skips otherwise).
+#include "cordon/sandbox/sandbox.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace cordon::sandbox {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string Drain(int fd) {
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  return out;
+}
+
+Status WriteAll(int fd, std::string_view data) {
+  if (write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) return FailErrno("write");
+  return {};
+}
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "the sandbox needs root";
+    char tmpl[] = "/tmp/cordon-sandbox-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    work_ = tmpl;
+    fs::create_directories(work_ / "image");
+    fs::create_directories(work_ / "output");
+    fs::copy_file(CORDON_HOSTILE_BIN, work_ / "image" / "hostile");
+    chmod((work_ / "image").c_str(), 0755);
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    out_read_ = p[0];
+    out_write_ = p[1];
+  }
+  void TearDown() override {
+    if (out_read_ >= 0) close(out_read_);
+    if (out_write_ >= 0) close(out_write_);
+    if (!work_.empty()) fs::remove_all(work_);
+  }
+
+  Policy BasePolicy(std::vector<std::string> argv) {
+    Policy p;
+    p.image_dir = (work_ / "image").string();
+    p.argv = std::move(argv);
+    p.memory_bytes = 256ULL << 20;
+    p.scratch_bytes = 16ULL << 20;
+    p.timeout = std::chrono::seconds(20);
+    p.stdout_fd = out_write_;
+    p.stderr_fd = out_write_;
+    return p;
+  }
+
+  // Runs and returns the trainer's stdout+stderr (pipe drained after the run: keep output small).
+  std::string RunCapture(const Policy& p, RunResult& result) {
+    auto r = sandbox::Run(p);
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message);
+    if (r) result = *r;
+    close(out_write_);
+    out_write_ = -1;
+    return Drain(out_read_);
+  }
+
+  fs::path work_;
+  int out_read_ = -1, out_write_ = -1;
+};
+
+TEST_F(SandboxTest, StageInTrainerStageOutRoundTrip) {
+  int key_pipe[2];
+  ASSERT_EQ(pipe2(key_pipe, O_CLOEXEC), 0);
+  ASSERT_EQ(write(key_pipe[1], "k3y", 3), 3);
+  close(key_pipe[1]);
+  Policy p = BasePolicy({"/bin/sh", "-c",
+                         "cat /data/input.csv > /out/model.txt && echo trained && "
+                         "echo '{\"loss\":0.5}' > \"$CORDON_METRICS\""});
+  p.env["CORDON_METRICS"] = "/out/metrics.jsonl";
+  p.init_fds = {key_pipe[0]};
+  p.output_dir = (work_ / "output").string();
+  p.stage_in = [](const StageInContext& ctx) -> Status {
+    char key[8] = {};
+    if (read(ctx.init_fds.at(0), key, sizeof(key)) != 3) return FailErrno("read key");
+    const int fd = open("/data/input.csv", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return FailErrno("create /data/input.csv");
+    Status st = WriteAll(fd, std::string("name,key\nalice,") + key + "\n");
+    close(fd);
+    return st;
+  };
+  p.stage_out = [](const StageOutContext& ctx) -> Status {
+    for (const char* name : {"model.txt", "metrics.jsonl"}) {
+      const int in = open((std::string("/out/") + name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (in < 0) return FailErrno(std::string("open /out/") + name);
+      const std::string data = Drain(in);
+      close(in);
+      const int out = openat(ctx.output_dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (out < 0) return FailErrno(std::string("create output ") + name);
+      Status st = WriteAll(out, data);
+      close(out);
+      if (!st) return st;
+    }
+    return {};
+  };
+  RunResult result;
+  const std::string output = RunCapture(p, result);
+  close(key_pipe[0]);
+  EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(output, "trained\n");
+  EXPECT_EQ(Slurp(work_ / "output" / "model.txt"), "name,key\nalice,k3y\n");
+  EXPECT_EQ(Slurp(work_ / "output" / "metrics.jsonl"), "{\"loss\":0.5}\n");
+}
+
+TEST_F(SandboxTest, TrainerSeesNeitherInitFdsNorOutputDir) {
+  const int secret = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(secret, 0);
+  Policy p = BasePolicy({"/job/hostile", "fds"});
+  p.init_fds = {secret};
+  p.output_dir = (work_ / "output").string();
+  RunResult result;
+  const std::string output = RunCapture(p, result);
+  close(secret);
+  EXPECT_EQ(output, "held fds errno=EBADF\n");
+  EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
+}
+
+// The privileged init (no seccomp) is in an empty net namespace too: the host's loopback
+// listener refuses (another loopback), and nothing beyond loopback is routable.
+TEST_F(SandboxTest, StageInRunsInAnEmptyNetworkNamespace) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  socklen_t len = sizeof(a);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  ASSERT_EQ(listen(listener, 1), 0);
+  Policy p = BasePolicy({"/bin/true"});
+  p.stage_in = [a](const StageInContext&) -> Status {
+    auto attempt = [](sockaddr_in to, int expected) -> Status {
+      const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const int rc = connect(s, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+      const int err = errno;
+      close(s);
+      if (rc == 0 || err != expected) {
+        return Fail(Errc::kInternal, std::string("connect gave ") + (rc == 0 ? "success" : strerrorname_np(err)));
+      }
+      return {};
+    };
+    if (auto st = attempt(a, ECONNREFUSED); !st) return st;
+    sockaddr_in outside = a;
+    outside.sin_addr.s_addr = htonl(0x08080808);  // 8.8.8.8
+    return attempt(outside, ENETUNREACH);
+  };
+  RunResult result;
+  RunCapture(p, result);
+  close(listener);
+  EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
+}
+
+TEST_F(SandboxTest, StageInFailureIsASetupErrorNamingTheStep) {
+  Policy p = BasePolicy({"/bin/true"});
+  p.stage_in = [](const StageInContext&) -> Status {
+    return Fail(Errc::kIntegrity, "chunk 3 failed authentication");
+  };
+  RunResult result;
+  RunCapture(p, result);
+  EXPECT_EQ(result.outcome, Outcome::kSetupError);
+  EXPECT_EQ(result.failed_step, "stage-in");
+  EXPECT_EQ(result.reason, "stage-in: chunk 3 failed authentication");
+  EXPECT_EQ(result.ShellStatus(), 125);
+}
+
+TEST_F(SandboxTest, StageOutRunsAfterEveryProcessIsGone) {
+  Policy p = BasePolicy({"/bin/sh", "-c", "(sleep 30 &) ; echo started"});
+  p.stage_out = [](const StageOutContext&) -> Status {
+    // Only the init itself may be left in the pid namespace.
+    int others = 0;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      const std::string name = e.path().filename();
+      if (std::isdigit(static_cast<unsigned char>(name[0])) && name != "1") ++others;
+    }
+    if (others != 0) return Fail(Errc::kInternal, std::to_string(others) + " processes left");
+    return {};
+  };
+  RunResult result;
+  EXPECT_EQ(RunCapture(p, result), "started\n");
+  EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
+  EXPECT_LT(result.wall.count(), 5000);
+}
+
+void StopSoon(int) { RequestStop(); }
+
+TEST_F(SandboxTest, RequestStopIsAnExternalKill) {
+  Policy p = BasePolicy({"/job/hostile", "sleep"});
+  signal(SIGALRM, StopSoon);
+  alarm(1);
+  RunResult result;
+  RunCapture(p, result);
+  signal(SIGALRM, SIG_DFL);
+  EXPECT_EQ(result.outcome, Outcome::kExternalKill) << result.reason;
+}
+
+TEST_F(SandboxTest, PolicyValidation) {
+  Policy p = BasePolicy({"/bin/true"});
+  p.uid = 0;
+  EXPECT_FALSE(sandbox::Run(p).has_value());
+  p = BasePolicy({"/bin/true"});
+  p.image_dir = "relative/dir";
+  EXPECT_FALSE(sandbox::Run(p).has_value());
+  p = BasePolicy({});
+  EXPECT_FALSE(sandbox::Run(p).has_value());
+}
+
+TEST_F(SandboxTest, ResultJsonNamesEveryField) {
+  RunResult r;
+  r.outcome = Outcome::kViolation;
+  r.violations_by_syscall["mount"] = 2;
+  const std::string json = r.ToJson();
+  for (const char* key : {"\"outcome\": \"VIOLATION\"", "exit_code", "signal", "wall_ms", "cpu_user_ms",
+                          "peak_memory_bytes", "memory_limit_hit", "pids_limit_hit", "timeout_hit",
+                          "seccomp_violations", "\"mount\": 2", "scratch_noswap"}) {
+    EXPECT_NE(json.find(key), std::string::npos) << key;
+  }
+}
+
+}  // namespace
+}  // namespace cordon::sandbox
