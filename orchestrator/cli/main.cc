@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   commands.push_back(MakeUnsealCommand(app));
   commands.push_back(MakeRewrapCommand(app));
   commands.push_back(MakeInspectCommand(app));
+  commands.push_back(MakeAuditCommand(app));
 
   try {
     app.parse(argc, argv);

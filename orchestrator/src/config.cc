@@ -5,6 +5,7 @@
 
 #include "cordon/file_io.h"
 #include "cordon/paths.h"
+#include "cordon/units.h"
 
 namespace cordon::orchestrator {
 namespace {
@@ -29,6 +30,7 @@ class ConfigReader final {
     if (const Node* n = top.Optional("kms")) ReadKms(*n, c.kms);
     if (const Node* n = top.Optional("sandbox")) ReadSandbox(*n, c.sandbox);
     if (const Node* n = top.Optional("daemon")) ReadDaemon(*n, c.daemon);
+    if (const Node* n = top.Optional("audit")) ReadAudit(*n, c.audit);
     top.Finish();
     return c;
   }
@@ -102,6 +104,26 @@ class ConfigReader final {
     Path(m, "socket", daemon.socket);
     if (daemon.socket.size() >= 108) {  // sizeof(sockaddr_un::sun_path)
       d_.Add(m.node(), "daemon.socket: path is longer than a Unix socket allows (107 bytes)");
+    }
+    m.Finish();
+  }
+
+  void ReadAudit(const Node& node, Config::Audit& audit) {
+    MapReader m(d_, node, "audit");
+    if (const Node* n = m.Optional("checkpoint_every")) {
+      if (auto v = yaml::ReadInt(d_, *n, "audit.checkpoint_every", 1, 1000000000)) {
+        audit.checkpoint_every = static_cast<std::uint64_t>(*v);
+      }
+    }
+    if (const Node* n = m.Optional("checkpoint_interval")) {
+      if (auto v = yaml::ReadString(d_, *n, "audit.checkpoint_interval")) {
+        auto d = ParseDuration(*v);
+        if (!d || d->count() < 1000 || d->count() > 86400000) {
+          d_.Add(*n, "audit.checkpoint_interval: a duration from 1s to 24h (e.g. \"5m\")");
+        } else {
+          audit.checkpoint_interval_s = static_cast<std::uint32_t>(d->count() / 1000);
+        }
+      }
     }
     m.Finish();
   }
@@ -201,6 +223,10 @@ std::string RenderConfig(const Config& c) {
   out += "  gid: " + std::to_string(c.sandbox.gid) + "\n";
   out += std::string("  allow_swap: ") + (c.sandbox.allow_swap ? "true" : "false") +
          "   # kernels < 6.4 only: run although swap is on\n";
+  out += "audit:\n";
+  out += "  checkpoint_every: " + std::to_string(c.audit.checkpoint_every) + "   # signed checkpoint every N entries\n";
+  out += "  checkpoint_interval: \"" + std::to_string(c.audit.checkpoint_interval_s) +
+         "s\"   # ... and after this long (checked on append)\n";
   out += "daemon:\n";
   out += "  max_concurrent_jobs: " + std::to_string(c.daemon.max_concurrent_jobs) + "\n";
   out += "  socket: " + Quoted(c.daemon.socket) + "\n";

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "cordon/file_io.h"
+#include "cordon/orchestrator/audit.h"
 #include "cordon/paths.h"
 
 namespace cordon::orchestrator {
@@ -55,6 +56,13 @@ Result<InitReport> InitInstallation(const std::string& root_arg) {
     return std::unexpected(WithContext(written.error(), "cordon init"));
   }
   report.items.push_back({c.path, "config", written.has_value()});
+  // Audit keys: MAC seed k0 + Ed25519 checkpoint key; the verifier key must leave the host.
+  auto audit_keys = audit::CreateAuditKeys(c.audit_dir, c.state_dir + "/audit-verifier.key");
+  if (!audit_keys) return std::unexpected(WithContext(audit_keys.error(), "cordon init: audit keys"));
+  report.items.push_back({audit_keys->verifier_key_path,
+                          "audit verifier key: copy it OFF this host, then delete it here; "
+                          "`cordon audit verify --verifier-key FILE` checks every MAC with it",
+                          audit_keys->created});
   return report;
 }
 

@@ -41,6 +41,11 @@ struct Config {
     bool allow_swap = false;    // only matters on kernels without tmpfs noswap (< 6.4)
   } sandbox;
 
+  struct Audit {
+    std::uint64_t checkpoint_every = 1000;      // sign a checkpoint every N entries (1..1e9)
+    std::uint32_t checkpoint_interval_s = 300;  // ... and after T seconds ("5m"; 1s..1d)
+  } audit;
+
   struct Daemon {
     std::uint32_t max_concurrent_jobs = 2;
     std::string socket = "/run/cordon/cordon.sock";

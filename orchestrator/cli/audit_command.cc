@@ -1,0 +1,121 @@
+// cordon audit verify|show|checkpoint
+//
+// Exit status: 0 ok; 1 verification found tampering (or the operation
+// failed); 2 usage / invalid input (bad flags, unreadable config or key).
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/orchestrator/config.h"
+
+namespace cordon::cli {
+namespace {
+
+int Complain(const Error& e) {
+  std::cerr << "cordon audit: " << e.message << "\n";
+  return e.code == Errc::kInvalidArgument || e.code == Errc::kInvalidData ? kExitInvalid : kExitFailure;
+}
+
+class AuditCommand final : public Command {
+ public:
+  explicit AuditCommand(CLI::App& app) {
+    sub_ = app.add_subcommand("audit", "verify and read the tamper-evident audit log");
+    sub_->require_subcommand(1);
+    sub_->add_option("--dir", dir_, "audit directory (default: the config's audit_dir)");
+    verify_ = sub_->add_subcommand("verify", "check the hash chain, MACs and checkpoint signatures");
+    verify_->add_option("--verifier-key", verifier_key_, "the verifier key kept off the host (checks every MAC)");
+    verify_->add_option("--checkpoint", checkpoint_, "a checkpoint kept off the host: the log must still contain it");
+    verify_->add_flag("--json", json_, "print the result as one JSON object");
+    verify_->footer("Exit 0: ok: N entries, head HASH. Exit 1: the first problem, as FILE:LINE: seq N: CLASS: detail,\n"
+                    "CLASS one of modified, deleted, reordered, inserted, MAC mismatch, bad signature,\n"
+                    "truncated before checkpoint. Exit 2: bad usage or an unreadable key.");
+    show_ = sub_->add_subcommand("show", "print the log as a timeline (one line per entry)");
+    show_->add_option("--job", filter_.job, "only entries of this job");
+    show_->add_option("--since", filter_.since, "only entries at or after TIME (RFC 3339, ...Z) or a duration ago (30m)");
+    show_->add_option("--action", filter_.action_glob, "only actions matching GLOB (job.*)");
+    show_->add_flag("--json", show_json_, "JSON Lines, one entry per line, as stored (for a SIEM)");
+    checkpoint_cmd_ = sub_->add_subcommand("checkpoint", "print the latest signed checkpoint (a signed note)");
+  }
+
+  CLI::App* sub() const override { return sub_; }
+
+  int Run(const GlobalOptions& global) override {
+    if (dir_.empty()) {
+      auto config = orchestrator::LoadConfig(orchestrator::ResolveConfigPath(global.config));
+      if (!config) return Complain(config.error());
+      dir_ = config->audit_dir;
+    }
+    if (verify_->parsed()) return RunVerify();
+    if (show_->parsed()) return RunShow();
+    return RunCheckpoint();
+  }
+
+ private:
+  int RunVerify() {
+    auto report = audit::Verify({dir_, verifier_key_, checkpoint_});
+    if (!report) return Complain(report.error());
+    if (json_) {
+      nlohmann::json out = {{"ok", !report->failure}, {"entries", report->entries}, {"head", report->head},
+                            {"bytes", report->bytes}, {"checkpoints", report->checkpoints},
+                            {"macs_checked", report->macs_checked}};
+      if (report->failure) {
+        const auto& f = *report->failure;
+        out["failure"] = {{"class", audit::TamperName(f.tamper)}, {"file", f.file}, {"line", f.line}, {"detail", f.detail}};
+        if (f.seq) out["failure"]["seq"] = *f.seq;
+      }
+      std::cout << out.dump() << "\n";
+      return report->failure ? kExitFailure : kExitOk;
+    }
+    if (report->failure) {
+      const auto& f = *report->failure;
+      std::cout << "FAIL: " << f.file << ":" << f.line << ": "
+                << (f.seq ? "seq " + std::to_string(*f.seq) + ": " : std::string()) << audit::TamperName(f.tamper)
+                << ": " << f.detail << "\n";
+      return kExitFailure;
+    }
+    std::cout << "ok: " << report->entries << " entries, head " << (report->head.empty() ? "(empty)" : report->head)
+              << "\n";
+    std::cerr << "  " << report->checkpoints << " checkpoint signature(s) verified; "
+              << (report->macs_checked ? "every MAC verified with the verifier key"
+                                       : "MACs NOT checked (no --verifier-key): root on this host could have "
+                                         "rewritten the chain consistently")
+              << "\n";
+    return kExitOk;
+  }
+
+  int RunShow() {
+    auto entries = audit::ReadEntries(dir_, filter_);
+    if (!entries) return Complain(entries.error());
+    for (const auto& e : *entries) {
+      std::cout << (show_json_ ? e.dump() : audit::FormatTimelineLine(e)) << "\n";
+    }
+    if (!show_json_) std::cerr << "(" << entries->size() << " entries; not verified here: run `cordon audit verify`)\n";
+    return kExitOk;
+  }
+
+  int RunCheckpoint() {
+    auto note = audit::LatestCheckpoint(dir_);
+    if (!note) return Complain(note.error());
+    std::cout << *note;
+    return kExitOk;
+  }
+
+  CLI::App* sub_ = nullptr;
+  CLI::App* verify_ = nullptr;
+  CLI::App* show_ = nullptr;
+  CLI::App* checkpoint_cmd_ = nullptr;
+  std::string dir_;
+  std::optional<std::string> verifier_key_;
+  std::optional<std::string> checkpoint_;
+  bool json_ = false;
+  bool show_json_ = false;
+  audit::ShowFilter filter_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> MakeAuditCommand(CLI::App& app) { return std::make_unique<AuditCommand>(app); }
+
+}  // namespace cordon::cli

@@ -1,0 +1,305 @@
+// The audit log's key files and checkpoints: the MAC state record, the log
+// identity (origin + checkpoint public key), the verifier key, signed notes,
+// and CreateAuditKeys for `cordon init`.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+#include "cordon/file_io.h"
+#include "internal.h"
+
+namespace cordon::audit::internal {
+namespace {
+
+constexpr std::string_view kStateMagic = "cordon-audit-mac-state-v1\n";
+constexpr std::string_view kIdentityMagic = "cordon-audit-identity-v1";
+constexpr std::string_view kVerifierMagic = "cordon-audit-verifier-key-v1";
+constexpr std::string_view kSignatureDash = "\xe2\x80\x94 ";  // U+2014 EM DASH, then a space
+
+// "name value" lines after a magic first line; '#' lines are comments.
+Result<std::map<std::string, std::string>> ReadFields(std::string_view text, std::string_view magic,
+                                                      const std::string& what) {
+  std::map<std::string, std::string> fields;
+  std::istringstream in{std::string(text)};
+  std::string line;
+  bool seen_magic = false;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (!seen_magic) {
+      if (line != magic) return Fail(Errc::kInvalidData, what + ": not a " + std::string(magic) + " file");
+      seen_magic = true;
+      continue;
+    }
+    const std::size_t space = line.find(' ');
+    if (space == std::string::npos) return Fail(Errc::kInvalidData, what + ": malformed line \"" + line + "\"");
+    fields[line.substr(0, space)] = line.substr(space + 1);
+  }
+  if (!seen_magic) return Fail(Errc::kInvalidData, what + ": empty");
+  return fields;
+}
+
+Result<std::string> Field(const std::map<std::string, std::string>& f, const std::string& name,
+                          const std::string& what) {
+  auto it = f.find(name);
+  if (it == f.end()) return Fail(Errc::kInvalidData, what + ": field \"" + name + "\" is missing");
+  return it->second;
+}
+
+Result<Identity> ParseVerifierKeyString(const std::string& vkey, const std::string& origin) {
+  // <name>+<8 hex keyhash>+<base64(0x01 || 32-byte public key)>
+  const std::size_t a = vkey.find('+');
+  const std::size_t b = a == std::string::npos ? a : vkey.find('+', a + 1);
+  if (b == std::string::npos) return Fail(Errc::kInvalidData, "checkpoint-key: not name+hash+key");
+  if (vkey.substr(0, a) != origin) return Fail(Errc::kInvalidData, "checkpoint-key: name is not the origin");
+  auto raw = Unbase64(vkey.substr(b + 1));
+  if (!raw || raw->size() != 33 || (*raw)[0] != 0x01) {
+    return Fail(Errc::kInvalidData, "checkpoint-key: not an Ed25519 key");
+  }
+  Identity id;
+  id.origin = origin;
+  std::copy(raw->begin() + 1, raw->end(), id.public_key.begin());
+  const auto hash = NoteKeyHash(id);
+  if (vkey.substr(a + 1, b - a - 1) != Hex(hash.data(), hash.size())) {
+    return Fail(Errc::kInvalidData, "checkpoint-key: key hash does not match the key");
+  }
+  return id;
+}
+
+std::string CleanHostname() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::string out;
+  for (const char* p = host; *p != '\0'; ++p) {
+    const char c = *p;
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    out += ok ? c : '_';
+  }
+  return out.empty() ? "localhost" : out;
+}
+
+}  // namespace
+
+std::string EncodeState(const MacState& s) {
+  std::string text(kStateMagic);
+  text += "seq " + std::to_string(s.seq) + "\n";
+  text += "key " + Hex(s.key) + "\n";
+  text += "checkpoint_size " + std::to_string(s.checkpoint_size) + "\n";
+  text += "checkpoint_time_ns " + std::to_string(s.checkpoint_time_ns) + "\n";
+  text += "check " + Hex(Sha256(text)) + "\n";
+  text.resize(kStateRecordBytes, '\0');
+  return text;
+}
+
+Result<MacState> DecodeState(std::string_view record) {
+  const std::size_t end = record.find('\0');
+  const std::string_view text = record.substr(0, end);
+  const std::size_t check_at = text.rfind("check ");
+  if (check_at == std::string_view::npos || text.size() != check_at + 6 + 64 + 1) {
+    return Fail(Errc::kInvalidData, "MAC state: truncated record");
+  }
+  auto check = Unhex32(text.substr(check_at + 6, 64));
+  if (!check || !Equal32(*check, Sha256(text.substr(0, check_at)))) {
+    return Fail(Errc::kInvalidData, "MAC state: check digest mismatch (corrupt record)");
+  }
+  auto fields = ReadFields(text.substr(0, check_at), "cordon-audit-mac-state-v1", "MAC state");
+  if (!fields) return std::unexpected(fields.error());
+  MacState s;
+  try {
+    s.seq = std::stoull(fields->at("seq"));
+    s.checkpoint_size = std::stoull(fields->at("checkpoint_size"));
+    s.checkpoint_time_ns = std::stoll(fields->at("checkpoint_time_ns"));
+    auto key = Unhex32(fields->at("key"));
+    if (!key) return Fail(Errc::kInvalidData, "MAC state: bad key");
+    s.key = *key;
+  } catch (const std::exception&) {
+    return Fail(Errc::kInvalidData, "MAC state: missing or malformed field");
+  }
+  return s;
+}
+
+std::array<std::uint8_t, 4> NoteKeyHash(const Identity& id) {
+  std::string input = id.origin + "\n";
+  input += '\x01';
+  input.append(reinterpret_cast<const char*>(id.public_key.data()), id.public_key.size());
+  const Bytes32 h = Sha256(input);
+  return {h[0], h[1], h[2], h[3]};
+}
+
+std::string NoteVerifierKey(const Identity& id) {
+  std::string raw(1, '\x01');
+  raw.append(reinterpret_cast<const char*>(id.public_key.data()), 32);
+  const auto hash = NoteKeyHash(id);
+  return id.origin + "+" + Hex(hash.data(), 4) + "+" +
+         Base64(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size());
+}
+
+std::string EncodeIdentity(const Identity& id) {
+  return std::string(kIdentityMagic) + "\norigin " + id.origin + "\ncheckpoint-key " + NoteVerifierKey(id) + "\n";
+}
+
+Result<Identity> DecodeIdentity(std::string_view text) {
+  auto f = ReadFields(text, kIdentityMagic, kIdentityFile);
+  if (!f) return std::unexpected(f.error());
+  auto origin = Field(*f, "origin", kIdentityFile);
+  auto vkey = Field(*f, "checkpoint-key", kIdentityFile);
+  if (!origin || !vkey) return std::unexpected(origin ? vkey.error() : origin.error());
+  return ParseVerifierKeyString(*vkey, *origin);
+}
+
+std::string EncodeVerifierKey(const VerifierKey& key) {
+  std::string text =
+      "# Cordon audit verifier key. It lets an auditor check every MAC and checkpoint of the log\n"
+      "# whose origin is below. Move it OFF this host (and delete it here): anyone holding it can\n"
+      "# forge MACs for any entry. Use: cordon audit verify --verifier-key FILE\n";
+  text += std::string(kVerifierMagic) + "\n";
+  text += "origin " + key.identity.origin + "\n";
+  text += "checkpoint-key " + NoteVerifierKey(key.identity) + "\n";
+  text += "mac-seed " + Hex(key.k0) + "\n";
+  return text;
+}
+
+Result<VerifierKey> DecodeVerifierKey(std::string_view text) {
+  auto f = ReadFields(text, kVerifierMagic, "verifier key");
+  if (!f) return std::unexpected(f.error());
+  auto origin = Field(*f, "origin", "verifier key");
+  auto vkey = Field(*f, "checkpoint-key", "verifier key");
+  auto seed = Field(*f, "mac-seed", "verifier key");
+  if (!origin || !vkey || !seed) return Fail(Errc::kInvalidData, "verifier key: a field is missing");
+  auto id = ParseVerifierKeyString(*vkey, *origin);
+  if (!id) return std::unexpected(WithContext(id.error(), "verifier key"));
+  auto k0 = Unhex32(*seed);
+  if (!k0) return Fail(Errc::kInvalidData, "verifier key: mac-seed is not 64 hex digits");
+  return VerifierKey{*id, *k0};
+}
+
+Result<std::string> SignCheckpoint(const CheckpointBody& body, const Identity& id, const Bytes32& seed) {
+  const std::string text = body.origin + "\n" + std::to_string(body.size) + "\n" + Base64(body.head.data(), 32) +
+                           "\ntime " + body.time + "\n";
+  auto sig = Ed25519Sign(seed, text);
+  if (!sig) return std::unexpected(sig.error());
+  const auto hash = NoteKeyHash(id);
+  std::string blob(reinterpret_cast<const char*>(hash.data()), 4);
+  blob += *sig;
+  return text + "\n" + std::string(kSignatureDash) + id.origin + " " +
+         Base64(reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size()) + "\n";
+}
+
+namespace {
+
+void CheckNote(ParsedCheckpoint& cp, const std::string& body, const std::vector<std::string>& sigs,
+               const Identity& id) {
+  std::istringstream in(body);
+  std::string origin, size, head, time;
+  std::getline(in, origin);
+  std::getline(in, size);
+  std::getline(in, head);
+  std::getline(in, time);
+  cp.body.origin = origin;
+  auto head_raw = Unbase64(head);
+  const bool digits = !size.empty() && size.size() < 20 && std::all_of(size.begin(), size.end(), ::isdigit);
+  if (!digits || !head_raw || head_raw->size() != 32 || !time.starts_with("time ")) {
+    cp.problem = "malformed checkpoint body";
+    return;
+  }
+  cp.body.size = std::stoull(size);
+  std::copy(head_raw->begin(), head_raw->end(), cp.body.head.begin());
+  cp.body.time = time.substr(5);
+  if (origin != id.origin) {
+    cp.problem = "origin \"" + origin + "\" is not this log's (" + id.origin + ")";
+    return;
+  }
+  const auto hash = NoteKeyHash(id);
+  for (const std::string& line : sigs) {
+    const std::string prefix = std::string(kSignatureDash) + id.origin + " ";
+    if (!line.starts_with(prefix)) continue;
+    auto blob = Unbase64(line.substr(prefix.size()));
+    if (!blob || blob->size() != 68 || std::memcmp(blob->data(), hash.data(), 4) != 0) continue;
+    if (Ed25519Verify(id.public_key, body, blob->substr(4))) {
+      cp.signature_ok = true;
+      return;
+    }
+  }
+  cp.problem = "no valid Ed25519 signature by " + id.origin;
+}
+
+}  // namespace
+
+std::vector<ParsedCheckpoint> ParseCheckpoints(std::string_view text, const Identity& id) {
+  std::vector<ParsedCheckpoint> out;
+  std::istringstream in{std::string(text)};
+  std::string line;
+  std::uint64_t line_no = 0;
+  while (true) {
+    ParsedCheckpoint cp;
+    std::string body;
+    std::vector<std::string> sigs;
+    while (std::getline(in, line) && (++line_no, true) && line.empty()) {}
+    if (!in) break;
+    cp.line = line_no;
+    do { body += line + "\n"; } while (std::getline(in, line) && (++line_no, true) && !line.empty());
+    cp.text = body + "\n";
+    while (std::getline(in, line) && (++line_no, true) && !line.empty()) {
+      sigs.push_back(line);
+      cp.text += line + "\n";
+    }
+    if (sigs.empty()) cp.problem = "checkpoint has no signature lines";
+    else CheckNote(cp, body, sigs, id);
+    out.push_back(std::move(cp));
+    if (!in) break;
+  }
+  return out;
+}
+
+}  // namespace cordon::audit::internal
+
+namespace cordon::audit {
+
+using namespace internal;
+
+Result<KeysReport> CreateAuditKeys(const std::string& dir, const std::string& verifier_key_path) {
+  KeysReport report{false, verifier_key_path};
+  if (::access((dir + "/" + kStateFile).c_str(), F_OK) == 0) return report;
+  VerifierKey vk;
+  Bytes32 seed{};
+  std::array<std::uint8_t, 8> id_bytes{};
+  if (auto ok = RandomBytes(vk.k0.data(), 32); !ok) return std::unexpected(ok.error());
+  if (auto ok = RandomBytes(seed.data(), 32); !ok) return std::unexpected(ok.error());
+  if (auto ok = RandomBytes(id_bytes.data(), id_bytes.size()); !ok) return std::unexpected(ok.error());
+  vk.identity.origin = "cordon.audit/" + CleanHostname() + "/" + Hex(id_bytes.data(), id_bytes.size());
+  auto pub = Ed25519PublicFromSeed(seed);
+  if (!pub) return std::unexpected(pub.error());
+  vk.identity.public_key = *pub;
+  std::string seed_text = "cordon-audit-checkpoint-key-v1\nseed " + Hex(seed) + "\n";
+  std::string verifier_text = EncodeVerifierKey(vk);
+  MacState state{0, vk.k0, 0, NowNs()};  // the checkpoint below is the first
+  std::string state_text = EncodeState(state);
+  Status ok = WriteFileAtomic(verifier_key_path, verifier_text, 0400, Overwrite::kRefuse);
+  if (ok) ok = WriteFileAtomic(dir + "/" + kSigningKeyFile, seed_text, 0600, Overwrite::kRefuse);
+  if (ok) ok = WriteFileAtomic(dir + "/" + kIdentityFile, EncodeIdentity(vk.identity), 0644, Overwrite::kRefuse);
+  if (ok) ok = WriteFileAtomic(dir + "/" + kLockFile, "", 0600, Overwrite::kRefuse);
+  if (ok) ok = WriteFileAtomic(dir + "/" + kCheckpointsFile, "", 0600, Overwrite::kRefuse);
+  // The state file last: its presence marks a complete set of keys.
+  if (ok) ok = WriteFileAtomic(dir + "/" + kStateFile, state_text, 0600, Overwrite::kRefuse);
+  Cleanse(seed.data(), 32);
+  Cleanse(seed_text.data(), seed_text.size());
+  Cleanse(verifier_text.data(), verifier_text.size());
+  Cleanse(state_text.data(), state_text.size());
+  Cleanse(vk.k0.data(), 32);
+  Cleanse(state.key.data(), 32);
+  if (!ok) return std::unexpected(WithContext(ok.error(), "creating the audit keys"));
+
+  auto log = AuditLog::Open(Options{.dir = dir});
+  if (!log) return std::unexpected(log.error());
+  Event created{.action = "log.created", .job = "", .outcome = "ok",
+                .details = {{"origin", vk.identity.origin}, {"verifier_key_file", verifier_key_path}},
+                .actor = std::nullopt};
+  if (auto seq = (*log)->Append(created); !seq) return std::unexpected(seq.error());
+  if (auto cp = (*log)->Checkpoint(); !cp) return std::unexpected(cp.error());
+  report.created = true;
+  return report;
+}
+
+}  // namespace cordon::audit

@@ -1,0 +1,323 @@
+// The verifier, the timeline reader and the latest checkpoint.
+#include <fnmatch.h>
+
+#include <map>
+#include <unordered_set>
+
+#include "cordon/file_io.h"
+#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/units.h"
+#include "internal.h"
+
+namespace cordon::audit {
+
+using namespace internal;
+
+const char* TamperName(Tamper t) {
+  switch (t) {
+    case Tamper::kModified: return "modified";
+    case Tamper::kDeleted: return "deleted";
+    case Tamper::kReordered: return "reordered";
+    case Tamper::kInserted: return "inserted";
+    case Tamper::kMacMismatch: return "MAC mismatch";
+    case Tamper::kBadSignature: return "bad signature";
+    case Tamper::kTruncated: return "truncated before checkpoint";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr std::uint64_t kMaxSegmentRead = 4ull << 30;
+
+struct Line {
+  std::size_t file;       // index into Log::paths
+  std::uint64_t number;   // 1-based
+  std::string_view text;  // without '\n'
+  bool torn = false;      // no '\n' at the end
+};
+
+struct Log {
+  std::vector<std::string> paths;
+  std::vector<std::string> contents;
+  std::vector<Line> lines;
+  std::uint64_t bytes = 0;
+};
+
+Result<Log> LoadLog(const std::string& dir) {
+  auto segments = ListSegments(dir);
+  if (!segments) return std::unexpected(segments.error());
+  Log log;
+  log.contents.reserve(segments->size());
+  for (const Segment& s : *segments) {
+    auto text = ReadFileLimited(s.path, kMaxSegmentRead);
+    if (!text) return std::unexpected(text.error());
+    log.bytes += text->size();
+    log.paths.push_back(s.path);
+    log.contents.push_back(std::move(*text));
+  }
+  for (std::size_t f = 0; f < log.contents.size(); ++f) {
+    std::string_view rest = log.contents[f];
+    std::uint64_t number = 0;
+    while (!rest.empty()) {
+      const std::size_t nl = rest.find('\n');
+      const bool torn = nl == std::string_view::npos;
+      log.lines.push_back({f, ++number, rest.substr(0, torn ? rest.size() : nl), torn});
+      rest.remove_prefix(torn ? rest.size() : nl + 1);
+    }
+  }
+  return log;
+}
+
+struct Anchor {
+  Bytes32 head;
+  std::string file;
+  std::uint64_t line;
+};
+
+class Verifier final {
+ public:
+  Verifier(const Log& log, std::optional<Bytes32> k0, std::multimap<std::uint64_t, Anchor> anchors)
+      : log_(log), key_(k0.value_or(Bytes32{})), macs_(k0.has_value()), anchors_(std::move(anchors)) {}
+  ~Verifier() { Cleanse(key_.data(), key_.size()); }
+
+  std::optional<Finding> Run() {
+    if (auto f = CheckAnchors(); f) return f;  // size 0
+    for (std::size_t i = 0; i < log_.lines.size(); ++i) {
+      if (auto f = Step(i); f) return f;
+      if (auto f = CheckAnchors(); f) return f;
+    }
+    return CheckBeyondEnd();
+  }
+  std::uint64_t entries() const { return expected_; }
+  const Bytes32& head() const { return head_; }
+
+ private:
+  Finding At(std::size_t i, Tamper t, std::optional<std::uint64_t> seq, std::string detail) const {
+    const Line& l = log_.lines[i];
+    return Finding{t, log_.paths[l.file], l.number, seq, std::move(detail)};
+  }
+  std::string Where(std::size_t i) const {
+    const Line& l = log_.lines[i];
+    return log_.paths[l.file] + ":" + std::to_string(l.number);
+  }
+  std::optional<ParsedEntry> ParseAt(std::size_t i) const {
+    if (i >= log_.lines.size()) return std::nullopt;
+    auto e = ParseEntryLine(log_.lines[i].text);
+    return e ? std::optional<ParsedEntry>(std::move(*e)) : std::nullopt;
+  }
+
+  std::optional<Finding> Step(std::size_t i) {
+    const Line& line = log_.lines[i];
+    if (line.torn) return At(i, Tamper::kModified, std::nullopt, "torn last line (no newline): a crash not yet recovered, or an edit");
+    auto e = ParseEntryLine(line.text);
+    if (!e) return At(i, Tamper::kModified, std::nullopt, "not a valid entry: " + e.error().message);
+    if (!Equal32(e->computed, e->hash)) {
+      return At(i, Tamper::kModified, e->seq, "the content does not match its hash");
+    }
+    if (e->seq != expected_ || !Equal32(e->prev, head_)) return Classify(i, *e);
+    if (macs_ && !Equal32(HmacSha256(key_, e->hash), e->mac)) {
+      auto next = ParseAt(i + 1);
+      if (next && (next->seq == e->seq || Equal32(next->prev, e->prev))) {
+        return At(i, Tamper::kInserted, e->seq, "forged entry (MAC mismatch); the next line is the real seq " +
+                                                    std::to_string(e->seq));
+      }
+      return At(i, Tamper::kMacMismatch, e->seq,
+                "the MAC does not verify under the forward-secure key for this seq (entry rewritten)");
+    }
+    accepted_.push_back(i);
+    head_ = e->hash;
+    ++expected_;
+    if (macs_) key_ = EvolveKey(key_);
+    return std::nullopt;
+  }
+
+  std::optional<Finding> Classify(std::size_t i, const ParsedEntry& e) {
+    if (e.seq == expected_) {
+      auto next = ParseAt(i + 1);
+      if (next && next->seq == e.seq) return At(i, Tamper::kInserted, e.seq, "not linked to the chain; the next line is seq " + std::to_string(e.seq) + " too");
+      const std::string prev_at = accepted_.empty() ? "the start of the log" : Where(accepted_.back());
+      return At(i, Tamper::kModified, e.seq, "prev does not match the hash of the entry before (" + prev_at + "): one of them was rewritten");
+    }
+    if (e.seq > expected_) {
+      std::optional<std::size_t> later;
+      bool referenced = false;
+      for (std::size_t j = i + 1; j < log_.lines.size(); ++j) {
+        auto o = ParseAt(j);
+        if (!o) continue;
+        if (o->seq == expected_ && !later) later = j;
+        if (Equal32(o->prev, e.hash)) referenced = true;
+      }
+      if (!later) {
+        return At(i, Tamper::kDeleted, e.seq, "seq " + std::to_string(expected_) + (e.seq - 1 > expected_ ? ".." + std::to_string(e.seq - 1) : "") + " missing before this entry");
+      }
+      if (referenced) return At(i, Tamper::kReordered, e.seq, "expected seq " + std::to_string(expected_) + ", which comes later at " + Where(*later));
+      return At(i, Tamper::kInserted, e.seq, "not part of the chain: seq " + std::to_string(expected_) + " follows at " + Where(*later));
+    }
+    // e.seq < expected_: a seq that was already accepted. If this line is the
+    // real one (its successor links to it), the accepted one was inserted.
+    const std::size_t earlier = accepted_[e.seq];
+    auto next = ParseAt(i + 1);
+    if (next && Equal32(next->prev, e.hash)) {
+      return At(earlier, Tamper::kInserted, e.seq, "forged entry: " + Where(i) + " is the seq " + std::to_string(e.seq) + " the chain continues from");
+    }
+    return At(i, Tamper::kInserted, e.seq, "seq " + std::to_string(e.seq) + " already appeared at " + Where(earlier));
+  }
+
+  std::optional<Finding> CheckAnchors() {
+    auto [from, to] = anchors_.equal_range(expected_);
+    for (auto it = from; it != to; ++it) {
+      if (!Equal32(it->second.head, head_)) {
+        const std::string where = accepted_.empty() ? "the start of the log" : Where(accepted_.back());
+        return Finding{Tamper::kTruncated, it->second.file, it->second.line, expected_ == 0 ? std::nullopt : std::optional<std::uint64_t>(expected_ - 1),
+                       "the log does not contain this checkpoint: the head at size " + std::to_string(expected_) +
+                           " (" + where + ") differs (rolled back or rewritten)"};
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::optional<Finding> CheckBeyondEnd() const {
+    for (const auto& [size, anchor] : anchors_) {
+      if (size > expected_) {
+        return Finding{Tamper::kTruncated, anchor.file, anchor.line, size - 1,
+                       "checkpoint of size " + std::to_string(size) + " but the log ends after " +
+                           std::to_string(expected_) + " entries: the tail was truncated"};
+      }
+    }
+    return std::nullopt;
+  }
+
+  const Log& log_;
+  Bytes32 key_;
+  bool macs_;
+  std::multimap<std::uint64_t, Anchor> anchors_;
+  std::vector<std::size_t> accepted_;  // line index of each accepted seq
+  std::uint64_t expected_ = 0;
+  Bytes32 head_{};
+};
+
+Result<Identity> LoadIdentity(const VerifyOptions& o, std::optional<Bytes32>& k0) {
+  if (o.verifier_key_file) {
+    auto text = ReadFileLimited(*o.verifier_key_file, 64 * 1024);
+    if (!text) return std::unexpected(text.error());
+    auto key = DecodeVerifierKey(*text);
+    Cleanse(text->data(), text->size());
+    if (!key) return std::unexpected(WithContext(key.error(), *o.verifier_key_file));
+    k0 = key->k0;
+    Cleanse(key->k0.data(), 32);
+    return key->identity;
+  }
+  auto text = ReadFileLimited(o.dir + "/" + kIdentityFile, 64 * 1024);
+  if (!text) return std::unexpected(text.error());
+  return DecodeIdentity(*text);
+}
+
+// Checkpoint signatures; the good ones become anchors the log must contain.
+std::optional<Finding> LoadAnchors(const std::string& path, const Identity& id, bool required,
+                                   std::multimap<std::uint64_t, Anchor>& anchors, std::uint64_t& count) {
+  auto text = ReadFileLimited(path, 256ull << 20);
+  if (!text) {
+    if (!required && text.error().code == Errc::kNotFound) return std::nullopt;
+    return Finding{Tamper::kBadSignature, path, 0, std::nullopt, "cannot read checkpoints: " + text.error().message};
+  }
+  for (const ParsedCheckpoint& cp : ParseCheckpoints(*text, id)) {
+    if (!cp.signature_ok) return Finding{Tamper::kBadSignature, path, cp.line, std::nullopt, cp.problem};
+    anchors.emplace(cp.body.size, Anchor{cp.body.head, path, cp.line});
+    ++count;
+  }
+  if (required && count == 0) return Finding{Tamper::kBadSignature, path, 0, std::nullopt, "no checkpoint in the file"};
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<VerifyReport> Verify(const VerifyOptions& options) {
+  std::optional<Bytes32> k0;
+  auto id = LoadIdentity(options, k0);
+  if (!id) return std::unexpected(id.error());
+  VerifyReport report;
+  report.macs_checked = k0.has_value();
+  std::multimap<std::uint64_t, Anchor> anchors;
+  report.failure = LoadAnchors(options.dir + "/" + kCheckpointsFile, *id, false, anchors, report.checkpoints);
+  if (!report.failure && options.checkpoint_file) {
+    std::uint64_t external = 0;
+    report.failure = LoadAnchors(*options.checkpoint_file, *id, true, anchors, external);
+    report.checkpoints += external;
+  }
+  auto log = LoadLog(options.dir);
+  if (!log) return std::unexpected(log.error());
+  report.bytes = log->bytes;
+  Verifier verifier(*log, k0, std::move(anchors));
+  if (k0) Cleanse(k0->data(), 32);
+  if (!report.failure) report.failure = verifier.Run();
+  report.entries = verifier.entries();
+  if (report.entries > 0) report.head = Hex(verifier.head());
+  return report;
+}
+
+Result<std::vector<nlohmann::json>> ReadEntries(const std::string& dir, const ShowFilter& filter) {
+  std::optional<std::int64_t> since;
+  if (filter.since) {
+    since = ParseTime(*filter.since);
+    if (!since) {
+      auto ago = ParseDuration(*filter.since);
+      if (!ago) return Fail(Errc::kInvalidArgument, "--since " + *filter.since + ": not RFC 3339 UTC (…Z) or a duration (30m)");
+      since = NowNs() - std::int64_t{ago->count()} * 1'000'000;
+    }
+  }
+  auto log = LoadLog(dir);
+  if (!log) return std::unexpected(log.error());
+  std::vector<nlohmann::json> out;
+  for (const Line& line : log->lines) {
+    nlohmann::json j = nlohmann::json::parse(line.text, nullptr, false);
+    if (!j.is_object() || !j.contains("action") || !j["action"].is_string() || !j.contains("time") || !j["time"].is_string()) {
+      out.push_back({{"unreadable", log->paths[line.file] + ":" + std::to_string(line.number)}});
+      continue;
+    }
+    if (filter.job && (!j.contains("job") || j["job"] != *filter.job)) continue;
+    if (filter.action_glob && ::fnmatch(filter.action_glob->c_str(), j["action"].get_ref<const std::string&>().c_str(), 0) != 0) continue;
+    if (since) {
+      auto t = ParseTime(j["time"].get_ref<const std::string&>());
+      if (!t || *t < *since) continue;
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::string FormatTimelineLine(const nlohmann::json& e) {
+  if (e.contains("unreadable")) return "?? unreadable line at " + e["unreadable"].get<std::string>() + " (run cordon audit verify)";
+  auto str = [&](const char* k) { return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : std::string("-"); };
+  std::string time = str("time");
+  if (time.size() == 30) time = time.substr(0, 23) + "Z";  // milliseconds are enough to read
+  std::string out = time + "  #" + (e.contains("seq") ? e["seq"].dump() : "?");
+  out += "  " + str("action");
+  if (e.contains("job")) out += "  job=" + str("job");
+  out += "  " + str("outcome");
+  if (e.contains("actor") && e["actor"].is_object()) {
+    const auto& a = e["actor"];
+    out += "  by " + (a.contains("user") ? a["user"].dump() : "?") + "(uid " + (a.contains("uid") ? a["uid"].dump() : "?") +
+           ") " + (a.contains("process") && a["process"].is_string() ? a["process"].get<std::string>() : "?") + "[" +
+           (a.contains("pid") ? a["pid"].dump() : "?") + "]";
+  }
+  if (e.contains("details") && e["details"].is_object() && !e["details"].empty()) {
+    for (const auto& [k, v] : e["details"].items()) out += "  " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return out;
+}
+
+Result<std::string> LatestCheckpoint(const std::string& dir) {
+  auto identity = ReadFileLimited(dir + "/" + kIdentityFile, 64 * 1024);
+  if (!identity) return std::unexpected(identity.error());
+  auto id = DecodeIdentity(*identity);
+  if (!id) return std::unexpected(id.error());
+  auto text = ReadFileLimited(dir + "/" + kCheckpointsFile, 256ull << 20);
+  if (!text) return std::unexpected(text.error());
+  auto notes = ParseCheckpoints(*text, *id);
+  if (notes.empty()) return Fail(Errc::kNotFound, dir + "/" + kCheckpointsFile + ": no checkpoint yet");
+  if (!notes.back().signature_ok) return Fail(Errc::kIntegrity, "latest checkpoint: " + notes.back().problem);
+  return notes.back().text;
+}
+
+}  // namespace cordon::audit

@@ -1,0 +1,455 @@
+// The audit log writer: group commit inside a process, flock across
+// processes, recovery of a torn tail, forward-secure MAC key evolution and
+// checkpoints. The protocol for one batch, under flock(audit.lock):
+//   1. read the MAC state (next seq + its key) and check it against the log
+//      head (re-reading the tail when another process wrote, repairing a torn
+//      tail, deriving the key forward after a crash between 3 and 5)
+//   2. seal each entry with k_seq, evolving the key in memory after each
+//   3. one write(2) on the O_APPEND segment, then fdatasync
+//   4. a checkpoint when due (appended to `checkpoints`, fdatasync)
+//   5. overwrite the state record in place with the evolved key, fdatasync
+// Only then do the callers of the batch return.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <vector>
+
+#include "cordon/file_io.h"
+#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/unique_fd.h"
+#include "internal.h"
+
+namespace cordon::audit {
+
+using namespace internal;
+
+namespace {
+
+constexpr std::size_t kTailWindow = 2 * kMaxLineBytes;
+
+class FileLock final {
+ public:
+  explicit FileLock(int fd) : fd_(fd) {
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {}
+  }
+  ~FileLock() { ::flock(fd_, LOCK_UN); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+Result<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode = 0600) {
+  UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd) return FailErrno("open " + path);
+  return fd;
+}
+
+Status WriteAll(int fd, std::string_view data, const std::string& what) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("write " + what);
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+Status DataSync(int fd, const std::string& what) {
+  if (::fdatasync(fd) != 0) return FailErrno("fdatasync " + what);
+  return {};
+}
+
+Result<std::string> ReadAt(int fd, std::size_t size, off_t offset, const std::string& what) {
+  std::string buf(size, '\0');
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pread(fd, buf.data() + done, size - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("read " + what);
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  buf.resize(done);
+  return buf;
+}
+
+struct Tail {
+  std::optional<std::string> last_line;  // without '\n'
+  std::optional<nlohmann::json> recovered;  // details of a torn tail moved aside
+};
+
+// Finds the last complete line of a segment; a torn remainder is copied to a
+// side file and cut off, so nothing is lost and the log ends on a line.
+Result<Tail> ReadTail(int fd, const std::string& dir, const Segment& seg) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return FailErrno("stat " + seg.path);
+  const auto size = static_cast<std::size_t>(st.st_size);
+  const std::size_t window = std::min(size, kTailWindow);
+  auto buf = ReadAt(fd, window, static_cast<off_t>(size - window), seg.path);
+  if (!buf) return std::unexpected(buf.error());
+  Tail tail;
+  std::size_t end = buf->size();
+  if (end > 0 && buf->back() != '\n') {
+    const std::size_t nl = buf->rfind('\n');
+    if (nl == std::string::npos && window < size) return Fail(Errc::kInvalidData, seg.path + ": last line over 32 KiB");
+    const std::size_t cut = nl == std::string::npos ? 0 : nl + 1;
+    const std::string torn = buf->substr(cut);
+    const auto offset = static_cast<std::uint64_t>(size - window + cut);
+    const std::string side = dir + "/torn-" + std::to_string(seg.first_seq) + "-" + std::to_string(offset) + "-" +
+                             std::to_string(NowNs()) + ".bin";
+    if (auto ok = WriteFileAtomic(side, torn, 0600, Overwrite::kRefuse); !ok) return std::unexpected(ok.error());
+    if (::ftruncate(fd, static_cast<off_t>(offset)) != 0) return FailErrno("truncate " + seg.path);
+    if (auto ok = DataSync(fd, seg.path); !ok) return std::unexpected(ok.error());
+    tail.recovered = nlohmann::json{{"segment", seg.path.substr(seg.path.rfind('/') + 1)},
+                                    {"offset", offset},
+                                    {"bytes", torn.size()},
+                                    {"sha256", Hex(Sha256(torn))},
+                                    {"side_file", side.substr(side.rfind('/') + 1)}};
+    end = cut;
+  }
+  if (end == 0) return tail;
+  const std::size_t start = buf->rfind('\n', end - 2);
+  if (start == std::string::npos && window < size) return Fail(Errc::kInvalidData, seg.path + ": last line over 32 KiB");
+  const std::size_t from = start == std::string::npos ? 0 : start + 1;
+  tail.last_line = buf->substr(from, end - 1 - from);
+  return tail;
+}
+
+}  // namespace
+
+class AuditLog::Impl {
+ public:
+  Options opt;
+  UniqueFd lock_fd, state_fd, checkpoints_fd, seg_fd;
+  Identity id;
+  Bytes32 seed{};
+  MacState state;  // the key for seq `state.seq`
+  Actor self;
+  // The head as this process last saw it (valid only under the flock after Sync).
+  bool head_valid = false;
+  Segment seg{0, ""};
+  off_t seg_size = 0;
+  std::uint64_t next_seq = 0;
+  Bytes32 head{};
+  std::vector<Event> pending;  // recovery entries to write before the next batch
+
+  struct Request {
+    const Event* event;
+    bool done = false;
+    Result<std::uint64_t> result{0};
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  bool leader = false;
+  std::vector<Request*> queue;
+
+  ~Impl() {
+    Cleanse(seed.data(), seed.size());
+    Cleanse(state.key.data(), state.key.size());
+  }
+
+  Status Sync();
+  Status Resync(const MacState& on_disk);
+  Status OpenSegment(const Segment& s, bool create);
+  Result<std::uint64_t> WriteEntries(const std::vector<const Event*>& events, std::vector<std::uint64_t>& seqs);
+  Status WriteCheckpointLocked();
+  Status WriteState();
+  Status FlushPendingLocked();
+  void CommitBatch(std::vector<Request*>& batch);
+  Result<std::uint64_t> Enqueue(const Event& event);
+  template <class F> auto Exclusive(F&& fn);
+};
+
+Status AuditLog::Impl::OpenSegment(const Segment& s, bool create) {
+  const int flags = O_RDWR | O_APPEND | (create ? O_CREAT | O_EXCL : 0);
+  auto fd = OpenFile(s.path, flags);
+  if (!fd) return std::unexpected(fd.error());
+  if (create) {
+    if (auto ok = FsyncDir(opt.dir); !ok) return ok;
+  }
+  seg_fd = std::move(*fd);
+  seg = s;
+  struct stat st{};
+  if (::fstat(seg_fd.get(), &st) != 0) return FailErrno("stat " + s.path);
+  seg_size = st.st_size;
+  return {};
+}
+
+Status AuditLog::Impl::Sync() {
+  auto record = ReadAt(state_fd.get(), kStateRecordBytes, 0, kStateFile);
+  if (!record) return std::unexpected(record.error());
+  auto on_disk = DecodeState(*record);
+  if (!on_disk) return std::unexpected(WithContext(on_disk.error(), opt.dir + "/" + kStateFile));
+  struct stat st{};
+  const bool same = head_valid && seg_fd && on_disk->seq == next_seq && ::fstat(seg_fd.get(), &st) == 0 &&
+                    st.st_size == seg_size && st.st_nlink > 0;
+  if (same) {
+    state = *on_disk;
+    Cleanse(on_disk->key.data(), 32);
+    return {};
+  }
+  auto ok = Resync(*on_disk);
+  Cleanse(on_disk->key.data(), 32);
+  return ok;
+}
+
+Status AuditLog::Impl::Resync(const MacState& on_disk) {
+  head_valid = false;
+  seg_fd.reset();
+  auto segments = ListSegments(opt.dir);
+  if (!segments) return std::unexpected(segments.error());
+  next_seq = 0;
+  head = Bytes32{};
+  for (std::size_t i = segments->size(); i-- > 0;) {
+    const bool active = i + 1 == segments->size();
+    auto fd = OpenFile((*segments)[i].path, active ? O_RDWR | O_APPEND : O_RDONLY);
+    if (!fd) return std::unexpected(fd.error());
+    auto tail = ReadTail(fd->get(), opt.dir, (*segments)[i]);
+    if (!tail) return std::unexpected(tail.error());
+    if (tail->recovered) {
+      pending.push_back(Event{"log.recovered", "", "ok",
+                              {{"reason", "torn last line (crash during a write) moved aside intact"},
+                               {"torn", *tail->recovered}}, std::nullopt});
+    }
+    if (active) {
+      if (auto ok = OpenSegment((*segments)[i], false); !ok) return ok;
+    }
+    if (!tail->last_line) continue;  // an empty segment: the head is in the one before
+    auto entry = ParseEntryLine(*tail->last_line);
+    if (!entry) {
+      return Fail(Errc::kIntegrity, (*segments)[i].path + ": last entry unreadable (" + entry.error().message +
+                                        "); run `cordon audit verify`");
+    }
+    next_seq = entry->seq + 1;
+    head = entry->hash;
+    break;
+  }
+  state = on_disk;
+  if (state.seq < next_seq) {
+    // Crash after the log was synced and before the state was: derive forward.
+    if (next_seq - state.seq > 1'000'000) return Fail(Errc::kIntegrity, "MAC state is far behind the log");
+    while (state.seq < next_seq) {
+      state.key = EvolveKey(state.key);
+      ++state.seq;
+    }
+  } else if (state.seq > next_seq) {
+    // Entries whose keys are already erased are gone from the log. Never
+    // reuse a key: continue at state.seq and record the gap (verify fails there).
+    pending.push_back(Event{"log.gap_detected", "", "error",
+                            {{"missing_from_seq", next_seq}, {"missing_to_seq", state.seq - 1},
+                             {"reason", "entries present when the key was evolved are missing from the log"}},
+                            std::nullopt});
+    next_seq = state.seq;
+  }
+  head_valid = true;
+  return {};
+}
+
+Status AuditLog::Impl::WriteState() {
+  state.seq = next_seq;
+  std::string record = EncodeState(state);
+  const ssize_t n = ::pwrite(state_fd.get(), record.data(), record.size(), 0);
+  Cleanse(record.data(), record.size());
+  if (n != static_cast<ssize_t>(kStateRecordBytes)) return FailErrno("write " + std::string(kStateFile));
+  return DataSync(state_fd.get(), kStateFile);
+}
+
+Status AuditLog::Impl::WriteCheckpointLocked() {
+  const std::int64_t now = NowNs();
+  auto note = SignCheckpoint(CheckpointBody{id.origin, next_seq, head, FormatTime(now)}, id, seed);
+  if (!note) return std::unexpected(note.error());
+  if (auto ok = WriteAll(checkpoints_fd.get(), *note + "\n", kCheckpointsFile); !ok) return ok;
+  if (auto ok = DataSync(checkpoints_fd.get(), kCheckpointsFile); !ok) return ok;
+  state.checkpoint_size = next_seq;
+  state.checkpoint_time_ns = now;
+  return {};
+}
+
+Result<std::uint64_t> AuditLog::Impl::WriteEntries(const std::vector<const Event*>& events,
+                                                   std::vector<std::uint64_t>& seqs) {
+  std::string lines;
+  Bytes32 key = state.key;
+  Bytes32 prev = head;
+  std::uint64_t seq = next_seq;
+  for (const Event* e : events) {
+    auto sealed = SealEntry(*e, e->actor.value_or(self), seq, FormatTime(NowNs()), prev, key);
+    if (!sealed) return std::unexpected(sealed.error());
+    lines += sealed->line;
+    prev = sealed->hash;
+    key = EvolveKey(key);
+    seqs.push_back(seq++);
+  }
+  if (!seg_fd || (seg_size > 0 && static_cast<std::uint64_t>(seg_size) + lines.size() > opt.segment_max_bytes)) {
+    if (auto ok = OpenSegment({next_seq, opt.dir + "/" + SegmentName(next_seq)}, true); !ok) {
+      return std::unexpected(ok.error());
+    }
+  }
+  head_valid = false;  // until the write is known to be complete and durable
+  if (auto ok = WriteAll(seg_fd.get(), lines, seg.path); !ok) return std::unexpected(ok.error());
+  if (auto ok = DataSync(seg_fd.get(), seg.path); !ok) return std::unexpected(ok.error());
+  seg_size += static_cast<off_t>(lines.size());
+  next_seq = seq;
+  head = prev;
+  state.key = key;
+  Cleanse(key.data(), 32);
+  head_valid = true;
+  return seq;
+}
+
+Status AuditLog::Impl::FlushPendingLocked() {
+  if (pending.empty()) return {};
+  std::vector<const Event*> events;
+  std::vector<std::uint64_t> seqs;
+  for (const Event& e : pending) events.push_back(&e);
+  auto written = WriteEntries(events, seqs);
+  if (!written) return std::unexpected(written.error());
+  pending.clear();
+  return WriteState();
+}
+
+void AuditLog::Impl::CommitBatch(std::vector<Request*>& batch) {
+  FileLock lock(lock_fd.get());
+  std::vector<const Event*> events;
+  std::vector<std::uint64_t> seqs;
+  auto fail_all = [&](const Error& e) {
+    for (Request* r : batch) r->result = std::unexpected(e);
+  };
+  if (auto ok = Sync(); !ok) return fail_all(ok.error());
+  const std::vector<Event> pre = std::move(pending);
+  pending.clear();
+  for (const Event& e : pre) events.push_back(&e);
+  for (Request* r : batch) events.push_back(r->event);
+  if (events.empty()) return;
+  auto written = WriteEntries(events, seqs);
+  if (!written) {
+    pending = pre;
+    return fail_all(written.error());
+  }
+  const std::int64_t interval_ns = std::int64_t{opt.checkpoint_interval.count()} * 1'000'000'000;
+  const bool due = next_seq - state.checkpoint_size >= opt.checkpoint_every ||
+                   (NowNs() - state.checkpoint_time_ns >= interval_ns && next_seq != state.checkpoint_size);
+  Status ok = due ? WriteCheckpointLocked() : Status{};
+  if (ok) ok = WriteState();
+  if (!ok) {
+    head_valid = false;
+    return fail_all(WithContext(ok.error(), "audit entries were written but the MAC key was not erased"));
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->result = seqs[pre.size() + i];
+}
+
+template <class F>
+auto AuditLog::Impl::Exclusive(F&& fn) {
+  std::unique_lock l(mu);
+  cv.wait(l, [&] { return !leader; });
+  leader = true;
+  l.unlock();
+  auto result = fn();
+  l.lock();
+  leader = false;
+  cv.notify_all();
+  return result;
+}
+
+Result<std::uint64_t> AuditLog::Impl::Enqueue(const Event& event) {
+  Request req{&event};
+  std::unique_lock l(mu);
+  queue.push_back(&req);
+  while (!req.done) {
+    if (leader) {
+      cv.wait(l);
+      continue;
+    }
+    leader = true;
+    std::vector<Request*> batch = std::exchange(queue, {});
+    l.unlock();
+    CommitBatch(batch);
+    l.lock();
+    leader = false;
+    for (Request* r : batch) r->done = true;
+    cv.notify_all();
+  }
+  return req.result;
+}
+
+AuditLog::AuditLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AuditLog::~AuditLog() = default;
+
+Result<std::unique_ptr<AuditLog>> AuditLog::Open(Options options) {
+  auto impl = std::make_unique<Impl>();
+  impl->opt = std::move(options);
+  const std::string& dir = impl->opt.dir;
+  if (impl->opt.checkpoint_every == 0) impl->opt.checkpoint_every = 1;
+  auto state_fd = OpenFile(dir + "/" + kStateFile, O_RDWR);
+  if (!state_fd) {
+    return Fail(state_fd.error().code, "audit log " + dir + " has no keys (" + state_fd.error().message +
+                                           "); `cordon init` creates them");
+  }
+  auto lock_fd = OpenFile(dir + "/" + kLockFile, O_RDWR);
+  auto cp_fd = OpenFile(dir + "/" + kCheckpointsFile, O_WRONLY | O_APPEND);
+  auto identity = ReadFileLimited(dir + "/" + kIdentityFile, 4096);
+  auto seed_text = ReadFileLimited(dir + "/" + kSigningKeyFile, 4096);
+  if (!lock_fd || !cp_fd || !identity || !seed_text) {
+    const Error& e = !lock_fd ? lock_fd.error() : !cp_fd ? cp_fd.error() : !identity ? identity.error() : seed_text.error();
+    return std::unexpected(WithContext(e, "audit log " + dir));
+  }
+  auto id = DecodeIdentity(*identity);
+  const std::size_t at = seed_text->find("seed ");
+  auto seed = at == std::string::npos ? std::nullopt : Unhex32(seed_text->substr(at + 5, 64));
+  Cleanse(seed_text->data(), seed_text->size());
+  if (!id || !seed) return Fail(Errc::kInvalidData, "audit log " + dir + ": identity or checkpoint key unreadable");
+  impl->state_fd = std::move(*state_fd);
+  impl->lock_fd = std::move(*lock_fd);
+  impl->checkpoints_fd = std::move(*cp_fd);
+  impl->id = *id;
+  impl->seed = *seed;
+  impl->self = CurrentActor();
+  ::mlock(impl.get(), sizeof(Impl));  // best effort: keep the keys out of swap
+  std::unique_ptr<AuditLog> log(new AuditLog(std::move(impl)));
+  // Recover now (torn tail, gap), not at the first append.
+  Impl& impl_ref = *log->impl_;
+  auto recovered = impl_ref.Exclusive([&]() -> Status {
+    FileLock lock(impl_ref.lock_fd.get());
+    if (auto ok = impl_ref.Sync(); !ok) return ok;
+    return impl_ref.FlushPendingLocked();
+  });
+  if (!recovered) return std::unexpected(recovered.error());
+  return log;
+}
+
+Result<std::uint64_t> AuditLog::Append(const Event& event) {
+  if (auto ok = ValidateEvent(event); !ok) return std::unexpected(ok.error());
+  return impl_->Enqueue(event);
+}
+
+Result<Intent> AuditLog::Begin(Event event) {
+  event.outcome = "intent";
+  auto seq = Append(event);
+  if (!seq) return std::unexpected(seq.error());
+  return Intent{*seq, event.action, event.job};
+}
+
+Result<std::uint64_t> AuditLog::Finish(const Intent& intent, std::string outcome, nlohmann::json details) {
+  if (!details.is_object()) return Fail(Errc::kInvalidArgument, "audit details: must be an object");
+  details["intent_seq"] = intent.seq;
+  return Append(Event{intent.action, intent.job, std::move(outcome), std::move(details), std::nullopt});
+}
+
+Result<std::string> AuditLog::Checkpoint() {
+  return impl_->Exclusive([&]() -> Result<std::string> {
+    FileLock lock(impl_->lock_fd.get());
+    if (auto ok = impl_->Sync(); !ok) return std::unexpected(ok.error());
+    if (auto ok = impl_->FlushPendingLocked(); !ok) return std::unexpected(ok.error());
+    if (auto ok = impl_->WriteCheckpointLocked(); !ok) return std::unexpected(ok.error());
+    if (auto ok = impl_->WriteState(); !ok) return std::unexpected(ok.error());
+    return LatestCheckpoint(impl_->opt.dir);
+  });
+}
+
+}  // namespace cordon::audit
