@@ -1,0 +1,224 @@
+// Round trips, rotation, disabling and the streaming API of sealed files.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "cordon/unique_fd.h"
+#include "sealed_test_util.h"
+
+namespace cordon::sealed::testing {
+namespace {
+
+class RoundTrip : public SealedFixture, public ::testing::WithParamInterface<std::pair<std::size_t, std::uint32_t>> {};
+
+TEST_P(RoundTrip, SealThenUnsealGivesTheSameBytes) {
+  const auto [size, chunk] = GetParam();
+  const std::string plain = RandomBytes(size, static_cast<unsigned>(size));
+  const std::string sealed = Seal(plain, chunk);
+  auto back = Unseal(sealed);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, plain);
+
+  UniqueFd fd(::open(sealed.c_str(), O_RDONLY));
+  auto info = OpenSealed(fd.get());
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_EQ(info->plaintext_bytes, size);
+  EXPECT_EQ(info->chunks, size == 0 ? 1 : (size + chunk - 1) / chunk);
+  EXPECT_EQ(info->header.dataset, "customers");
+  EXPECT_EQ(info->header.key.ToString(), "kms://local/k");
+  EXPECT_EQ(info->header.kek_version, 1u);
+}
+
+constexpr std::uint32_t kSmall = 64;
+constexpr std::uint32_t kMiB = 1u << 20;
+INSTANTIATE_TEST_SUITE_P(
+    Sizes, RoundTrip,
+    ::testing::Values(std::pair<std::size_t, std::uint32_t>{0, kSmall}, std::pair<std::size_t, std::uint32_t>{1, kSmall},
+                      std::pair<std::size_t, std::uint32_t>{kSmall - 1, kSmall},
+                      std::pair<std::size_t, std::uint32_t>{kSmall, kSmall},
+                      std::pair<std::size_t, std::uint32_t>{kSmall + 1, kSmall},
+                      std::pair<std::size_t, std::uint32_t>{10 * kSmall + 7, kSmall},
+                      std::pair<std::size_t, std::uint32_t>{0, kMiB}, std::pair<std::size_t, std::uint32_t>{1, kMiB},
+                      std::pair<std::size_t, std::uint32_t>{kMiB - 1, kMiB},
+                      std::pair<std::size_t, std::uint32_t>{kMiB, kMiB},
+                      std::pair<std::size_t, std::uint32_t>{kMiB + 1, kMiB},
+                      // Many batches in both lanes: 4 MiB batches, 1 MiB chunks.
+                      std::pair<std::size_t, std::uint32_t>{19 * kMiB + 12345, kMiB},
+                      // Many small chunks per batch.
+                      std::pair<std::size_t, std::uint32_t>{300000, 16}));
+
+TEST_F(SealedFixture, RewrapThenUnseal) {
+  const std::string plain = RandomBytes(5000);
+  const std::string sealed = Seal(plain, 1024);
+  const std::string before = ReadAll(sealed);
+  ASSERT_TRUE(local_->Rotate("k"));
+  auto r = RewrapFile(sealed, kms_, std::nullopt);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->previous_kek_version, 1u);
+  EXPECT_EQ(r->kek_version, 2u);
+  const std::string after = ReadAll(sealed);
+  UniqueFd fd(::open(sealed.c_str(), O_RDONLY));
+  auto info = OpenSealed(fd.get());
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->header.kek_version, 2u);
+  // The chunks are byte-for-byte the same; only the header changed.
+  UniqueFd fd0(::open(sealed.c_str(), O_RDONLY));
+  const std::size_t old_header = before.size() - (after.size() - info->header.header_bytes);
+  EXPECT_EQ(before.substr(old_header), after.substr(info->header.header_bytes));
+  auto back = Unseal(sealed);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, plain);
+  EXPECT_EQ(LeftoverCount(), 0u);
+}
+
+TEST_F(SealedFixture, RewrapToAnotherKeyThenDisableTheOld) {
+  const std::string plain = RandomBytes(3000);
+  const std::string sealed = Seal(plain, 512);
+  ASSERT_TRUE(local_->Create("k2"));
+  auto r = RewrapFile(sealed, kms_, KeyRef{"local", "k2"});
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(local_->Disable("k"));
+  auto back = Unseal(sealed);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, plain);
+}
+
+TEST_F(SealedFixture, DisableThenUnsealFails) {
+  const std::string sealed = Seal(RandomBytes(100), 64);
+  ASSERT_TRUE(local_->Disable("k"));
+  auto back = Unseal(sealed);
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.error().code, Errc::kKeyDisabled);
+  EXPECT_EQ(RewrapFile(sealed, kms_, std::nullopt).error().code, Errc::kKeyDisabled);
+}
+
+TEST_F(SealedFixture, RotatedKeyStillUnsealsOldFiles) {
+  const std::string plain = RandomBytes(100);
+  const std::string sealed = Seal(plain, 64);
+  ASSERT_TRUE(local_->Rotate("k"));
+  ASSERT_TRUE(local_->Rotate("k"));
+  auto back = Unseal(sealed);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, plain);
+}
+
+TEST_F(SealedFixture, WrongKeyIsReported) {
+  const std::string sealed = Seal(RandomBytes(100), 64);
+  std::filesystem::remove(Path("keys/k.key"));
+  ASSERT_TRUE(local_->Create("k"));  // same name, other key material
+  auto back = Unseal(sealed);
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.error().code, Errc::kWrongKey);
+}
+
+TEST_F(SealedFixture, UnknownKeyIsReported) {
+  const std::string sealed = Seal(RandomBytes(100), 64);
+  std::filesystem::remove(Path("keys/k.key"));
+  auto back = Unseal(sealed);
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.error().code, Errc::kKeyUnknown);
+}
+
+TEST_F(SealedFixture, RefusesToOverwriteOutput) {
+  const std::string sealed = Seal(RandomBytes(10), 64);
+  WriteAll(Path("exists"), "keep me");
+  auto r = UnsealFile(sealed, Path("exists"), kms_, Replace::kRefuse);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kAlreadyExists);
+  EXPECT_EQ(ReadAll(Path("exists")), "keep me");
+  ASSERT_TRUE(UnsealFile(sealed, Path("exists"), kms_, Replace::kReplace));
+  EXPECT_EQ(ReadAll(Path("exists")).size(), 10u);
+  SealOptions o{KeyRef{"local", "k"}, "d", "", 64, {}};
+  EXPECT_EQ(SealFile(Path("f.plain"), sealed, kms_, o).error().code, Errc::kAlreadyExists);
+}
+
+TEST_F(SealedFixture, OutputIsPrivate) {
+  const std::string sealed = Seal(RandomBytes(10), 64);
+  ASSERT_TRUE(UnsealFile(sealed, Path("plain.out"), kms_, Replace::kRefuse));
+  struct stat st {};
+  ASSERT_EQ(::stat(Path("plain.out").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+TEST_F(SealedFixture, SealFromPipeAndUnsealWithKeyIntoSink) {
+  const std::string plain = RandomBytes(3 * 4096 + 5);
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  std::thread writer([&] {
+    std::size_t off = 0;
+    while (off < plain.size()) {  // dribble in odd sizes to exercise the lookahead
+      const std::size_t n = std::min<std::size_t>(777, plain.size() - off);
+      ASSERT_EQ(::write(p[1], plain.data() + off, n), static_cast<ssize_t>(n));
+      off += n;
+    }
+    ::close(p[1]);
+  });
+  UniqueFd out(::open(Path("pipe.sealed").c_str(), O_RDWR | O_CREAT | O_EXCL, 0600));
+  SealOptions o{KeyRef{"local", "k"}, "streamed", "job-7", 4096, {}};
+  auto report = SealStream(p[0], out.get(), *local_, o);
+  writer.join();
+  ::close(p[0]);
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_EQ(report->plaintext_bytes, plain.size());
+  EXPECT_EQ(report->chunks, 4u);
+
+  auto info = OpenSealed(out.get());
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_EQ(info->header.job, "job-7");
+  auto dek = UnwrapDataKey(info->header, *local_);
+  ASSERT_TRUE(dek) << dek.error().message;
+  std::string got;
+  auto r = UnsealWithKey(out.get(), info->header, *dek, [&](std::span<const std::uint8_t> chunk) -> Status {
+    got.append(reinterpret_cast<const char*>(chunk.data()), chunk.size());
+    return {};
+  });
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(got, plain);
+
+  // A sink error stops the unseal and is returned as is.
+  auto stopped = UnsealWithKey(out.get(), info->header, *dek,
+                               [](auto) -> Status { return Fail(Errc::kIo, "disk full"); });
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().message, "disk full");
+
+  // Another DEK: key commitment fails before any chunk is touched.
+  auto other = SecretBytes::Random(32);
+  auto wrong = UnsealWithKey(out.get(), info->header, *other, [](auto) -> Status { return {}; });
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, Errc::kTampered);
+}
+
+TEST_F(SealedFixture, ProgressReportsEveryByte) {
+  const std::string plain = RandomBytes(5 * kMiB + 3);
+  const std::string in = Path("p.plain");
+  WriteAll(in, plain);
+  std::uint64_t last_done = 0, last_total = 0;
+  SealOptions o{KeyRef{"local", "k"}, "d", "", kMiB, [&](std::uint64_t d, std::uint64_t t) {
+                  EXPECT_GE(d, last_done);
+                  last_done = d;
+                  last_total = t;
+                }};
+  ASSERT_TRUE(SealFile(in, Path("p.sealed"), kms_, o));
+  EXPECT_EQ(last_done, plain.size());
+  EXPECT_EQ(last_total, plain.size());
+}
+
+TEST_F(SealedFixture, RejectsBadOptions) {
+  SealOptions o{KeyRef{"local", "k"}, "", "", 64, {}};
+  EXPECT_EQ(SealFile(Path("x"), Path("y"), kms_, o).error().code, Errc::kInvalidArgument);
+  o.dataset = "a/b";
+  WriteAll(Path("x"), "x");
+  EXPECT_EQ(SealFile(Path("x"), Path("y"), kms_, o).error().code, Errc::kInvalidArgument);
+  o.dataset = "ok";
+  o.chunk_bytes = 8;
+  EXPECT_EQ(SealFile(Path("x"), Path("y"), kms_, o).error().code, Errc::kInvalidArgument);
+  o.chunk_bytes = 64;
+  o.key = KeyRef{"local", "missing"};
+  EXPECT_EQ(SealFile(Path("x"), Path("y"), kms_, o).error().code, Errc::kKeyUnknown);
+  EXPECT_FALSE(Exists(Path("y")));
+  EXPECT_EQ(LeftoverCount(), 0u);
+}
+
+}  // namespace
+}  // namespace cordon::sealed::testing

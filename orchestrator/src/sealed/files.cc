@@ -175,6 +175,10 @@ KeyManagers CachedKeyManagers(kms::Options options) {
 
 Result<Report> SealFile(const std::string& in, const std::string& out, const KeyManagers& kms,
                         const SealOptions& options) {
+  if (auto ok = CheckDatasetName(options.dataset); !ok) return std::unexpected(ok.error());
+  if (options.chunk_bytes < kMinChunkBytes || options.chunk_bytes > kMaxChunkBytes) {
+    return Fail(Errc::kInvalidArgument, "chunk size must be 16 bytes to 64 MiB");
+  }
   if (auto ok = RefuseExisting(out); !ok) return std::unexpected(ok.error());
   auto km = Manager(kms, options.key.adapter);
   if (!km) return std::unexpected(km.error());

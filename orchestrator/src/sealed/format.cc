@@ -197,6 +197,7 @@ Status CheckDatasetName(std::string_view name) {
 }
 
 Result<Header> ParseHeader(std::span<const std::uint8_t> bytes) {
+  if (bytes.empty()) return Fail(Errc::kWrongFormat, "not a sealed file (empty)");
   Reader r(bytes);
   std::array<std::uint8_t, 8> magic{};
   if (!r.Array(magic) || magic != internal::kMagic) {

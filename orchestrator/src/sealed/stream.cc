@@ -372,7 +372,11 @@ Result<SecretBytes> UnwrapDataKey(const Header& header, kms::KeyManager& kms) {
 
 namespace {
 
-Status OpenChunk(ChunkAead& aead, Batch& b, std::size_t i, bool last, std::size_t slot, std::uint32_t chunk_bytes) {
+// `aligned_final`: the final chunk's sealed length if whole chunks had been
+// appended to this file ((size - header) mod record), to tell "trailing data"
+// from "chunk N failed" when the original final chunk was short.
+Status OpenChunk(ChunkAead& aead, Batch& b, std::size_t i, bool last, std::size_t slot, std::uint32_t chunk_bytes,
+                 std::size_t aligned_final) {
   const std::uint64_t index = b.first_chunk + i;
   const std::size_t n = b.sizes[i];
   const std::string where = "chunk " + std::to_string(index);
@@ -394,9 +398,15 @@ Status OpenChunk(ChunkAead& aead, Batch& b, std::size_t i, bool last, std::size_
     OPENSSL_cleanse(out, len);
     return Fail(Errc::kTruncated, "truncated: the file ends after " + where + ", which is not the final chunk");
   }
-  if (!last && aead.Open(index, true, ct, len, out)) {
+  if (!last && (aead.Open(index, true, ct, len, out) ||
+                (aligned_final >= kTagBytes && aligned_final < n &&
+                 aead.Open(index, true, ct, aligned_final - kTagBytes, out)))) {
     OPENSSL_cleanse(out, len);
     return Fail(Errc::kTrailingData, "trailing data: " + where + " is the final chunk but more bytes follow it");
+  }
+  if (last && len < chunk_bytes) {
+    return Fail(Errc::kIntegrity, where + " failed authentication (altered, from another file, or the file was "
+                                          "cut inside this chunk)");
   }
   return Fail(Errc::kIntegrity, where + " failed authentication (altered, reordered or from another file)");
 }
@@ -411,10 +421,12 @@ Result<Report> UnsealWithKey(int in_fd, const Header& header, const SecretBytes&
   Report report{header.key, header.kek_version, header.dataset, header.job, header.chunk_bytes,
                 0, header.header_bytes, 0, "", {}, 0};
   std::uint64_t total = 0;
+  std::size_t aligned_final = 0;
   if (const std::uint64_t size = TotalOf(in_fd); size > header.header_bytes) {
     const std::uint64_t record = std::uint64_t{header.chunk_bytes} + kTagBytes;
     const std::uint64_t body = size - header.header_bytes;
     total = body - (body + record - 1) / record * kTagBytes;
+    aligned_final = static_cast<std::size_t>(body % record);
   }
   Direction dir;
   dir.record = header.chunk_bytes + kTagBytes;
@@ -422,7 +434,7 @@ Result<Report> UnsealWithKey(int in_fd, const Header& header, const SecretBytes&
   dir.separate_out = true;
   dir.make_aead = [&]() -> Result<ChunkAead> { return ChunkAead(keys->payload, false); };
   dir.transform = [&](ChunkAead& aead, Batch& b, std::size_t i, bool last) {
-    return OpenChunk(aead, b, i, last, dir.slot, header.chunk_bytes);
+    return OpenChunk(aead, b, i, last, dir.slot, header.chunk_bytes, aligned_final);
   };
   dir.write = [&](std::span<const std::uint8_t> plain) -> Status {
     report.plaintext_bytes += plain.size();
