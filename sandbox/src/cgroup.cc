@@ -1,5 +1,6 @@
 #include "cgroup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -11,7 +12,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "cordon/unique_fd.h"
 
@@ -113,6 +113,21 @@ std::string JobName() {
   return "cordon-sandbox-" + std::to_string(getpid()) + "-" + std::to_string(g_counter++);
 }
 
+// A helper killed with SIGKILL leaves its (by then empty) job cgroup behind: remove those of
+// dead helpers. A non-empty one stays (rmdir fails) and is not ours to kill.
+void RemoveStale(const std::string& parent) {
+  DIR* dir = opendir(parent.c_str());
+  if (dir == nullptr) return;
+  const std::string prefix = "cordon-sandbox-";
+  while (dirent* e = readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name.rfind(prefix, 0) != 0) continue;
+    const auto pid = static_cast<pid_t>(std::strtol(name.c_str() + prefix.size(), nullptr, 10));
+    if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) rmdir((parent + "/" + name).c_str());
+  }
+  closedir(dir);
+}
+
 std::string CpuQuota(double cpus) {
   const auto quota = static_cast<long long>(std::llround(cpus * 100000.0));
   return std::to_string(quota < 1000 ? 1000 : quota);
@@ -163,6 +178,7 @@ Result<std::string> TryV2(const CgroupSupport& s, const CgroupLimits& limits) {
                                        "cordon-sandbox from a leaf cgroup)");
     }
   }
+  RemoveStale(parent);
   const std::string dir = parent + "/" + JobName();
   if (mkdir(dir.c_str(), 0700) != 0) return FailErrno("cgroup: mkdir " + dir);
   return dir;
@@ -187,7 +203,9 @@ Result<std::string> MakeV1(const std::string& controller, const std::string& nam
   for (const auto& m : CgroupMounts()) {
     if (m.fstype != "cgroup" || !HasOption(m.super_options, controller)) continue;
     std::string own = OwnPath(controller);
-    const std::string dir = m.point + (own == "/" ? "" : own) + "/" + name;
+    const std::string parent = m.point + (own == "/" ? "" : own);
+    RemoveStale(parent);
+    const std::string dir = parent + "/" + name;
     if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("cgroup: mkdir " + dir);
     return dir;
   }
@@ -241,6 +259,11 @@ Status JobCgroup::AddProcess(pid_t pid) const {
   return {};
 }
 
+int JobCgroup::OpenV2Dir() const {
+  if (!v2_ || dirs_.empty()) return -1;
+  return open(dirs_.front().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
 CgroupStats JobCgroup::ReadStats() const {
   CgroupStats s;
   for (const auto& dir : dirs_) {
@@ -273,7 +296,7 @@ void JobCgroup::KillAndRemove() {
       }
       if (rmdir(dir.c_str()) == 0 || errno == ENOENT) break;
       if (!any && errno != EBUSY) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      usleep(5000);
     }
   }
   dirs_.clear();

@@ -36,6 +36,9 @@ class JobCgroup final {
   ~JobCgroup();
 
   [[nodiscard]] Status AddProcess(pid_t pid) const;
+  // v2 only: an fd of the job cgroup directory for clone3(CLONE_INTO_CGROUP), which starts the
+  // init inside the cgroup without a migration. -1 on v1 or without a cgroup.
+  [[nodiscard]] int OpenV2Dir() const;
   [[nodiscard]] CgroupStats ReadStats() const;
   [[nodiscard]] const char* mode() const { return v2_ ? "v2" : (dirs_.empty() ? "none" : "v1"); }
 

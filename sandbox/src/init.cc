@@ -26,6 +26,7 @@
 
 #include "cordon/unique_fd.h"
 #include "filesystem.h"
+#include "seccomp_policy.h"
 #include "report.h"
 #include "trainer_exec.h"
 
@@ -256,12 +257,9 @@ void Step(int report_fd, const char* name, F&& f) {
 
 }  // namespace
 
-void InitMain(const Policy& policy, const SeccompProgram& seccomp, const InitChannels& ch) {
+void InitMain(const Policy& policy, const InitChannels& ch) {
   const int rep = ch.report_write;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  char go = 0;
-  if (read(ch.sync_read, &go, 1) != 1) _exit(125);  // the caller died before we were placed
-  close(ch.sync_read);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);  // a caller that died before this is seen at "join-cgroup"
   umask(0);
   Step(rep, "init-harden", []() -> Status {
     if (prctl(PR_SET_DUMPABLE, 0) != 0) return FailErrno("PR_SET_DUMPABLE");
@@ -273,12 +271,9 @@ void InitMain(const Policy& policy, const SeccompProgram& seccomp, const InitCha
     if (oom) (void)!write(oom.get(), "-1000", 5);
     return Status{};
   });
-  Step(rep, "cgroup-namespace", []() -> Status {
-    return unshare(CLONE_NEWCGROUP) == 0 ? Status{} : FailErrno("unshare(CLONE_NEWCGROUP)");
-  });
   Step(rep, "close-inherited-fds", [&]() -> Status {
     std::set<int> keep(policy.init_fds.begin(), policy.init_fds.end());
-    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd});
+    keep.insert({rep, ch.sync_read, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd});
     return CloseUnneededFds(keep);
   });
   Step(rep, "make-mounts-private", []() -> Status {
@@ -305,6 +300,18 @@ void InitMain(const Policy& policy, const SeccompProgram& seccomp, const InitCha
     return sethostname(policy.hostname.data(), policy.hostname.size()) == 0 ? Status{} : FailErrno("sethostname");
   });
   Step(rep, "loopback-up", LoopbackUp);
+  SeccompProgram seccomp;
+  Step(rep, "seccomp-policy", [&]() -> Status {
+    return SeccompPolicyBuilder().DenyTrainerDefaults().TryBuild(seccomp);
+  });
+  // The caller has placed us in the job cgroup (or died: EOF). Everything the job allocates from
+  // here on is charged to it; the cgroup namespace is rooted there.
+  Step(rep, "join-cgroup", [&]() -> Status {
+    char go = 0;
+    if (read(ch.sync_read, &go, 1) != 1) _exit(125);
+    close(ch.sync_read);
+    return unshare(CLONE_NEWCGROUP) == 0 ? Status{} : FailErrno("unshare(CLONE_NEWCGROUP)");
+  });
   Step(rep, "stage-in", [&]() -> Status {
     if (!policy.stage_in) return Status{};
     umask(077);

@@ -4,7 +4,6 @@
 #pragma once
 
 #include "cordon/sandbox/sandbox.h"
-#include "seccomp_policy.h"
 
 namespace cordon::sandbox {
 
@@ -15,7 +14,6 @@ struct InitChannels {
 };
 
 // Never returns: exits the init process.
-[[noreturn]] void InitMain(const Policy& policy, const SeccompProgram& seccomp,
-                           const InitChannels& channels);
+[[noreturn]] void InitMain(const Policy& policy, const InitChannels& channels);
 
 }  // namespace cordon::sandbox

@@ -3,6 +3,7 @@
 #include "cordon/sandbox/sandbox.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -172,6 +173,27 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
   return r;
 }
 
+// fork(2)-like: returns 0 in the child. With a v2 cgroup fd, clone3(CLONE_INTO_CGROUP) starts
+// the init inside the job cgroup (no migration, no RCU grace period); otherwise clone(2) and the
+// caller attaches the init while it builds its filesystem.
+long CloneInit(int cgroup_fd, bool& in_cgroup) {
+  const unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (cgroup_fd >= 0) {
+    clone_args args{};
+    args.flags = flags | CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<__u64>(static_cast<unsigned>(cgroup_fd));
+    const long pid = syscall(SYS_clone3, &args, sizeof(args));
+    if (pid >= 0) {
+      in_cgroup = true;
+      return pid;
+    }
+    if (errno != ENOSYS && errno != E2BIG && errno != EINVAL) return pid;
+  }
+  in_cgroup = false;
+  return syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+}
+
 }  // namespace
 
 const char* OutcomeName(Outcome outcome) {
@@ -223,34 +245,35 @@ void RequestStop() {
 cordon::Result<RunResult> Run(const Policy& policy) {
   if (auto st = Validate(policy); !st) return std::unexpected(st.error());
   g_stop_requested.store(false);
-  SeccompProgram seccomp;
-  if (auto st = SeccompPolicyBuilder().DenyTrainerDefaults().TryBuild(seccomp); !st) {
-    return SetupError("seccomp-policy", st.error().message);
-  }
-  auto cgroup = JobCgroup::Create({policy.memory_bytes, policy.pids, policy.cpus});
-  if (!cgroup) return SetupError("cgroup", cgroup.error().message);
   int sync[2], report[2];
   if (pipe2(sync, O_CLOEXEC) != 0) return SetupError("pipes", std::strerror(errno));
   UniqueFd sync_read(sync[0]), sync_write(sync[1]);
   if (pipe2(report, O_CLOEXEC) != 0) return SetupError("pipes", std::strerror(errno));
   UniqueFd report_read(report[0]), report_write(report[1]);
 
-  const unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
-  const long pid = syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  auto cgroup = JobCgroup::Create({policy.memory_bytes, policy.pids, policy.cpus});
+  if (!cgroup) return SetupError("cgroup", cgroup.error().message);
+  UniqueFd cgroup_dir(cgroup->OpenV2Dir());
+  bool in_cgroup = false;
+  const long pid = CloneInit(cgroup_dir.get(), in_cgroup);
   if (pid < 0) return SetupError("clone-namespaces", std::strerror(errno));
   if (pid == 0) {
-    InitMain(policy, seccomp,
-             InitChannels{sync_read.get(), report_write.get(), policy.memory_bytes != 0});
+    InitMain(policy, InitChannels{sync_read.get(), report_write.get(), policy.memory_bytes != 0});
   }
   const auto init = static_cast<pid_t>(pid);
   g_init.store(init);
   sync_read.reset();
   report_write.reset();
-  if (auto st = cgroup->AddProcess(init); !st) {
+  // The init builds the filesystem meanwhile; it waits for the sync byte before it starts
+  // anything that allocates for the job (stage_in, the trainer) or joins the cgroup namespace.
+  auto abandon = [&](const char* step, const std::string& message) {
     kill(init, SIGKILL);
     waitpid(init, nullptr, __WALL);
     g_init.store(0);
-    return SetupError("cgroup-attach", st.error().message);
+    return SetupError(step, message);
+  };
+  if (!in_cgroup) {
+    if (auto st = cgroup->AddProcess(init); !st) return abandon("cgroup-attach", st.error().message);
   }
   if (g_stop_requested.load()) kill(init, SIGKILL);
   (void)!write(sync_write.get(), "g", 1);
