@@ -161,25 +161,59 @@ JobCgroup::~JobCgroup() { KillAndRemove(); }
 
 namespace {
 
-Result<std::string> TryV2(const CgroupSupport& s, const CgroupLimits& limits) {
-  if (s.v2_mount.empty()) return Fail(Errc::kUnsupported, "no cgroup2 mount");
-  for (const auto& c : Needed(limits)) {
-    if (!HasWord(s.v2_controllers, c)) {
-      return Fail(Errc::kUnsupported, "cgroup2 lacks the " + c + " controller");
-    }
+bool HasProcesses(const std::string& dir) {
+  const std::string procs = ReadSmall(dir + "/cgroup.procs");
+  return procs.find_first_not_of(" \n") != std::string::npos;
+}
+
+// Can `dir` parent the job cgroup with the needed controllers? With enable, turns the missing
+// ones on in its subtree_control (only possible where it has no processes of its own).
+Status UsableV2Parent(const std::string& dir, const std::vector<std::string>& need, bool enable) {
+  const std::string available = ReadSmall(dir + "/cgroup.controllers");
+  const std::string enabled = ReadSmall(dir + "/cgroup.subtree_control");
+  for (const auto& c : need) {
+    if (!HasWord(available, c)) return Fail(Errc::kUnsupported, "no " + c + " controller");
   }
-  const std::string parent = s.v2_mount + (s.v2_own_path == "/" ? "" : s.v2_own_path);
-  const std::string enabled = ReadSmall(parent + "/cgroup.subtree_control");
-  for (const auto& c : Needed(limits)) {
+  for (const auto& c : need) {
     if (HasWord(enabled, c)) continue;
-    if (auto st = WriteFile(parent + "/cgroup.subtree_control", "+" + c); !st) {
-      return Fail(st.error().code, st.error().message +
-                                       " (a v2 parent with processes cannot delegate: run "
-                                       "cordon-sandbox from a leaf cgroup)");
+    if (!enable) {
+      if (HasProcesses(dir)) return Fail(Errc::kUnsupported, "has processes, cannot enable " + c);
+      continue;
     }
+    if (auto st = WriteFile(dir + "/cgroup.subtree_control", "+" + c); !st) return st;
   }
-  RemoveStale(parent);
-  const std::string dir = parent + "/" + JobName();
+  return {};
+}
+
+}  // namespace
+
+// The caller's v2 cgroup if it can delegate the controllers, else the nearest ancestor that can
+// (a v2 cgroup with processes cannot enable controllers for children: the no-internal-process
+// rule). An explicit parent (Policy::cgroup_parent) is used as is.
+Result<std::string> PickV2Parent(const CgroupSupport& s, const CgroupLimits& limits, bool enable) {
+  if (s.v2_mount.empty()) return Fail(Errc::kUnsupported, "no cgroup2 mount");
+  const auto need = Needed(limits);
+  std::string path = limits.parent.empty() ? s.v2_own_path : limits.parent;
+  std::string reasons;
+  for (;;) {
+    const std::string dir = s.v2_mount + (path == "/" ? "" : path);
+    auto st = UsableV2Parent(dir, need, enable);
+    if (st) return dir;
+    reasons += " " + path + ": " + st.error().message + ";";
+    if (!limits.parent.empty() || path == "/" || path.empty()) break;
+    path = path.substr(0, path.find_last_of('/'));
+    if (path.empty()) path = "/";
+  }
+  return Fail(Errc::kUnsupported, "no cgroup2 parent can delegate the controllers:" + reasons);
+}
+
+namespace {
+
+Result<std::string> TryV2(const CgroupSupport& s, const CgroupLimits& limits) {
+  auto parent = PickV2Parent(s, limits, true);
+  if (!parent) return parent;
+  RemoveStale(*parent);
+  const std::string dir = *parent + "/" + JobName();
   if (mkdir(dir.c_str(), 0700) != 0) return FailErrno("cgroup: mkdir " + dir);
   return dir;
 }
@@ -188,7 +222,8 @@ Status ApplyV2(const std::string& dir, const CgroupLimits& limits) {
   if (limits.memory_bytes != 0) {
     if (auto st = WriteFile(dir + "/memory.max", std::to_string(limits.memory_bytes)); !st) return st;
     (void)WriteFile(dir + "/memory.swap.max", "0");  // absent without swap accounting
-    if (auto st = WriteFile(dir + "/memory.oom.group", "1"); !st) return st;
+    // memory.oom.group stays 0: the OOM killer takes the trainer (oom_score_adj 1000) and the
+    // init, still alive, kills the rest and reports — as on v1.
   }
   if (limits.pids != 0) {
     if (auto st = WriteFile(dir + "/pids.max", std::to_string(limits.pids)); !st) return st;

@@ -18,6 +18,7 @@ struct CgroupLimits {
   std::uint64_t memory_bytes = 0;  // 0: no limit
   std::uint64_t pids = 0;
   double cpus = 0;
+  std::string parent;  // v2: cgroup path (e.g. "/cordon.slice") to create the job cgroup under
 };
 
 struct CgroupStats {
@@ -56,5 +57,8 @@ struct CgroupSupport {
   std::vector<std::string> v1_controllers;  // controllers that have a v1 mount
 };
 [[nodiscard]] CgroupSupport DetectCgroups();
+// The v2 directory the job cgroup would be created in (enable=false: only looks).
+[[nodiscard]] Result<std::string> PickV2Parent(const CgroupSupport& support,
+                                               const CgroupLimits& limits, bool enable);
 
 }  // namespace cordon::sandbox

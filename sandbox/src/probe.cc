@@ -89,17 +89,19 @@ void Cgroups(std::ostringstream& out) {
   for (const auto& c : s.v1_controllers) out << " " << c;
   if (s.v1_controllers.empty()) out << " none";
   out << "\n";
-  auto has = [&](const char* c) {
-    return (" " + s.v2_controllers + " ").find(std::string(" ") + c + " ") != std::string::npos;
-  };
-  if (has("memory") && has("pids") && has("cpu")) {
-    out << "  will use: v2 (memory.max + memory.swap.max=0 + memory.oom.group, pids.max, cpu.max)\n";
+  auto v2_parent = PickV2Parent(s, CgroupLimits{1, 1, 1, ""}, false);
+  if (v2_parent) {
+    out << "  will use: v2 under " << *v2_parent
+        << " (memory.max + memory.swap.max=0 , pids.max, cpu.max; "
+           "clone3 CLONE_INTO_CGROUP)\n";
   } else if (!s.v1_controllers.empty()) {
+    out << "  v2 unusable:" << v2_parent.error().message.substr(v2_parent.error().message.find(':') + 1) << "\n";
     out << "  will use: v1 (memory.limit_in_bytes + memsw, pids.max, cpu.cfs_quota_us); "
            "v2 lacks memory/pids/cpu here (they are bound to v1)\n";
   } else {
-    out << "  will use: nothing -- runs with limits fail at the cgroup step; "
-           "rlimits (AS, NPROC, CPU, FSIZE) remain as a second line\n";
+    out << "  will use: nothing -- " << (v2_parent ? "" : v2_parent.error().message)
+        << "; runs with limits fail at the cgroup step (rlimits NPROC, CPU, AS stay a second "
+           "line)\n";
   }
 }
 

@@ -140,11 +140,19 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
   RunResult r;
   r.cgroup_mode = cgroup_mode;
   const InitReport& rep = w.final_report;
+  r.peak_memory_bytes = stats.peak_memory_bytes;
+  r.memory_limit_hit = stats.memory_limit_hit;
+  r.pids_limit_hit = stats.pids_limit_hit;
   if (!w.have_final) {
     r.outcome = w.backstop_fired ? Outcome::kTimeout : Outcome::kExternalKill;
     r.timeout_hit = w.backstop_fired;
     r.reason = w.backstop_fired ? "the init outlived the timeout and was killed"
                                 : "the sandbox init was killed from outside";
+    if (r.memory_limit_hit && !w.backstop_fired) {  // the OOM killer chose the init itself
+      r.outcome = Outcome::kSignaled;
+      r.signal = SIGKILL;
+      r.reason = "memory limit hit (OOM kill of the sandbox init; whole job killed)";
+    }
     return r;
   }
   r.seccomp_violations = rep.violations_total;
@@ -154,10 +162,7 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
   r.wall = std::chrono::milliseconds(rep.wall_ms);
   r.cpu_user = std::chrono::milliseconds(rep.cpu_user_ms);
   r.cpu_system = std::chrono::milliseconds(rep.cpu_system_ms);
-  r.peak_memory_bytes = stats.peak_memory_bytes != 0 ? stats.peak_memory_bytes
-                                                     : static_cast<std::uint64_t>(rep.max_rss_kb) * 1024;
-  r.memory_limit_hit = stats.memory_limit_hit;
-  r.pids_limit_hit = stats.pids_limit_hit;
+  if (r.peak_memory_bytes == 0) r.peak_memory_bytes = static_cast<std::uint64_t>(rep.max_rss_kb) * 1024;
   r.timeout_hit = rep.timed_out != 0;
   r.scratch_noswap = rep.scratch_noswap != 0;
   if (rep.trainer_reaped) ApplyTrainerStatus(r, rep);
@@ -251,7 +256,7 @@ cordon::Result<RunResult> Run(const Policy& policy) {
   if (pipe2(report, O_CLOEXEC) != 0) return SetupError("pipes", std::strerror(errno));
   UniqueFd report_read(report[0]), report_write(report[1]);
 
-  auto cgroup = JobCgroup::Create({policy.memory_bytes, policy.pids, policy.cpus});
+  auto cgroup = JobCgroup::Create({policy.memory_bytes, policy.pids, policy.cpus, policy.cgroup_parent});
   if (!cgroup) return SetupError("cgroup", cgroup.error().message);
   UniqueFd cgroup_dir(cgroup->OpenV2Dir());
   bool in_cgroup = false;

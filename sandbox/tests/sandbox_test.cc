@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -51,7 +52,8 @@ class SandboxTest : public ::testing::Test {
     work_ = tmpl;
     fs::create_directories(work_ / "image");
     fs::create_directories(work_ / "output");
-    fs::copy_file(CORDON_HOSTILE_BIN, work_ / "image" / "hostile");
+    const char* hostile = std::getenv("CORDON_HOSTILE_BIN");
+    fs::copy_file(hostile != nullptr ? hostile : CORDON_HOSTILE_BIN, work_ / "image" / "hostile");
     chmod((work_ / "image").c_str(), 0755);
     int p[2];
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);

@@ -1,6 +1,7 @@
 // cordon-sandbox: runs a command in exactly the sandbox a Cordon job gets.
 //   cordon-sandbox --image DIR [--scratch SIZE] [--memory SIZE] [--pids N] [--cpus F]
-//                  [--timeout DUR] [--result FILE] [--uid N --gid N] [--env K=V]... -- CMD ARGS...
+//                  [--timeout DUR] [--result FILE] [--uid N --gid N] [--env K=V]...
+//                  [--cgroup-parent PATH] [--allow-swap] -- CMD ARGS...
 //   cordon-sandbox --probe
 // Exit status: the command's own, 128+signal, 125 on a sandbox set-up failure (the message names
 // the step), 126/127 when CMD cannot be executed / is not found (like env(1)).
@@ -16,6 +17,7 @@
 namespace {
 
 struct Flags {
+  std::string cgroup_parent;
   std::string image, scratch = "1Gi", memory = "2Gi", timeout = "1h", result;
   std::uint64_t pids = 256;
   double cpus = 0;
@@ -36,6 +38,7 @@ cordon::Result<cordon::sandbox::Policy> ToPolicy(const Flags& f) {
   p.pids = f.pids;
   p.cpus = f.cpus;
   p.allow_swap = f.allow_swap;
+  p.cgroup_parent = f.cgroup_parent;
   auto scratch = cordon::ParseSize(f.scratch);
   if (!scratch) return std::unexpected(cordon::WithContext(scratch.error(), "--scratch"));
   p.scratch_bytes = *scratch;
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
   app.add_option("--uid", f.uid, "trainer uid, never 0 (65534)");
   app.add_option("--gid", f.gid, "trainer gid, never 0 (65534)");
   app.add_option("--env", f.env, "K=V added to the trainer's environment (repeatable)");
+  app.add_option("--cgroup-parent", f.cgroup_parent, "cgroup v2 path to create the job cgroup under");
   app.add_flag("--allow-swap", f.allow_swap, "run on a kernel without tmpfs noswap while swap is active");
   app.add_option("command", f.command, "CMD ARGS... after --");
   try {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cctype>
 #include <csignal>
 #include <filesystem>
@@ -28,6 +29,16 @@
 namespace {
 
 namespace fs = std::filesystem;
+
+// Built-in paths, overridable (CORDON_SANDBOX_BIN, CORDON_HOSTILE_BIN) to run the suite elsewhere.
+std::string SandboxBin() {
+  const char* env = std::getenv("CORDON_SANDBOX_BIN");
+  return env != nullptr ? env : CORDON_SANDBOX_BIN;
+}
+std::string HostileBin() {
+  const char* env = std::getenv("CORDON_HOSTILE_BIN");
+  return env != nullptr ? env : CORDON_HOSTILE_BIN;
+}
 
 struct SandboxRun {
   int status = -1;  // exit status of cordon-sandbox
@@ -49,8 +60,8 @@ class HostileTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     work_ = tmpl;
     fs::create_directory(work_ / "image");
-    fs::copy_file(CORDON_HOSTILE_BIN, work_ / "image" / "hostile");
-    fs::copy_file(CORDON_HOSTILE_BIN, work_ / "image" / "hostile-suid");
+    fs::copy_file(HostileBin(), work_ / "image" / "hostile");
+    fs::copy_file(HostileBin(), work_ / "image" / "hostile-suid");
     chmod((work_ / "image").c_str(), 0755);
     chmod((work_ / "image" / "hostile").c_str(), 0755);
     chmod((work_ / "image" / "hostile-suid").c_str(), 04755);  // setuid root, owned by root
@@ -66,7 +77,7 @@ class HostileTest : public ::testing::Test {
                         const std::string& program = "/job/hostile", int extra_fd = -1) {
     const fs::path out = work_ / "stdout", err = work_ / "stderr", result = work_ / "result.json";
     fs::remove(result);
-    std::vector<std::string> argv = {CORDON_SANDBOX_BIN, "--result", result.string()};
+    std::vector<std::string> argv = {SandboxBin(), "--result", result.string()};
     if (std::find(flags.begin(), flags.end(), "--image") == flags.end()) {
       argv.insert(argv.end(), {"--image", (work_ / "image").string()});
     }
@@ -144,7 +155,7 @@ class Listener {
 };
 
 TEST_F(HostileTest, RefusesToRunOutsideTheSandbox) {
-  const int rc = system((std::string(CORDON_HOSTILE_BIN) + " whoami 2>/dev/null").c_str());
+  const int rc = system((HostileBin() + " whoami 2>/dev/null").c_str());
   EXPECT_EQ(WEXITSTATUS(rc), 3);
 }
 
@@ -352,7 +363,7 @@ bool ProcessWithArgExists(const std::string& marker) {
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const std::string cmdline = Slurp(entry.path() / "cmdline");
     // The helper's own argv carries the marker too; only the trainer's counts.
-    if (cmdline.rfind(CORDON_SANDBOX_BIN, 0) == 0) continue;
+    if (cmdline.rfind(SandboxBin(), 0) == 0) continue;
     if (cmdline.find(marker) != std::string::npos) return true;
   }
   return false;
@@ -391,7 +402,7 @@ TEST_F(HostileTest, KillingTheHelperKillsTheJob) {
     const int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
-    execl(CORDON_SANDBOX_BIN, CORDON_SANDBOX_BIN, "--image", (work_ / "image").c_str(), "--",
+    execl(SandboxBin().c_str(), SandboxBin().c_str(), "--image", (work_ / "image").c_str(), "--",
           "/job/hostile", "sleep", marker.c_str(), static_cast<char*>(nullptr));
     _exit(99);
   }
@@ -407,7 +418,7 @@ TEST_F(HostileTest, TerminatingTheHelperIsAnExternalKill) {
   const fs::path result = work_ / "term.json";
   const pid_t helper = fork();
   if (helper == 0) {
-    execl(CORDON_SANDBOX_BIN, CORDON_SANDBOX_BIN, "--image", (work_ / "image").c_str(), "--result",
+    execl(SandboxBin().c_str(), SandboxBin().c_str(), "--image", (work_ / "image").c_str(), "--result",
           result.c_str(), "--", "/job/hostile", "sleep", marker.c_str(), static_cast<char*>(nullptr));
     _exit(99);
   }

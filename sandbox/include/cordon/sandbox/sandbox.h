@@ -62,6 +62,10 @@ struct Policy {
   // Kernels before 6.4 cannot mount tmpfs noswap. Then the sandbox refuses to run while swap is
   // active unless allow_swap is true (PII may reach swap; the result records it).
   bool allow_swap = false;
+  // cgroup v2: the cgroup (path below the cgroup2 mount, e.g. "/cordon.slice") the job cgroup is
+  // created in. Empty: the caller's own cgroup, or the nearest ancestor able to delegate memory,
+  // pids and cpu (the sandbox enables them in its subtree_control). Ignored on cgroup v1.
+  std::string cgroup_parent;
   std::string hostname = "cordon";
   std::string output_dir;                  // host directory handed to stage_out as an fd
   std::vector<int> init_fds;               // kept open in the init only, never in the trainer
