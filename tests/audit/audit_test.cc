@@ -480,3 +480,60 @@ TEST_F(AuditLogTest, ShowTimelineAndFilters) {
 
 }  // namespace
 }  // namespace cordon::audit
+
+namespace cordon::audit {
+namespace {
+
+// The fast scanner must accept exactly what the nlohmann-json reference
+// accepts (parse + re-serialise + compare), on mutations of real lines.
+TEST(AuditEntry, ScannerAgreesWithReferenceOnMutations) {
+  Event e{.action = "job.accepted", .job = "J\u00e9\x01", .outcome = "ok",
+          .details = {{"a", {1, -2, true, nullptr, "x\"\\\t\u2028"}}, {"b", {{"c", {{"d", 9007199254740991}}}}}},
+          .actor = std::nullopt};
+  auto sealed = internal::SealEntry(e, Actor{7, "bob", -1, "p"}, 3, "2026-11-27T07:00:00.5Z", Bytes32{}, Bytes32{});
+  ASSERT_TRUE(sealed);
+  const std::string line = sealed->line.substr(0, sealed->line.size() - 1);
+  ASSERT_TRUE(internal::ScanEntryLine(line));
+  std::uint32_t rng = 12345;
+  auto next = [&] { return rng = rng * 1103515245u + 12345u; };
+  const std::string alphabet = "{}[]\",:\\0123456789-.eEtrufalsn \x01\x7f\xc3\xa9\xed\xa0\x80u";
+  int accepted = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string m = line;
+    const int edits = 1 + static_cast<int>(next() % 3);
+    for (int k = 0; k < edits; ++k) {
+      const std::size_t at = next() % m.size();
+      const char c = alphabet[next() % alphabet.size()];
+      switch (next() % 3) {
+        case 0: m[at] = c; break;
+        case 1: m.insert(at, 1, c); break;
+        default: m.erase(at, 1); break;
+      }
+    }
+    auto fast = internal::ScanEntryLine(m);
+    auto ref = internal::ParseEntryLineReference(m);
+    ASSERT_EQ(fast.has_value(), ref.has_value()) << m << "\nfast: " << (fast ? "ok" : fast.error().message)
+                                                 << "\nreference: " << (ref ? "ok" : ref.error().message);
+    if (fast) {
+      ++accepted;
+      EXPECT_TRUE(internal::Equal32(fast->computed, ref->computed)) << m;
+    }
+  }
+  EXPECT_GT(accepted, 0);
+}
+
+TEST(AuditEntry, DepthLimitIsTheSameInBothParsers) {
+  for (int depth = 5; depth <= 9; ++depth) {
+    nlohmann::json d = 1;
+    for (int k = 0; k < depth; ++k) d = nlohmann::json{{"x", d}};
+    nlohmann::json j = {{"action", "a.b"}, {"actor", {{"pid", 1}, {"process", "p"}, {"uid", 1}, {"user", "u"}}},
+                        {"details", d}, {"hash", std::string(64, '0')}, {"mac", std::string(64, '0')},
+                        {"outcome", "ok"}, {"prev", std::string(64, '0')}, {"seq", 0},
+                        {"time", "2026-11-27T07:00:00Z"}};
+    const std::string line = j.dump();
+    EXPECT_EQ(internal::ScanEntryLine(line).has_value(), internal::ParseEntryLineReference(line).has_value()) << depth;
+  }
+}
+
+}  // namespace
+}  // namespace cordon::audit

@@ -263,6 +263,18 @@ std::string FormatTime(std::int64_t unix_ns) {
   return out;
 }
 
+namespace {
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+std::int64_t DaysFromCivil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3u : 9u)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+}  // namespace
+
 std::optional<std::int64_t> ParseTime(std::string_view s) {
   // YYYY-MM-DDTHH:MM:SS[.fraction]Z
   if (s.size() < 20 || s.size() > 30 || s.back() != 'Z') return std::nullopt;
@@ -270,28 +282,27 @@ std::optional<std::int64_t> ParseTime(std::string_view s) {
   for (std::size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != pattern[i]) return std::nullopt;
   }
-  auto num = [&](std::size_t at, std::size_t n) { return std::stoi(std::string(s.substr(at, n))); };
-  tm t{};
-  t.tm_year = num(0, 4) - 1900;
-  if (t.tm_year < 70 || t.tm_year > 361) return std::nullopt;  // 1970..2261: ns fit in int64
-  t.tm_mon = num(5, 2) - 1;
-  t.tm_mday = num(8, 2);
-  t.tm_hour = num(11, 2);
-  t.tm_min = num(14, 2);
-  t.tm_sec = num(17, 2);
-  if (t.tm_mon > 11 || t.tm_mday < 1 || t.tm_mday > 31 || t.tm_hour > 23 || t.tm_min > 59 || t.tm_sec > 60) {
-    return std::nullopt;
-  }
+  auto num = [&](std::size_t at, std::size_t n) {
+    unsigned v = 0;
+    for (std::size_t k = at; k < at + n; ++k) v = v * 10 + static_cast<unsigned>(s[k] - '0');
+    return v;
+  };
+  const unsigned year = num(0, 4), mon = num(5, 2), day = num(8, 2);
+  const unsigned hour = num(11, 2), min = num(14, 2), sec = num(17, 2);
+  if (year < 1970 || year > 2261) return std::nullopt;  // ns since 1970 fit in int64
+  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60) return std::nullopt;
   std::int64_t ns = 0;
-  std::string_view frac = s.substr(19, s.size() - 20);
+  const std::string_view frac = s.substr(19, s.size() - 20);
   if (!frac.empty()) {
     if (frac[0] != '.' || frac.size() < 2 || frac.size() > 10) return std::nullopt;
-    std::string digits(frac.substr(1));
-    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
-    digits.resize(9, '0');
-    ns = std::stoll(digits);
+    std::int64_t scale = 100'000'000;
+    for (std::size_t k = 1; k < frac.size(); ++k, scale /= 10) {
+      if (frac[k] < '0' || frac[k] > '9') return std::nullopt;
+      ns += (frac[k] - '0') * scale;
+    }
   }
-  return std::int64_t{::timegm(&t)} * 1'000'000'000 + ns;
+  const std::int64_t days = DaysFromCivil(year, mon, day);
+  return ((days * 24 + hour) * 60 + min) * 60'000'000'000 + std::int64_t{sec} * 1'000'000'000 + ns;
 }
 
 Result<Sealed> SealEntry(const Event& event, const Actor& actor, std::uint64_t seq, const std::string& time,
@@ -321,6 +332,14 @@ Result<Sealed> SealEntry(const Event& event, const Actor& actor, std::uint64_t s
 }
 
 Result<ParsedEntry> ParseEntryLine(std::string_view line) {
+  auto e = ScanEntryLine(line);
+  if (!e) return e;
+  e->json = json::parse(line, nullptr, false);
+  if (e->json.is_discarded()) return Fail(Errc::kInternal, "scanner accepted a line nlohmann-json rejects");
+  return e;
+}
+
+Result<ParsedEntry> ParseEntryLineReference(std::string_view line) {
   if (line.size() + 1 > kMaxLineBytes) return Fail(Errc::kInvalidData, "line longer than 16 KiB");
   if (NestingDepth(line) > kMaxDepth) return Fail(Errc::kInvalidData, "nested too deeply");
   ParsedEntry e;

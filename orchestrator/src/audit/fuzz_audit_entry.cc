@@ -9,10 +9,14 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace cordon::audit::internal;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  auto entry = ParseEntryLine(text);
-  if (entry) {
-    // A line that parses must be exactly its own canonical form.
-    auto again = Canonical(entry->json);
+  // The fast scanner and the nlohmann-json reference must agree on every
+  // input, and on the hash of every accepted line.
+  auto fast = ScanEntryLine(text);
+  auto reference = ParseEntryLineReference(text);
+  if (fast.has_value() != reference.has_value()) __builtin_trap();
+  if (fast) {
+    if (!Equal32(fast->computed, reference->computed) || fast->seq != reference->seq) __builtin_trap();
+    auto again = Canonical(reference->json);
     if (!again || *again != text) __builtin_trap();
   }
   Identity id;

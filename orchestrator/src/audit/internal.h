@@ -37,6 +37,7 @@ struct Segment {
 
 // ---- crypto --------------------------------------------------------------------
 [[nodiscard]] Bytes32 Sha256(std::string_view data);
+[[nodiscard]] Bytes32 Sha256Parts(std::initializer_list<std::string_view> parts);
 // HMAC-SHA256 with a 32-byte key (RFC 2104 over SHA-256).
 [[nodiscard]] Bytes32 HmacSha256(const Bytes32& key, const Bytes32& message);
 // k_{i+1} = SHA-256("cordon-audit-key-evolve-v1" || 0x00 || k_i)
@@ -88,8 +89,14 @@ struct ParsedEntry {
   Bytes32 mac{};
 };
 // Strict parse of one line (without its '\n'): must be the canonical form of
-// an object with exactly the entry members and their types. The fuzz target.
+// an object with exactly the entry members and their types. ScanEntryLine is
+// the fast single-pass validator the verifier and writer use (json left
+// null); ParseEntryLine also fills json; ParseEntryLineReference is the
+// obviously-correct nlohmann-json version (parse, re-serialise, compare) that
+// the fuzz target checks ScanEntryLine against.
+[[nodiscard]] Result<ParsedEntry> ScanEntryLine(std::string_view line);
 [[nodiscard]] Result<ParsedEntry> ParseEntryLine(std::string_view line);
+[[nodiscard]] Result<ParsedEntry> ParseEntryLineReference(std::string_view line);
 
 // ---- MAC state -------------------------------------------------------------------
 struct MacState {

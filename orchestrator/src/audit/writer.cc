@@ -222,7 +222,7 @@ Status AuditLog::Impl::Resync(const MacState& on_disk) {
       if (auto ok = OpenSegment((*segments)[i], false); !ok) return ok;
     }
     if (!tail->last_line) continue;  // an empty segment: the head is in the one before
-    auto entry = ParseEntryLine(*tail->last_line);
+    auto entry = ScanEntryLine(*tail->last_line);
     if (!entry) {
       return Fail(Errc::kIntegrity, (*segments)[i].path + ": last entry unreadable (" + entry.error().message +
                                         "); run `cordon audit verify`");
