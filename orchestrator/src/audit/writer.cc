@@ -17,6 +17,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "cordon/file_io.h"
@@ -150,7 +151,47 @@ class AuditLog::Impl {
   bool leader = false;
   std::vector<Request*> queue;
 
+  // kPipelined: fdatasync of the state record on a background thread,
+  // overlapping the next batch's log fdatasync (see Options::key_erasure).
+  struct Eraser {
+    std::mutex m;
+    std::condition_variable cv;
+    std::uint64_t requested = 0;
+    std::uint64_t done = 0;
+    bool stop = false;
+    std::optional<Error> error;
+    std::thread thread;
+  } eraser;
+
+  void EraserLoop() {
+    std::unique_lock l(eraser.m);
+    while (true) {
+      eraser.cv.wait(l, [&] { return eraser.stop || eraser.requested > eraser.done; });
+      if (eraser.requested == eraser.done) return;  // stopping, nothing left to sync
+      const std::uint64_t target = eraser.requested;
+      l.unlock();
+      const Status ok = DataSync(state_fd.get(), kStateFile);
+      l.lock();
+      eraser.done = target;
+      if (!ok) eraser.error = ok.error();
+      eraser.cv.notify_all();
+    }
+  }
+  // The first error of a background erasure, reported once.
+  std::optional<Error> TakeEraserError() {
+    std::lock_guard l(eraser.m);
+    return std::exchange(eraser.error, std::nullopt);
+  }
+
   ~Impl() {
+    if (eraser.thread.joinable()) {
+      {
+        std::lock_guard l(eraser.m);
+        eraser.stop = true;
+      }
+      eraser.cv.notify_all();
+      eraser.thread.join();
+    }
     Cleanse(seed.data(), seed.size());
     Cleanse(state.key.data(), state.key.size());
   }
@@ -160,7 +201,7 @@ class AuditLog::Impl {
   Status OpenSegment(const Segment& s, bool create);
   Result<std::uint64_t> WriteEntries(const std::vector<const Event*>& events, std::vector<std::uint64_t>& seqs);
   Status WriteCheckpointLocked();
-  Status WriteState();
+  Status WriteState(bool sync_now = false);
   Status FlushPendingLocked();
   void CommitBatch(std::vector<Request*>& batch);
   Result<std::uint64_t> Enqueue(const Event& event);
@@ -252,13 +293,21 @@ Status AuditLog::Impl::Resync(const MacState& on_disk) {
   return {};
 }
 
-Status AuditLog::Impl::WriteState() {
+// Called only after the batch's entries are durable, so the record on disk
+// can never be ahead of the log (state.seq > log head means entries deleted).
+Status AuditLog::Impl::WriteState(bool sync_now) {
   state.seq = next_seq;
   std::string record = EncodeState(state);
   const ssize_t n = ::pwrite(state_fd.get(), record.data(), record.size(), 0);
   Cleanse(record.data(), record.size());
   if (n != static_cast<ssize_t>(kStateRecordBytes)) return FailErrno("write " + std::string(kStateFile));
-  return DataSync(state_fd.get(), kStateFile);
+  if (sync_now || opt.key_erasure == KeyErasure::kSynchronous) return DataSync(state_fd.get(), kStateFile);
+  {
+    std::lock_guard l(eraser.m);
+    ++eraser.requested;
+  }
+  eraser.cv.notify_one();
+  return {};
 }
 
 Status AuditLog::Impl::WriteCheckpointLocked() {
@@ -321,6 +370,7 @@ void AuditLog::Impl::CommitBatch(std::vector<Request*>& batch) {
   auto fail_all = [&](const Error& e) {
     for (Request* r : batch) r->result = std::unexpected(e);
   };
+  if (auto err = TakeEraserError()) return fail_all(WithContext(*err, "erasing the previous MAC key"));
   if (auto ok = Sync(); !ok) return fail_all(ok.error());
   const std::vector<Event> pre = std::move(pending);
   pending.clear();
@@ -411,6 +461,10 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(Options options) {
   impl->seed = *seed;
   impl->self = CurrentActor();
   ::mlock(impl.get(), sizeof(Impl));  // best effort: keep the keys out of swap
+  if (impl->opt.key_erasure == KeyErasure::kPipelined) {
+    Impl* raw = impl.get();
+    impl->eraser.thread = std::thread([raw] { raw->EraserLoop(); });
+  }
   std::unique_ptr<AuditLog> log(new AuditLog(std::move(impl)));
   // Recover now (torn tail, gap), not at the first append.
   Impl& impl_ref = *log->impl_;
@@ -447,7 +501,7 @@ Result<std::string> AuditLog::Checkpoint() {
     if (auto ok = impl_->Sync(); !ok) return std::unexpected(ok.error());
     if (auto ok = impl_->FlushPendingLocked(); !ok) return std::unexpected(ok.error());
     if (auto ok = impl_->WriteCheckpointLocked(); !ok) return std::unexpected(ok.error());
-    if (auto ok = impl_->WriteState(); !ok) return std::unexpected(ok.error());
+    if (auto ok = impl_->WriteState(true); !ok) return std::unexpected(ok.error());
     return LatestCheckpoint(impl_->opt.dir);
   });
 }

@@ -55,11 +55,25 @@ struct Event {
   std::optional<Actor> actor;      // unset: the calling process
 };
 
+// When the overwritten MAC key reaches the disk.
+//  kSynchronous: the state record is fdatasync'd before Append returns (two
+//    ordered fdatasyncs per batch: the entries, then the key).
+//  kPipelined: the new key overwrites the old one in the page cache before
+//    Append returns, and a background fdatasync makes that durable while the
+//    next batch syncs its entries. The entry itself is durable either way;
+//    what changes is that for about one fdatasync after Append returns the old
+//    key may still be readable from the raw disk (by root, or after a power
+//    cut, in which case recovery derives the key forward from it). The state
+//    is only written after the entries are durable, so a crash never leaves
+//    the key ahead of the log. Checkpoint() always syncs the state.
+enum class KeyErasure { kSynchronous, kPipelined };
+
 struct Options {
   std::string dir;                               // the config's audit_dir
   std::uint64_t checkpoint_every = 1000;         // sign a checkpoint every N entries
   std::chrono::seconds checkpoint_interval{300}; // ... and when T has passed (checked on append)
   std::uint64_t segment_max_bytes = 64ull << 20; // start a new segment beyond this size
+  KeyErasure key_erasure = KeyErasure::kSynchronous;
 };
 
 // A write-ahead record: the `intent` entry of an action, durable before the
