@@ -34,8 +34,10 @@ Status Mount(const char* src, const std::string& target, const char* type, unsig
   return {};
 }
 
+// The init runs with umask 0, so a new directory gets exactly `mode`.
 Status MkDir(const std::string& path, mode_t mode) {
-  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return FailErrno("mkdir " + path);
+  if (mkdir(path.c_str(), mode) == 0) return {};
+  if (errno != EEXIST) return FailErrno("mkdir " + path);
   if (chmod(path.c_str(), mode) != 0) return FailErrno("chmod " + path);
   return {};
 }
@@ -165,7 +167,6 @@ Status MountDev() {
                         Node{"urandom", 9}}) {
     const std::string path = R("/dev/") + n.name;
     if (mknod(path.c_str(), S_IFCHR | 0666, makedev(1, n.minor)) != 0) return FailErrno("mknod " + path);
-    if (chmod(path.c_str(), 0666) != 0) return FailErrno("chmod " + path);
   }
   for (auto [name, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
                               {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},

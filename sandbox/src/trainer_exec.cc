@@ -107,9 +107,11 @@ bool ResetSignals() {
   sigset_t none;
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return false;
-  for (int sig = 1; sig < NSIG; ++sig) {
+  // exec resets handled signals to SIG_DFL but keeps ignored ones ignored: undo any SIG_IGN a
+  // caller may have left (SIGPIPE, SIGCHLD...) on the classic signals.
+  for (int sig = 1; sig < 32; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    signal(sig, SIG_DFL);  // errors for the RT signals glibc reserves are fine
+    signal(sig, SIG_DFL);
   }
   return true;
 }

