@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -18,6 +19,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -211,9 +214,17 @@ TrainerLaunch MakeLaunch(const Policy& policy, const SeccompProgram& seccomp, bo
   l.stdin_fd = stdin_fd;
   l.stdout_fd = policy.stdout_fd;
   l.stderr_fd = policy.stderr_fd;
-  l.nproc_limit = policy.pids != 0 ? policy.pids * 2 : 0;
+  // Second lines only. RLIMIT_NPROC counts every process of the uid host-wide (other jobs with
+  // the same uid too), so it is a generous backstop; the pids cgroup is the real limit.
+  l.nproc_limit = policy.pids != 0 ? std::max<std::uint64_t>(policy.pids * 4, 4096) : 0;
   l.as_limit = memory_cgroup ? 0 : policy.memory_bytes;
-  l.cpu_seconds = static_cast<std::uint64_t>(policy.timeout.count() / 1000 + 2);
+  // RLIMIT_CPU is per process and sums all its threads: allow timeout x usable CPUs.
+  cpu_set_t affinity;
+  CPU_ZERO(&affinity);
+  std::uint64_t cpus = sched_getaffinity(0, sizeof(affinity), &affinity) == 0
+                           ? static_cast<std::uint64_t>(CPU_COUNT(&affinity)) : 1024;
+  if (policy.cpus > 0) cpus = std::min(cpus, static_cast<std::uint64_t>(std::ceil(policy.cpus)));
+  l.cpu_seconds = static_cast<std::uint64_t>(policy.timeout.count() / 1000 + 2) * std::max<std::uint64_t>(cpus, 1);
   l.seccomp = &seccomp;
   return l;
 }
@@ -263,6 +274,7 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
   umask(0);
   Step(rep, "init-harden", []() -> Status {
     if (prctl(PR_SET_DUMPABLE, 0) != 0) return FailErrno("PR_SET_DUMPABLE");
+    if (clearenv() != 0) return Fail(Errc::kInternal, "clearenv");  // the caller's env stays out
     const rlimit zero{0, 0};
     if (setrlimit(RLIMIT_CORE, &zero) != 0) return FailErrno("RLIMIT_CORE");
     // Best effort (needs CAP_SYS_RESOURCE): the OOM killer should pick the trainer, not us.
