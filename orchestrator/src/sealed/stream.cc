@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "format.h"
@@ -147,7 +148,12 @@ class LaneEngine {
   LaneEngine(RecordReader& reader, const Direction& dir) : reader_(reader), dir_(dir) {}
 
   Status Run() {
-    std::thread other([this] { Lane(1); });
+    std::thread other;
+    try {
+      other = std::thread([this] { Lane(1); });
+    } catch (const std::system_error& e) {
+      return Fail(Errc::kIo, std::string("cannot start the second lane thread: ") + e.what());
+    }
     Lane(0);
     other.join();
     if (error_) return std::unexpected(*error_);
