@@ -40,6 +40,9 @@ check "show --since future" 0 "^\(0 entries" -- "$cordon" --config "$config" aud
 check "checkpoint" 0 "^cordon.audit/" -- "$cordon" --config "$config" audit checkpoint
 "$cordon" --config "$config" audit checkpoint > "$work/saved.cp"
 
+pyverify="$(dirname "$0")/verify_audit.py"
+check "independent Python verifier agrees" 0 "^ok: 41 entries, head $("$cordon" --config "$config" audit verify 2>/dev/null | awk '{print $5}')" -- python3 "$pyverify" "$audit" --verifier-key "$vkey" --checkpoint "$work/saved.cp"
+
 seg="$audit/audit-00000000000000000000.jsonl"
 cp "$seg" "$work/seg.orig"
 cp "$audit/checkpoints" "$work/cps.orig"
@@ -47,6 +50,7 @@ restore() { cp "$work/seg.orig" "$seg"; cp "$work/cps.orig" "$audit/checkpoints"
 
 sed -i '6s/J42/J43/' "$seg"
 check "edit one byte" 1 "audit-00000000000000000000.jsonl:6: seq 5: modified" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey"
+check "edit one byte (Python verifier)" 1 "jsonl:6: modified" -- python3 "$pyverify" "$audit" --verifier-key "$vkey"
 restore; sed -i '8d' "$seg"
 check "delete an entry" 1 ":8: seq 8: deleted" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey"
 restore; awk 'NR==10 {held=$0; next} NR==11 {print; print held; next} {print}' "$work/seg.orig" > "$seg"
