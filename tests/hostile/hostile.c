@@ -290,6 +290,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!strcmp(a, "kill-init")) TRY("kill 1", kill(1, SIGKILL));
+  if (!strcmp(a, "child-syscall")) { /* a grandchild tries; the same filter and listener apply */
+    pid_t p = fork();
+    if (p == 0) {
+      if (fork() == 0) _exit(report(arg, denied(arg), errno));
+      wait(NULL);
+      _exit(0);
+    }
+    waitpid(p, NULL, 0);
+    return 0;
+  }
   if (!strcmp(a, "exit")) return atoi(arg);
   if (!strcmp(a, "kill-self")) return raise(atoi(arg)), 0;
   fprintf(stderr, "cordon-hostile: unknown action %s\n", a);

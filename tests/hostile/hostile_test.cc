@@ -326,6 +326,13 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+TEST_F(HostileTest, DescendantsAreFilteredAndCountedToo) {
+  auto r = Run({}, {"child-syscall", "bpf"});
+  EXPECT_HELD(r, "held bpf errno=EPERM");
+  EXPECT_EQ(r.result["violations_by_syscall"]["bpf"], 1);
+  EXPECT_EQ(r.result["outcome"], "VIOLATION");
+}
+
 TEST_F(HostileTest, Clone3IsEnosysSoLibcFallsBackToCheckedClone) {
   auto r = Run({}, {"syscall", "clone3"});
   EXPECT_HELD(r, "held clone3 errno=ENOSYS");
