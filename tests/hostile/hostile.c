@@ -293,7 +293,10 @@ int main(int argc, char** argv) {
   if (!strcmp(a, "child-syscall")) { /* a grandchild tries; the same filter and listener apply */
     pid_t p = fork();
     if (p == 0) {
-      if (fork() == 0) _exit(report(arg, denied(arg), errno));
+      if (fork() == 0) {
+        long rc = denied(arg);
+        _exit(report(arg, rc, errno));
+      }
       wait(NULL);
       _exit(0);
     }
