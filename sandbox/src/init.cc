@@ -371,7 +371,8 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
   if (final_report.failed_step[0] == '\0' && policy.stage_out) {
     Status st;
     try {
-      st = policy.stage_out(StageOutContext{policy.init_fds, output_dir.get()});
+      st = policy.stage_out(StageOutContext{policy.init_fds, output_dir.get(), s.trainer_status,
+                                            s.timed_out, s.violations_total});
     } catch (const std::exception& e) {
       st = Fail(Errc::kInternal, std::string("exception: ") + e.what());
     }

@@ -55,6 +55,9 @@ Status Validate(const Policy& p) {
   if (p.timeout.count() <= 0) return Fail(Errc::kInvalidArgument, "timeout must be positive");
   if (p.cpus < 0) return Fail(Errc::kInvalidArgument, "cpus must not be negative");
   if (p.hostname.empty() || p.hostname.size() > 64) return Fail(Errc::kInvalidArgument, "bad hostname");
+  if (p.stdout_fd < 0 || p.stderr_fd < 0) {
+    return Fail(Errc::kInvalidArgument, "stdout_fd and stderr_fd must be open fds");
+  }
   return {};
 }
 

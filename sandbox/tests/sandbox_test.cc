@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -113,8 +114,11 @@ TEST_F(SandboxTest, StageInTrainerStageOutRoundTrip) {
     return st;
   };
   p.stage_out = [](const StageOutContext& ctx) -> Status {
+    if (ctx.trainer_wait_status != 0 || ctx.timed_out || ctx.seccomp_violations != 0) {
+      return Fail(Errc::kInternal, "trainer did not succeed cleanly");
+    }
     for (const char* name : {"model.txt", "metrics.jsonl"}) {
-      const int in = open((std::string("/out/") + name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      const int in = open((std::string("/out/") + name).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
       if (in < 0) return FailErrno(std::string("open /out/") + name);
       const std::string data = Drain(in);
       close(in);
@@ -224,6 +228,20 @@ TEST_F(SandboxTest, RequestStopIsAnExternalKill) {
   RunCapture(p, result);
   signal(SIGALRM, SIG_DFL);
   EXPECT_EQ(result.outcome, Outcome::kExternalKill) << result.reason;
+}
+
+TEST_F(SandboxTest, StageOutLearnsTheTrainersFate) {
+  Policy p = BasePolicy({"/job/hostile", "sleep"});
+  p.timeout = std::chrono::milliseconds(300);
+  p.stage_out = [](const StageOutContext& ctx) -> Status {
+    if (!ctx.timed_out || !WIFSIGNALED(ctx.trainer_wait_status)) {
+      return Fail(Errc::kInternal, "stage_out was not told about the timeout");
+    }
+    return {};
+  };
+  RunResult result;
+  RunCapture(p, result);
+  EXPECT_EQ(result.outcome, Outcome::kTimeout) << result.reason;
 }
 
 TEST_F(SandboxTest, PolicyValidation) {

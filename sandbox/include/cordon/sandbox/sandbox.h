@@ -42,10 +42,15 @@ struct StageInContext {
 
 // What stage_out sees: the trainer and every process it started are dead. /out is readable.
 // output_dir_fd is Policy::output_dir opened (O_DIRECTORY) before pivot_root, or -1. The trainer
-// controlled /out: open its entries with O_NOFOLLOW and check they are regular files.
+// controlled /out: open its entries with O_NOFOLLOW | O_NONBLOCK (a FIFO must not block the
+// init) and check with fstat that they are regular files. The trainer's fate is given so the
+// caller can decide what to seal (stage_out runs whenever set-up succeeded).
 struct StageOutContext {
   const std::vector<int>& init_fds;
   int output_dir_fd;
+  int trainer_wait_status;           // as from waitpid(2)
+  bool timed_out;
+  std::uint64_t seccomp_violations;  // denied syscalls attempted by the job
 };
 
 struct Policy {
