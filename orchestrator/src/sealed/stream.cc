@@ -140,6 +140,7 @@ struct Direction {
   // Transforms record i of the batch (chunk index, last?) -> output size; error stops.
   std::function<Status(ChunkAead&, Batch&, std::size_t i, bool last)> transform;
   std::function<Status(std::span<const std::uint8_t>)> write;
+  std::function<Status(std::span<const std::uint8_t>)> post;  // optional, after write, in order
   std::function<Result<ChunkAead>()> make_aead;
 };
 
@@ -190,9 +191,15 @@ class LaneEngine {
       auto done = Transform(*aead, batch);
       if (!done) return Abort(b, done.error());
       if (!WaitTurn(write_turn_, b)) return;
-      auto wrote = Write(batch);
+      auto wrote = Emit(batch, dir_.write);
       Advance(write_turn_, b, false);
       if (!wrote) return Abort(b, wrote.error());
+      if (dir_.post) {  // e.g. hashing: in order, but overlapping the next batch's write
+        if (!WaitTurn(post_turn_, b)) return;
+        auto posted = Emit(batch, dir_.post);
+        Advance(post_turn_, b, false);
+        if (!posted) return Abort(b, posted.error());
+      }
       if (batch.last) return;
     }
   }
@@ -220,10 +227,10 @@ class LaneEngine {
     return {};
   }
 
-  Status Write(Batch& batch) {
+  Status Emit(Batch& batch, const std::function<Status(std::span<const std::uint8_t>)>& stage) {
     const auto& buf = dir_.separate_out ? batch.out : batch.in;
     for (std::size_t i = 0; i < batch.sizes.size(); ++i) {
-      if (auto ok = dir_.write({buf.data() + i * dir_.slot, batch.out_sizes[i]}); !ok) return ok;
+      if (auto ok = stage({buf.data() + i * dir_.slot, batch.out_sizes[i]}); !ok) return ok;
     }
     return {};
   }
@@ -258,6 +265,7 @@ class LaneEngine {
   std::condition_variable cv_;
   std::uint64_t read_turn_ = 0;
   std::uint64_t write_turn_ = 0;
+  std::uint64_t post_turn_ = 0;
   bool input_done_ = false;
   std::uint64_t stop_before_ = UINT64_MAX;
   std::optional<Error> error_;
@@ -290,6 +298,16 @@ std::uint64_t TotalOf(int fd) {
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
   return static_cast<std::uint64_t>(st.st_size);
+}
+
+// A regular file is read with pread from its current offset (aligned reads,
+// no one-byte lookahead copies); anything else as a stream.
+std::optional<std::uint64_t> PositionOf(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  const off_t at = ::lseek(fd, 0, SEEK_CUR);
+  if (at < 0) return std::nullopt;
+  return static_cast<std::uint64_t>(at);
 }
 
 Status CheckSealOptions(const SealOptions& o, kms::KeyManager& kms) {
@@ -357,14 +375,16 @@ Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms, const Sea
     b.out_sizes[i] = b.sizes[i] + kTagBytes;
     return {};
   };
-  dir.write = [&](std::span<const std::uint8_t> sealed) -> Status {
+  dir.write = [&](std::span<const std::uint8_t> sealed) { return WriteAll(out_fd, sealed); };
+  dir.post = [&](std::span<const std::uint8_t> sealed) -> Status {
+    EVP_DigestUpdate(sha.get(), sealed.data(), sealed.size());
+    report.sealed_bytes += sealed.size();
     report.plaintext_bytes += sealed.size() - kTagBytes;
     ++report.chunks;
-    if (auto ok = emit(sealed); !ok) return ok;
     if (o.progress) o.progress(report.plaintext_bytes, total);
     return {};
   };
-  RecordReader reader(in_fd, std::nullopt, dir.record);
+  RecordReader reader(in_fd, PositionOf(in_fd), dir.record);
   if (auto ok = LaneEngine(reader, dir).Run(); !ok) return std::unexpected(ok.error());
   std::array<std::uint8_t, 32> digest{};
   EVP_DigestFinal_ex(sha.get(), digest.data(), nullptr);
