@@ -59,6 +59,12 @@ expect 0 "$CORDON" unseal --force "$W/p.sealed" "$W/p.out"
 head -c 70000 /dev/urandom > "$W/s.bin"
 "$CORDON" seal --key kms://local/train --name from-stdin - "$W/s.sealed" < "$W/s.bin" >/dev/null 2>&1 || fail "seal from stdin"
 "$CORDON" unseal "$W/s.sealed" - 2>/dev/null | cmp -s - "$W/s.bin" || fail "stdin round trip"
+# On a terminal (a pty from script(1)) progress is shown: bytes, rate.
+if command -v script >/dev/null; then
+  script -qec "$CORDON seal --key kms://local/train --name tty $W/s.bin $W/tty.sealed" /dev/null > "$T/tty.out" 2>&1 \
+    || fail "seal on a pty"
+  grep -q 'sealing .*/s' "$T/tty.out" || fail "no progress on a terminal: $(head -c 200 "$T/tty.out")"
+fi
 
 # --- rewrap ---
 expect 0 "$CORDON" keys rotate train
