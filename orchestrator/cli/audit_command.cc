@@ -3,6 +3,7 @@
 // Exit status: 0 ok; 1 verification found tampering (or the operation
 // failed); 2 usage / invalid input (bad flags, unreadable config or key).
 #include <iostream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -88,10 +89,34 @@ class AuditCommand final : public Command {
   int RunShow() {
     auto entries = audit::ReadEntries(dir_, filter_);
     if (!entries) return Complain(entries.error());
-    for (const auto& e : *entries) {
-      std::cout << (show_json_ ? e.dump() : audit::FormatTimelineLine(e)) << "\n";
+    if (show_json_) {
+      for (const auto& e : *entries) std::cout << e.dump() << "\n";
+      return kExitOk;
     }
-    if (!show_json_) std::cerr << "(" << entries->size() << " entries; not verified here: run `cordon audit verify`)\n";
+    // Write-ahead intents whose outcome is not (yet) in the log.
+    std::set<std::uint64_t> finished;
+    for (const auto& e : *entries) {
+      if (e.contains("details") && e["details"].is_object() && e["details"].contains("intent_seq") &&
+          e["details"]["intent_seq"].is_number_unsigned()) {
+        finished.insert(e["details"]["intent_seq"].get<std::uint64_t>());
+      }
+    }
+    std::string path;
+    std::string last_action;
+    for (const auto& e : *entries) {
+      std::cout << audit::FormatTimelineLine(e);
+      const bool intent = e.contains("outcome") && e["outcome"] == "intent" && e.contains("seq") &&
+                          e["seq"].is_number_unsigned();
+      if (intent && !finished.contains(e["seq"].get<std::uint64_t>())) std::cout << "  (no outcome recorded)";
+      std::cout << "\n";
+      if (filter_.job && e.contains("action") && e["action"].is_string() && !intent &&
+          e["action"] != last_action) {  // the job's stages, repeats folded
+        last_action = e["action"].get<std::string>();
+        path += (path.empty() ? "" : " -> ") + last_action;
+      }
+    }
+    if (filter_.job && !path.empty()) std::cout << "job " << *filter_.job << ": " << path << "\n";
+    std::cerr << "(" << entries->size() << " entries; not verified here: run `cordon audit verify`)\n";
     return kExitOk;
   }
 

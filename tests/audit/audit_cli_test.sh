@@ -34,7 +34,7 @@ check "fresh log verifies" 0 "^ok: 1 entries, head [0-9a-f]{64}" -- "$cordon" --
 check "verify with key" 0 "^ok: 41 entries" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey"
 check "verify without key warns" 0 "MACs NOT checked" -- "$cordon" --config "$config" audit verify
 check "verify --json" 0 '"ok":true' -- "$cordon" --config "$config" audit verify --verifier-key "$vkey" --json
-check "show timeline" 0 "job.accepted  job=J42  ok  by " -- "$cordon" --config "$config" audit show --job J42
+check "show timeline" 0 "job J42: job.accepted -> job.inputs_verified -> key.unwrapped" -- "$cordon" --config "$config" audit show --job J42
 check "show --json" 0 '^\{"action":"key.unwrapped"' -- "$cordon" --config "$config" audit show --json --action 'key.*'
 check "show --since future" 0 "^\(0 entries" -- "$cordon" --config "$config" audit show --since 2200-01-01T00:00:00Z
 check "checkpoint" 0 "^cordon.audit/" -- "$cordon" --config "$config" audit checkpoint

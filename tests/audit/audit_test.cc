@@ -462,6 +462,28 @@ TEST_F(AuditLogTest, GroupCommitFromManyThreads) {
   EXPECT_EQ(r.entries, 1u + 8 * 60);
 }
 
+TEST_F(AuditLogTest, PipelinedKeyErasureKeepsTheSameGuarantees) {
+  {
+    auto log = AuditLog::Open({.dir = dir_, .checkpoint_every = 50, .key_erasure = KeyErasure::kPipelined});
+    ASSERT_TRUE(log);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] { AppendJob(**log, "P" + std::to_string(t), 40); });
+    for (auto& t : threads) t.join();
+  }  // the destructor waits for the last erasure
+  const std::string vk = ReadAll(vkey_);
+  auto key = internal::DecodeVerifierKey(vk);
+  ASSERT_TRUE(key);
+  auto state = internal::DecodeState(ReadAll(dir_ + "/mac.state"));
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->seq, 161u);
+  Bytes32 k = key->k0;
+  for (int i = 0; i < 161; ++i) k = internal::EvolveKey(k);
+  EXPECT_TRUE(internal::Equal32(k, state->key));  // the durable state holds exactly k_161
+  auto r = Check();
+  EXPECT_FALSE(r.failure.has_value()) << r.failure->detail;
+  EXPECT_EQ(r.entries, 161u);
+}
+
 TEST_F(AuditLogTest, ShowTimelineAndFilters) {
   MakeLog();
   auto all = ReadEntries(dir_, {});

@@ -340,7 +340,7 @@ std::string FormatTimelineLine(const nlohmann::json& e) {
   out += "  " + str("outcome");
   if (e.contains("actor") && e["actor"].is_object()) {
     const auto& a = e["actor"];
-    out += "  by " + (a.contains("user") ? a["user"].dump() : "?") + "(uid " + (a.contains("uid") ? a["uid"].dump() : "?") +
+    out += "  by " + (a.contains("user") && a["user"].is_string() ? a["user"].get<std::string>() : "?") + "(uid " + (a.contains("uid") ? a["uid"].dump() : "?") +
            ") " + (a.contains("process") && a["process"].is_string() ? a["process"].get<std::string>() : "?") + "[" +
            (a.contains("pid") ? a["pid"].dump() : "?") + "]";
   }
