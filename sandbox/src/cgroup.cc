@@ -287,9 +287,9 @@ Result<JobCgroup> JobCgroup::Create(const CgroupLimits& limits) {
   return cg;
 }
 
-Status JobCgroup::AddProcess(pid_t pid) const {
+Status JobCgroup::JoinSelf() const {
   for (const auto& dir : dirs_) {
-    if (auto st = WriteFile(dir + "/cgroup.procs", std::to_string(pid)); !st) return st;
+    if (auto st = WriteFile(dir + (v2_ ? "/cgroup.procs" : "/tasks"), "0"); !st) return st;
   }
   return {};
 }

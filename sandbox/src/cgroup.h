@@ -36,7 +36,10 @@ class JobCgroup final {
   JobCgroup(const JobCgroup&) = delete;
   ~JobCgroup();
 
-  [[nodiscard]] Status AddProcess(pid_t pid) const;
+  // Moves the calling, single-threaded process into the job cgroup. v1: "0" to each hierarchy's
+  // `tasks` migrates only the caller and skips the global threadgroup lock, whose RCU grace
+  // period makes a cgroup.procs write cost 7-16 ms here (vs 0.02 ms). v2: "0" to cgroup.procs.
+  [[nodiscard]] Status JoinSelf() const;
   // v2 only: an fd of the job cgroup directory for clone3(CLONE_INTO_CGROUP), which starts the
   // init inside the cgroup without a migration. -1 on v1 or without a cgroup.
   [[nodiscard]] int OpenV2Dir() const;

@@ -28,6 +28,7 @@
 #include <set>
 
 #include "cordon/unique_fd.h"
+#include "cgroup.h"
 #include "filesystem.h"
 #include "seccomp_policy.h"
 #include "report.h"
@@ -270,8 +271,19 @@ void Step(int report_fd, const char* name, F&& f) {
 
 void InitMain(const Policy& policy, const InitChannels& ch) {
   const int rep = ch.report_write;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);  // a caller that died before this is seen at "join-cgroup"
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  char go = 0;
+  if (read(ch.sync_read, &go, 1) != 1) _exit(125);  // the caller died before PDEATHSIG was set
+  close(ch.sync_read);
   umask(0);
+  // First, so that everything the job allocates — the init's own set-up included — is charged
+  // to the job cgroup; the cgroup namespace is then rooted there.
+  Step(rep, "join-cgroup", [&]() -> Status {
+    if (!ch.already_in_cgroup && ch.cgroup != nullptr) {
+      if (auto st = ch.cgroup->JoinSelf(); !st) return st;
+    }
+    return unshare(CLONE_NEWCGROUP) == 0 ? Status{} : FailErrno("unshare(CLONE_NEWCGROUP)");
+  });
   Step(rep, "init-harden", []() -> Status {
     if (prctl(PR_SET_DUMPABLE, 0) != 0) return FailErrno("PR_SET_DUMPABLE");
     if (clearenv() != 0) return Fail(Errc::kInternal, "clearenv");  // the caller's env stays out
@@ -285,7 +297,7 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
   });
   Step(rep, "close-inherited-fds", [&]() -> Status {
     std::set<int> keep(policy.init_fds.begin(), policy.init_fds.end());
-    keep.insert({rep, ch.sync_read, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd});
+    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd});
     return CloseUnneededFds(keep);
   });
   Step(rep, "make-mounts-private", []() -> Status {
@@ -315,14 +327,6 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
   SeccompProgram seccomp;
   Step(rep, "seccomp-policy", [&]() -> Status {
     return SeccompPolicyBuilder().DenyTrainerDefaults().TryBuild(seccomp);
-  });
-  // The caller has placed us in the job cgroup (or died: EOF). Everything the job allocates from
-  // here on is charged to it; the cgroup namespace is rooted there.
-  Step(rep, "join-cgroup", [&]() -> Status {
-    char go = 0;
-    if (read(ch.sync_read, &go, 1) != 1) _exit(125);
-    close(ch.sync_read);
-    return unshare(CLONE_NEWCGROUP) == 0 ? Status{} : FailErrno("unshare(CLONE_NEWCGROUP)");
   });
   Step(rep, "stage-in", [&]() -> Status {
     if (!policy.stage_in) return Status{};

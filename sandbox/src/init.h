@@ -7,8 +7,12 @@
 
 namespace cordon::sandbox {
 
+class JobCgroup;
+
 struct InitChannels {
-  int sync_read = -1;     // one byte from the caller once the init is in the job cgroup
+  int sync_read = -1;     // one byte from the caller: it is alive and waiting (EOF: it died)
+  const JobCgroup* cgroup = nullptr;  // the init joins it itself unless already_in_cgroup
+  bool already_in_cgroup = false;     // v2 clone3(CLONE_INTO_CGROUP)
   int report_write = -1;  // InitReport records to the caller
   bool memory_cgroup = false;
 };

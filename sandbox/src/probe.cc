@@ -97,9 +97,8 @@ void Cgroups(std::ostringstream& out) {
   } else if (!s.v1_controllers.empty()) {
     out << "  v2 unusable:" << v2_parent.error().message.substr(v2_parent.error().message.find(':') + 1) << "\n";
     out << "  will use: v1 (memory.limit_in_bytes + memsw, pids.max, cpu.cfs_quota_us); "
-           "v2 lacks memory/pids/cpu here (they are bound to v1)\n"
-           "  note: a v1 migration (attaching the init) can wait for an RCU grace period "
-           "(~10 ms measured here) unless the hierarchies are mounted with favordynmods\n";
+           "v2 lacks memory/pids/cpu here (they are bound to v1); the init joins by writing 0 to "
+           "each tasks file (no threadgroup lock, no RCU grace period)\n";
   } else {
     out << "  will use: nothing -- " << (v2_parent ? "" : v2_parent.error().message)
         << "; runs with limits fail at the cgroup step (rlimits NPROC, CPU, AS stay a second "

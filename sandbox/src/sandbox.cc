@@ -266,23 +266,14 @@ cordon::Result<RunResult> Run(const Policy& policy) {
   const long pid = CloneInit(cgroup_dir.get(), in_cgroup);
   if (pid < 0) return SetupError("clone-namespaces", std::strerror(errno));
   if (pid == 0) {
-    InitMain(policy, InitChannels{sync_read.get(), report_write.get(), policy.memory_bytes != 0});
+    InitMain(policy, InitChannels{sync_read.get(), &*cgroup, in_cgroup, report_write.get(),
+                                  policy.memory_bytes != 0});
   }
   const auto init = static_cast<pid_t>(pid);
   g_init.store(init);
   sync_read.reset();
   report_write.reset();
-  // The init builds the filesystem meanwhile; it waits for the sync byte before it starts
-  // anything that allocates for the job (stage_in, the trainer) or joins the cgroup namespace.
-  auto abandon = [&](const char* step, const std::string& message) {
-    kill(init, SIGKILL);
-    waitpid(init, nullptr, __WALL);
-    g_init.store(0);
-    return SetupError(step, message);
-  };
-  if (!in_cgroup) {
-    if (auto st = cgroup->AddProcess(init); !st) return abandon("cgroup-attach", st.error().message);
-  }
+  // The init joins the job cgroup itself (v1: a cheap single-thread migration), first thing.
   if (g_stop_requested.load()) kill(init, SIGKILL);
   (void)!write(sync_write.get(), "g", 1);
   InitWait w = WaitForInit(init, report_read.get(), policy.timeout);
