@@ -1,0 +1,122 @@
+// cordon run SPEC [--json] [--show-logs]
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "cordon/file_io.h"
+#include "cordon/orchestrator/audit.h"
+#include "cordon/orchestrator/audit_config.h"
+#include "cordon/orchestrator/runner.h"
+#include "cordon/orchestrator/sealed.h"
+
+namespace cordon::cli {
+namespace {
+
+using nlohmann::json;
+
+class RunCommand final : public Command {
+ public:
+  explicit RunCommand(CLI::App& app) {
+    sub_ = app.add_subcommand("run", "run one training job in the foreground, end to end");
+    sub_->add_option("spec", spec_, "job spec (YAML)")->required();
+    sub_->add_flag("--json", json_, "print one JSON object: job_id, outcome, exit_code, outputs, manifest");
+    sub_->add_flag("--show-logs", show_logs_,
+                   "also print the trainer's stdout/stderr live (shows whatever the trainer prints, "
+                   "which may include data it read)");
+    sub_->footer(
+        "Exit status: 0 succeeded, 10 trainer_failed, 11 timeout, 12 memory_limit,\n"
+        "13 sandbox_violation, 14 input_rejected, 15 setup_error, 16 cancelled;\n"
+        "2 the spec or the config is invalid; 1 the job could not be started (audit log).\n"
+        "Outputs are sealed into <spec.output.path>/<job id>/ beside manifest.json.");
+  }
+
+  CLI::App* sub() const override { return sub_; }
+
+  int Run(const GlobalOptions& global) override {
+    auto config = orchestrator::LoadConfig(orchestrator::ResolveConfigPath(global.config));
+    if (!config) {
+      std::cerr << "cordon: " << config.error().message << "\n";
+      return kExitInvalid;
+    }
+    specs::ParseResult parsed = specs::LoadSpecFile(spec_);
+    if (!parsed.job) return Rejected(*config, parsed);
+    auto sha = sealed::Sha256File(spec_);
+    runner::RunOptions options;
+    options.spec_path = spec_;
+    options.spec_sha256 = sha ? *sha : "";
+    options.show_logs = show_logs_;
+    const bool tty = ::isatty(2) != 0;
+    const auto start = std::chrono::steady_clock::now();
+    std::string job_id;
+    options.on_started = [&](const std::string& id) {
+      job_id = id;
+      if (!json_) std::cerr << "cordon: job " << id << " started\n";
+    };
+    if (tty) {
+      options.on_metrics = [&](const json& metrics) {
+        const auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start);
+        std::string line;
+        for (const auto& [k, v] : metrics.items()) line += " " + k + "=" + v.dump();
+        std::cerr << "\r\033[K[" << job_id << " " << secs.count() << "s]" << line << std::flush;
+      };
+    }
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { runner::RequestCancel(); };
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    auto report = runner::RunJob(*config, *parsed.job, options);
+    if (tty) std::cerr << "\r\033[K";
+    if (!report) {
+      std::cerr << "cordon: " << report.error().message << "\n";
+      return kExitFailure;
+    }
+    Print(*report);
+    return runner::ExitStatusFor(report->outcome);
+  }
+
+ private:
+  int Rejected(const orchestrator::Config& config, const specs::ParseResult& parsed) {
+    for (const auto& d : parsed.diagnostics) std::cerr << yaml::FormatDiagnostic(spec_, d) << "\n";
+    if (auto log = audit::AuditLog::Open(orchestrator::AuditOptionsFor(config))) {
+      audit::Event event;
+      event.action = "job.rejected";
+      event.outcome = "invalid_spec";
+      event.details = {{"spec_path", spec_}, {"errors", parsed.diagnostics.size()}};
+      (void)(*log)->Append(event);
+    }
+    return kExitInvalid;
+  }
+
+  void Print(const runner::JobReport& r) const {
+    json outputs = json::array();
+    for (const auto& o : r.outputs) outputs.push_back({{"name", o.name}, {"path", o.path}, {"sha256", o.sha256}});
+    if (json_) {
+      json out = {{"job_id", r.job_id}, {"outcome", runner::JobOutcomeName(r.outcome)},
+                  {"exit_code", r.trainer_exit_code >= 0 ? json(r.trainer_exit_code) : json(nullptr)},
+                  {"signal", r.trainer_signal}, {"reason", r.reason}, {"status", runner::ExitStatusFor(r.outcome)},
+                  {"output_dir", r.output_dir}, {"outputs", outputs}, {"manifest", r.manifest}};
+      std::cout << out.dump(2) << "\n";
+      return;
+    }
+    std::cout << "job " << r.job_id << ": " << runner::JobOutcomeName(r.outcome);
+    if (!r.reason.empty()) std::cout << " (" << r.reason << ")";
+    std::cout << "\n";
+    for (const auto& o : r.outputs) std::cout << "  " << o.path << "  " << o.sha256 << "\n";
+    if (!r.manifest_path.empty()) std::cout << "  manifest: " << r.manifest_path << "\n";
+  }
+
+  CLI::App* sub_ = nullptr;
+  std::string spec_;
+  bool json_ = false;
+  bool show_logs_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> MakeRunCommand(CLI::App& app) { return std::make_unique<RunCommand>(app); }
+
+}  // namespace cordon::cli
