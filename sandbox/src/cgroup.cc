@@ -306,7 +306,11 @@ CgroupStats JobCgroup::ReadStats() const {
       s.peak_memory_bytes = Number(ReadSmall(dir + "/memory.peak"));
       s.memory_limit_hit = KeyValue(ReadSmall(dir + "/memory.events"), "oom_kill") > 0;
       s.pids_limit_hit = KeyValue(ReadSmall(dir + "/pids.events"), "max") > 0;
+      s.cpu_throttled = KeyValue(ReadSmall(dir + "/cpu.stat"), "nr_throttled") > 0;
       continue;
+    }
+    if (access((dir + "/cpu.cfs_quota_us").c_str(), F_OK) == 0) {
+      s.cpu_throttled = KeyValue(ReadSmall(dir + "/cpu.stat"), "nr_throttled") > 0;
     }
     if (access((dir + "/memory.max_usage_in_bytes").c_str(), F_OK) == 0) {
       s.peak_memory_bytes = Number(ReadSmall(dir + "/memory.max_usage_in_bytes"));

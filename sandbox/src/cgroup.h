@@ -25,6 +25,7 @@ struct CgroupStats {
   std::uint64_t peak_memory_bytes = 0;
   bool memory_limit_hit = false;
   bool pids_limit_hit = false;
+  bool cpu_throttled = false;  // the CPU quota held the job back at least once
 };
 
 class JobCgroup final {

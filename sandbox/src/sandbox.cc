@@ -146,6 +146,7 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
   r.peak_memory_bytes = stats.peak_memory_bytes;
   r.memory_limit_hit = stats.memory_limit_hit;
   r.pids_limit_hit = stats.pids_limit_hit;
+  r.cpu_throttled = stats.cpu_throttled;
   if (!w.have_final) {
     r.outcome = w.backstop_fired ? Outcome::kTimeout : Outcome::kExternalKill;
     r.timeout_hit = w.backstop_fired;
@@ -236,6 +237,7 @@ std::string RunResult::ToJson() const {
   j["peak_memory_bytes"] = peak_memory_bytes;
   j["memory_limit_hit"] = memory_limit_hit;
   j["pids_limit_hit"] = pids_limit_hit;
+  j["cpu_throttled"] = cpu_throttled;
   j["timeout_hit"] = timeout_hit;
   j["seccomp_violations"] = seccomp_violations;
   j["violations_by_syscall"] = violations_by_syscall;

@@ -397,6 +397,7 @@ TEST_F(HostileTest, CpuQuotaHolds) {
   const int cpu = r.result["cpu_user_ms"].get<int>() + r.result["cpu_system_ms"].get<int>();
   EXPECT_LT(cpu, 500) << "a quarter CPU for one second of wall clock: " << r.result.dump();
   EXPECT_GT(cpu, 10);
+  EXPECT_EQ(r.result["cpu_throttled"], true);
 }
 
 bool WaitFor(const std::function<bool()>& cond) {

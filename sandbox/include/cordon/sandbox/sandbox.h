@@ -101,6 +101,7 @@ struct RunResult {
   std::chrono::milliseconds cpu_user{0}, cpu_system{0};  // every process of the job
   std::uint64_t peak_memory_bytes = 0;
   bool memory_limit_hit = false, pids_limit_hit = false, timeout_hit = false;
+  bool cpu_throttled = false;  // the CPU quota held the job back (a quota slows, never kills)
   std::uint64_t seccomp_violations = 0;
   std::map<std::string, std::uint64_t> violations_by_syscall;
   std::string cgroup_mode;     // "v2", "v1" or "none"
