@@ -190,6 +190,19 @@ TEST_F(AuditLogTest, FreshLogHasCreatedEntryCheckpointAndVerifies) {
   EXPECT_FALSE(again->created);
 }
 
+TEST_F(AuditLogTest, RefusesKeyFilesOthersCanRead) {
+  for (const char* file : {"mac.state", "checkpoint.key"}) {
+    const std::string path = dir_ + "/" + file;
+    ASSERT_EQ(::chmod(path.c_str(), 0640), 0);
+    auto log = AuditLog::Open({.dir = dir_});
+    ASSERT_FALSE(log) << file;
+    EXPECT_EQ(log.error().code, Errc::kPermissionDenied);
+    EXPECT_NE(log.error().message.find("mode 0640"), std::string::npos) << log.error().message;
+    ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  }
+  EXPECT_TRUE(AuditLog::Open({.dir = dir_}));
+}
+
 TEST_F(AuditLogTest, AppendsVerifyWithAndWithoutKey) {
   MakeLog();
   auto r = Check();

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -79,6 +80,20 @@ Result<std::string> ReadAt(int fd, std::size_t size, off_t offset, const std::st
   }
   buf.resize(done);
   return buf;
+}
+
+// Key files must be readable by their owner only, and owned by us: anything
+// looser means someone else may have read (or planted) the key.
+Status CheckPrivate(int fd, const std::string& path) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return FailErrno("stat " + path);
+  if ((st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Fail(Errc::kPermissionDenied, path + ": mode " + mode + " owner " + std::to_string(st.st_uid) +
+                                             ": must be 0600 and owned by uid " + std::to_string(::geteuid()));
+  }
+  return {};
 }
 
 struct Tail {
@@ -441,6 +456,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(Options options) {
     return Fail(state_fd.error().code, "audit log " + dir + " has no keys (" + state_fd.error().message +
                                            "); `cordon init` creates them");
   }
+  if (auto ok = CheckPrivate(state_fd->get(), dir + "/" + kStateFile); !ok) return std::unexpected(ok.error());
   auto lock_fd = OpenFile(dir + "/" + kLockFile, O_RDWR);
   auto cp_fd = OpenFile(dir + "/" + kCheckpointsFile, O_WRONLY | O_APPEND);
   auto identity = ReadFileLimited(dir + "/" + kIdentityFile, 4096);
@@ -448,6 +464,11 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(Options options) {
   if (!lock_fd || !cp_fd || !identity || !seed_text) {
     const Error& e = !lock_fd ? lock_fd.error() : !cp_fd ? cp_fd.error() : !identity ? identity.error() : seed_text.error();
     return std::unexpected(WithContext(e, "audit log " + dir));
+  }
+  {
+    auto key_fd = OpenFile(dir + "/" + kSigningKeyFile, O_RDONLY);
+    if (!key_fd) return std::unexpected(key_fd.error());
+    if (auto ok = CheckPrivate(key_fd->get(), dir + "/" + kSigningKeyFile); !ok) return std::unexpected(ok.error());
   }
   auto id = DecodeIdentity(*identity);
   const std::size_t at = seed_text->find("seed ");
