@@ -55,6 +55,11 @@ restore; sed -i '8d' "$seg"
 check "delete an entry" 1 ":8: seq 8: deleted" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey"
 restore; awk 'NR==10 {held=$0; next} NR==11 {print; print held; next} {print}' "$work/seg.orig" > "$seg"
 check "swap two" 1 ":10: seq 10: reordered" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey"
+restore; python3 "$(dirname "$0")/forge_audit.py" insert "$seg" 12
+check "insert a forged entry with a correct hash" 1 ":13: seq 12: inserted" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey"
+restore; python3 "$(dirname "$0")/forge_audit.py" rewrite "$seg" 9; : > "$audit/checkpoints"
+check "rewrite the chain with correct hashes (no key: undetectable)" 0 "^ok: 41 entries" -- "$cordon" --config "$config" audit verify
+check "rewrite the chain with correct hashes (MACs)" 1 ":10: seq 9: MAC mismatch" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey"
 restore; head -n 37 "$work/seg.orig" > "$seg"; : > "$audit/checkpoints"
 check "truncate tail (no checkpoint: undetectable)" 0 "^ok: 37 entries" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey"
 check "truncate tail vs saved checkpoint" 1 "saved.cp:1: seq 40: truncated before checkpoint" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey" --checkpoint "$work/saved.cp"
