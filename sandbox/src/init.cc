@@ -269,15 +269,19 @@ void Step(int report_fd, const char* name, F&& f) {
 
 }  // namespace
 
-void InitMain(const Policy& policy, const InitChannels& ch) {
+namespace {
+
+// What the set-up phase leaves for the later phases.
+struct BuiltSandbox {
+  UniqueFd output_dir;  // opened before pivot_root; only stage_out sees it
+  FsOutcome fs;
+  SeccompProgram seccomp;
+};
+
+// Phase 1: into the job cgroup first (everything the job allocates, the init's own set-up
+// included, is charged to it; the cgroup namespace is rooted there), then the init's own hardening.
+void JoinAndHarden(const Policy& policy, const InitChannels& ch) {
   const int rep = ch.report_write;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  char go = 0;
-  if (read(ch.sync_read, &go, 1) != 1) _exit(125);  // the caller died before PDEATHSIG was set
-  close(ch.sync_read);
-  umask(0);
-  // First, so that everything the job allocates — the init's own set-up included — is charged
-  // to the job cgroup; the cgroup namespace is then rooted there.
   Step(rep, "join-cgroup", [&]() -> Status {
     if (!ch.already_in_cgroup && ch.cgroup != nullptr) {
       if (auto st = ch.cgroup->JoinSelf(); !st) return st;
@@ -300,33 +304,35 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
     keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd});
     return CloseUnneededFds(keep);
   });
+}
+
+// Phase 2: the filesystem, pivot_root, uts/net set-up, the seccomp program, stage_in.
+void BuildSandbox(const Policy& policy, int rep, BuiltSandbox& b) {
   Step(rep, "make-mounts-private", []() -> Status {
     return mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0
                ? Status{} : FailErrno("mount --make-rprivate /");
   });
-  UniqueFd output_dir, image;
   Step(rep, "open-output-dir", [&]() -> Status {
     if (policy.output_dir.empty()) return Status{};
-    output_dir.reset(open(policy.output_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    return output_dir ? Status{} : FailErrno("open " + policy.output_dir);
+    b.output_dir.reset(open(policy.output_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return b.output_dir ? Status{} : FailErrno("open " + policy.output_dir);
   });
+  UniqueFd image;
   Step(rep, "open-image", [&]() -> Status {
     image.reset(open(policy.image_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     return image ? Status{} : FailErrno("open " + policy.image_dir);
   });
-  FsOutcome fs;
   std::string failed_step;
   FsPlan plan{image.get(), policy.scratch_bytes, policy.allow_swap, policy.uid, policy.gid};
-  if (auto r = BuildRootAndPivot(plan, failed_step); !r) FailSetup(rep, failed_step, r.error().message);
-  else fs = *r;
-  image.reset();
+  auto fs = BuildRootAndPivot(plan, failed_step);
+  if (!fs) FailSetup(rep, failed_step, fs.error().message);
+  b.fs = *fs;
   Step(rep, "set-hostname", [&]() -> Status {
     return sethostname(policy.hostname.data(), policy.hostname.size()) == 0 ? Status{} : FailErrno("sethostname");
   });
   Step(rep, "loopback-up", LoopbackUp);
-  SeccompProgram seccomp;
   Step(rep, "seccomp-policy", [&]() -> Status {
-    return SeccompPolicyBuilder().DenyTrainerDefaults().TryBuild(seccomp);
+    return SeccompPolicyBuilder().DenyTrainerDefaults().TryBuild(b.seccomp);
   });
   Step(rep, "stage-in", [&]() -> Status {
     if (!policy.stage_in) return Status{};
@@ -336,10 +342,12 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
     return st;
   });
   Step(rep, "seal-data", [&]() -> Status { return SealData(policy.gid); });
+}
 
-  Supervisor s;
+// Phase 3: resolve the command, arm the supervisor, fork the trainer.
+void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandbox& b, Supervisor& s) {
+  const int rep = ch.report_write;
   std::string exec_path;
-  UniqueFd dev_null;
   Step(rep, "exec-trainer", [&]() -> Status {  // not found: like env(1), exit status 127
     std::string path = "/usr/local/bin:/usr/bin:/bin";
     if (auto it = policy.env.find("PATH"); it != policy.env.end()) path = it->second;
@@ -348,14 +356,14 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
     exec_path = *resolved;
     return Status{};
   });
+  UniqueFd dev_null;
   Step(rep, "prepare-trainer", [&]() -> Status {
     if (policy.stdin_fd < 0) dev_null.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
     return PrepareSupervisor(s, policy);
   });
-  TrainerLaunch launch = MakeLaunch(policy, seccomp, ch.memory_cgroup,
+  TrainerLaunch launch = MakeLaunch(policy, b.seccomp, ch.memory_cgroup,
                                     policy.stdin_fd >= 0 ? policy.stdin_fd : dev_null.get());
   launch.exec_path = exec_path;
-  const auto started = Clock::now();
   Step(rep, "fork-trainer", [&]() -> Status {
     auto t = ForkTrainer(launch);
     if (!t) return std::unexpected(t.error());
@@ -364,30 +372,51 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
     s.error_pipe.reset(t->error_pipe);
     return {};
   });
-  InitReport started_report;
-  started_report.kind = ReportKind::kTrainerStarted;
-  SendReport(rep, started_report);
-  EventLoop(s);
+  InitReport started;
+  started.kind = ReportKind::kTrainerStarted;
+  SendReport(rep, started);
+}
 
-  InitReport final_report;
-  FillFinal(final_report, s, started);
-  final_report.scratch_noswap = fs.scratch_noswap ? 1 : 0;
-  if (final_report.failed_step[0] == '\0' && policy.stage_out) {
+// Phase 4: everything is dead; stage_out, drop the scratch, report.
+[[noreturn]] void Finish(const Policy& policy, int rep, const BuiltSandbox& b, const Supervisor& s,
+                         Clock::time_point started) {
+  InitReport report;
+  FillFinal(report, s, started);
+  report.scratch_noswap = b.fs.scratch_noswap ? 1 : 0;
+  if (report.failed_step[0] == '\0' && policy.stage_out) {
     Status st;
     try {
-      st = policy.stage_out(StageOutContext{policy.init_fds, output_dir.get(), s.trainer_status,
+      st = policy.stage_out(StageOutContext{policy.init_fds, b.output_dir.get(), s.trainer_status,
                                             s.timed_out, s.violations_total});
     } catch (const std::exception& e) {
       st = Fail(Errc::kInternal, std::string("exception: ") + e.what());
     }
     if (!st) {
-      Copy(final_report.failed_step, sizeof(final_report.failed_step), "stage-out");
-      Copy(final_report.message, sizeof(final_report.message), st.error().message);
+      Copy(report.failed_step, sizeof(report.failed_step), "stage-out");
+      Copy(report.message, sizeof(report.message), st.error().message);
     }
   }
   DropScratch();
-  SendReport(rep, final_report);
+  SendReport(rep, report);
   _exit(0);
+}
+
+}  // namespace
+
+void InitMain(const Policy& policy, const InitChannels& ch) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  char go = 0;
+  if (read(ch.sync_read, &go, 1) != 1) _exit(125);  // the caller died before PDEATHSIG was set
+  close(ch.sync_read);
+  umask(0);
+  JoinAndHarden(policy, ch);
+  BuiltSandbox built;
+  BuildSandbox(policy, ch.report_write, built);
+  Supervisor s;
+  const auto started = Clock::now();
+  StartTrainer(policy, ch, built, s);
+  EventLoop(s);
+  Finish(policy, ch.report_write, built, s, started);
 }
 
 }  // namespace cordon::sandbox
