@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstdio>
 #include <map>
+#include <mutex>
 
 #include "cordon/file_io.h"
 #include "cordon/key_ref.h"
@@ -80,15 +81,25 @@ Result<SecretBytes> ReadPin(const std::string& path) {
   return pin;
 }
 
+// C_Initialize/C_Finalize are per process and module: several adapters on
+// one module share one initialisation, finalised when the last one closes.
+std::mutex g_init_mu;
+std::map<CK_FUNCTION_LIST_PTR, int> g_init_users;
+
 class Pkcs11Hsm final : public KeyManager {
  public:
   ~Pkcs11Hsm() override {
     if (f_ != nullptr) {
-      if (session_ != CK_INVALID_HANDLE) {
-        f_->C_Logout(session_);
-        f_->C_CloseSession(session_);
+      // No C_Logout: the login is shared by every session of this process on
+      // the token; closing the last session logs out.
+      if (session_ != CK_INVALID_HANDLE) f_->C_CloseSession(session_);
+      if (initialized_) {
+        std::lock_guard lock(g_init_mu);
+        if (--g_init_users[f_] == 0) {
+          g_init_users.erase(f_);
+          f_->C_Finalize(nullptr);
+        }
       }
-      if (initialized_) f_->C_Finalize(nullptr);
     }
     if (dl_ != nullptr) ::dlclose(dl_);
   }
@@ -267,13 +278,22 @@ class Pkcs11Hsm final : public KeyManager {
       f_ = nullptr;
       return Fail(Errc::kKmsUnavailable, options_.module + " is not a PKCS#11 module (no C_GetFunctionList)");
     }
-    CK_C_INITIALIZE_ARGS args{};
-    args.flags = CKF_OS_LOCKING_OK;
-    const CK_RV rv = f_->C_Initialize(&args);
-    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-      return FailRv(Errc::kKmsUnavailable, "C_Initialize of " + options_.module, rv);
+    std::lock_guard lock(g_init_mu);
+    if (g_init_users[f_] == 0) {
+      CK_C_INITIALIZE_ARGS args{};
+      args.flags = CKF_OS_LOCKING_OK;
+      const CK_RV rv = f_->C_Initialize(&args);
+      if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {  // someone else in this process owns it
+        g_init_users.erase(f_);
+        return {};
+      }
+      if (rv != CKR_OK) {
+        g_init_users.erase(f_);
+        return FailRv(Errc::kKmsUnavailable, "C_Initialize of " + options_.module, rv);
+      }
     }
-    initialized_ = rv == CKR_OK;
+    ++g_init_users[f_];
+    initialized_ = true;
     return {};
   }
 

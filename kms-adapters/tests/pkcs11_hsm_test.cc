@@ -71,6 +71,18 @@ TEST_F(Pkcs11Test, CreateWrapUnwrapRotateDisable) {
   EXPECT_TRUE(after->disabled);
 }
 
+TEST_F(Pkcs11Test, TwoAdaptersShareOneModuleInitialisation) {
+  auto first = Open();
+  auto second = Open();
+  ASSERT_TRUE(first && second);
+  ASSERT_TRUE(first->Create("shared"));
+  first.reset();  // must not C_Finalize under the second
+  SecretBytes dek = Dek();
+  auto w = second->Wrap("shared", dek, {"d", ""});
+  ASSERT_TRUE(w) << w.error().message;
+  EXPECT_TRUE(second->Unwrap("shared", 1, w->blob, {"d", ""}));
+}
+
 TEST_F(Pkcs11Test, MissingKey) {
   auto km = Open();
   ASSERT_TRUE(km);

@@ -228,6 +228,44 @@ Result<Report> UnsealFile(const std::string& in, const std::string& out, const K
   return report;
 }
 
+namespace {
+
+// Writes `header` then FILE's chunk bytes (from `old_header_bytes` on,
+// copied verbatim) to a temp file beside FILE with FILE's mode, and renames
+// it over FILE: temp + fsync + rename + fsync dir.
+Status ReplaceHeader(const std::string& file, int fd, mode_t mode, std::uint64_t old_header_bytes,
+                     std::span<const std::uint8_t> header) {
+  const std::string temp = TempBeside(file);
+  UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!out) return FailErrno("create " + temp);
+  const auto fail = [&](Error e) -> Status {
+    ::unlink(temp.c_str());
+    return std::unexpected(std::move(e));
+  };
+  if (::fchmod(out.get(), mode & 07777) != 0) return fail(FailErrno("chmod " + temp).error());
+  if (auto ok = WriteAllFd(out.get(), header); !ok) return fail(ok.error());
+  if (auto ok = CopyRest(fd, old_header_bytes, out.get()); !ok) return fail(ok.error());
+  if (::fsync(out.get()) != 0) return fail(FailErrno("fsync " + temp).error());
+  out.reset();
+  if (::rename(temp.c_str(), file.c_str()) != 0) return fail(FailErrno("rename to " + file).error());
+  return FsyncDir(DirOf(file));
+}
+
+// The header re-wrapped under `target`'s current version (same DEK, salt, chunks).
+Result<Header> Rewrapped(Header h, const SecretBytes& dek, kms::KeyManager& km, const KeyRef& target) {
+  auto wrapped = km.Wrap(target.name, dek, {h.dataset, h.job});
+  if (!wrapped) return std::unexpected(wrapped.error());
+  h.key = target;
+  h.kek_version = wrapped->version;
+  h.wrapped_dek = std::move(wrapped->blob);
+  auto keys = internal::DeriveKeys(dek, h);
+  if (!keys) return std::unexpected(keys.error());
+  h.mac = internal::HeaderMac(*keys, h);
+  return h;
+}
+
+}  // namespace
+
 Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const std::optional<KeyRef>& new_key) {
   auto fd = OpenInput(file);
   if (!fd) return std::unexpected(fd.error());
@@ -235,46 +273,25 @@ Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const
   if (::fstat(fd->get(), &st) != 0) return FailErrno(file);
   auto info = OpenSealed(fd->get());
   if (!info) return std::unexpected(WithContext(info.error(), file));
-  Header& h = info->header;
-  auto old_km = Manager(kms, h.key.adapter);
+  const Header& old = info->header;
+  auto old_km = Manager(kms, old.key.adapter);
   if (!old_km) return std::unexpected(old_km.error());
-  auto dek = UnwrapDataKey(h, **old_km);
+  auto dek = UnwrapDataKey(old, **old_km);
   if (!dek) return std::unexpected(dek.error());
-  const KeyRef target = new_key.value_or(h.key);
+  const KeyRef target = new_key.value_or(old.key);
   auto new_km = Manager(kms, target.adapter);
   if (!new_km) return std::unexpected(new_km.error());
-  auto wrapped = (*new_km)->Wrap(target.name, *dek, {h.dataset, h.job});
-  if (!wrapped) return std::unexpected(wrapped.error());
-  Report report{target, wrapped->version, h.dataset, h.job, h.chunk_bytes, info->plaintext_bytes, 0,
-                info->chunks, "", h.key, h.kek_version};
-  const std::uint64_t old_header_bytes = h.header_bytes;
-  h.key = target;
-  h.kek_version = wrapped->version;
-  h.wrapped_dek = std::move(wrapped->blob);
-  auto keys = internal::DeriveKeys(*dek, h);
-  if (!keys) return std::unexpected(keys.error());
-  h.mac = internal::HeaderMac(*keys, h);
-  const std::vector<std::uint8_t> bytes = internal::EncodeHeader(h);
-
-  const std::string temp = TempBeside(file);
-  UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!out) return FailErrno("create " + temp);
-  const auto fail = [&](Error e) -> Result<Report> {
-    ::unlink(temp.c_str());
-    return std::unexpected(std::move(e));
-  };
-  if (::fchmod(out.get(), st.st_mode & 07777) != 0) return fail(FailErrno("chmod " + temp).error());
-  if (auto ok = WriteAllFd(out.get(), bytes); !ok) return fail(ok.error());
-  if (auto ok = CopyRest(fd->get(), old_header_bytes, out.get()); !ok) return fail(ok.error());
-  if (::fsync(out.get()) != 0) return fail(FailErrno("fsync " + temp).error());
-  out.reset();
-  if (::rename(temp.c_str(), file.c_str()) != 0) return fail(FailErrno("rename to " + file).error());
-  if (auto ok = FsyncDir(DirOf(file)); !ok) return std::unexpected(ok.error());
-  report.sealed_bytes = info->sealed_bytes - old_header_bytes + bytes.size();
+  auto header = Rewrapped(old, *dek, **new_km, target);
+  if (!header) return std::unexpected(header.error());
+  const std::vector<std::uint8_t> bytes = internal::EncodeHeader(*header);
+  if (auto ok = ReplaceHeader(file, fd->get(), st.st_mode, old.header_bytes, bytes); !ok) {
+    return std::unexpected(ok.error());
+  }
   auto sha = Sha256File(file);
   if (!sha) return std::unexpected(sha.error());
-  report.sha256 = *sha;
-  return report;
+  return Report{target, header->kek_version, old.dataset, old.job, old.chunk_bytes, info->plaintext_bytes,
+                info->sealed_bytes - old.header_bytes + bytes.size(), info->chunks, *sha, old.key,
+                old.kek_version};
 }
 
 Result<std::string> Sha256File(const std::string& path) {
