@@ -461,6 +461,16 @@ TEST_F(HostileTest, ExitStatusConventions) {
   EXPECT_EQ(bad_image.status, 125);
 }
 
+// Not hostile: the sandbox must still run a real ML runtime (numpy needs the dynamic linker
+// cache and /etc/alternatives for its BLAS).
+TEST_F(HostileTest, NumpyRunsInside) {
+  if (system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3-numpy";
+  auto r = Run({"--memory", "1Gi"}, {"-c", "import numpy; print(numpy.arange(4).dot(numpy.arange(4)))"},
+               "/usr/bin/python3");
+  EXPECT_EQ(r.out, "14\n") << r.err;
+  EXPECT_EQ(r.result["outcome"], "OK") << r.result.dump();
+}
+
 TEST_F(HostileTest, HostnameAndFilesystemLayout) {
   auto ls = Run({}, {"ls", "/"});
   for (const char* entry : {"usr", "job", "data", "out", "tmp", "proc", "dev", "etc"}) {
