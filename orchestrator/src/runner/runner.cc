@@ -25,6 +25,7 @@
 #include <random>
 
 #include "cordon/file_io.h"
+#include "cordon/units.h"
 #include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_config.h"
 #include "cordon/orchestrator/sealed.h"
@@ -501,7 +502,7 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
     if (parsed.contains("violations_by_syscall") && parsed["violations_by_syscall"].is_object()) {
       r.violations_by_syscall = parsed["violations_by_syscall"].get<std::map<std::string, std::uint64_t>>();
     }
-    r.cgroup_mode = parsed.value("cgroup_mode", std::string());
+    r.cgroup_mode = parsed.value("cgroup", std::string());
     r.scratch_noswap = parsed.value("scratch_noswap", false);
   } else {
     r.outcome = sandbox::Outcome::kSetupError;
@@ -607,17 +608,24 @@ void Runner::ClassifyResult() {
   report_.trainer_signal = r.signal;
   if (failed_) return;
   using sandbox::Outcome;
+  // The OOM killer may have picked a child of the trainer, which then exits non-zero.
+  if ((r.outcome == Outcome::kOk && r.exit_code != 0) || r.outcome == Outcome::kSignaled) {
+    if (r.memory_limit_hit) {
+      Reject(JobOutcome::kMemoryLimit, "the memory limit (" + FormatSize(job_.resources.memory_bytes) +
+                                           ") killed a process of the job");
+      return;
+    }
+  }
   switch (r.outcome) {
     case Outcome::kOk:
       if (r.exit_code == 0) return;
       Reject(JobOutcome::kTrainerFailed, "the trainer exited with status " + std::to_string(r.exit_code));
       return;
     case Outcome::kSignaled:
-      if (r.memory_limit_hit) Reject(JobOutcome::kMemoryLimit, "the memory limit (" + std::to_string(job_.resources.memory_bytes) + " bytes) killed the trainer");
-      else Reject(JobOutcome::kTrainerFailed, "the trainer died of signal " + std::to_string(r.signal));
+      Reject(JobOutcome::kTrainerFailed, "the trainer died of signal " + std::to_string(r.signal));
       return;
     case Outcome::kTimeout:
-      Reject(JobOutcome::kTimeout, "the job ran past its timeout of " + std::to_string(job_.resources.timeout.count() / 1000) + "s");
+      Reject(JobOutcome::kTimeout, "the job ran past its timeout of " + FormatDuration(job_.resources.timeout));
       return;
     case Outcome::kViolation:
       Reject(JobOutcome::kSandboxViolation, "the trainer broke the sandbox policy: " + r.reason);

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# End-to-end tests of `cordon run`: real sealed data, the real sandbox, real
+# trainers, for success and for every failure outcome, plus the leak test and
+# hostile outputs.
+#   runner_test.sh BIN_DIR SOURCE_DIR
+# Everything lives under one temp dir; the only mount (the "output sealing
+# failed" case) is made inside a private mount namespace (unshare -m).
+set -uo pipefail
+bin="$1"; src="$2"
+if [ "$(id -u)" != 0 ]; then echo "SKIP: cordon run needs root (namespaces, cgroups)"; exit 77; fi
+PY=/usr/bin/python3
+T=$(mktemp -d /tmp/cordon-runner-XXXXXX)
+cleanup() { cd /; [ -n "${KEEP:-}" ] || rm -rf "$T"; }
+trap cleanup EXIT
+pass=0; fail=0
+check() { local name="$1"; shift; if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $name" >&2; fi; }
+jget() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+has() { grep -qF -- "$2" <<<"$1"; }
+
+MARK="ZQX$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')MARK"
+cfg=$("$bin/cordon" init "$T/inst" 2>/dev/null)
+export CORDON_CONFIG="$cfg"
+"$bin/cordon" keys create datasets >/dev/null
+"$bin/cordon" keys create models >/dev/null
+mkdir -p "$T/work" "$T/sealed" "$T/out" "$T/specs"
+cd "$T/work"
+
+# The plaintext only ever exists in a pipe: generated, then sealed from stdin.
+"$PY" "$src/scripts/demo.d/gen_customers.py" 3000 --marker "$MARK" |
+  "$bin/cordon" seal --key kms://local/datasets --name customers - "$T/sealed/customers.sealed" >"$T/seal.out" 2>/dev/null
+pin=$(tail -n1 "$T/seal.out")
+check "seal prints the pin" has "$pin" "sha256:"
+printf 'a,b\n1,2\n3,"unterminated\n' |
+  "$bin/cordon" seal --key kms://local/datasets --name broken - "$T/sealed/broken.sealed" >/dev/null 2>&1
+
+# spec NAME IMAGE COMMAND_JSON [key=value ...]: writes $T/specs/NAME.yaml
+spec() {
+  local name="$1" image="$2" command="$3"; shift 3
+  local columns="" pin_line="" timeout=60s memory=512Mi input="$T/sealed/customers.sealed" key=kms://local/models
+  local out="$T/out/$name" scratch=128Mi
+  for kv in "$@"; do
+    case "$kv" in
+      columns=*) columns="      columns: ${kv#columns=}" ;;
+      pin=*) pin_line="      sha256: ${kv#pin=}" ;;
+      timeout=*) timeout="${kv#timeout=}" ;;
+      memory=*) memory="${kv#memory=}" ;;
+      input=*) input="${kv#input=}" ;;
+      key=*) key="${kv#key=}" ;;
+      out=*) out="${kv#out=}" ;;
+    esac
+  done
+  cat >"$T/specs/$name.yaml" <<SPEC
+apiVersion: cordon/v1
+kind: TrainingJob
+metadata:
+  name: $name
+spec:
+  trainer:
+    image: $image
+    command: $command
+  inputs:
+    - name: customers
+      path: $input
+$columns
+$pin_line
+  output:
+    path: $out
+    key: $key
+  resources: {memory: $memory, timeout: $timeout, scratch: $scratch, pids: 64}
+SPEC
+}
+
+# run NAME: cordon run --json; sets $rc and $J (the JSON file)
+run() {
+  J="$T/$1.json"
+  "$bin/cordon" run --json "$T/specs/$1.yaml" >"$J" 2>"$T/$1.err"; rc=$?
+}
+outcome() { jget "$J" 'd["outcome"]'; }
+unseal() { "$bin/cordon" unseal "$1" - 2>/dev/null; }
+
+SH='[/bin/sh, -c'
+img="$src/tests/runner/trainers/sh"
+
+# --- success: the real demo trainer on projected columns ---
+spec churn "$src/scripts/demo.d/trainer" '[/usr/bin/python3, /job/train.py, --epochs, "3"]' \
+  'columns=[age, tenure, spend, churned]' "pin=$pin"
+run churn
+check "churn exit 0" test "$rc" = 0
+check "churn outcome" test "$(outcome)" = succeeded
+check "churn json has job_id" test -n "$(jget "$J" 'd["job_id"]')"
+check "churn json exit_code" test "$(jget "$J" 'd["exit_code"]')" = 0
+check "churn outputs listed" test "$(jget "$J" 'sorted(o["name"] for o in d["outputs"])')" = "['metrics.json', 'model.json', 'trainer.log']"
+check "churn manifest metrics" test "$(jget "$J" 'd["manifest"]["metrics"]["epoch"]')" = 3
+check "churn manifest input hash" test "$(jget "$J" 'd["manifest"]["inputs"][0]["sha256"]')" = "$pin"
+metrics=$(unseal "$(jget "$J" '[o["path"] for o in d["outputs"] if o["name"]=="metrics.json"][0]')")
+check "churn model metrics unseal" has "$metrics" '"auc"'
+check "churn sealed sha matches file" test "$(jget "$J" 'd["outputs"][0]["sha256"]')" = "sha256:$(sha256sum "$(jget "$J" 'd["outputs"][0]["path"]')" | cut -d' ' -f1)"
+
+# --- the projection: dropped columns never reach /data ---
+spec projection "$src/tests/runner/trainers/projection-check" '[/job/check.sh]' 'columns=[age, tenure, spend, churned]'
+run projection
+dir=$(jget "$J" 'd["output_dir"]')
+check "projection succeeded" test "$(outcome)" = succeeded
+check "projection: /data holds no PII characters" test "$(unseal "$dir/check.txt.sealed")" = CLEAN
+check "projection: header is the projection" test "$(unseal "$dir/header.txt.sealed")" = "age,tenure,spend,churned"
+check "projection: every row arrived" test "$(unseal "$dir/rows.txt.sealed")" = 3001
+
+# --- failure outcomes; each trainer also tries to leak the plaintext it saw ---
+LEAK='cat /data/customers; cat /data/customers >/out/copy.csv; cp /data/customers /tmp/x;'
+spec crash "$img" "$SH, \"$LEAK exit 3\"]"
+run crash
+check "crash exit 10" test "$rc" = 10
+check "crash outcome" test "$(outcome)" = trainer_failed
+check "crash exit_code 3" test "$(jget "$J" 'd["exit_code"]')" = 3
+check "crash outputs still sealed" test "$(jget "$J" '[o["name"] for o in d["outputs"]]')" = "['copy.csv', 'trainer.log']"
+log=$(unseal "$(jget "$J" 'd["outputs"][-1]["path"]')")
+check "crash log captured (sealed)" has "$log" "$MARK"
+
+spec timeout "$img" "$SH, \"$LEAK sleep 600\"]" timeout=2s
+run timeout
+check "timeout exit 11" test "$rc" = 11
+check "timeout outcome" test "$(outcome)" = timeout
+
+spec oom "$img" "$SH, \"$LEAK tail /dev/zero\"]" memory=64Mi
+run oom
+check "memory limit exit 12" test "$rc" = 12
+check "memory limit outcome" test "$(outcome)" = memory_limit
+
+spec violation "$img" "$SH, \"unshare --mount true; exit 0\"]"
+run violation
+check "violation exit 13" test "$rc" = 13
+check "violation outcome" test "$(outcome)" = sandbox_violation
+check "violation names the syscall" has "$(jget "$J" 'd["manifest"]["resources"]')" "seccomp_violations"
+
+# --- input_rejected ---
+spec badpin "$img" "$SH, \"exit 0\"]" "pin=sha256:$(printf '0%.0s' $(seq 64))"
+run badpin
+check "bad pin exit 14" test "$rc" = 14
+check "bad pin outcome" test "$(outcome)" = input_rejected
+check "bad pin reason names both hashes" has "$(jget "$J" 'd["reason"]')" "$pin"
+check "bad pin audited" has "$("$bin/cordon" audit show --action input.integrity_failed --json)" '"expected":"sha256:0000'
+
+cp "$T/sealed/customers.sealed" "$T/sealed/tampered.sealed"
+size=$(stat -c %s "$T/sealed/tampered.sealed")
+printf '\x55' | dd of="$T/sealed/tampered.sealed" bs=1 seek=$((size / 2)) conv=notrunc status=none
+spec tampered "$img" "$SH, \"exit 0\"]" "input=$T/sealed/tampered.sealed"
+run tampered
+check "tampered chunk exit 14" test "$rc" = 14
+check "tampered chunk reason" has "$(jget "$J" 'd["reason"]')" "authentication"
+check "tampered: trainer never ran" test "$(jget "$J" 'd["exit_code"]')" = None
+
+spec nocolumn "$img" "$SH, \"exit 0\"]" 'columns=[age, income]'
+run nocolumn
+check "missing column exit 14" test "$rc" = 14
+check "missing column reason" has "$(jget "$J" 'd["reason"]')" "column 'income' is not in the header"
+
+spec badcsv "$img" "$SH, \"exit 0\"]" "input=$T/sealed/broken.sealed" 'columns=[a]'
+run badcsv
+check "malformed csv exit 14" test "$rc" = 14
+check "malformed csv names the row" has "$(jget "$J" 'd["reason"]')" "CSV row 3"
+
+# --- setup_error ---
+spec nokey "$img" "$SH, \"exit 0\"]" key=kms://local/nonexistent
+run nokey
+check "missing output key exit 15" test "$rc" = 15
+check "missing output key outcome" test "$(outcome)" = setup_error
+
+# --- hostile outputs: links, FIFOs, devices-to-be, sparse giants, reserved names ---
+HOSTILE='ln -s /etc/shadow /out/shadow; ln -s /data/customers /out/data-link; mkfifo /out/fifo;'
+HOSTILE="$HOSTILE truncate -s 100G /out/huge; echo x >/out/a; ln /out/a /out/b; echo fake >/out/trainer.log;"
+HOSTILE="$HOSTILE mkdir -p /out/sub/dir; echo ok >/out/sub/dir/result.txt; exit 0"
+spec hostile "$img" "$SH, \"$HOSTILE\"]"
+run hostile
+refused=$(jget "$J" 'sorted(r["name"] for r in d["manifest"]["refused_outputs"])')
+check "hostile outputs job succeeds" test "$(outcome)" = succeeded
+check "hostile outputs refused" test "$refused" = "['a', 'b', 'data-link', 'fifo', 'huge', 'shadow', 'trainer.log']"
+check "hostile nested output sealed" test "$(unseal "$(jget "$J" 'd["output_dir"]')/sub/dir/result.txt.sealed")" = ok
+check "hostile: no link was followed" test "$(find "$T/out/hostile" -type l | wc -l)" = 0
+check "hostile: refusals audited" has "$("$bin/cordon" audit show --action output.refused)" "symbolic link"
+
+# --- output sealing fails (a full output file system, inside a private mount namespace) ---
+spec sealfail "$img" "$SH, \"$LEAK head -c 2000000 /dev/urandom >/out/big; exit 0\"]" out="$T/tiny/out"
+mkdir -p "$T/tiny"
+unshare -m sh -c "mount -t tmpfs -o size=256k tmpfs '$T/tiny' && '$bin/cordon' run --json '$T/specs/sealfail.yaml'" \
+  >"$T/sealfail.json" 2>"$T/sealfail.err"; rc=$?; J="$T/sealfail.json"
+check "seal failure exit 15" test "$rc" = 15
+check "seal failure reason" has "$(jget "$J" 'd["reason"]')" "stage-out"
+
+# --- the leak test: the marker is nowhere persistent, after every outcome above ---
+leaks=$(grep -rlF -- "$MARK" "$T/inst" "$T/out" "$T/work" "$T/specs" "$T"/*.json "$T"/*.err /var/tmp /dev/shm 2>/dev/null)
+leaks="$leaks$(grep -rlF -- "$MARK" /tmp --exclude-dir="$(basename "$T")" 2>/dev/null | head -5)"
+check "leak test: marker absent from every persistent place" test -z "$leaks"
+[ -z "$leaks" ] || echo "marker found in: $leaks" >&2
+
+# --- the audit log of all of the above verifies, and shows each job ---
+check "audit verifies" has "$("$bin/cordon" audit verify --verifier-key "$T/inst/state/audit-verifier.key" 2>&1)" "ok:"
+check "audit timeline of the churn job" has "$("$bin/cordon" audit show --job "$(jget "$T/churn.json" 'd["job_id"]')")" "job.finished"
+
+echo "$pass passed, $fail failed"
+test "$fail" = 0
