@@ -416,6 +416,7 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
   const auto started = Clock::now();
   StartTrainer(policy, ch, built, s);
   EventLoop(s);
+  if (s.error_pipe) ReadChildFailure(s);  // the child is gone: never blocks
   Finish(policy, ch.report_write, built, s, started);
 }
 
