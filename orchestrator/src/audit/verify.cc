@@ -252,7 +252,7 @@ Result<Identity> LoadIdentity(const VerifyOptions& o, std::optional<Bytes32>& k0
     return key->identity;
   }
   auto text = ReadFileLimited(o.dir + "/" + kIdentityFile, 64 * 1024);
-  if (!text) return std::unexpected(text.error());
+  if (!text) return std::unexpected(WithContext(text.error(), o.dir + " is not an audit log directory"));
   return DecodeIdentity(*text);
 }
 
