@@ -65,6 +65,8 @@ class HostileTest : public ::testing::Test {
     chmod((work_ / "image").c_str(), 0755);
     chmod((work_ / "image" / "hostile").c_str(), 0755);
     chmod((work_ / "image" / "hostile-suid").c_str(), 04755);  // setuid root, owned by root
+    fs::copy_file(HostileBin(), work_ / "image" / "root-only");
+    chmod((work_ / "image" / "root-only").c_str(), 0700);  // the trainer may not execute it
   }
   static void TearDownTestSuite() { fs::remove_all(work_); }
 
@@ -457,6 +459,10 @@ TEST_F(HostileTest, ExitStatusConventions) {
   auto missing = Run({}, {}, "no-such-command");
   EXPECT_EQ(missing.status, 127);
   EXPECT_EQ(missing.result["failed_step"], "exec-trainer");
+  auto denied = Run({}, {}, "/job/root-only");
+  EXPECT_EQ(denied.status, 126);
+  EXPECT_EQ(denied.result["failed_step"], "exec-trainer");
+  EXPECT_NE(denied.result["reason"].get<std::string>().find("Permission denied"), std::string::npos);
   auto bad_image = Run({"--image", "/nonexistent-image"}, {"whoami"});
   EXPECT_EQ(bad_image.status, 125);
 }
