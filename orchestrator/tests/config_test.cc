@@ -54,7 +54,7 @@ TEST(Config, StrictValidation) {
   const BadConfig cases[] = {
       {"state_dir: var/lib\n", 1, 12, "state_dir: path 'var/lib' is relative"},
       {"spool_dir: /proc/x\n", 1, 12, "is inside /proc"},
-      {"audit: {}\n", 1, 1, "unknown field 'audit' in the document"},
+      {"logging: {}\n", 1, 1, "unknown field 'logging' in the document"},
       {"kms: {local: {keyring: /k, extra: 1}}\n", 1, 28, "unknown field 'extra' in kms.local"},
       {"kms: {pkcs11: {module: /m.so, pin_file: /p}}\n", 1, 15, "missing required field 'kms.pkcs11.token_label'"},
       {"kms: {pkcs11: {module: /m.so, token_label: '', pin_file: /p}}\n", 1, 44, "token_label: must be 1-32 bytes"},
