@@ -1,5 +1,6 @@
 // cordon run SPEC [--json] [--show-logs]
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -27,6 +28,15 @@ class RunCommand final : public Command {
     sub_->add_flag("--show-logs", show_logs_,
                    "also print the trainer's stdout/stderr live (shows whatever the trainer prints, "
                    "which may include data it read)");
+    sub_->add_option("--job-id", job_id_, "use this job id (cordond assigns ids; default: generated)")
+        ->check([](const std::string& id) {
+          const bool ok = !id.empty() && id.size() <= 128 &&
+                          id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
+          return ok ? std::string() : std::string("job ids are 1-128 of a-z 0-9 -");
+        });
+    sub_->add_option("--submitter-uid", submitter_uid_, "record the job as submitted by UID (for cordond)");
+    sub_->add_flag("--die-with-parent", die_with_parent_,
+                   "stop the job (SIGKILL) when the parent process dies (for cordond)");
     sub_->footer(
         "Exit status: 0 succeeded, 10 trainer_failed, 11 timeout, 12 memory_limit,\n"
         "13 sandbox_violation, 14 input_rejected, 15 setup_error, 16 cancelled;\n"
@@ -49,6 +59,12 @@ class RunCommand final : public Command {
     options.spec_path = spec_;
     options.spec_sha256 = sha ? *sha : "";
     options.show_logs = show_logs_;
+    options.job_id = job_id_;
+    if (submitter_uid_) options.submitter_uid = static_cast<uid_t>(*submitter_uid_);
+    if (die_with_parent_ && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+      std::cerr << "cordon: PR_SET_PDEATHSIG failed\n";
+      return kExitFailure;
+    }
     const bool tty = ::isatty(2) != 0;
     const auto start = std::chrono::steady_clock::now();
     std::string job_id;
@@ -113,6 +129,9 @@ class RunCommand final : public Command {
   std::string spec_;
   bool json_ = false;
   bool show_logs_ = false;
+  bool die_with_parent_ = false;
+  std::string job_id_;
+  std::optional<std::uint32_t> submitter_uid_;
 };
 
 }  // namespace

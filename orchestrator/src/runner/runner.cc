@@ -208,7 +208,7 @@ class Runner final {
 
   // ---- 1. accept ----
   bool Accept() {
-    const uid_t uid = ::getuid();
+    const uid_t uid = options_.submitter_uid.value_or(::getuid());
     json details = {{"name", job_.name}, {"spec_path", options_.spec_path}, {"spec_sha256", options_.spec_sha256},
                     {"submitter", {{"uid", uid}, {"user", UserName(uid)}}}, {"inputs", job_.inputs.size()},
                     {"output_key_ref", job_.output.key.ToString()}, {"output_path", job_.output.path}};
@@ -682,7 +682,7 @@ void Runner::WriteManifest() {
     outputs.push_back({{"name", o.name}, {"path", o.path}, {"size", o.size}, {"sha256", o.sha256}});
   }
   const sandbox::RunResult r = run_.result.value_or(sandbox::RunResult{});
-  const uid_t uid = ::getuid();
+  const uid_t uid = options_.submitter_uid.value_or(::getuid());
   report_.manifest = {
       {"manifest_version", 1},
       {"job_id", report_.job_id},

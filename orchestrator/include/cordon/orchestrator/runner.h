@@ -23,7 +23,10 @@
 #pragma once
 
 #include <cstdint>
+#include <sys/types.h>
+
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +75,9 @@ struct RunOptions {
   std::string spec_path;      // recorded in the audit log
   std::string spec_sha256;    // "sha256:<hex>" of the spec file's bytes
   std::string job_id;         // empty: generated (<name>-<UTC time>-<4 hex>)
+  // Who the job runs for. Unset: the calling process's uid. The daemon sets the
+  // submitter's uid (from SO_PEERCRED or the spool file's owner).
+  std::optional<uid_t> submitter_uid;
   bool show_logs = false;     // also echo the trainer's stdout/stderr to ours
   // Called with each sanitised metrics line while the trainer runs.
   std::function<void(const nlohmann::json& metrics)> on_metrics;
