@@ -92,7 +92,7 @@ void Cgroups(std::ostringstream& out) {
   auto v2_parent = PickV2Parent(s, CgroupLimits{1, 1, 1, ""}, false);
   if (v2_parent) {
     out << "  will use: v2 under " << *v2_parent
-        << " (memory.max + memory.swap.max=0 , pids.max, cpu.max; "
+        << " (memory.max + memory.swap.max=0, pids.max, cpu.max; "
            "clone3 CLONE_INTO_CGROUP)\n";
   } else if (!s.v1_controllers.empty()) {
     out << "  v2 unusable:" << v2_parent.error().message.substr(v2_parent.error().message.find(':') + 1) << "\n";

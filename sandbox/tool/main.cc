@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
   app.add_option("--result", f.result, "write the result as JSON to FILE");
   app.add_option("--uid", f.uid, "trainer uid, never 0 (65534)");
   app.add_option("--gid", f.gid, "trainer gid, never 0 (65534)");
-  app.add_option("--env", f.env, "K=V added to the trainer's environment (repeatable)");
+  app.add_option("--env", f.env, "K=V added to the trainer's environment (repeatable)")
+      ->allow_extra_args(false);
   app.add_option("--cgroup-parent", f.cgroup_parent, "cgroup v2 path to create the job cgroup under");
   app.add_flag("--allow-swap", f.allow_swap, "run on a kernel without tmpfs noswap while swap is active");
   app.add_option("command", f.command, "CMD ARGS... after --");
