@@ -105,6 +105,12 @@ check "projection: /data holds no PII characters" test "$(unseal "$dir/check.txt
 check "projection: header is the projection" test "$(unseal "$dir/header.txt.sealed")" = "age,tenure,spend,churned"
 check "projection: every row arrived" test "$(unseal "$dir/rows.txt.sealed")" = 3001
 
+# --- the metrics channel keeps numbers and booleans only (strings are where PII travels) ---
+spec metrics "$src/tests/runner/trainers/metrics" "[/job/emit.sh]"
+run metrics
+check "metrics job succeeded" test "$(outcome)" = succeeded
+check "metrics: strings dropped, numbers kept" test "$(jget "$J" 'sorted(d["manifest"]["metrics"].items())')" = "[('epoch', 1), ('loss', 0.5), ('ok', True)]"
+
 # --- failure outcomes; each trainer also tries to leak the plaintext it saw ---
 LEAK='cat /data/customers; cat /data/customers >/out/copy.csv; cp /data/customers /tmp/x;'
 spec crash "$img" "$SH, \"$LEAK exit 3\"]"

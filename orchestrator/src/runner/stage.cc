@@ -286,19 +286,31 @@ Status WalkDir(OutputWalk& walk, int dir_fd, int out_dir_fd, const std::string& 
   return {};
 }
 
+// After the trainer: the last short lines of the metrics file (the relay may
+// not have seen them), oldest first; the runner keeps the last valid one.
 void SendFinalMetrics(int ctl_fd) {
+  constexpr off_t kTail = 64 * 1024;
+  constexpr std::size_t kLines = 16;
   UniqueFd fd(::open(kMetricsPath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   struct stat st {};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
-  const off_t start = st.st_size > 8192 ? st.st_size - 8192 : 0;
+  const off_t start = st.st_size > kTail ? st.st_size - kTail : 0;
   std::string tail(static_cast<std::size_t>(st.st_size - start), '\0');
   const ssize_t n = ::pread(fd.get(), tail.data(), tail.size(), start);
   if (n <= 0) return;
   tail.resize(static_cast<std::size_t>(n));
-  while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
-  const std::size_t nl = tail.rfind('\n');
-  const std::string last = nl == std::string::npos ? (start == 0 ? tail : "") : tail.substr(nl + 1);
-  if (!last.empty() && last.size() < 4096) (void)SendMessage(ctl_fd, Msg::kMetrics, last);
+  std::vector<std::string_view> lines;
+  std::string_view rest = tail;
+  if (start != 0) rest.remove_prefix(std::min(rest.size(), rest.find('\n') + 1));  // a partial first line
+  while (!rest.empty()) {
+    const std::size_t nl = rest.find('\n');
+    const std::string_view line = rest.substr(0, nl);
+    if (!line.empty() && line.size() < 4096) lines.push_back(line);
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  const std::size_t first = lines.size() > kLines ? lines.size() - kLines : 0;
+  for (std::size_t i = first; i < lines.size(); ++i) (void)SendMessage(ctl_fd, Msg::kMetrics, lines[i]);
 }
 
 }  // namespace
