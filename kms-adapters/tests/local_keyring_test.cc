@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "cordon/kms/kms.h"
 
@@ -150,6 +151,23 @@ TEST_F(LocalKeyringTest, UnknownKeyAndAdapter) {
   EXPECT_EQ(km_->Wrap("nope", dek, {"d", ""}).error().code, Errc::kKeyUnknown);
   EXPECT_EQ(OpenKeyManager("vault", Options{dir_, std::nullopt}).error().code, Errc::kKeyUnknown);
   EXPECT_EQ(OpenKeyManager("pkcs11", Options{dir_, std::nullopt}).error().code, Errc::kKmsUnavailable);
+}
+
+TEST_F(LocalKeyringTest, ConcurrentRotationsLoseNoVersion) {
+  ASSERT_TRUE(km_->Create("busy"));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([this] {
+      auto km = OpenKeyManager("local", Options{dir_, std::nullopt});  // its own lock fd
+      ASSERT_TRUE(km);
+      for (int i = 0; i < 10; ++i) ASSERT_TRUE((*km)->Rotate("busy"));
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto info = km_->Describe("busy");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->current(), 41u);
+  EXPECT_EQ(info->versions.size(), 41u);
 }
 
 TEST_F(LocalKeyringTest, CorruptKeyFileIsAnError) {

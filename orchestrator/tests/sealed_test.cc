@@ -133,6 +133,20 @@ TEST_F(SealedFixture, RefusesToOverwriteOutput) {
   EXPECT_EQ(SealFile(Path("f.plain"), sealed, kms_, o).error().code, Errc::kAlreadyExists);
 }
 
+// Hostile: OUT is a symlink planted towards a file the attacker wants overwritten.
+TEST_F(SealedFixture, NeverWritesThroughASymlinkedOutput) {
+  const std::string sealed = Seal(RandomBytes(10), 64);
+  WriteAll(Path("victim"), "precious");
+  std::filesystem::create_symlink(Path("victim"), Path("planted"));
+  auto refused = UnsealFile(sealed, Path("planted"), kms_, Replace::kRefuse);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::kAlreadyExists);
+  ASSERT_TRUE(UnsealFile(sealed, Path("planted"), kms_, Replace::kReplace));
+  EXPECT_EQ(ReadAll(Path("victim")), "precious");
+  EXPECT_FALSE(std::filesystem::is_symlink(Path("planted")));
+  EXPECT_EQ(ReadAll(Path("planted")).size(), 10u);
+}
+
 TEST_F(SealedFixture, OutputIsPrivate) {
   const std::string sealed = Seal(RandomBytes(10), 64);
   ASSERT_TRUE(UnsealFile(sealed, Path("plain.out"), kms_, Replace::kRefuse));

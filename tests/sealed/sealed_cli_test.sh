@@ -107,6 +107,15 @@ expect 13 "$CORDON" rewrap "$W/d.sealed"
 for o in o10 o11 o12 o13 o14 o15 o16 o17 o18 o19 o2; do [ -e "$W/$o" ] && fail "$o left behind"; done
 no_leftovers "$W"
 
+# --- kill -9 in the middle of a seal leaves nothing behind (O_TMPFILE) ---
+mkdir -p "$T/k9"; mkfifo "$T/k9/in"
+expect 0 "$CORDON" keys create k9
+"$CORDON" seal --key kms://local/k9 --name k9 "$T/k9/in" "$T/k9/out.sealed" >/dev/null 2>&1 &
+pid=$!
+exec 7>"$T/k9/in"; head -c 3000000 /dev/urandom >&7
+sleep 0.3; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exec 7>&-
+[ "$(ls -A "$T/k9")" = "in" ] || fail "kill -9 during seal left: $(ls -A "$T/k9" | tr '\n' ' ')"
+
 # --- any single-byte change anywhere: non-zero exit, no output, no temp file ---
 expect 0 "$CORDON" keys create sweep
 "$CORDON" seal --key kms://local/sweep --name sweep --chunk-size 64 - "$W/sweep.sealed" >/dev/null 2>&1 < <(head -c 200 /dev/urandom)
