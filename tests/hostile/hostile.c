@@ -1,7 +1,7 @@
 /* cordon-hostile: a trainer that tries one escape, chosen by argv[1], and reports what happened.
  *
  * Output: one line "held <how>" when the attempt failed, "ESCAPED <what>" when it worked.
- * Refuses to run outside the Cordon sandbox (hostname "cordon", not uid 0, not PID 1), so it can
+ * Refuses to run outside the Cordon sandbox (hostname "cordon*", not uid 0, not PID 1), so it can
  * never harm the host it is built on.
  */
 #define _GNU_SOURCE
@@ -231,7 +231,7 @@ static int cat(const char* path) {
 static int refuse_outside(void) {
   struct utsname u;
   uname(&u);
-  if (strcmp(u.nodename, "cordon") != 0 || getuid() == 0 || geteuid() == 0 || getpid() == 1) {
+  if (strncmp(u.nodename, "cordon", 6) != 0 || getuid() == 0 || geteuid() == 0 || getpid() == 1) {
     if (geteuid() == 0 && getuid() != 0) return 0; /* setuid copy: the check itself is the test */
     fprintf(stderr, "cordon-hostile: refusing to run outside the Cordon sandbox\n");
     return 1;
