@@ -33,6 +33,8 @@ class Scanner final {
     const std::size_t start = i_;
     *escaped = false;
     while (i_ < s_.size()) {
+      SkipPlain();
+      if (i_ >= s_.size()) break;
       const auto c = static_cast<unsigned char>(s_[i_]);
       if (c == '"') {
         *out = s_.substr(start, i_ - start);
@@ -145,6 +147,23 @@ class Scanner final {
   }
 
  private:
+  // Skips 8 bytes at a time while none is a quote, a backslash, a control
+  // character or non-ASCII (SWAR: the usual has-zero-byte tests on one word).
+  void SkipPlain() {
+    constexpr std::uint64_t kOnes = 0x0101010101010101ull;
+    constexpr std::uint64_t kHighs = 0x8080808080808080ull;
+    while (i_ + 8 <= s_.size()) {
+      std::uint64_t x;
+      std::memcpy(&x, s_.data() + i_, 8);
+      const std::uint64_t quote = x ^ (kOnes * '"');
+      const std::uint64_t backslash = x ^ (kOnes * '\\');
+      const std::uint64_t special = ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash) |
+                                    ((x - kOnes * 0x20) & ~x) | x;
+      if ((special & kHighs) != 0) return;
+      i_ += 8;
+    }
+  }
+
   bool Escape() {
     if (i_ + 1 >= s_.size()) return false;
     const char e = s_[i_ + 1];
