@@ -15,10 +15,12 @@
 //   unprivileged host ids (default 65534). Run() refuses uid 0 / gid 0.
 // - The trainer sees only: /usr, /lib*, /bin, /sbin (read-only, nosuid, nodev), /job (the image,
 //   read-only), /data (read-only after stage_in), /out and /tmp (writable, one noswap tmpfs),
-//   a new /proc, a minimal /dev and a synthesized /etc. No network but an unused loopback.
+//   a new /proc, a minimal /dev and a synthesized /etc (+ the host's ld.so.cache and
+//   alternatives/, read-only). No network but an unused loopback.
 // - Callbacks run as root inside the sandbox's namespaces, after pivot_root: they cannot see host
 //   paths except through fds the caller passed (init_fds) or the output_dir fd.
-// - Run() forks with a raw clone(2): call it only while the calling process is single-threaded.
+// - Run() forks with a raw clone(2)/clone3(2): call it only while the calling process is
+//   single-threaded. It blocks: pipes given as stdout_fd/stderr_fd must be drained elsewhere.
 #pragma once
 
 #include <sys/types.h>
