@@ -129,6 +129,29 @@ static long denied(const char* name) {
     return syscall(SYS_settimeofday, &tv, 0);
   }
   if (!strcmp(name, "personality")) return syscall(SYS_personality, 0x0020000 /*UNAME26*/ | 0x0040000);
+  if (!strcmp(name, "fsopen")) return syscall(SYS_fsopen, "tmpfs", 0);
+  if (!strcmp(name, "fsconfig")) return syscall(SYS_fsconfig, -1, 0, 0, 0, 0);
+  if (!strcmp(name, "fsmount")) return syscall(SYS_fsmount, -1, 0, 0);
+  if (!strcmp(name, "fspick")) return syscall(SYS_fspick, AT_FDCWD, "/tmp", 0);
+  if (!strcmp(name, "move_mount")) return syscall(SYS_move_mount, -1, "", AT_FDCWD, "/tmp", 0);
+  if (!strcmp(name, "open_tree")) return syscall(SYS_open_tree, AT_FDCWD, "/tmp", 1 /*CLONE*/);
+  if (!strcmp(name, "mount_setattr")) return syscall(SYS_mount_setattr, AT_FDCWD, "/tmp", 0, buf, 32);
+  if (!strcmp(name, "pidfd_getfd")) return syscall(SYS_pidfd_getfd, -1, 0, 0);
+  if (!strcmp(name, "kcmp")) return syscall(SYS_kcmp, 1, getpid(), 0, 0, 0);
+  if (!strcmp(name, "clock_settime")) {
+    struct timespec ts = {0, 0};
+    return syscall(SYS_clock_settime, CLOCK_REALTIME, &ts);
+  }
+  if (!strcmp(name, "clock_adjtime")) return syscall(SYS_clock_adjtime, CLOCK_REALTIME, buf);
+  if (!strcmp(name, "adjtimex")) return syscall(SYS_adjtimex, buf);
+  if (!strcmp(name, "sethostname")) return syscall(SYS_sethostname, "evil", 4);
+  if (!strcmp(name, "setdomainname")) return syscall(SYS_setdomainname, "evil", 4);
+  if (!strcmp(name, "quotactl")) return syscall(SYS_quotactl, 0, "/dev/vda", 0, buf);
+  if (!strcmp(name, "iopl")) return syscall(SYS_iopl, 3);
+  if (!strcmp(name, "ioperm")) return syscall(SYS_ioperm, 0x80, 1, 1);
+  if (!strcmp(name, "vhangup")) return syscall(SYS_vhangup);
+  if (!strcmp(name, "uselib")) return syscall(SYS_uselib, "/job/hostile");
+  if (!strcmp(name, "lookup_dcookie")) return syscall(SYS_lookup_dcookie, 0, buf, sizeof(buf));
   if (!strcmp(name, "TIOCSTI")) return syscall(SYS_ioctl, 0, TIOCSTI, "x");
   if (!strcmp(name, "TIOCSTI-high-bits")) return syscall(SYS_ioctl, 0, 0x100000000UL | TIOCSTI, "x");
   if (!strcmp(name, "TIOCLINUX")) return syscall(SYS_ioctl, 0, TIOCLINUX, buf);

@@ -321,7 +321,10 @@ INSTANTIATE_TEST_SUITE_P(
                       "init_module", "finit_module", "delete_module", "open_by_handle_at",
                       "name_to_handle_at", "fanotify_init", "syslog", "acct", "swapon", "swapoff",
                       "reboot", "settimeofday", "personality", "TIOCSTI", "TIOCSTI-high-bits",
-                      "TIOCLINUX"),
+                      "TIOCLINUX", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
+                      "open_tree", "mount_setattr", "pidfd_getfd", "kcmp", "clock_settime",
+                      "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "quotactl",
+                      "iopl", "ioperm", "vhangup", "uselib", "lookup_dcookie"),
     [](const ::testing::TestParamInfo<const char*>& param) {
       std::string n = param.param;
       for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
