@@ -22,13 +22,13 @@ inline constexpr int kExitHeaderTampered = 15;      // header altered or malform
 inline constexpr int kExitChunkAuth = 16;           // chunk N failed authentication
 inline constexpr int kExitTruncated = 17;           // chunks missing at the end
 inline constexpr int kExitTrailingData = 18;        // bytes after the final chunk
-inline constexpr int kExitKmsUnavailable = 19;      // module / token / PIN / keyring unusable
+inline constexpr int kExitKmsUnavailable = 19;      // module / token / PIN unusable, adapter not configured
 
 inline constexpr std::string_view kSealedExitFooter =
     "Exit status: 0 ok, 1 failed (I/O, ...), 2 usage or config error, 10 not a sealed file,\n"
     "11 unsupported format version, 12 unknown key or key version, 13 key disabled,\n"
     "14 wrong key, 15 header tampered, 16 chunk N failed authentication, 17 truncated,\n"
-    "18 trailing data, 19 KMS unavailable (module, token, PIN, keyring).";
+    "18 trailing data, 19 KMS unavailable (PKCS#11 module, token, PIN; adapter not configured).";
 
 // Prints "cordon <command>: <message>" to stderr and returns the exit status for `error`.
 [[nodiscard]] int ReportError(std::string_view command, const Error& error);

@@ -112,7 +112,9 @@ struct Report {
 };
 
 // Seals everything read from `in_fd` (a file, pipe or socket) onto `out_fd`
-// (written sequentially). `kms` must be the adapter of options.key.
+// (written sequentially). A regular file is read with pread from its current
+// offset to its end (the fd's offset does not move). `kms` must be the
+// adapter of options.key. The report's sha256 is that of the bytes written.
 [[nodiscard]] Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms,
                                         const SealOptions& options);
 
