@@ -33,5 +33,6 @@ std::unique_ptr<Command> MakeUnsealCommand(CLI::App& app);
 std::unique_ptr<Command> MakeRewrapCommand(CLI::App& app);
 std::unique_ptr<Command> MakeInspectCommand(CLI::App& app);
 std::unique_ptr<Command> MakeAuditCommand(CLI::App& app);
+std::unique_ptr<Command> MakeRunCommand(CLI::App& app);
 
 }  // namespace cordon::cli

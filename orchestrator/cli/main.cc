@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   commands.push_back(MakeRewrapCommand(app));
   commands.push_back(MakeInspectCommand(app));
   commands.push_back(MakeAuditCommand(app));
+  commands.push_back(MakeRunCommand(app));
 
   try {
     app.parse(argc, argv);
