@@ -29,18 +29,6 @@ std::string TempNameBeside(const std::string& path) {
   return (dir == "/" ? "" : dir) + "/." + base + ".tmp." + suffix;
 }
 
-Status WriteAll(int fd, std::string_view data, const std::string& what) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return FailErrno("write " + what);
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
 }  // namespace
 
 Result<std::string> ReadFileLimited(const std::string& path, std::uint64_t max_bytes) {
@@ -78,6 +66,22 @@ Result<std::string> ReadFileLimited(const std::string& path, std::uint64_t max_b
   return data;
 }
 
+Status WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return FailErrno("write");
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+Status WriteAll(int fd, std::span<const std::uint8_t> data) {
+  return WriteAll(fd, std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
+}
+
 Status FsyncDir(const std::string& dir) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return FailErrno("open directory " + dir);
@@ -95,7 +99,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mo
     return std::unexpected(std::move(error));
   };
   if (::fchmod(fd.get(), mode) != 0) return cleanup_fail(FailErrno("chmod " + temp).error());
-  if (auto ok = WriteAll(fd.get(), data, temp); !ok) return cleanup_fail(ok.error());
+  if (auto ok = WriteAll(fd.get(), data); !ok) return cleanup_fail(WithContext(ok.error(), temp));
   if (::fsync(fd.get()) != 0) return cleanup_fail(FailErrno("fsync " + temp).error());
   fd.reset();
   if (overwrite == Overwrite::kRefuse) {

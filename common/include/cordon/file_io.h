@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,10 @@ enum class Overwrite { kReplace, kRefuse };
 // existing `path` is left untouched and the result is kAlreadyExists.
 [[nodiscard]] Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode,
                                      Overwrite overwrite = Overwrite::kReplace);
+
+// write(2) until every byte is written (retrying EINTR and short writes).
+[[nodiscard]] Status WriteAll(int fd, std::string_view data);
+[[nodiscard]] Status WriteAll(int fd, std::span<const std::uint8_t> data);
 
 // fsync(2) of a directory, so a rename or create inside it is durable.
 [[nodiscard]] Status FsyncDir(const std::string& dir);

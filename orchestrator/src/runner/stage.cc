@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cordon/file_io.h"
 #include "cordon/orchestrator/csv_projection.h"
 #include "cordon/unique_fd.h"
 
@@ -22,18 +23,6 @@ namespace cordon::runner::internal {
 namespace {
 
 using nlohmann::json;
-
-Status WriteAll(int fd, std::span<const std::uint8_t> data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return FailErrno("write");
-    }
-    data = data.subspan(static_cast<std::size_t>(n));
-  }
-  return {};
-}
 
 Status ReadExactly(int fd, std::uint8_t* out, std::size_t size) {
   std::size_t got = 0;
@@ -152,9 +141,7 @@ Status DecryptInput(const InputPlan& input, SecretBytes dek) {
   const std::string path = "/data/" + input.name;
   UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out) return FailErrno("create " + path);
-  const auto write_out = [&](std::string_view bytes) {
-    return WriteAll(out.get(), {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
-  };
+  const auto write_out = [&](std::string_view bytes) { return WriteAll(out.get(), bytes); };
   Status result;
   if (input.columns.empty()) {
     auto report = sealed::UnsealWithKey(input.fd, input.header, dek, [&](std::span<const std::uint8_t> p) {
