@@ -120,18 +120,6 @@ Result<UniqueFd> OpenInput(const std::string& path) {
   return fd;
 }
 
-Status WriteAllFd(int fd, std::span<const std::uint8_t> data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return FailErrno("write");
-    }
-    data = data.subspan(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
 // Copies [offset, EOF) of `in` to the current position of `out`, in the kernel where possible.
 Status CopyRest(int in, std::uint64_t offset, int out) {
   auto off = static_cast<loff_t>(offset);
@@ -149,7 +137,7 @@ Status CopyRest(int in, std::uint64_t offset, int out) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return FailErrno("read chunks");
     if (n == 0) return {};
-    if (auto ok = WriteAllFd(out, {buf.data(), static_cast<std::size_t>(n)}); !ok) return ok;
+    if (auto ok = WriteAll(out, {buf.data(), static_cast<std::size_t>(n)}); !ok) return ok;
     off += n;
   }
 }
@@ -215,13 +203,13 @@ Result<Report> UnsealFile(const std::string& in, const std::string& out, const K
     auto verified = UnsealWithKey(fd->get(), info->header, *dek, [](auto) -> Status { return {}; }, progress);
     if (!verified) return verified;
     return UnsealWithKey(fd->get(), info->header, *dek,
-                         [](std::span<const std::uint8_t> p) { return WriteAllFd(STDOUT_FILENO, p); });
+                         [](std::span<const std::uint8_t> p) { return WriteAll(STDOUT_FILENO, p); });
   }
   auto pending = PendingFile::Create(out, 0600);
   if (!pending) return std::unexpected(pending.error());
   const int out_fd = pending->fd();
   auto report = UnsealWithKey(fd->get(), info->header, *dek,
-                              [out_fd](std::span<const std::uint8_t> p) { return WriteAllFd(out_fd, p); },
+                              [out_fd](std::span<const std::uint8_t> p) { return WriteAll(out_fd, p); },
                               progress);
   if (!report) return report;
   if (auto ok = pending->Commit(replace); !ok) return std::unexpected(ok.error());
@@ -243,7 +231,7 @@ Status ReplaceHeader(const std::string& file, int fd, mode_t mode, std::uint64_t
     return std::unexpected(std::move(e));
   };
   if (::fchmod(out.get(), mode & 07777) != 0) return fail(FailErrno("chmod " + temp).error());
-  if (auto ok = WriteAllFd(out.get(), header); !ok) return fail(ok.error());
+  if (auto ok = WriteAll(out.get(), header); !ok) return fail(ok.error());
   if (auto ok = CopyRest(fd, old_header_bytes, out.get()); !ok) return fail(ok.error());
   if (::fsync(out.get()) != 0) return fail(FailErrno("fsync " + temp).error());
   out.reset();

@@ -12,6 +12,7 @@
 #include <system_error>
 #include <thread>
 
+#include "cordon/file_io.h"
 #include "format.h"
 
 namespace cordon::sealed {
@@ -270,18 +271,6 @@ class LaneEngine {
   std::uint64_t stop_before_ = UINT64_MAX;
   std::optional<Error> error_;
 };
-
-Status WriteAll(int fd, std::span<const std::uint8_t> data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return FailErrno("write");
-    }
-    data = data.subspan(static_cast<std::size_t>(n));
-  }
-  return {};
-}
 
 std::string Hex(std::span<const std::uint8_t> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
