@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   commands.push_back(MakeInspectCommand(app));
   commands.push_back(MakeAuditCommand(app));
   commands.push_back(MakeRunCommand(app));
+  for (const char* op : {"submit", "status", "list", "cancel", "wait", "logs"}) {
+    commands.push_back(MakeDaemonClientCommand(app, op));
+  }
 
   try {
     app.parse(argc, argv);

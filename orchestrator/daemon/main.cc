@@ -1,30 +1,86 @@
-// cordond: the Cordon service. The daemon itself (spool, socket, queue, crash
-// recovery) is the subject of its own issue; until it lands this binary
-// checks its configuration and refuses to start, saying so.
+// cordond: the Cordon service (docs/DAEMON.md).
+#include <limits.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 #include <optional>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "cordon/orchestrator/config.h"
+#include "cordon/orchestrator/daemon.h"
+#include "cordon/orchestrator/policy.h"
+#include "cordon/units.h"
+
+namespace {
+
+// The `cordon` binary beside ours (installed together), unless --cordon says otherwise.
+std::string DefaultCordonBin() {
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "/usr/local/bin/cordon";
+  self[n] = '\0';
+  return (std::filesystem::path(self).parent_path() / "cordon").string();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"cordond — the Cordon job service", "cordond"};
   app.set_version_flag("--version", "cordond " CORDON_VERSION);
   std::optional<std::string> config_flag;
+  std::string cordon_bin = DefaultCordonBin(), grace = "30s", request_timeout = "10s";
   app.add_option("--config", config_flag,
                  "config file (default: $CORDON_CONFIG, else /etc/cordon/cordon.yaml)");
+  app.add_option("--cordon", cordon_bin, "the cordon binary that runs each job (default: beside cordond)");
+  app.add_option("--grace", grace, "on SIGTERM, how long running jobs may finish before they are cancelled (30s)");
+  app.add_option("--request-timeout", request_timeout, "a client must send its request within this (10s)");
+  bool check_only = false;
+  app.add_flag("--check-config", check_only, "validate the config and the policy, then exit (0 valid, 2 not)");
+  app.footer("Exit status: 0 stopped cleanly, 1 could not start, 2 invalid config or flags.\n"
+             "Access policy: policy.yaml beside the config. Signals: SIGTERM stops, SIGHUP reloads.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  spdlog::set_default_logger(spdlog::stderr_logger_st("cordond"));
+  // journald adds its own timestamps; keep the level so it can map priorities.
+  spdlog::set_pattern(::isatty(2) ? "%H:%M:%S.%e cordond %l: %v" : "%l: %v");
+  ::prctl(PR_SET_DUMPABLE, 0);
+  const rlimit no_core{0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);
+
   const std::string path = cordon::orchestrator::ResolveConfigPath(config_flag);
   auto config = cordon::orchestrator::LoadConfig(path);
   if (!config) {
     std::cerr << "cordond: " << config.error().message << "\n";
     return 2;
   }
-  std::cerr << "cordond: configuration " << config->path << " is valid, but the daemon is not "
-            << "implemented in this build; run jobs in the foreground with `cordon run`.\n";
-  return 1;
+  if (check_only) {
+    const std::string policy_path = cordon::policy::PolicyPathFor(config->path);
+    auto policy = cordon::policy::LoadPolicy(policy_path);
+    if (!policy) {
+      std::cerr << "cordond: " << policy.error().message << "\n";
+      return 2;
+    }
+    std::cerr << "cordond: configuration " << config->path << " is valid; policy " << policy_path << " is valid\n";
+    return 0;
+  }
+  cordon::daemon::DaemonOptions options;
+  options.config = *config;
+  options.cordon_bin = cordon_bin;
+  auto g = cordon::ParseDuration(grace);
+  auto t = cordon::ParseDuration(request_timeout);
+  if (!g || !t) {
+    std::cerr << "cordond: --grace/--request-timeout: " << (!g ? g.error().message : t.error().message) << "\n";
+    return 2;
+  }
+  options.grace = std::chrono::duration_cast<std::chrono::seconds>(*g);
+  options.request_timeout = *t;
+  return cordon::daemon::Run(options);
 }

@@ -1,11 +1,13 @@
 #include "cordon/orchestrator/install.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/audit.h"
+#include "cordon/orchestrator/policy.h"
 #include "cordon/paths.h"
 
 namespace cordon::orchestrator {
@@ -56,6 +58,13 @@ Result<InitReport> InitInstallation(const std::string& root_arg) {
     return std::unexpected(WithContext(written.error(), "cordon init"));
   }
   report.items.push_back({c.path, "config", written.has_value()});
+  // cordond's access policy: the user who ran `cordon init` may submit and administer.
+  const std::string policy_path = policy::PolicyPathFor(c.path);
+  auto policy_written = WriteFileAtomic(policy_path, policy::RenderInitialPolicy(::getuid()), 0640, Overwrite::kRefuse);
+  if (!policy_written && policy_written.error().code != Errc::kAlreadyExists) {
+    return std::unexpected(WithContext(policy_written.error(), "cordon init"));
+  }
+  report.items.push_back({policy_path, "cordond access policy", policy_written.has_value()});
   // Audit keys: MAC seed k0 + Ed25519 checkpoint key; the verifier key must leave the host.
   auto audit_keys = audit::CreateAuditKeys(c.audit_dir, c.state_dir + "/audit-verifier.key");
   if (!audit_keys) return std::unexpected(WithContext(audit_keys.error(), "cordon init: audit keys"));

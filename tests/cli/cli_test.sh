@@ -74,9 +74,9 @@ check "init again exit 0" test "$rc" = 0
 check "init again says so" has "$err" "nothing changed"
 check "init again leaves config" cmp -s "$tmp/inst/cordon.yaml" "$tmp/before.yaml"
 
-# the config written by init is itself valid (cordond checks it before refusing to start)
+# the config (and policy) written by init are valid
 cordond="$(dirname "$cordon")/cordond"
-"$cordond" --config "$tmp/inst/cordon.yaml" >/dev/null 2>"$tmp/err"; rc=$?
+"$cordond" --check-config --config "$tmp/inst/cordon.yaml" >/dev/null 2>"$tmp/err"; rc=$?
 check "cordond accepts the init config" has "$(cat "$tmp/err")" "is valid"
 printf 'state_dir: relative\n' > "$tmp/bad.yaml"
 CORDON_CONFIG="$tmp/bad.yaml" "$cordond" >/dev/null 2>"$tmp/err"; rc=$?

@@ -1,0 +1,223 @@
+// The clients of cordond's control socket (docs/DAEMON.md):
+//   cordon submit SPEC | status [JOB] [--json] | list [--json] | cancel JOB | wait JOB [--json] | logs JOB
+// One request line of JSON per connection, one reply line (a stream for
+// logs). The daemon learns who we are from SO_PEERCRED; we send no identity.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "cordon/file_io.h"
+#include "cordon/orchestrator/config.h"
+#include "cordon/unique_fd.h"
+
+namespace cordon::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kExitDenied = 3;
+constexpr int kExitNotFound = 4;
+constexpr int kExitInterrupted = 17;
+
+Result<UniqueFd> Connect(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return FailErrno("socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return Fail(Errc::kInvalidArgument, path + ": socket path too long");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    return FailErrno("cannot reach cordond at " + path + " (is it running?)");
+  }
+  return fd;
+}
+
+Status SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return FailErrno("send to cordond");
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+// Reads one line (the reply); `rest` receives whatever followed it.
+Result<json> ReadReply(int fd, std::string& rest) {
+  std::string buf;
+  char chunk[65536];
+  for (;;) {
+    const auto nl = buf.find('\n');
+    if (nl != std::string::npos) {
+      rest = buf.substr(nl + 1);
+      json j = json::parse(buf.substr(0, nl), nullptr, false);
+      if (j.is_discarded() || !j.is_object()) return Fail(Errc::kInvalidData, "cordond sent a malformed reply");
+      return j;
+    }
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Fail(Errc::kIo, "cordond closed the connection without a reply");
+    buf.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+int ExitFor(const json& reply) {
+  const std::string code = reply.value("code", "");
+  if (code == "invalid_spec" || code == "invalid") return kExitInvalid;
+  if (code == "denied") return kExitDenied;
+  if (code == "not_found") return kExitNotFound;
+  return kExitFailure;
+}
+
+void PrintTable(const json& jobs) {
+  std::printf("%-40s %-11s %-18s %-9s %s\n", "JOB", "STATE", "OUTCOME", "SUBMITTER", "NAME");
+  for (const auto& j : jobs) {
+    std::printf("%-40s %-11s %-18s %-9s %s\n", j.value("job_id", "").c_str(), j.value("state", "").c_str(),
+                j.value("outcome", "").c_str(), std::to_string(j.value("submitter", 0u)).c_str(),
+                j.value("name", "").c_str());
+  }
+}
+
+class ClientCommand final : public Command {
+ public:
+  ClientCommand(CLI::App& app, std::string op, const std::string& help) : op_(std::move(op)) {
+    sub_ = app.add_subcommand(op_, help);
+    if (op_ == "submit") {
+      sub_->add_option("spec", arg_, "job spec (YAML); read by this command, as you")->required();
+    } else if (op_ == "status") {
+      sub_->add_option("job", arg_, "job id (default: every job you may see)");
+    } else if (op_ != "list") {
+      sub_->add_option("job", arg_, "job id")->required();
+    }
+    if (op_ == "status" || op_ == "list" || op_ == "wait") sub_->add_flag("--json", json_, "print JSON");
+    sub_->footer(
+        "Talks to cordond over daemon.socket; the daemon knows the caller from the socket.\n"
+        "Exit status: 0 ok, 1 failed (daemon unreachable), 2 invalid spec or request,\n"
+        "3 refused by the access policy, 4 no such job of yours."
+        + std::string(op_ == "wait" ? "\nwait: the job's own status: 0 succeeded, 10-16 as `cordon run`, "
+                                      "16 cancelled, 17 interrupted, 2 rejected." : "")
+        + std::string(op_ == "submit" ? "\nThe job id is the last line on stdout." : ""));
+  }
+
+  CLI::App* sub() const override { return sub_; }
+
+  int Run(const GlobalOptions& global) override {
+    auto socket_path = SocketPath(global);
+    if (!socket_path) {
+      std::cerr << "cordon: " << socket_path.error().message << "\n";
+      return kExitInvalid;
+    }
+    json request = {{"op", op_ == "list" ? "status" : op_}};
+    if (op_ == "submit") {
+      auto text = ReadFileLimited(arg_, 1 << 20);
+      if (!text) {
+        std::cerr << "cordon: " << text.error().message << "\n";
+        return kExitInvalid;
+      }
+      std::error_code ec;
+      request["spec"] = *text;
+      request["spec_path"] = std::filesystem::absolute(arg_, ec).string();
+    } else if (!arg_.empty()) {
+      request["job"] = arg_;
+    }
+    auto fd = Connect(*socket_path);
+    if (!fd) {
+      std::cerr << "cordon: " << fd.error().message << "\n";
+      return kExitFailure;
+    }
+    std::string rest;
+    auto sent = SendAll(fd->get(), request.dump() + "\n");
+    auto reply = sent ? ReadReply(fd->get(), rest) : Result<json>(std::unexpected(sent.error()));
+    if (!reply) {
+      std::cerr << "cordon: " << reply.error().message << "\n";
+      return kExitFailure;
+    }
+    if (!reply->value("ok", false)) {
+      std::cerr << "cordon " << op_ << ": " << reply->value("error", "refused") << "\n";
+      if (reply->contains("job_id")) std::cerr << "cordon: job " << (*reply)["job_id"].get<std::string>() << " rejected\n";
+      return ExitFor(*reply);
+    }
+    return Print(*reply, fd->get(), rest);
+  }
+
+ private:
+  // $CORDON_SOCKET, else the config's daemon.socket; a user who may not read
+  // the config (0640) gets the default socket.
+  static Result<std::string> SocketPath(const GlobalOptions& global) {
+    if (const char* env = std::getenv("CORDON_SOCKET"); env && *env) return std::string(env);
+    const std::string path = orchestrator::ResolveConfigPath(global.config);
+    auto config = orchestrator::LoadConfig(path);
+    if (config) return config->daemon.socket;
+    if (::access(path.c_str(), R_OK) == 0 || errno != EACCES) return std::unexpected(config.error());
+    return std::string("/run/cordon/cordon.sock");
+  }
+
+  int Print(const json& reply, int fd, const std::string& rest) {
+    if (op_ == "submit") {
+      std::cout << reply.value("job_id", "") << "\n";
+      return kExitOk;
+    }
+    if (op_ == "logs") return Stream(fd, rest);
+    if (reply.contains("jobs")) {
+      if (json_) std::cout << reply["jobs"].dump(2) << "\n";
+      else PrintTable(reply["jobs"]);
+      return kExitOk;
+    }
+    const json& job = reply["job"];
+    if (json_ || op_ == "status") {
+      if (json_) std::cout << job.dump(2) << "\n";
+      else PrintTable(json::array({job}));
+    } else {
+      std::cout << job.value("job_id", "") << " " << job.value("state", "") << " " << job.value("outcome", "") << "\n";
+    }
+    return op_ == "wait" ? WaitStatus(job) : kExitOk;
+  }
+
+  static int WaitStatus(const json& job) {
+    const std::string state = job.value("state", "");
+    if (state == "interrupted") return kExitInterrupted;
+    if (state == "rejected") return kExitInvalid;
+    const int status = job.value("exit_status", -1);
+    if (status >= 0) return status;
+    return state == "succeeded" ? kExitOk : state == "cancelled" ? 16 : kExitFailure;
+  }
+
+  static int Stream(int fd, const std::string& rest) {
+    std::cout << rest << std::flush;
+    char chunk[65536];
+    for (;;) {
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      std::cout.write(chunk, n);
+    }
+    std::cout.flush();
+    return kExitOk;
+  }
+
+  CLI::App* sub_ = nullptr;
+  std::string op_;
+  std::string arg_;
+  bool json_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> MakeDaemonClientCommand(CLI::App& app, const std::string& op) {
+  static const std::map<std::string, std::string> kHelp = {
+      {"submit", "submit a job spec to cordond; prints the job id"},
+      {"status", "show jobs known to cordond (yours; every job for admins)"},
+      {"list", "list jobs known to cordond"},
+      {"cancel", "cancel a queued or running job"},
+      {"wait", "wait until a job is final; exit status follows its outcome"},
+      {"logs", "print a job's trainer log (unsealed; submitter or admin only)"}};
+  return std::make_unique<ClientCommand>(app, op, kHelp.at(op));
+}
+
+}  // namespace cordon::cli

@@ -1,0 +1,75 @@
+// cordond's job store: one directory per job under <state_dir>/jobs/<job id>/
+// holding the spec copy the job runs (spec.yaml, 0600) and its state record
+// (job.json, 0600). Every state transition rewrites job.json with
+// WriteFileAtomic (temp + fsync + rename + fsync of the directory), so after a
+// crash a reader finds the old record or the new one, never a torn mix, and
+// `cordon status` survives restarts. The record holds references only: ids,
+// uids, paths, hashes, outcomes — never data, never keys.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cordon/error.h"
+
+namespace cordon::daemon {
+
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kInterrupted, kCancelled, kRejected };
+[[nodiscard]] const char* JobStateName(JobState state);
+[[nodiscard]] std::optional<JobState> ParseJobState(std::string_view name);
+[[nodiscard]] bool IsFinal(JobState state);
+
+struct JobRecord {
+  std::string job_id;
+  std::uint64_t seq = 0;         // submission order (FIFO)
+  std::string name;              // metadata.name ("" when the spec did not parse)
+  JobState state = JobState::kQueued;
+  std::string outcome;           // runner outcome (succeeded, trainer_failed, ...) once final
+  std::string reason;
+  uid_t submitter = 0;
+  std::string via;               // "socket" or "spool"
+  std::string source;            // spool token it was taken from ("" for the socket)
+  std::string spec_sha256;
+  double submitted_at = 0, started_at = 0, finished_at = 0;  // unix seconds; 0 = not yet
+  pid_t pid = 0;                 // the `cordon run` child while running
+  std::uint64_t pid_start = 0;   // its start time (/proc/PID/stat field 22), against pid reuse
+  int exit_status = -1;          // `cordon run`'s exit status
+  std::string output_dir;
+  nlohmann::json outputs = nlohmann::json::array();
+
+  [[nodiscard]] nlohmann::json ToJson() const;
+  [[nodiscard]] static Result<JobRecord> FromJson(const nlohmann::json& j);
+};
+
+class JobStore final {
+ public:
+  // Creates <state_dir>/jobs (0700) if missing and loads every record. A
+  // record that does not parse is an error naming it (never silently dropped).
+  [[nodiscard]] static Result<JobStore> Open(const std::string& state_dir);
+
+  // Assigns seq and job id (<name>-<seq>-<4 hex>), writes spec.yaml then job.json.
+  [[nodiscard]] Result<JobRecord*> Create(JobRecord record, std::string_view spec_text);
+  [[nodiscard]] Status Save(const JobRecord& record);
+  [[nodiscard]] JobRecord* Find(std::string_view job_id);
+  [[nodiscard]] std::vector<JobRecord*> All();  // by seq
+  [[nodiscard]] std::string JobDir(std::string_view job_id) const;
+  [[nodiscard]] std::string SpecPath(std::string_view job_id) const { return JobDir(job_id) + "/spec.yaml"; }
+
+ private:
+  std::string dir_;
+  std::map<std::uint64_t, JobRecord> jobs_;
+  std::map<std::string, std::uint64_t, std::less<>> by_id_;
+  std::uint64_t next_seq_ = 1;
+};
+
+[[nodiscard]] double NowSeconds();
+
+}  // namespace cordon::daemon
