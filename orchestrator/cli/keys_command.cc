@@ -66,7 +66,9 @@ class KeysCommand final : public Command {
     auto km = managers->get(adapter_);
     if (!km) return ReportError("keys", km.error());
     const std::string ref = "kms://" + adapter_ + "/" + name_;
-    const std::string op = create_->parsed() ? "keys.create" : rotate_->parsed() ? "keys.rotate" : "keys.disable";
+    const std::string op = create_->parsed() ? "key.created" : rotate_->parsed() ? "key.rotated" : "key.disabled";
+    auto audited = AuditedOperation::Begin(global, "keys", op, {{"key", ref}});
+    if (!audited) return kExitFailure;
     Result<kms::KeyInfo> info = Fail(Errc::kInternal, "no operation");
     if (create_->parsed()) info = (*km)->Create(name_);
     if (rotate_->parsed()) info = (*km)->Rotate(name_);
@@ -75,10 +77,10 @@ class KeysCommand final : public Command {
       info = ok ? (*km)->Describe(name_) : Result<kms::KeyInfo>(std::unexpected(ok.error()));
     }
     if (!info) {
-      AuditHook(global, op, {{"key", ref}}, &info.error());
+      audited->Done({{"key", ref}}, &info.error());
       return ReportError("keys", info.error());
     }
-    AuditHook(global, op, KeyJson(*info), nullptr);
+    audited->Done(KeyJson(*info), nullptr);
     PrintKey(*info);
     return kExitOk;
   }

@@ -31,12 +31,15 @@ class RewrapCommand final : public Command {
     }
     auto kms = KeyManagersFromConfig(global, "rewrap");
     if (!kms) return kExitInvalid;
+    auto audited = AuditedOperation::Begin(global, "rewrap", "dataset.rewrapped",
+                                           {{"file", file_}, {"key", target ? target->ToString() : "(same key)"}});
+    if (!audited) return kExitFailure;
     auto report = sealed::RewrapFile(file_, *kms, target);
     if (!report) {
-      AuditHook(global, "rewrap", {{"file", file_}}, &report.error());
+      audited->Done({{"file", file_}}, &report.error());
       return ReportError("rewrap", report.error());
     }
-    AuditHook(global, "rewrap", ReportJson("rewrap", *report), nullptr);
+    audited->Done(ReportJson("rewrap", *report), nullptr);
     std::cerr << "rewrapped " << file_ << ": " << report->previous_key->ToString() << " v"
               << report->previous_kek_version << " -> " << report->key.ToString() << " v" << report->kek_version
               << "\n";

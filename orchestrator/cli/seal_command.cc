@@ -39,15 +39,18 @@ class SealCommand final : public Command {
     if (auto ok = sealed::CheckDatasetName(dataset_); !ok) return ReportError("seal", ok.error());
     auto kms = KeyManagersFromConfig(global, "seal");
     if (!kms) return kExitInvalid;
+    auto audited = AuditedOperation::Begin(global, "seal", "dataset.sealed",
+                                           {{"key", key_}, {"dataset", dataset_}, {"in", in_}, {"out", out_}});
+    if (!audited) return kExitFailure;
     ProgressLine progress("sealing");
     options.progress = progress.callback();
     auto report = sealed::SealFile(in_, out_, *kms, options);
     progress.Finish();
     if (!report) {
-      AuditHook(global, "seal", {{"key", key_}, {"dataset", dataset_}, {"out", out_}}, &report.error());
+      audited->Done({{"key", key_}, {"dataset", dataset_}, {"out", out_}}, &report.error());
       return ReportError("seal", report.error());
     }
-    AuditHook(global, "seal", ReportJson("seal", *report), nullptr);
+    audited->Done(ReportJson("seal", *report), nullptr);
     std::cerr << "sealed " << report->plaintext_bytes << " bytes of '" << report->dataset << "' under "
               << report->key.ToString() << " v" << report->kek_version << " into " << out_ << "\n";
     std::cout << report->sha256 << "\n";

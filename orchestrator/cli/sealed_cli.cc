@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cordon/orchestrator/audit_config.h"
 #include "cordon/orchestrator/config.h"
 #include "cordon/orchestrator/sealed_kms.h"
 #include "cordon/secret.h"
@@ -121,10 +122,53 @@ nlohmann::json ReportJson(std::string_view operation, const sealed::Report& r) {
   return j;
 }
 
-void AuditHook(const GlobalOptions&, std::string_view, const nlohmann::json&, const Error*) {
-  // Wired by the lead when the audit log lands: append {operation, detail,
-  // outcome} through the audit writer. Write-ahead entries (before the action)
-  // would go in the callers, next to their AuditHook call.
+namespace {
+
+// "key" and "previous_key" name references here; the audit guard wants that said.
+nlohmann::json AsReferences(nlohmann::json detail) {
+  if (!detail.is_object()) return nlohmann::json::object();
+  for (const char* name : {"key", "previous_key"}) {
+    if (detail.contains(name)) {
+      detail[std::string(name) + "_ref"] = detail[name];
+      detail.erase(name);
+    }
+  }
+  return detail;
+}
+
+}  // namespace
+
+std::optional<AuditedOperation> AuditedOperation::Begin(const GlobalOptions& global, std::string_view command,
+                                                        std::string action, nlohmann::json details) {
+  auto config = orchestrator::LoadConfig(orchestrator::ResolveConfigPath(global.config));
+  if (!config) {
+    std::cerr << "cordon " << command << ": " << config.error().message << "\n";
+    return std::nullopt;
+  }
+  auto log = audit::AuditLog::Open(orchestrator::AuditOptionsFor(*config));
+  if (!log) {
+    std::cerr << "cordon " << command << ": refusing to act without an audit record: " << log.error().message << "\n";
+    return std::nullopt;
+  }
+  audit::Event event;
+  event.action = std::move(action);
+  event.details = AsReferences(std::move(details));
+  auto intent = (*log)->Begin(std::move(event));
+  if (!intent) {
+    std::cerr << "cordon " << command << ": refusing to act without an audit record: " << intent.error().message << "\n";
+    return std::nullopt;
+  }
+  return AuditedOperation(std::shared_ptr<audit::AuditLog>(std::move(*log)), std::move(*intent));
+}
+
+void AuditedOperation::Done(const nlohmann::json& detail, const Error* error) {
+  nlohmann::json details = AsReferences(detail);
+  if (error != nullptr) {
+    details["error"] = error->message.substr(0, 512);
+    details["error_code"] = std::string(ErrcName(error->code));
+  }
+  auto done = log_->Finish(intent_, error == nullptr ? "ok" : "failed", std::move(details));
+  if (!done) std::cerr << "cordon: warning: the audit log did not record the outcome: " << done.error().message << "\n";
 }
 
 }  // namespace cordon::cli

@@ -2,12 +2,15 @@
 // inspect): exit codes, config -> KMS, progress on a terminal, JSON reports.
 #pragma once
 
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "commands.h"
 #include "cordon/error.h"
+#include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/sealed.h"
 
 namespace cordon::cli {
@@ -56,10 +59,23 @@ class ProgressLine final {
 // The report as JSON (what an audit entry would carry).
 [[nodiscard]] nlohmann::json ReportJson(std::string_view operation, const sealed::Report& report);
 
-// The single place where key and sealed-file operations will append an audit
-// entry once the audit log lands (a no-op until then): `detail` is the
-// operation's JSON report, `error` set when it failed.
-void AuditHook(const GlobalOptions& global, std::string_view operation, const nlohmann::json& detail,
-               const Error* error);
+// Write-ahead audit of one key or sealed-file operation. Begin() appends the
+// action as an intent *before* the caller acts; when the log cannot record it
+// Begin() prints why and returns nullopt, and the caller must not act.
+// Done() appends the outcome: "ok" with the operation's report, or "failed"
+// with the error. Member names that would trip the log's secret guard ("key")
+// are recorded as references ("key_ref").
+class AuditedOperation final {
+ public:
+  [[nodiscard]] static std::optional<AuditedOperation> Begin(const GlobalOptions& global, std::string_view command,
+                                                             std::string action, nlohmann::json details);
+  void Done(const nlohmann::json& detail, const Error* error);
+
+ private:
+  AuditedOperation(std::shared_ptr<audit::AuditLog> log, audit::Intent intent)
+      : log_(std::move(log)), intent_(std::move(intent)) {}
+  std::shared_ptr<audit::AuditLog> log_;
+  audit::Intent intent_;
+};
 
 }  // namespace cordon::cli

@@ -27,15 +27,17 @@ class UnsealCommand final : public Command {
   int Run(const GlobalOptions& global) override {
     auto kms = KeyManagersFromConfig(global, "unseal");
     if (!kms) return kExitInvalid;
+    auto audited = AuditedOperation::Begin(global, "unseal", "dataset.unsealed", {{"in", in_}, {"out", out_}});
+    if (!audited) return kExitFailure;
     ProgressLine progress(out_ == "-" ? "verifying" : "unsealing");
     auto report = sealed::UnsealFile(in_, out_, *kms, force_ ? sealed::Replace::kReplace : sealed::Replace::kRefuse,
                                      progress.callback());
     progress.Finish();
     if (!report) {
-      AuditHook(global, "unseal", {{"in", in_}, {"out", out_}}, &report.error());
+      audited->Done({{"in", in_}, {"out", out_}}, &report.error());
       return ReportError("unseal", report.error());
     }
-    AuditHook(global, "unseal", ReportJson("unseal", *report), nullptr);
+    audited->Done(ReportJson("unseal", *report), nullptr);
     if (out_ != "-") {
       std::cerr << "unsealed " << report->plaintext_bytes << " bytes of '" << report->dataset << "' into "
                 << out_ << "\n";

@@ -155,6 +155,7 @@ TEST(AuditEntry, GuardRefusesSecretsAndData) {
                                     .details = std::move(details), .actor = std::nullopt});
   };
   EXPECT_TRUE(check({{"kek_ref", "kms://local/kek"}, {"key_version", 3}, {"dek_fingerprint", "ab"}}));
+  EXPECT_TRUE(check({{"plaintext_bytes", 4096}, {"key_size", 32}}));  // sizes, not values
   for (const char* name : {"key", "dek", "KEK", "private_key", "password", "pin", "api_token", "plaintext"}) {
     auto r = check({{name, "00112233"}});
     ASSERT_FALSE(r) << name;

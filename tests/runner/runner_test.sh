@@ -198,6 +198,20 @@ leaks="$leaks$(grep -rlF -- "$MARK" /tmp --exclude-dir="$(basename "$T")" 2>/dev
 check "leak test: marker absent from every persistent place" test -z "$leaks"
 [ -z "$leaks" ] || echo "marker found in: $leaks" >&2
 
+# --- key and sealed-file operations are audited write-ahead: intent first, then the outcome ---
+ops=$("$bin/cordon" audit show --json)
+for action in key.created dataset.sealed dataset.unsealed; do
+  check "$action intent recorded" has "$ops" "\"action\":\"$action\""
+done
+check "unseal intent precedes its outcome" "$PY" -c '
+import json, sys
+entries = [json.loads(l) for l in sys.stdin if l.strip()]
+unseals = [e for e in entries if e["action"] == "dataset.unsealed"]
+assert unseals and unseals[0]["outcome"] == "intent", unseals[:1]
+done = [e for e in unseals if e["outcome"] == "ok"]
+assert done and done[0]["details"]["intent_seq"] == unseals[0]["seq"]
+' <<<"$ops"
+
 # --- the audit log of all of the above verifies, and shows each job ---
 check "audit verifies" has "$("$bin/cordon" audit verify --verifier-key "$T/inst/state/audit-verifier.key" 2>&1)" "ok:"
 check "audit timeline of the churn job" has "$("$bin/cordon" audit show --job "$(jget "$T/churn.json" 'd["job_id"]')")" "job.finished"

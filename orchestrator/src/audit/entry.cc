@@ -48,14 +48,15 @@ std::vector<std::string> NameTokens(const std::string& name) {
 }
 
 // A member name that announces a secret, unless a qualifier says it names a
-// reference to one ("kek_ref", "key_version", "pin_file", "token_label").
+// reference to one ("kek_ref", "key_version", "pin_file", "token_label") or a
+// size ("plaintext_bytes").
 bool SecretLookingName(const std::string& name) {
   static const std::vector<std::string> kSecret = {"key", "secret", "password", "passwd", "passphrase",
                                                    "pin", "token", "plaintext", "dek", "kek",
                                                    "seed", "private", "credential", "credentials"};
   static const std::vector<std::string> kQualifier = {"ref", "id", "version", "name", "uri", "label",
                                                       "count", "fingerprint", "sha256", "file", "path",
-                                                      "type", "algorithm"};
+                                                      "type", "algorithm", "bytes", "size", "length"};
   const auto tokens = NameTokens(name);
   auto any_of = [&](const std::vector<std::string>& set) {
     return std::any_of(tokens.begin(), tokens.end(),
