@@ -23,6 +23,7 @@ using nlohmann::json;
 
 constexpr int kExitDenied = 3;
 constexpr int kExitNotFound = 4;
+constexpr int kExitCancelled = 16;  // as `cordon run`
 constexpr int kExitInterrupted = 17;
 
 Result<UniqueFd> Connect(const std::string& path) {
@@ -100,7 +101,7 @@ class ClientCommand final : public Command {
         "Talks to cordond over daemon.socket; the daemon knows the caller from the socket.\n"
         "Exit status: 0 ok, 1 failed (daemon unreachable), 2 invalid spec or request,\n"
         "3 refused by the access policy, 4 no such job of yours."
-        + std::string(op_ == "wait" ? "\nwait: the job's own status: 0 succeeded, 10-16 as `cordon run`, "
+        + std::string(op_ == "wait" ? "\nwait: the job's own status: 0 succeeded, 10-15 as `cordon run` (failed), "
                                       "16 cancelled, 17 interrupted, 2 rejected." : "")
         + std::string(op_ == "submit" ? "\nThe job id is the last line on stdout." : ""));
   }
@@ -181,11 +182,12 @@ class ClientCommand final : public Command {
 
   static int WaitStatus(const json& job) {
     const std::string state = job.value("state", "");
+    if (state == "succeeded") return kExitOk;
+    if (state == "cancelled") return kExitCancelled;
     if (state == "interrupted") return kExitInterrupted;
     if (state == "rejected") return kExitInvalid;
-    const int status = job.value("exit_status", -1);
-    if (status >= 0) return status;
-    return state == "succeeded" ? kExitOk : state == "cancelled" ? 16 : kExitFailure;
+    const int status = job.value("exit_status", -1);  // failed: `cordon run`'s 10..15
+    return status >= 10 && status <= 15 ? status : kExitFailure;
   }
 
   static int Stream(int fd, const std::string& rest) {

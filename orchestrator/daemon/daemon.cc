@@ -844,6 +844,8 @@ void Daemon::Finalize(RunningJob& job) {
       for (const auto& o : report["outputs"]) r->outputs.push_back(o);
     }
   }
+  // A SIGTERM that reached `cordon run` before its handler: killed, no report.
+  if (job.cancel_requested && !report.is_object()) outcome = "cancelled", reason = "cancelled before the job started";
   JobState state = outcome == "succeeded" ? JobState::kSucceeded
                    : outcome == "cancelled" || job.cancel_requested ? JobState::kCancelled
                                                                     : JobState::kFailed;
