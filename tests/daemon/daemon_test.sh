@@ -307,5 +307,17 @@ check "sd_notify WATCHDOG=1 repeatedly" test "$(grep -c WATCHDOG=1 <<<"$n")" -ge
 check "sd_notify RELOADING=1" has "$n" "RELOADING=1"
 check "sd_notify STOPPING=1" has "$n" "STOPPING=1"
 
+# --- scripts/install into a staged tree; the installed unit verifies ---
+if command -v systemd-analyze >/dev/null; then
+  "$src/scripts/install" --build "$(dirname "$bin")" --prefix "$T/prefix" --root "$T/root" --etc "$T/etc" >"$T/install.out" 2>&1
+  check "install: exit 0" test "$?" = 0
+  check "install: binaries" test -x "$T/prefix/bin/cordond" -a -x "$T/prefix/bin/cordon"
+  check "install: config link, policy, socket" test "$(sed -n 's/^ *socket: *//p' "$T/etc/cordon/cordon.yaml")" = /run/cordon/cordon.sock -a -f "$T/root/policy.yaml"
+  check "install: unit points at the staged binary" grep -q "ExecStart=$T/prefix/bin/cordond --config $T/etc/cordon/cordon.yaml" "$T/etc/systemd/system/cordond.service"
+  check "install: systemd-analyze verify" systemd-analyze verify "$T/etc/systemd/system/cordond.service"
+  check "install: policy valid" "$T/prefix/bin/cordond" --check-config --config "$T/etc/cordon/cordon.yaml"
+  echo "$(systemd-analyze security --offline=yes "$T/etc/systemd/system/cordond.service" 2>/dev/null | tail -n1)" >&2
+fi
+
 echo "daemon_test: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -173,7 +173,10 @@ Result<Policy> LoadPolicy(const std::string& path) {
 }
 
 std::string PolicyPathFor(const std::string& config_path) {
-  return (std::filesystem::path(config_path).parent_path() / "policy.yaml").string();
+  std::error_code ec;  // beside the real file when the config is a symbolic link (scripts/install)
+  std::filesystem::path real = std::filesystem::weakly_canonical(config_path, ec);
+  if (ec) real = config_path;
+  return (real.parent_path() / "policy.yaml").string();
 }
 
 std::string RenderInitialPolicy(uid_t uid) {

@@ -50,7 +50,7 @@ struct PolicyParse {
 [[nodiscard]] PolicyParse ParsePolicy(std::string_view text);
 // Reads and parses; errors hold one "FILE:LINE:COL: error: ..." line each.
 [[nodiscard]] Result<Policy> LoadPolicy(const std::string& path);
-// "<dir of config>/policy.yaml".
+// "<dir of config>/policy.yaml", the config's symbolic links resolved.
 [[nodiscard]] std::string PolicyPathFor(const std::string& config_path);
 // The policy `cordon init` writes: `uid` may submit anything and administer.
 [[nodiscard]] std::string RenderInitialPolicy(uid_t uid);
