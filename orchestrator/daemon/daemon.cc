@@ -12,6 +12,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -165,6 +166,7 @@ class Daemon final {
   DaemonOptions options_;
   orchestrator::Config config_;
   policy::Policy policy_;
+  UniqueFd lock_;
   std::unique_ptr<audit::AuditLog> audit_;
   std::optional<JobStore> store_;
   asio::io_context io_;
@@ -277,6 +279,11 @@ Status Daemon::Start() {
   auto policy = policy::LoadPolicy(policy::PolicyPathFor(config_.path));
   if (!policy) return std::unexpected(policy.error());
   policy_ = std::move(*policy);
+  // One daemon per state directory: a second would run every queued job twice.
+  lock_.reset(::open((config_.state_dir + "/cordond.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!lock_ || ::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+    return Fail(Errc::kAlreadyExists, "another cordond holds " + config_.state_dir + "/cordond.lock");
+  }
   auto log = audit::AuditLog::Open(orchestrator::AuditOptionsFor(config_));
   if (!log) return std::unexpected(WithContext(log.error(), "audit log"));
   audit_ = std::move(*log);

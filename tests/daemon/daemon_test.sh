@@ -92,6 +92,11 @@ drop() {  # drop SPEC_NAME UID: write a temp name, chown, rename into incoming/
 
 start_daemon || exit 1
 
+"$bin/cordond" --config "$cfg" 2>"$T/second.err"; rc=$?
+check "a second cordond on the same state refuses (1)" test "$rc" = 1
+check "a second cordond says why" grep -q "another cordond" "$T/second.err"
+check "the first still serves" "$C" status
+
 # --- a job through the socket, end to end ---
 spec hello "cat /data/customers; echo $MARK; exit 0"
 id=$("$C" submit "$T/specs/hello.yaml" 2>/dev/null | tail -n1)
