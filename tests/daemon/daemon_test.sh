@@ -179,6 +179,13 @@ check "others served while a client is silent" has "$id2" "hello-"
 wait "$spid"
 check "silent client dropped with a timeout" grep -q '"code":"timeout"' "$T/silent.out"
 check "daemon alive after hostile clients" kill -0 "$DPID"
+check "refusals audited with the caller's uid" "$PY" -c '
+import json,subprocess,sys
+show=lambda a: [json.loads(l) for l in subprocess.run([sys.argv[1],"audit","show","--json","--action",a],capture_output=True,text=True).stdout.splitlines()]
+ref=[(e["actor"]["uid"],e["details"]["reason"]) for e in show("request.refused")]
+assert sum(u==4001 and "forged" in r for u,r in ref)==2 and any("1 MiB" in r for u,r in ref) and any(u==4002 and "timeout" in r for u,r in ref), ref
+sub={(e["actor"]["uid"],e["outcome"]) for e in show("job.submitted")}
+assert {(4001,"invalid_spec"),(4001,"denied"),(4003,"denied"),(4001,"accepted")} <= sub, sub' "$C"
 
 # --- spool: owner is the submitter; malformed goes to rejected/ ---
 drop hello 4002
