@@ -221,6 +221,19 @@ kill -HUP "$DPID"; sleep 0.3
 check "SIGHUP: a broken policy keeps the old one" has "$(as 4003 "$C" submit "$T/specs/hello.yaml" 2>/dev/null | tail -n1)" "hello-"
 cp "$T/policy.good" "$T/inst/policy.yaml"
 
+# --- fairness: with one slot, uid 4002's single job overtakes uid 4001's backlog ---
+sed -i 's/^\(  max_concurrent_jobs: \).*/\11/' "$cfg"; kill -HUP "$DPID"; sleep 0.3
+spec nap "sleep 0.3"
+fair=()
+for _ in $(seq 5); do fair+=("$(as 4001 "$C" submit "$T/specs/nap.yaml" 2>/dev/null | tail -n1)"); done
+late=$(as 4002 "$C" submit "$T/specs/nap.yaml" 2>/dev/null | tail -n1)
+"$C" wait "$late" >/dev/null
+before=0
+for f in "${fair[@]}"; do [ "$(state "$f")" = succeeded ] && before=$((before + 1)); done
+check "fair queue: 4002 ran after at most 2 of 4001's 5 jobs (ran $before)" test "$before" -le 2
+for f in "${fair[@]}"; do "$C" wait "$f" >/dev/null; done
+sed -i 's/^\(  max_concurrent_jobs: \).*/\12/' "$cfg"; kill -HUP "$DPID"; sleep 0.3
+
 # --- load: 100 specs at once, by spool and socket, from three uids ---
 spec tiny "exit 0"
 t0=$(date +%s.%N)

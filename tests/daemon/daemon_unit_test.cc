@@ -35,6 +35,15 @@ TEST(Policy, DenyByDefault) {
   EXPECT_FALSE(policy::IsAdmin(*empty.policy, {0, 0}));
 }
 
+TEST(Policy, GroupsGrantByThePeersGid) {
+  auto p = policy::ParsePolicy("admins: {groups: [778]}\nusers:\n  - groups: [777]\n    datasets: ['*']\n");
+  ASSERT_TRUE(p.policy);
+  EXPECT_NE(policy::GrantFor(*p.policy, {50001, 777}), nullptr);  // no account: its gid only
+  EXPECT_EQ(policy::GrantFor(*p.policy, {50001, 776}), nullptr);
+  EXPECT_TRUE(policy::IsAdmin(*p.policy, {50002, 778}));
+  EXPECT_FALSE(policy::IsAdmin(*p.policy, {50002, 777}));
+}
+
 TEST(Policy, StrictParsing) {
   EXPECT_FALSE(policy::ParsePolicy("users:\n  - uids: [1]\n    dataset: [x]\n").policy);  // typo
   EXPECT_FALSE(policy::ParsePolicy("admins: {uids: [1]}\nadmins: {uids: [2]}\n").policy);  // duplicate
