@@ -96,6 +96,44 @@ json PublicJob(const JobRecord& r) {
   return j;
 }
 
+// posix_spawn with stdin /dev/null, stdout `stdout_fd`, stderr `stderr_path`
+// (O_APPEND-less, 0600, or /dev/null), default signal dispositions and an
+// empty mask; `setsid` puts the child in its own session (so a survivor can
+// be killed with its whole process group after a crash).
+struct SpawnSpec {
+  std::vector<std::string> argv;
+  int stdout_fd = -1;
+  std::string stderr_path = "/dev/null";
+  bool setsid = false;
+};
+
+Result<pid_t> Spawn(SpawnSpec spec) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, spec.stdout_fd, 1);
+  posix_spawn_file_actions_addopen(&fa, 2, spec.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP}) sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  const short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | (spec.setsid ? POSIX_SPAWN_SETSID : 0);
+  posix_spawnattr_setflags(&attr, flags);
+  std::vector<char*> argv;
+  for (auto& a : spec.argv) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return FailErrno("cannot start " + spec.argv[0], rc);
+  return pid;
+}
+
 struct Caller {
   policy::Caller id;
   pid_t pid = 0;
@@ -161,6 +199,10 @@ class Daemon final {
     return c.id.uid == r.submitter || policy::IsAdmin(policy_, c.id);
   }
   void Reply(const std::shared_ptr<Connection>& conn, json reply);
+  bool CheckMembers(const std::shared_ptr<Connection>& conn, const json& request);
+  void OnSubmit(const std::shared_ptr<Connection>& conn, const json& request);
+  void OnWait(const std::shared_ptr<Connection>& conn, const JobRecord& r);
+  void OnCancel(const std::shared_ptr<Connection>& conn, JobRecord& r);
   void Logs(const std::shared_ptr<Connection>& conn, const JobRecord& r);
 
   DaemonOptions options_;
@@ -640,35 +682,34 @@ void Daemon::Accept() {
 
 void Daemon::Reply(const std::shared_ptr<Connection>& conn, json reply) { conn->Send(reply); }
 
-void Daemon::Handle(const std::shared_ptr<Connection>& conn, const json& request) {
-  const Caller& caller = conn->caller();
+// Identity comes from SO_PEERCRED only: a request naming one is refused.
+bool Daemon::CheckMembers(const std::shared_ptr<Connection>& conn, const json& request) {
   static const std::set<std::string> kIdentity = {"uid", "gid", "pid", "user", "submitter", "caller",
                                                   "identity", "actor", "as", "admin"};
   static const std::set<std::string> kAllowed = {"op", "spec", "spec_path", "job"};
   for (const auto& [key, value] : request.items()) {
     if (kIdentity.count(key)) {
-      Refuse(caller, "request", "forged identity field \"" + key + "\"");
-      return Reply(conn, {{"ok", false}, {"code", "denied"},
-                          {"error", "the request names \"" + key + "\": identity comes from the socket (SO_PEERCRED), never from a request"}});
+      Refuse(conn->caller(), "request", "forged identity field \"" + key + "\"");
+      Reply(conn, {{"ok", false}, {"code", "denied"},
+                   {"error", "the request names \"" + key + "\": identity comes from the socket (SO_PEERCRED), never from a request"}});
+      return false;
     }
     if (!kAllowed.count(key)) {
-      Refuse(caller, "request", "unknown member");
-      return Reply(conn, {{"ok", false}, {"code", "invalid"}, {"error", "unknown request member \"" + key + "\""}});
+      Refuse(conn->caller(), "request", "unknown member");
+      Reply(conn, {{"ok", false}, {"code", "invalid"}, {"error", "unknown request member \"" + key + "\""}});
+      return false;
     }
   }
+  return true;
+}
+
+void Daemon::Handle(const std::shared_ptr<Connection>& conn, const json& request) {
+  if (!CheckMembers(conn, request)) return;
+  const Caller& caller = conn->caller();
   const std::string op = request.value("op", "");
-  const std::string job_id = request.contains("job") && request["job"].is_string() ? request["job"].get<std::string>() : "";
   if (op == "ping") return Reply(conn, {{"ok", true}, {"running", running_.size()}});
-  if (op == "submit") {
-    if (!request.contains("spec") || !request["spec"].is_string()) {
-      return Reply(conn, {{"ok", false}, {"code", "invalid"}, {"error", "submit needs \"spec\" (the YAML text)"}});
-    }
-    Submission s = Submit(request["spec"].get<std::string>(), caller, "");
-    json reply = {{"ok", s.code.empty()}};
-    if (s.record) reply["job_id"] = s.record->job_id;
-    if (!s.code.empty()) reply.update({{"code", s.code}, {"error", s.error}});
-    return Reply(conn, reply);
-  }
+  if (op == "submit") return OnSubmit(conn, request);
+  const std::string job_id = request.contains("job") && request["job"].is_string() ? request["job"].get<std::string>() : "";
   if (op == "status" && job_id.empty()) {
     json jobs = json::array();
     for (JobRecord* r : store_->All()) {
@@ -682,25 +723,40 @@ void Daemon::Handle(const std::shared_ptr<Connection>& conn, const json& request
     return Reply(conn, {{"ok", false}, {"code", "not_found"}, {"error", "no job " + job_id + " of yours"}});
   }
   if (op == "status") return Reply(conn, {{"ok", true}, {"job", PublicJob(*r)}});
-  if (op == "wait") {
-    if (IsFinal(r->state)) return Reply(conn, {{"ok", true}, {"job", PublicJob(*r)}});
-    conn->StopTimer();
-    waiters_[r->job_id].push_back(conn);
-    return;
-  }
-  if (op == "cancel") {
-    AuditEvent("job.cancel", r->job_id, IsFinal(r->state) ? "noop" : "requested", json::object(), caller);
-    if (r->state == JobState::kQueued) {
-      SetFinal(*r, JobState::kCancelled, "cancelled", "cancelled while queued by uid " + std::to_string(caller.id.uid));
-      Notify();
-    } else if (auto it = running_.find(r->job_id); it != running_.end()) {
-      it->second->cancel_requested = true;
-      PidfdSignal(it->second->pidfd->native_handle(), SIGTERM);
-    }
-    return Reply(conn, {{"ok", true}, {"job", PublicJob(*r)}});
-  }
+  if (op == "wait") return OnWait(conn, *r);
+  if (op == "cancel") return OnCancel(conn, *r);
   if (op == "logs") return Logs(conn, *r);
   Reply(conn, {{"ok", false}, {"code", "invalid"}, {"error", "unknown op \"" + op + "\""}});
+}
+
+void Daemon::OnSubmit(const std::shared_ptr<Connection>& conn, const json& request) {
+  if (!request.contains("spec") || !request["spec"].is_string()) {
+    return Reply(conn, {{"ok", false}, {"code", "invalid"}, {"error", "submit needs \"spec\" (the YAML text)"}});
+  }
+  Submission s = Submit(request["spec"].get<std::string>(), conn->caller(), "");
+  json reply = {{"ok", s.code.empty()}};
+  if (s.record) reply["job_id"] = s.record->job_id;
+  if (!s.code.empty()) reply.update({{"code", s.code}, {"error", s.error}});
+  Reply(conn, reply);
+}
+
+void Daemon::OnWait(const std::shared_ptr<Connection>& conn, const JobRecord& r) {
+  if (IsFinal(r.state)) return Reply(conn, {{"ok", true}, {"job", PublicJob(r)}});
+  conn->StopTimer();
+  waiters_[r.job_id].push_back(conn);
+}
+
+void Daemon::OnCancel(const std::shared_ptr<Connection>& conn, JobRecord& r) {
+  const Caller& caller = conn->caller();
+  AuditEvent("job.cancel", r.job_id, IsFinal(r.state) ? "noop" : "requested", json::object(), caller);
+  if (r.state == JobState::kQueued) {
+    SetFinal(r, JobState::kCancelled, "cancelled", "cancelled while queued by uid " + std::to_string(caller.id.uid));
+    Notify();
+  } else if (auto it = running_.find(r.job_id); it != running_.end()) {
+    it->second->cancel_requested = true;
+    PidfdSignal(it->second->pidfd->native_handle(), SIGTERM);
+  }
+  Reply(conn, {{"ok", true}, {"job", PublicJob(r)}});
 }
 
 // `cordon logs`: a child `cordon unseal LOG -` writes the plaintext straight
@@ -716,21 +772,10 @@ void Daemon::Logs(const std::shared_ptr<Connection>& conn, const JobRecord& r) {
   const std::string header = json{{"ok", true}, {"stream", true}}.dump() + "\n";
   int sock = conn->socket().native_handle();
   (void)::send(sock, header.data(), header.size(), MSG_NOSIGNAL);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, sock, 1);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  std::vector<std::string> args = {options_.cordon_bin, "--config", config_.path, "unseal", log, "-"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return Reply(conn, {{"ok", false}, {"code", "error"}, {"error", "cannot start the unsealer"}});
-  auto pidfd = std::make_shared<asio::posix::stream_descriptor>(io_, PidfdOpen(pid));
-  pidfd->async_wait(asio::posix::stream_descriptor::wait_read, [conn, pidfd, pid](boost::system::error_code) {
+  auto pid = Spawn({{options_.cordon_bin, "--config", config_.path, "unseal", log, "-"}, sock});
+  if (!pid) return Reply(conn, {{"ok", false}, {"code", "error"}, {"error", "cannot start the unsealer"}});
+  auto pidfd = std::make_shared<asio::posix::stream_descriptor>(io_, PidfdOpen(*pid));
+  pidfd->async_wait(asio::posix::stream_descriptor::wait_read, [conn, pidfd, pid = *pid](boost::system::error_code) {
     ::waitpid(pid, nullptr, 0);
     boost::system::error_code ignored;
     conn->socket().shutdown(Local::socket::shutdown_both, ignored);
@@ -767,49 +812,27 @@ void Daemon::Launch(JobRecord& record) {
     return;
   }
   UniqueFd read_end(pipefd[0]), write_end(pipefd[1]);
-  const std::string err_path = store_->JobDir(record.job_id) + "/runner.err";
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, write_end.get(), 1);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP}) sigaddset(&defaults, sig);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<std::string> args = {options_.cordon_bin, "--config", config_.path, "run", "--json",
-                                    "--die-with-parent", "--job-id", record.job_id, "--submitter-uid",
-                                    std::to_string(record.submitter), store_->SpecPath(record.job_id)};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  auto pid = Spawn({{options_.cordon_bin, "--config", config_.path, "run", "--json", "--die-with-parent", "--job-id",
+                     record.job_id, "--submitter-uid", std::to_string(record.submitter), store_->SpecPath(record.job_id)},
+                    write_end.get(), store_->JobDir(record.job_id) + "/runner.err", true});
   write_end.reset();
-  if (rc != 0) {
-    SetFinal(record, JobState::kFailed, "setup_error", "cannot start " + options_.cordon_bin + ": " + std::strerror(rc));
-    AuditEvent("job.failed", record.job_id, "setup_error", {{"reason", "spawn failed"}});
+  if (!pid) {
+    SetFinal(record, JobState::kFailed, "setup_error", pid.error().message);
+    AuditEvent("job.completed", record.job_id, "failed", {{"runner_outcome", "setup_error"}});
     return;
   }
   auto job = std::make_shared<RunningJob>();
   job->job_id = record.job_id;
-  job->pid = pid;
-  job->pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, PidfdOpen(pid));
+  job->pid = *pid;
+  job->pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, PidfdOpen(*pid));
   job->out = std::make_unique<asio::posix::stream_descriptor>(io_, read_end.release());
   record.state = JobState::kRunning;
   record.started_at = NowSeconds();
-  record.pid = pid;
-  record.pid_start = ProcessStart(pid);
+  record.pid = *pid;
+  record.pid_start = ProcessStart(*pid);
   if (auto s = store_->Save(record); !s) spdlog::error("job {}: cannot save its state: {}", record.job_id, s.error().message);
   running_[record.job_id] = job;
-  spdlog::info("job {} started (runner pid {})", record.job_id, pid);
+  spdlog::info("job {} started (runner pid {})", record.job_id, *pid);
   ReadOutput(job);
   job->pidfd->async_wait(asio::posix::stream_descriptor::wait_read, [this, job](boost::system::error_code ec) {
     if (!ec) Reaped(job);
@@ -823,6 +846,8 @@ void Daemon::ReadOutput(const std::shared_ptr<RunningJob>& job) {
       return ReadOutput(job);
     }
     job->out_done = true;
+    boost::system::error_code ignored;
+    job->out->close(ignored);  // never leave the runner blocked on a full pipe
     if (job->exited) Finalize(*job);
   });
 }
