@@ -771,6 +771,9 @@ void Daemon::Logs(const std::shared_ptr<Connection>& conn, const JobRecord& r) {
   conn->StopTimer();
   const std::string header = json{{"ok", true}, {"stream", true}}.dump() + "\n";
   int sock = conn->socket().native_handle();
+  // Asio made the socket non-blocking; the unsealer shares it as stdout and
+  // must block on a slow reader instead of failing with EAGAIN.
+  ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) & ~O_NONBLOCK);
   (void)::send(sock, header.data(), header.size(), MSG_NOSIGNAL);
   auto pid = Spawn({{options_.cordon_bin, "--config", config_.path, "unseal", log, "-"}, sock});
   if (!pid) return Reply(conn, {{"ok", false}, {"code", "error"}, {"error", "cannot start the unsealer"}});
@@ -854,7 +857,10 @@ void Daemon::ReadOutput(const std::shared_ptr<RunningJob>& job) {
 
 void Daemon::Reaped(const std::shared_ptr<RunningJob>& job) {
   int status = 0;
-  if (::waitpid(job->pid, &status, 0) != job->pid) return;
+  pid_t got = 0;
+  while ((got = ::waitpid(job->pid, &status, 0)) < 0 && errno == EINTR) {
+  }
+  if (got != job->pid) return;
   job->exited = true;
   job->wait_status = status;
   if (job->out_done) Finalize(*job);

@@ -111,6 +111,11 @@ import json,subprocess,sys
 a=json.loads(subprocess.run([sys.argv[1],"status","--json"],capture_output=True).stdout)
 assert isinstance(a,list) and all({"job_id","name","state","outcome","submitter"} <= set(j) for j in a)' "$C"
 
+spec biglog "yes x | head -c 3000000; exit 0"
+idb=$("$C" submit "$T/specs/biglog.yaml" 2>/dev/null | tail -n1)
+"$C" wait "$idb" >/dev/null
+check "logs: a 3 MB log reaches a slow reader whole" test "$("$C" logs "$idb" 2>/dev/null | (sleep 1; wc -c))" = 3000000
+
 # --- other uids: identity from SO_PEERCRED; visibility; logs ---
 id1=$(as 4001 "$C" submit "$T/specs/hello.yaml" 2>/dev/null | tail -n1)
 check "uid 4001 may submit" has "$id1" "hello-"
