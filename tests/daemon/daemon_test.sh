@@ -201,6 +201,9 @@ for _ in $(seq 60); do [ -z "$(ls "$T/inst/spool/incoming")" ] && break; sleep 0
 sleep 0.2
 check "spool emptied" test -z "$(ls "$T/inst/spool/incoming")"
 check "malformed spool spec in rejected/ with .error" test "$(ls "$T/inst/spool/rejected" | grep -c '\.error$')" -ge 2
+drop hello 4005
+for _ in $(seq 60); do grep -qs "uid 4005 is not in the policy" "$T/inst/spool/rejected/"*.error && break; sleep 0.05; done
+check "spool file of a uid with no policy: rejected with the reason" grep -qs "denied: uid 4005 is not in the policy" "$T/inst/spool/rejected/"*.error
 check "spool job's submitter is the file owner" test "$(as 4002 "$C" status --json | "$PY" -c 'import json,sys; print(sum(j["via"]=="spool" for j in json.load(sys.stdin)))')" = 1
 
 # --- cancel ---
