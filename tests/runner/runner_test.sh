@@ -104,6 +104,8 @@ check "projection succeeded" test "$(outcome)" = succeeded
 check "projection: /data holds no PII characters" test "$(unseal "$dir/check.txt.sealed")" = CLEAN
 check "projection: header is the projection" test "$(unseal "$dir/header.txt.sealed")" = "age,tenure,spend,churned"
 check "projection: every row arrived" test "$(unseal "$dir/rows.txt.sealed")" = 3001
+check "unpinned input hashed for lineage" test "$(jget "$J" 'd["manifest"]["inputs"][0]["sha256"]')" = "$pin"
+check "lineage hash audited" has "$("$bin/cordon" audit show --job "$(jget "$J" 'd["job_id"]')" --action input.hashed)" "$pin"
 
 # --- the metrics channel keeps numbers and booleans only (strings are where PII travels) ---
 spec metrics "$src/tests/runner/trainers/metrics" "[/job/emit.sh]"

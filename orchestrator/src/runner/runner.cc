@@ -23,6 +23,7 @@
 #include <iostream>
 #include <memory>
 #include <random>
+#include <sstream>
 
 #include "cordon/file_io.h"
 #include "cordon/units.h"
@@ -159,8 +160,11 @@ class Runner final {
     started_ = std::chrono::system_clock::now();
     if (!Accept()) return report_;
     if (options_.on_started) options_.on_started(report_.job_id);
-    if (!PrepareOutputDir() || !CheckInputs() || !UnwrapKeys() || !CheckOutputKey()) return Done();
+    if (!PrepareOutputDir() || !CheckInputs()) return Done();
+    StartLineageHashes();
+    if (!UnwrapKeys() || !CheckOutputKey()) return Done();
     RunSandbox();
+    FinishLineageHashes();
     SealTrainerLog();
     WriteManifest();
     return Done();
@@ -248,25 +252,79 @@ class Runner final {
     struct stat st {};
     if (!fd) return reject(std::strerror(errno));
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return reject("not a regular file");
-    auto sha = Sha256Fd(fd.get());
-    if (!sha) return reject(sha.error().message);
-    if (input.sha256 && *sha != "sha256:" + *input.sha256) {
-      Finish(intent, "failed", {{"error", "pin mismatch"}});
-      Record("input.integrity_failed", "failed",
-             {{"input", input.name}, {"path", input.path}, {"expected", "sha256:" + *input.sha256}, {"actual", *sha}});
-      return Reject(JobOutcome::kInputRejected, "input '" + input.name + "' (" + input.path +
-                                                  "): sha256 mismatch: the spec pins sha256:" + *input.sha256 +
-                                                  ", the file is " + *sha);
+    // A pinned input is hashed now, before any key is touched. An unpinned one is
+    // hashed for the lineage record by a child process while the job runs.
+    std::string sha;
+    if (input.sha256) {
+      auto hashed = Sha256Fd(fd.get());
+      if (!hashed) return reject(hashed.error().message);
+      sha = *hashed;
+      if (sha != "sha256:" + *input.sha256) {
+        Finish(intent, "failed", {{"error", "pin mismatch"}});
+        Record("input.integrity_failed", "failed",
+               {{"input", input.name}, {"path", input.path}, {"expected", "sha256:" + *input.sha256}, {"actual", sha}});
+        return Reject(JobOutcome::kInputRejected, "input '" + input.name + "' (" + input.path +
+                                                    "): sha256 mismatch: the spec pins sha256:" + *input.sha256 +
+                                                    ", the file is " + sha);
+      }
     }
     auto info = sealed::OpenSealed(fd.get());
     if (!info) return reject(info.error().message);
     const sealed::Header& h = info->header;
-    inputs_json_.push_back({{"name", input.name}, {"path", input.path}, {"sha256", *sha}, {"dataset", h.dataset},
-                            {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
+    inputs_json_.push_back({{"name", input.name}, {"path", input.path}, {"sha256", sha.empty() ? json(nullptr) : json(sha)},
+                            {"dataset", h.dataset}, {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
                             {"sealed_bytes", info->sealed_bytes}, {"columns", input.columns}});
     plan_.inputs.push_back({input.name, fd.release(), h, input.columns});
-    return Finish(intent, "ok", {{"sha256", *sha}, {"dataset", h.dataset}, {"key_ref", h.key.ToString()},
-                                 {"key_version", h.kek_version}, {"pinned", input.sha256.has_value()}});
+    json details = {{"dataset", h.dataset}, {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
+                    {"pinned", input.sha256.has_value()}};
+    if (!sha.empty()) details["sha256"] = sha;
+    return Finish(intent, "ok", std::move(details));
+  }
+
+  // The lineage hash of every unpinned input, computed by a child process (forked
+  // before any key is unwrapped) through the same fds the sandbox reads with pread.
+  void StartLineageHashes() {
+    std::vector<std::size_t> pending;
+    for (std::size_t i = 0; i < plan_.inputs.size(); ++i) {
+      if (inputs_json_[i]["sha256"].is_null()) pending.push_back(i);
+    }
+    if (pending.empty()) return;
+    auto pipe = MakePipe();
+    if (!pipe) return;
+    hasher_ = ::fork();
+    if (hasher_ == 0) {
+      pipe->read.reset();
+      for (const std::size_t i : pending) {
+        auto sha = Sha256Fd(plan_.inputs[i].fd);
+        const std::string line = std::to_string(i) + " " + (sha ? *sha : "error") + "\n";
+        if (!WriteAll(pipe->write.get(), line)) break;
+      }
+      ::_exit(0);
+    }
+    if (hasher_ > 0) hashes_ = std::move(pipe->read);
+  }
+
+  void FinishLineageHashes() {
+    if (hasher_ <= 0) return;
+    std::string text;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(hashes_.get(), buffer, sizeof buffer)) != 0) {
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;
+      text.append(buffer, static_cast<std::size_t>(n));
+    }
+    while (::waitpid(hasher_, nullptr, 0) < 0 && errno == EINTR) {}
+    hasher_ = -1;
+    hashes_.reset();
+    std::istringstream lines(text);
+    std::size_t index;
+    std::string sha;
+    while (lines >> index >> sha) {
+      if (index >= inputs_json_.size() || !sha.starts_with("sha256:")) continue;
+      inputs_json_[index]["sha256"] = sha;
+      Record("input.hashed", "ok", {{"input", inputs_json_[index]["name"]}, {"sha256", sha}});
+    }
   }
 
   // ---- 4. data keys ----
@@ -332,6 +390,8 @@ class Runner final {
   SandboxRun run_;
   bool failed_ = false;
   std::chrono::system_clock::time_point started_;
+  pid_t hasher_ = -1;  // the lineage-hash child, while it runs
+  UniqueFd hashes_;    // its results: "<input index> sha256:<hex>" lines
 };
 
 sandbox::Policy Runner::MakePolicy(const Pipe& out, const Pipe& err, const Pipe& keys, const Pipe& ctl,
@@ -718,6 +778,7 @@ void Runner::WriteManifest() {
 }
 
 JobReport Runner::Done() {
+  FinishLineageHashes();
   if (!failed_) {
     report_.outcome = JobOutcome::kSucceeded;
     report_.reason = "";
