@@ -2,8 +2,10 @@
 // `cordon run SPEC` does and what the daemon runs for each job.
 //
 //   1. the spec (already validated by the caller) and its sha256 are recorded;
-//   2. every input is opened once, its sealed bytes hashed through that same
-//      fd and compared with the spec's pin; the fd is what the sandbox reads;
+//   2. every input is opened once; a pinned one is hashed through that fd and
+//      compared with the pin before any key is touched, an unpinned one is
+//      hashed for the lineage record by a child process while the job runs;
+//      the fd is what the sandbox reads;
 //   3. the inputs' data keys are unwrapped through the KMS (context: the
 //      file's dataset; the job id is recorded beside it in the audit log);
 //   4. the sandbox starts (cordon::sandbox, in a supervisor child process);
