@@ -246,6 +246,42 @@ std::string RunResult::ToJson() const {
   return j.dump(2) + "\n";
 }
 
+std::optional<RunResult> RunResult::FromJson(std::string_view text) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("outcome")) return std::nullopt;
+  RunResult r;
+  bool known = false;
+  for (const Outcome o : {Outcome::kOk, Outcome::kSetupError, Outcome::kViolation, Outcome::kSignaled,
+                          Outcome::kTimeout, Outcome::kExternalKill}) {
+    if (j.value("outcome", std::string()) == OutcomeName(o)) {
+      r.outcome = o;
+      known = true;
+    }
+  }
+  if (!known) return std::nullopt;
+  try {
+    r.reason = j.value("reason", std::string());
+    r.failed_step = j.value("failed_step", std::string());
+    r.exit_code = j.value("exit_code", -1);
+    r.signal = j.value("signal", 0);
+    r.wall = std::chrono::milliseconds(j.value("wall_ms", std::int64_t{0}));
+    r.cpu_user = std::chrono::milliseconds(j.value("cpu_user_ms", std::int64_t{0}));
+    r.cpu_system = std::chrono::milliseconds(j.value("cpu_system_ms", std::int64_t{0}));
+    r.peak_memory_bytes = j.value("peak_memory_bytes", std::uint64_t{0});
+    r.memory_limit_hit = j.value("memory_limit_hit", false);
+    r.pids_limit_hit = j.value("pids_limit_hit", false);
+    r.cpu_throttled = j.value("cpu_throttled", false);
+    r.timeout_hit = j.value("timeout_hit", false);
+    r.seccomp_violations = j.value("seccomp_violations", std::uint64_t{0});
+    r.violations_by_syscall = j.value("violations_by_syscall", std::map<std::string, std::uint64_t>{});
+    r.cgroup_mode = j.value("cgroup", std::string());
+    r.scratch_noswap = j.value("scratch_noswap", false);
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;  // a member of the wrong type
+  }
+  return r;
+}
+
 void RequestStop() {
   g_stop_requested.store(true);
   const pid_t pid = g_init.load();

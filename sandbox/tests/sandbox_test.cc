@@ -267,5 +267,25 @@ TEST_F(SandboxTest, ResultJsonNamesEveryField) {
   }
 }
 
+TEST(RunResultJson, RoundTripsAndRejectsGarbage) {
+  RunResult r;
+  r.outcome = Outcome::kViolation;
+  r.reason = "the trainer tried 2 denied syscall(s)";
+  r.exit_code = 3;
+  r.wall = std::chrono::milliseconds(1234);
+  r.peak_memory_bytes = 1 << 20;
+  r.memory_limit_hit = true;
+  r.seccomp_violations = 2;
+  r.violations_by_syscall = {{"mount", 1}, {"ptrace", 1}};
+  r.cgroup_mode = "v1";
+  r.scratch_noswap = true;
+  const auto back = RunResult::FromJson(r.ToJson());
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->ToJson(), r.ToJson());
+  EXPECT_FALSE(RunResult::FromJson("not json").has_value());
+  EXPECT_FALSE(RunResult::FromJson(R"({"outcome":"MAYBE"})").has_value());
+  EXPECT_FALSE(RunResult::FromJson(R"({"outcome":"OK","exit_code":"three"})").has_value());
+}
+
 }  // namespace
 }  // namespace cordon::sandbox

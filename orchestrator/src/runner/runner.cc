@@ -539,37 +539,14 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
   }
   int status = 0;
   while (::waitpid(supervisor, &status, 0) < 0 && errno == EINTR) {}
-  sandbox::RunResult r;
-  json parsed = json::parse(run_.result_text, nullptr, false);
-  if (parsed.is_object()) {
-    r.outcome = parsed.value("outcome", std::string()) == "ok" ? sandbox::Outcome::kOk : sandbox::Outcome::kSetupError;
-    for (auto o : {sandbox::Outcome::kOk, sandbox::Outcome::kSetupError, sandbox::Outcome::kViolation,
-                   sandbox::Outcome::kSignaled, sandbox::Outcome::kTimeout, sandbox::Outcome::kExternalKill}) {
-      if (parsed.value("outcome", std::string()) == sandbox::OutcomeName(o)) r.outcome = o;
-    }
-    r.reason = parsed.value("reason", std::string());
-    r.failed_step = parsed.value("failed_step", std::string());
-    r.exit_code = parsed.value("exit_code", -1);
-    r.signal = parsed.value("signal", 0);
-    r.wall = std::chrono::milliseconds(parsed.value("wall_ms", std::int64_t{0}));
-    r.cpu_user = std::chrono::milliseconds(parsed.value("cpu_user_ms", std::int64_t{0}));
-    r.cpu_system = std::chrono::milliseconds(parsed.value("cpu_system_ms", std::int64_t{0}));
-    r.peak_memory_bytes = parsed.value("peak_memory_bytes", std::uint64_t{0});
-    r.memory_limit_hit = parsed.value("memory_limit_hit", false);
-    r.pids_limit_hit = parsed.value("pids_limit_hit", false);
-    r.timeout_hit = parsed.value("timeout_hit", false);
-    r.seccomp_violations = parsed.value("seccomp_violations", std::uint64_t{0});
-    if (parsed.contains("violations_by_syscall") && parsed["violations_by_syscall"].is_object()) {
-      r.violations_by_syscall = parsed["violations_by_syscall"].get<std::map<std::string, std::uint64_t>>();
-    }
-    r.cgroup_mode = parsed.value("cgroup", std::string());
-    r.scratch_noswap = parsed.value("scratch_noswap", false);
-  } else {
-    r.outcome = sandbox::Outcome::kSetupError;
-    r.failed_step = "supervisor";
-    r.reason = "the sandbox supervisor died (status " + std::to_string(status) + ")";
+  std::optional<sandbox::RunResult> parsed = sandbox::RunResult::FromJson(run_.result_text);
+  if (!parsed) {
+    parsed = sandbox::RunResult{};
+    parsed->outcome = sandbox::Outcome::kSetupError;
+    parsed->failed_step = "supervisor";
+    parsed->reason = "the sandbox supervisor died (status " + std::to_string(status) + ")";
   }
-  run_.result = r;
+  run_.result = std::move(parsed);
 }
 
 void Runner::OnLog(std::string_view bytes, bool is_stderr) {

@@ -29,7 +29,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cordon/error.h"
@@ -111,6 +113,9 @@ struct RunResult {
   // The shell convention: exit_code, 128+signal, 125 for a set-up failure.
   [[nodiscard]] int ShellStatus() const;
   [[nodiscard]] std::string ToJson() const;
+  // The inverse of ToJson (a caller that ran the sandbox in a child process reads
+  // its result back); nullopt when `text` is not such an object.
+  [[nodiscard]] static std::optional<RunResult> FromJson(std::string_view text);
 };
 
 // Builds the sandbox, runs the trainer and tears everything down. Errors inside the sandbox are
