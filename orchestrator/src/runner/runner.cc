@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -61,36 +60,6 @@ Result<Pipe> MakeSocketPair() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return FailErrno("socketpair");
   return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
-
-std::string Hex(const unsigned char* data, std::size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < size; ++i) {
-    out += kDigits[data[i] >> 4];
-    out += kDigits[data[i] & 0xF];
-  }
-  return out;
-}
-
-// "sha256:<hex>" of everything readable from `fd` (read with pread from 0).
-Result<std::string> Sha256Fd(int fd) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return Fail(Errc::kInternal, "SHA-256 unavailable");
-  std::vector<unsigned char> buffer(1 << 20);
-  off_t offset = 0;
-  for (;;) {
-    const ssize_t n = ::pread(fd, buffer.data(), buffer.size(), offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return FailErrno("read");
-    if (n == 0) break;
-    EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(n));
-    offset += n;
-  }
-  unsigned char digest[32];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  return "sha256:" + Hex(digest, length);
 }
 
 std::string NewJobId(const std::string& name) {
@@ -256,7 +225,7 @@ class Runner final {
     // hashed for the lineage record by a child process while the job runs.
     std::string sha;
     if (input.sha256) {
-      auto hashed = Sha256Fd(fd.get());
+      auto hashed = sealed::Sha256Fd(fd.get());
       if (!hashed) return reject(hashed.error().message);
       sha = *hashed;
       if (sha != "sha256:" + *input.sha256) {
@@ -295,7 +264,7 @@ class Runner final {
     if (hasher_ == 0) {
       pipe->read.reset();
       for (const std::size_t i : pending) {
-        auto sha = Sha256Fd(plan_.inputs[i].fd);
+        auto sha = sealed::Sha256Fd(plan_.inputs[i].fd);
         const std::string line = std::to_string(i) + " " + (sha ? *sha : "error") + "\n";
         if (!WriteAll(pipe->write.get(), line)) break;
       }
@@ -749,7 +718,7 @@ void Runner::WriteManifest() {
     return;
   }
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  auto sha = fd ? Sha256Fd(fd.get()) : Result<std::string>(FailErrno(path));
+  auto sha = fd ? sealed::Sha256Fd(fd.get()) : Result<std::string>(FailErrno(path));
   report_.manifest_path = path;
   Finish(intent, "ok", {{"sha256", sha ? *sha : ""}});
 }

@@ -282,18 +282,18 @@ Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const
                 old.kek_version};
 }
 
-Result<std::string> Sha256File(const std::string& path) {
-  auto fd = OpenInput(path);
-  if (!fd) return std::unexpected(fd.error());
+Result<std::string> Sha256Fd(int fd) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return Fail(Errc::kInternal, "SHA-256 unavailable");
   std::vector<std::uint8_t> buf(1u << 20);
+  off_t offset = 0;
   for (;;) {
-    const ssize_t n = ::read(fd->get(), buf.data(), buf.size());
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), offset);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return FailErrno("read " + path);
+    if (n < 0) return FailErrno("read");
     if (n == 0) break;
     EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n));
+    offset += n;
   }
   std::uint8_t digest[32];
   EVP_DigestFinal_ex(ctx.get(), digest, nullptr);
@@ -304,6 +304,14 @@ Result<std::string> Sha256File(const std::string& path) {
     out += hex;
   }
   return out;
+}
+
+Result<std::string> Sha256File(const std::string& path) {
+  auto fd = OpenInput(path);
+  if (!fd) return std::unexpected(fd.error());
+  auto sha = Sha256Fd(fd->get());
+  if (!sha) return std::unexpected(WithContext(sha.error(), path));
+  return sha;
 }
 
 }  // namespace cordon::sealed

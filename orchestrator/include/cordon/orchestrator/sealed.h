@@ -166,5 +166,8 @@ enum class Replace { kRefuse, kReplace };
 
 // "sha256:<64 hex>" of the file at `path`.
 [[nodiscard]] Result<std::string> Sha256File(const std::string& path);
+// The same for the regular file open at `fd`, read with pread from offset 0
+// (the fd's offset is left alone, so another reader can share it).
+[[nodiscard]] Result<std::string> Sha256Fd(int fd);
 
 }  // namespace cordon::sealed
