@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/config.h"
+#include "cordon/orchestrator/protocol.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::cli {
@@ -25,6 +26,7 @@ constexpr int kExitDenied = 3;
 constexpr int kExitNotFound = 4;
 constexpr int kExitCancelled = 16;  // as `cordon run`
 constexpr int kExitInterrupted = 17;
+constexpr int kExitUnavailable = 5;  // busy, or the audit log cannot record: try again later
 
 Result<UniqueFd> Connect(const std::string& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -50,16 +52,14 @@ Status SendAll(int fd, std::string_view data) {
 }
 
 // Reads one line (the reply); `rest` receives whatever followed it.
-Result<json> ReadReply(int fd, std::string& rest) {
+Result<protocol::Reply> ReadReply(int fd, std::string& rest) {
   std::string buf;
   char chunk[65536];
   for (;;) {
     const auto nl = buf.find('\n');
     if (nl != std::string::npos) {
       rest = buf.substr(nl + 1);
-      json j = json::parse(buf.substr(0, nl), nullptr, false);
-      if (j.is_discarded() || !j.is_object()) return Fail(Errc::kInvalidData, "cordond sent a malformed reply");
-      return j;
+      return protocol::ParseReply(std::string_view(buf).substr(0, nl));
     }
     const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
     if (n < 0 && errno == EINTR) continue;
@@ -68,12 +68,16 @@ Result<json> ReadReply(int fd, std::string& rest) {
   }
 }
 
-int ExitFor(const json& reply) {
-  const std::string code = reply.value("code", "");
-  if (code == "invalid_spec" || code == "invalid") return kExitInvalid;
-  if (code == "denied") return kExitDenied;
-  if (code == "not_found") return kExitNotFound;
-  return kExitFailure;
+int ExitFor(protocol::ReplyCode code) {
+  switch (code) {
+    case protocol::ReplyCode::kInvalid:
+    case protocol::ReplyCode::kInvalidSpec: return kExitInvalid;
+    case protocol::ReplyCode::kDenied: return kExitDenied;
+    case protocol::ReplyCode::kNotFound: return kExitNotFound;
+    case protocol::ReplyCode::kBusy:
+    case protocol::ReplyCode::kAuditUnavailable: return kExitUnavailable;
+    default: return kExitFailure;
+  }
 }
 
 void PrintTable(const json& jobs) {
@@ -100,7 +104,8 @@ class ClientCommand final : public Command {
     sub_->footer(
         "Talks to cordond over daemon.socket; the daemon knows the caller from the socket.\n"
         "Exit status: 0 ok, 1 failed (daemon unreachable), 2 invalid spec or request,\n"
-        "3 refused by the access policy, 4 no such job of yours."
+        "3 refused by the access policy, 4 no such job of yours,\n"
+        "5 cordond is busy for you or cannot audit right now (try again later)."
         + std::string(op_ == "wait" ? "\nwait: the job's own status: 0 succeeded, 10-15 as `cordon run` (failed), "
                                       "16 cancelled, 17 interrupted, 2 rejected." : "")
         + std::string(op_ == "submit" ? "\nThe job id is the last line on stdout." : ""));
@@ -114,18 +119,23 @@ class ClientCommand final : public Command {
       std::cerr << "cordon: " << socket_path.error().message << "\n";
       return kExitInvalid;
     }
-    json request = {{"op", op_ == "list" ? "status" : op_}};
+    protocol::Request request;
+    request.op = *protocol::ParseOp(op_ == "list" ? "status" : op_);
     if (op_ == "submit") {
-      auto text = ReadFileLimited(arg_, 1 << 20);
+      auto text = ReadFileLimited(arg_, protocol::kMaxRequestBytes);
       if (!text) {
         std::cerr << "cordon: " << text.error().message << "\n";
         return kExitInvalid;
       }
       std::error_code ec;
-      request["spec"] = *text;
-      request["spec_path"] = std::filesystem::absolute(arg_, ec).string();
+      request.spec = *text;
+      request.spec_path = std::filesystem::absolute(arg_, ec).string();
     } else if (!arg_.empty()) {
-      request["job"] = arg_;
+      if (!protocol::IsJobId(arg_)) {
+        std::cerr << "cordon " << op_ << ": '" << arg_ << "' is not a job id\n";
+        return kExitInvalid;
+      }
+      request.job = arg_;
     }
     auto fd = Connect(*socket_path);
     if (!fd) {
@@ -133,18 +143,20 @@ class ClientCommand final : public Command {
       return kExitFailure;
     }
     std::string rest;
-    auto sent = SendAll(fd->get(), request.dump() + "\n");
-    auto reply = sent ? ReadReply(fd->get(), rest) : Result<json>(std::unexpected(sent.error()));
+    auto sent = SendAll(fd->get(), protocol::EncodeRequest(request));
+    auto reply = sent ? ReadReply(fd->get(), rest) : Result<protocol::Reply>(std::unexpected(sent.error()));
     if (!reply) {
       std::cerr << "cordon: " << reply.error().message << "\n";
       return kExitFailure;
     }
-    if (!reply->value("ok", false)) {
-      std::cerr << "cordon " << op_ << ": " << reply->value("error", "refused") << "\n";
-      if (reply->contains("job_id")) std::cerr << "cordon: job " << (*reply)["job_id"].get<std::string>() << " rejected\n";
-      return ExitFor(*reply);
+    if (!reply->ok) {
+      std::cerr << "cordon " << op_ << ": " << reply->error << " (" << protocol::ReplyCodeName(reply->code) << ")\n";
+      if (const auto id = reply->body.find("job_id"); id != reply->body.end() && id->is_string()) {
+        std::cerr << "cordon: job " << id->get<std::string>() << " rejected\n";
+      }
+      return ExitFor(reply->code);
     }
-    return Print(*reply, fd->get(), rest);
+    return Print(reply->body, fd->get(), rest);
   }
 
  private:

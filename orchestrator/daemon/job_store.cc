@@ -51,7 +51,10 @@ json JobRecord::ToJson() const {
           {"started_at", started_at}, {"finished_at", finished_at},
           {"pid", pid},               {"pid_start", pid_start},
           {"exit_status", exit_status}, {"output_dir", output_dir},
-          {"outputs", outputs}};
+          {"outputs", outputs},
+          {"output_dir_id", output_dir_ino ? json{{"dev", output_dir_dev}, {"ino", output_dir_ino}} : json(nullptr)},
+          {"trainer_log", trainer_log_sha256.empty() ? json(nullptr)
+                                                     : json{{"file", trainer_log_file}, {"sha256", trainer_log_sha256}}}};
 }
 
 Result<JobRecord> JobRecord::FromJson(const json& j) {
@@ -77,6 +80,14 @@ Result<JobRecord> JobRecord::FromJson(const json& j) {
     r.exit_status = j.at("exit_status").get<int>();
     r.output_dir = j.at("output_dir").get<std::string>();
     r.outputs = j.at("outputs");
+    if (const auto id = j.find("output_dir_id"); id != j.end() && id->is_object()) {
+      r.output_dir_dev = id->at("dev").get<std::uint64_t>();
+      r.output_dir_ino = id->at("ino").get<std::uint64_t>();
+    }
+    if (const auto log = j.find("trainer_log"); log != j.end() && log->is_object()) {
+      r.trainer_log_file = log->at("file").get<std::string>();
+      r.trainer_log_sha256 = log->at("sha256").get<std::string>();
+    }
     return r;
   } catch (const json::exception& e) {
     return Fail(Errc::kInvalidData, e.what());
@@ -107,11 +118,15 @@ Result<JobStore> JobStore::Open(const std::string& state_dir) {
 
 std::string JobStore::JobDir(std::string_view job_id) const { return dir_ + "/" + std::string(job_id); }
 
-Result<JobRecord*> JobStore::Create(JobRecord record, std::string_view spec_text) {
+void JobStore::AssignId(JobRecord& record) {
   record.seq = next_seq_++;
   char seq[24];
   std::snprintf(seq, sizeof seq, "%06llu", static_cast<unsigned long long>(record.seq));
   record.job_id = (record.name.empty() ? std::string("job") : record.name) + "-" + seq + "-" + RandomHex4();
+}
+
+Result<JobRecord*> JobStore::Create(JobRecord record, std::string_view spec_text) {
+  if (record.job_id.empty()) AssignId(record);
   const std::string dir = JobDir(record.job_id);
   if (auto made = MakeDir(dir, 0700); !made) return std::unexpected(made.error());
   if (auto w = WriteFileAtomic(dir + "/spec.yaml", spec_text, 0600, Overwrite::kRefuse); !w) {

@@ -57,7 +57,7 @@ TEST(Policy, StrictParsing) {
 TEST(Policy, DatasetKeyAndCeilings) {
   auto p = policy::ParsePolicy(
       "users:\n  - uids: [7]\n    datasets: [customers]\n    keys: [kms://local/datasets, kms://local/models]\n"
-      "    max_memory: 1Gi\n");
+      "    outputs: [/srv/out]\n    images: [/opt]\n    max_memory: 1Gi\n");
   ASSERT_TRUE(p.policy);
   const policy::Grant& g = p.policy->grants.at(0);
   const policy::InputFacts ok{"/srv/d.sealed", "customers", "kms://local/datasets"};
@@ -69,12 +69,42 @@ TEST(Policy, DatasetKeyAndCeilings) {
   EXPECT_FALSE(policy::CheckJob(g, Job("2Gi"), {ok}));
 }
 
+// The policy grants places: output.path and trainer.image must be equal to or
+// beneath a granted directory, compared by whole path components.
+TEST(Policy, OutputsAndImagesArePlaces) {
+  const auto grant = [](const std::string& outputs, const std::string& images) {
+    auto p = policy::ParsePolicy("users:\n  - uids: [7]\n    datasets: ['*']\n    keys: ['*']\n    outputs: " + outputs +
+                                 "\n    images: " + images + "\n");
+    EXPECT_TRUE(p.policy) << (p.diagnostics.empty() ? "" : p.diagnostics[0].message);
+    return p.policy ? p.policy->grants.at(0) : policy::Grant{};
+  };
+  EXPECT_TRUE(policy::CheckJob(grant("[/srv/out]", "[/opt/img]"), Job(), {}));
+  EXPECT_TRUE(policy::CheckJob(grant("[/srv]", "['*']"), Job(), {}));
+  auto out = policy::CheckJob(grant("[/srv/o]", "['*']"), Job(), {});  // /srv/out is not beneath /srv/o
+  ASSERT_FALSE(out);
+  EXPECT_NE(out.error().message.find("output.path /srv/out"), std::string::npos);
+  EXPECT_NE(out.error().message.find("outputs [/srv/o]"), std::string::npos);
+  auto img = policy::CheckJob(grant("['*']", "[/opt/other]"), Job(), {});
+  ASSERT_FALSE(img);
+  EXPECT_NE(img.error().message.find("images"), std::string::npos);
+  auto none = policy::ParsePolicy("users:\n  - uids: [7]\n    datasets: ['*']\n    keys: ['*']\n");
+  ASSERT_TRUE(none.policy);
+  EXPECT_FALSE(policy::CheckJob(none.policy->grants.at(0), Job(), {}));  // no place granted: none
+  for (const char* bad : {"[relative]", "[/srv/../etc]", "[/srv/]", "[7]"}) {
+    auto p = policy::ParsePolicy(std::string("users:\n  - uids: [7]\n    outputs: ") + bad + "\n");
+    EXPECT_FALSE(p.policy) << bad;
+  }
+}
+
 TEST(Policy, InitialPolicyGrantsTheInvoker) {
   auto p = policy::ParsePolicy(policy::RenderInitialPolicy(4242));
   ASSERT_TRUE(p.policy) << (p.diagnostics.empty() ? "" : p.diagnostics[0].message);
   EXPECT_TRUE(policy::IsAdmin(*p.policy, {4242, 4242}));
   EXPECT_NE(policy::GrantFor(*p.policy, {4242, 4242}), nullptr);
   EXPECT_EQ(policy::GrantFor(*p.policy, {4243, 4243}), nullptr);
+  const policy::Grant* g = policy::GrantFor(*p.policy, {4242, 4242});
+  ASSERT_NE(g, nullptr);
+  EXPECT_TRUE(policy::CheckJob(*g, Job(), {}));  // outputs and images: "*"
 }
 
 TEST(JobStore, SurvivesReopenAndRefusesCorruptRecords) {

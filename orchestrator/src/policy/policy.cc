@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "cordon/file_io.h"
+#include "cordon/paths.h"
 #include "cordon/units.h"
 
 namespace cordon::policy {
@@ -86,6 +87,20 @@ void ReadCeilings(Diagnostics& d, MapReader& m, Grant& g) {
   }
 }
 
+// outputs:/images: entries are "*" or normalised absolute directories.
+std::vector<std::string> ReadPlaces(Diagnostics& d, MapReader& m, std::string_view key) {
+  std::vector<std::string> places = ReadPatterns(d, m, key);
+  const Node* n = m.Optional(key);
+  for (std::size_t i = 0; n && i < places.size(); ++i) {
+    if (places[i] == "*") continue;
+    if (auto ok = CheckNormalizedAbsolutePath(places[i]); !ok) {
+      d.Add(n->kind == Node::Kind::kSequence && i < n->items.size() ? n->items[i] : *n,
+            m.Path(key) + "[" + std::to_string(i) + "]: " + ok.error().message);
+    }
+  }
+  return places;
+}
+
 Grant ReadGrant(Diagnostics& d, const Node& n, std::string where) {
   MapReader m(d, n, std::move(where));
   Grant g;
@@ -95,6 +110,8 @@ Grant ReadGrant(Diagnostics& d, const Node& n, std::string where) {
   }
   g.datasets = ReadPatterns(d, m, "datasets");
   g.keys = ReadPatterns(d, m, "keys");
+  g.outputs = ReadPlaces(d, m, "outputs");
+  g.images = ReadPlaces(d, m, "images");
   ReadCeilings(d, m, g);
   m.Finish();
   return g;
@@ -123,6 +140,19 @@ bool Allowed(const std::vector<std::string>& patterns, std::string_view a, std::
     if (p == "*" || p == a || (!b.empty() && p == b)) return true;
   }
   return false;
+}
+
+bool PlaceAllowed(const std::vector<std::string>& places, std::string_view path) {
+  for (const auto& p : places) {
+    if (p == "*" || PathIsWithin(path, p)) return true;
+  }
+  return false;
+}
+
+std::string List(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out + "]";
 }
 
 }  // namespace
@@ -191,6 +221,8 @@ std::string RenderInitialPolicy(uid_t uid) {
          "    groups: []          # numeric gids or group names\n"
          "    datasets: [\"*\"]     # dataset names or absolute sealed paths; \"*\" = any\n"
          "    keys: [\"*\"]         # kms:// key refs for inputs and outputs; \"*\" = any\n"
+         "    outputs: [\"*\"]      # output.path must be one of these directories or beneath one\n"
+         "    images: [\"*\"]       # trainer.image likewise\n"
          "    max_memory: 64Gi\n"
          "    max_cpus: 64\n"
          "    max_timeout: 7d\n"
@@ -199,6 +231,8 @@ std::string RenderInitialPolicy(uid_t uid) {
          "  # - uids: [alice]\n"
          "  #   datasets: [customers]\n"
          "  #   keys: [kms://local/datasets, kms://local/models]\n"
+         "  #   outputs: [/srv/cordon/outputs/alice]\n"
+         "  #   images: [/srv/cordon/images]\n"
          "  #   max_memory: 8Gi\n";
 }
 
@@ -214,14 +248,26 @@ const Grant* GrantFor(const Policy& policy, const Caller& caller) {
 Status CheckJob(const Grant& grant, const specs::TrainingJob& job, const std::vector<InputFacts>& inputs) {
   for (const InputFacts& in : inputs) {
     if (!Allowed(grant.datasets, in.dataset, in.path)) {
-      return Fail(Errc::kPermissionDenied, "dataset \"" + in.dataset + "\" (" + in.path + ") is not granted");
+      return Fail(Errc::kPermissionDenied, "dataset \"" + in.dataset + "\" (" + in.path +
+                                               ") is not granted: not in the grant's datasets " + List(grant.datasets));
     }
     if (!Allowed(grant.keys, in.key)) {
-      return Fail(Errc::kPermissionDenied, "key " + in.key + " of input " + in.path + " is not granted");
+      return Fail(Errc::kPermissionDenied,
+                  "key " + in.key + " of input " + in.path + " is not granted: not in the grant's keys " + List(grant.keys));
     }
   }
   const std::string out_key = job.output.key.ToString();
-  if (!Allowed(grant.keys, out_key)) return Fail(Errc::kPermissionDenied, "output key " + out_key + " is not granted");
+  if (!Allowed(grant.keys, out_key)) {
+    return Fail(Errc::kPermissionDenied, "output key " + out_key + " is not granted: not in the grant's keys " + List(grant.keys));
+  }
+  if (!PlaceAllowed(grant.outputs, job.output.path)) {
+    return Fail(Errc::kPermissionDenied, "output.path " + job.output.path +
+                                             " is not granted: not within the grant's outputs " + List(grant.outputs));
+  }
+  if (!PlaceAllowed(grant.images, job.trainer.image)) {
+    return Fail(Errc::kPermissionDenied, "trainer.image " + job.trainer.image +
+                                             " is not granted: not within the grant's images " + List(grant.images));
+  }
   const auto& r = job.resources;
   if (grant.max_memory && r.memory_bytes > grant.max_memory) {
     return Fail(Errc::kPermissionDenied, "memory " + FormatSize(r.memory_bytes) + " exceeds the ceiling " +

@@ -282,21 +282,19 @@ Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const
                 old.kek_version};
 }
 
-Result<std::string> Sha256Fd(int fd) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+namespace {
+
+using DigestCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+
+Result<DigestCtx> NewSha256() {
+  DigestCtx ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return Fail(Errc::kInternal, "SHA-256 unavailable");
-  std::vector<std::uint8_t> buf(1u << 20);
-  off_t offset = 0;
-  for (;;) {
-    const ssize_t n = ::pread(fd, buf.data(), buf.size(), offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return FailErrno("read");
-    if (n == 0) break;
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n));
-    offset += n;
-  }
+  return ctx;
+}
+
+std::string FinishSha256(EVP_MD_CTX* ctx) {
   std::uint8_t digest[32];
-  EVP_DigestFinal_ex(ctx.get(), digest, nullptr);
+  EVP_DigestFinal_ex(ctx, digest, nullptr);
   std::string out = "sha256:";
   char hex[3];
   for (std::uint8_t b : digest) {
@@ -304,6 +302,31 @@ Result<std::string> Sha256Fd(int fd) {
     out += hex;
   }
   return out;
+}
+
+}  // namespace
+
+Result<std::string> Sha256Fd(int fd) {
+  auto ctx = NewSha256();
+  if (!ctx) return std::unexpected(ctx.error());
+  std::vector<std::uint8_t> buf(1u << 20);
+  off_t offset = 0;
+  for (;;) {
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("read");
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx->get(), buf.data(), static_cast<std::size_t>(n));
+    offset += n;
+  }
+  return FinishSha256(ctx->get());
+}
+
+std::string Sha256Bytes(std::string_view bytes) {
+  auto ctx = NewSha256();
+  if (!ctx) return "";
+  EVP_DigestUpdate(ctx->get(), bytes.data(), bytes.size());
+  return FinishSha256(ctx->get());
 }
 
 Result<std::string> Sha256File(const std::string& path) {

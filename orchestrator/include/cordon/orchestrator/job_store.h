@@ -43,6 +43,12 @@ struct JobRecord {
   std::uint64_t pid_start = 0;   // its start time (/proc/PID/stat field 22), against pid reuse
   int exit_status = -1;          // `cordon run`'s exit status
   std::string output_dir;
+  // What the daemon keeps, it keeps: the identity of the job directory the
+  // runner created and the sha256 of the trainer log it sealed there. `cordon
+  // logs` unseals only a file with that hash in a directory with that identity.
+  std::uint64_t output_dir_dev = 0, output_dir_ino = 0;
+  std::string trainer_log_file;    // a Cordon-made name inside output_dir
+  std::string trainer_log_sha256;  // "sha256:<hex>" of the sealed log
   nlohmann::json outputs = nlohmann::json::array();
 
   [[nodiscard]] nlohmann::json ToJson() const;
@@ -55,7 +61,10 @@ class JobStore final {
   // record that does not parse is an error naming it (never silently dropped).
   [[nodiscard]] static Result<JobStore> Open(const std::string& state_dir);
 
-  // Assigns seq and job id (<name>-<seq>-<4 hex>), writes spec.yaml then job.json.
+  // Gives `record` its seq and job id (<name>-<seq>-<4 hex>) without writing
+  // anything, so the decision can be audited before it is recorded.
+  void AssignId(JobRecord& record);
+  // Assigns seq and id unless AssignId did, writes spec.yaml then job.json.
   [[nodiscard]] Result<JobRecord*> Create(JobRecord record, std::string_view spec_text);
   [[nodiscard]] Status Save(const JobRecord& record);
   [[nodiscard]] JobRecord* Find(std::string_view job_id);

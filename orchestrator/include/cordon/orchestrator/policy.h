@@ -31,6 +31,10 @@ struct Grant {
   Principals who;
   std::vector<std::string> datasets;  // dataset names or absolute sealed paths; "*" = any
   std::vector<std::string> keys;      // kms:// refs for inputs and outputs; "*" = any
+  // Places, not just names: a spec's output.path and trainer.image must equal
+  // or lie beneath one of these absolute directories; "*" = any. Absent = none.
+  std::vector<std::string> outputs;
+  std::vector<std::string> images;
   std::uint64_t max_memory = 0;       // 0 = no ceiling beyond the spec's own
   double max_cpus = 0;
   std::chrono::milliseconds max_timeout{0};
@@ -74,7 +78,8 @@ struct InputFacts {
   std::string key;  // kms:// ref that wraps its data key
 };
 
-// kPermissionDenied with a reason naming the first refused item.
+// kPermissionDenied with a reason naming the first refused item and the grant
+// field that would have allowed it (datasets, keys, outputs, images, max_*).
 [[nodiscard]] Status CheckJob(const Grant& grant, const specs::TrainingJob& job,
                               const std::vector<InputFacts>& inputs);
 

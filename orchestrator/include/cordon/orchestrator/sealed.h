@@ -169,5 +169,7 @@ enum class Replace { kRefuse, kReplace };
 // The same for the regular file open at `fd`, read with pread from offset 0
 // (the fd's offset is left alone, so another reader can share it).
 [[nodiscard]] Result<std::string> Sha256Fd(int fd);
+// The same for bytes in memory.
+[[nodiscard]] std::string Sha256Bytes(std::string_view bytes);
 
 }  // namespace cordon::sealed
