@@ -96,7 +96,7 @@ Result<Request> ParseRequest(std::string_view line) {
     for (const auto id : kIdentity) {
       if (key == id) {
         return std::unexpected(Error{Errc::kPermissionDenied,
-                                     "the request names \"" + key +
+                                     "forged identity field \"" + key +
                                          "\": identity comes from the socket (SO_PEERCRED), never from a request"});
       }
     }

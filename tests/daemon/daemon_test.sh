@@ -46,9 +46,13 @@ users:
   - uids: [0]
     datasets: ["*"]
     keys: ["*"]
+    outputs: ["*"]
+    images: ["*"]
   - uids: [4001, 4002]
     datasets: [customers]
     keys: [kms://local/datasets, kms://local/models]
+    outputs: [$T/out]
+    images: [$src/tests/runner/trainers]
     max_memory: 1Gi
 POL
 
@@ -220,7 +224,7 @@ check "cancelled job state (got $st)" test "$st" = cancelled
 check "cancelled: no trainer left" test -z "$(pgrep -f "$MARK-sleeper")"
 
 # --- SIGHUP reloads the policy ---
-printf '  - uids: [4003]\n    datasets: [customers]\n    keys: ["*"]\n' >>"$T/inst/policy.yaml"
+printf '  - uids: [4003]\n    datasets: [customers]\n    keys: ["*"]\n    outputs: ["*"]\n    images: ["*"]\n' >>"$T/inst/policy.yaml"
 kill -HUP "$DPID"; sleep 0.3
 id3=$(as 4003 "$C" submit "$T/specs/hello.yaml" 2>/dev/null | tail -n1)
 check "SIGHUP: uid 4003 granted" has "$id3" "hello-"
