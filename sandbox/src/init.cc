@@ -301,29 +301,38 @@ void JoinAndHarden(const Policy& policy, const InitChannels& ch) {
   });
   Step(rep, "close-inherited-fds", [&]() -> Status {
     std::set<int> keep(policy.init_fds.begin(), policy.init_fds.end());
-    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd});
+    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd, policy.image_fd, policy.output_dir_fd,
+                 ch.image_tree});
     return CloseUnneededFds(keep);
   });
 }
 
 // Phase 2: the filesystem, pivot_root, uts/net set-up, the seccomp program, stage_in.
-void BuildSandbox(const Policy& policy, int rep, BuiltSandbox& b) {
+void BuildSandbox(const Policy& policy, int rep, int image_tree, BuiltSandbox& b) {
   Step(rep, "make-mounts-private", []() -> Status {
     return mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0
                ? Status{} : FailErrno("mount --make-rprivate /");
   });
   Step(rep, "open-output-dir", [&]() -> Status {
+    if (policy.output_dir_fd >= 0) {  // the caller's fd: no path is looked up
+      b.output_dir.reset(fcntl(policy.output_dir_fd, F_DUPFD_CLOEXEC, 3));
+      return b.output_dir ? Status{} : FailErrno("dup output_dir_fd");
+    }
     if (policy.output_dir.empty()) return Status{};
     b.output_dir.reset(open(policy.output_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     return b.output_dir ? Status{} : FailErrno("open " + policy.output_dir);
   });
   UniqueFd image;
   Step(rep, "open-image", [&]() -> Status {
+    if (image_tree >= 0) {  // the caller's fd, as a detached tree: never a path
+      image.reset(fcntl(image_tree, F_DUPFD_CLOEXEC, 3));
+      return image ? Status{} : FailErrno("dup the image tree");
+    }
     image.reset(open(policy.image_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     return image ? Status{} : FailErrno("open " + policy.image_dir);
   });
   std::string failed_step;
-  FsPlan plan{image.get(), policy.scratch_bytes, policy.allow_swap, policy.uid, policy.gid};
+  FsPlan plan{image.get(), image_tree >= 0, policy.scratch_bytes, policy.allow_swap, policy.uid, policy.gid};
   auto fs = BuildRootAndPivot(plan, failed_step);
   if (!fs) FailSetup(rep, failed_step, fs.error().message);
   b.fs = *fs;
@@ -411,7 +420,7 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
   umask(0);
   JoinAndHarden(policy, ch);
   BuiltSandbox built;
-  BuildSandbox(policy, ch.report_write, built);
+  BuildSandbox(policy, ch.report_write, ch.image_tree, built);
   Supervisor s;
   const auto started = Clock::now();
   StartTrainer(policy, ch, built, s);
