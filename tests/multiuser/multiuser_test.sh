@@ -97,17 +97,16 @@ users:
 POL
 }
 write_policy with
-if "$bin/cordond" --check-config --config "$CFG" >"$W/policy-check.out" 2>&1; then
-  pass "policy: outputs:/images: grants are accepted"
-else
-  fail "policy: outputs:/images: grants are accepted ($(grep -o "error: .*" "$W/policy-check.out" | head -n1 | cut -c1-100))"
+PLACES_ERR=""  # checked in the sections that rely on the places (output_swap, image)
+if ! "$bin/cordond" --check-config --config "$CFG" >"$W/policy-check.out" 2>&1; then
+  PLACES_ERR=$(grep -o "error: .*" "$W/policy-check.out" | head -n1 | cut -c1-100)
   write_policy without
   "$bin/cordond" --check-config --config "$CFG" >/dev/null 2>&1 || { echo "the policy is invalid even without places" >&2; exit 1; }
 fi
 # spec.metrics: the metric names a job may report.
 e2e_spec "$W/metrics-probe.yaml" image="$AIMG" out="$AOUT" input="$AIN" 'metrics=[loss, epoch]'
-if "$C" validate "$W/metrics-probe.yaml" >/dev/null 2>&1; then METRICS=('metrics=[loss, epoch]'); pass "spec.metrics is part of the schema"
-else METRICS=(); fail "spec.metrics is part of the schema"; fi
+METRICS=()   # checked in pii_names
+"$C" validate "$W/metrics-probe.yaml" >/dev/null 2>&1 && METRICS=('metrics=[loss, epoch]')
 
 e2e_daemon_start --grace 3s --request-timeout 10s || exit 1
 
@@ -216,7 +215,9 @@ sec_input_swap() {
 }
 
 # ---------------------------------------------------------------- 3. the output dir swapped while the trainer runs; output.path outside the grant
+places_check() { check "$1: the policy accepts outputs:/images: grants${PLACES_ERR:+ ($PLACES_ERR)}" test -z "$PLACES_ERR"; }
 sec_output_swap() {
+  places_check output_swap
   local victim_before; victim_before=$(ls -la "$T/victim")
   e2e_spec "$T/specs/outswap.yaml" image="$AIMG" out="$AOUT" input="$AIN" sh='sleep 3; echo r >/out/result.txt; exit 0'
   submit_as "$A" "$T/specs/outswap.yaml"; local job="$JOB"
@@ -244,6 +245,7 @@ sec_output_swap() {
 # ---------------------------------------------------------------- 4. the trainer image: runtime dir, outside the grant, sockets
 sec_image() {
   local argv
+  places_check image
   argv=$(connect_argv /job/"$(basename "$SOCK")")
   e2e_spec "$T/specs/img-run.yaml" image="$RUN_DIR" out="$AOUT" input="$AIN" argv="$argv"
   submit_as "$A" "$T/specs/img-run.yaml"
@@ -307,6 +309,7 @@ sec_pii_names() {
   # The trainer names files, a directory and a metric after a row of its data;
   # the marker is in the data only (not in the spec).
   local sh='n=$(sed -n 2p /data/customers | cut -d, -f3); mkdir -p "/out/$n/sub"; echo v1 >"/out/$n/sub/$n.txt"; echo v2 >"/out/${n}_row.csv"; printf "{\"%s\": 1, \"loss\": 0.5}\n" "$n" >>"$CORDON_METRICS"; exit 0'
+  check "pii_names: spec.metrics (the metric names a job may report) is part of the schema" test ${#METRICS[@]} = 1
   e2e_spec "$T/specs/pii.yaml" image="$AIMG" out="$AOUT" input="$AIN" sh="$sh" "${METRICS[@]}"
   CLI_OUT=""
   submit_as "$A" "$T/specs/pii.yaml"; local job="$JOB"
@@ -403,14 +406,16 @@ sec_starvation() {
   served_fast "300 idle connections: cordon status" "$C" status
   served_fast "300 idle connections: cordon submit" "$C" submit "$T/specs/quick.yaml"
   unhold
+  check "starvation: once mallory's idle connections close, cordond serves within 3 s" e2e_wait_for 3 e2e_ping
   e2e_wait_for 15 e2e_ping
-  e2e_spec "$T/specs/long.yaml" image="$MIMG" out="$MOUT" input="$MIN" sh='sleep 30'
+  e2e_spec "$T/specs/long.yaml" image="$MIMG" out="$MOUT" input="$MIN" sh='sleep 8'
   submit_as "$M" "$T/specs/long.yaml"; local long="$JOB"
   hold wait "$long"
   served_fast "300 wait requests: cordon status" "$C" status
   served_fast "300 wait requests: cordon submit" "$C" submit "$T/specs/quick.yaml"
-  "$C" cancel "$long" >/dev/null 2>&1
   unhold
+  check "starvation: once mallory's waiting connections close, cordond serves within 3 s" e2e_wait_for 3 e2e_ping
+  e2e_wait_for 10 "$C" cancel "$long" >/dev/null 2>&1   # (a starved daemon may refuse even root)
   wait_final "$long" 30
   check "starvation: cordond alive after the flood" e2e_wait_for 10 e2e_ping
 }
@@ -433,12 +438,16 @@ sec_stageout() {
   e2e_spec "$T/specs/flood.yaml" image="$AIMG" out="$AOUT" input="$AIN" argv="$argv" timeout=5s scratch=64Mi memory=512Mi
   submit_as "$A" "$T/specs/flood.yaml"; job="$JOB"
   e2e_wait_for 20 not_queued "$job"
-  # timeout (5 s) + a bounded stage-out deadline (20 s)
-  if wait_final "$job" 25; then pass "stageout: 30,000 files: the job ended within timeout + a bounded stage-out deadline"
+  # timeout (5 s) + a bounded stage-out deadline (here: 40 s on a loaded 2-core machine)
+  local t0 t1; t0=$(date +%s)
+  if wait_final "$job" 45; then
+    t1=$(date +%s)
+    pass "stageout: 30,000 files: the job ended within timeout + a bounded stage-out deadline ($((t1 - t0)) s)"
   else
-    fail "stageout: 30,000 files: the job ended within timeout + a bounded stage-out deadline (still $(e2e_state "$job") after 25 s)"
+    fail "stageout: 30,000 files: the job ended within timeout + a bounded stage-out deadline (still $(e2e_state "$job") after 45 s)"
     "$C" cancel "$job" >/dev/null 2>&1; wait_final "$job" 40
   fi
+  check "stageout: 30,000 files: the job is final, never left running" e2e_is_final "$job"
   local n; n=$("$C" audit show --job "$job" --json 2>/dev/null | wc -l)
   check "stageout: 30,000 files: fewer than 100 audit entries for the job (got $n)" test "$n" -lt 100
 }
