@@ -52,7 +52,9 @@ for u in "$A" "$M"; do
   chown -R "$u:$u" "$h"
 done
 AH="$T/home/$A"; MH="$T/home/$M"
-AOUT="$AH/out"; AIMG="$AH/img"; MOUT="$MH/out"; MIMG="$MH/img"
+AOUT="$AH/out"; AIMG="$AH/img"; MOUT="$MH/out"; MIMG="$MH/img"   # the granted places
+AI="$AIMG/plain"; MI="$MIMG/plain"   # the images ordinary jobs use (inside the grants, never holding a socket)
+for d in "$AI" "$MI"; do mkdir -m 0755 "$d"; chown "$(stat -c %U "$(dirname "$d")"):" "$d"; done
 
 PM=$(e2e_marker PII)      # a "row" of alice's own dataset: legit for her, never a host name
 SMARK=$(e2e_marker SEC)   # root's secret dataset: no grant names it
@@ -104,7 +106,7 @@ if ! "$bin/cordond" --check-config --config "$CFG" >"$W/policy-check.out" 2>&1; 
   "$bin/cordond" --check-config --config "$CFG" >/dev/null 2>&1 || { echo "the policy is invalid even without places" >&2; exit 1; }
 fi
 # spec.metrics: the metric names a job may report.
-e2e_spec "$W/metrics-probe.yaml" image="$AIMG" out="$AOUT" input="$AIN" 'metrics=[loss, epoch]'
+e2e_spec "$W/metrics-probe.yaml" image="$AI" out="$AOUT" input="$AIN" 'metrics=[loss, epoch]'
 METRICS=()   # checked in pii_names
 "$C" validate "$W/metrics-probe.yaml" >/dev/null 2>&1 && METRICS=('metrics=[loss, epoch]')
 
@@ -167,7 +169,7 @@ run_section() {
 
 # ---------------------------------------------------------------- 1. logs through a swapped output dir
 sec_logs_symlink() {
-  e2e_spec "$T/specs/logsym.yaml" image="$AIMG" out="$AOUT" input="$AIN" sh='echo hello from the trainer; exit 0'
+  e2e_spec "$T/specs/logsym.yaml" image="$AI" out="$AOUT" input="$AIN" sh='echo hello from the trainer; exit 0'
   submit_as "$A" "$T/specs/logsym.yaml"
   check "logs_symlink: alice may submit within her grant" test "$rc" = 0
   wait_final "$JOB" 30
@@ -180,7 +182,7 @@ sec_logs_symlink() {
   check "logs_symlink: cordon logs after the swap does not reveal the secret" hasnt "$got" "$SMARK"
   check "logs_symlink: and no other sealed file either (nothing but the job's own log or a refusal)" hasnt "$got" "123-45-6789"
   # Same through a symlinked directory: out/JOB -> a dir alice made, holding the link.
-  rm -rf "$od"
+  case "$od" in "$AOUT"/?*) rm -rf "$od" ;; *) return 0 ;; esac
   as_user "$A" sh -c 'mkdir -p "$1.x" && ln -s "$2" "$1.x/trainer.log.sealed" && ln -s "$1.x" "$1"' - "$od" "$SECRET" 2>/dev/null
   got=$(as_user "$A" timeout 20 "$C" logs "$JOB" 2>&1)
   check "logs_symlink: a symlinked output dir does not reveal the secret either" hasnt "$got" "$SMARK"
@@ -189,11 +191,11 @@ sec_logs_symlink() {
 # ---------------------------------------------------------------- 2. an unpinned input swapped while queued
 sec_input_swap() {
   e2e_cfg_set max_concurrent_jobs 1; e2e_reload
-  e2e_spec "$T/specs/blocker.yaml" image="$MIMG" out="$MOUT" input="$MIN" sh='sleep 30'
+  e2e_spec "$T/specs/blocker.yaml" image="$MI" out="$MOUT" input="$MIN" sh='sleep 30'
   submit_as "$M" "$T/specs/blocker.yaml"; local blocker="$JOB"
   e2e_wait_for 20 e2e_is_running "$blocker"
   as_user "$A" cp "$AIN" "$AH/in/swap.sealed"
-  e2e_spec "$T/specs/swap.yaml" image="$AIMG" out="$AOUT" input="$AH/in/swap.sealed" \
+  e2e_spec "$T/specs/swap.yaml" image="$AI" out="$AOUT" input="$AH/in/swap.sealed" \
     sh='cat /data/customers; cat /data/customers >/out/copy.csv; exit 0'
   submit_as "$A" "$T/specs/swap.yaml"; local job="$JOB"
   check "input_swap: alice's unpinned job accepted" test "$rc" = 0
@@ -219,7 +221,7 @@ places_check() { check "$1: the policy accepts outputs:/images: grants${PLACES_E
 sec_output_swap() {
   places_check output_swap
   local victim_before; victim_before=$(ls -la "$T/victim")
-  e2e_spec "$T/specs/outswap.yaml" image="$AIMG" out="$AOUT" input="$AIN" sh='sleep 3; echo r >/out/result.txt; exit 0'
+  e2e_spec "$T/specs/outswap.yaml" image="$AI" out="$AOUT" input="$AIN" sh='sleep 3; echo r >/out/result.txt; exit 0'
   submit_as "$A" "$T/specs/outswap.yaml"; local job="$JOB"
   check "output_swap: accepted" test "$rc" = 0
   local od; od="$AOUT/$job"
@@ -231,11 +233,11 @@ sec_output_swap() {
   check "output_swap: no manifest.json / trainer.log.sealed in the victim dir" test ! -e "$T/victim/manifest.json" -a ! -e "$T/victim/trainer.log.sealed"
   cleanup_job "$job"
 
-  e2e_spec "$T/specs/outside.yaml" image="$AIMG" out="$AH/elsewhere" input="$AIN" sh='echo r >/out/r.txt; exit 0'
+  e2e_spec "$T/specs/outside.yaml" image="$AI" out="$AH/elsewhere" input="$AIN" sh='echo r >/out/r.txt; exit 0'
   submit_as "$A" "$T/specs/outside.yaml"
   check "output_swap: output.path outside alice's outputs: grant refused (3, naming outputs)" refused_with 3 outputs
   [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
-  e2e_spec "$T/specs/rootdir.yaml" image="$AIMG" out="$T/victim/made-by-root" input="$AIN" sh='exit 0'
+  e2e_spec "$T/specs/rootdir.yaml" image="$AI" out="$T/victim/made-by-root" input="$AIN" sh='exit 0'
   submit_as "$A" "$T/specs/rootdir.yaml"
   check "output_swap: output.path in a root-owned dir refused (3, naming outputs)" refused_with 3 outputs
   [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
@@ -278,6 +280,7 @@ except OSError: pass' "$AIMG/sockimg/s.sock" "$AH/listener.got" &
   [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
   check "image: the user's socket was never reached from a sandbox" test ! -e "$AH/listener.got"
   kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
+  as_user "$A" rm -rf "$AIMG/sockimg"
 
   # cordond's own socket, hard-linked into a granted image (0666: protected_hardlinks allows it).
   as_user "$A" mkdir -m 0755 "$AIMG/hl"
@@ -294,6 +297,7 @@ except OSError: pass' "$AIMG/sockimg/s.sock" "$AH/listener.got" &
   else
     echo "# image: alice cannot hard-link cordond's socket here (protected_hardlinks): that variant not run" >&2
   fi
+  as_user "$A" rm -rf "$AIMG/hl"
 
   # Root's own `cordon run` with the runtime dir as image: the sandbox itself
   # must not reach a host socket (refused up front, or connect() fails).
@@ -310,7 +314,7 @@ sec_pii_names() {
   # the marker is in the data only (not in the spec).
   local sh='n=$(sed -n 2p /data/customers | cut -d, -f3); mkdir -p "/out/$n/sub"; echo v1 >"/out/$n/sub/$n.txt"; echo v2 >"/out/${n}_row.csv"; printf "{\"%s\": 1, \"loss\": 0.5}\n" "$n" >>"$CORDON_METRICS"; exit 0'
   check "pii_names: spec.metrics (the metric names a job may report) is part of the schema" test ${#METRICS[@]} = 1
-  e2e_spec "$T/specs/pii.yaml" image="$AIMG" out="$AOUT" input="$AIN" sh="$sh" "${METRICS[@]}"
+  e2e_spec "$T/specs/pii.yaml" image="$AI" out="$AOUT" input="$AIN" sh="$sh" "${METRICS[@]}"
   CLI_OUT=""
   submit_as "$A" "$T/specs/pii.yaml"; local job="$JOB"
   check "pii_names: accepted" test "$rc" = 0
@@ -400,7 +404,7 @@ hold() {  # hold MODE JOB: mallory opens 300 connections; sets hpid
 }
 unhold() { as_user "$M" touch "$MH/hold.stop"; e2e_wait_for 5 e2e_gone "$hpid" || kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null; }
 sec_starvation() {
-  e2e_spec "$T/specs/quick.yaml" image="$AIMG" out="$AOUT" input="$AIN" sh='exit 0'
+  e2e_spec "$T/specs/quick.yaml" image="$AI" out="$AOUT" input="$AIN" sh='exit 0'
   served_fast "baseline, nobody flooding: cordon status" "$C" status
   hold idle
   served_fast "300 idle connections: cordon status" "$C" status
@@ -408,7 +412,7 @@ sec_starvation() {
   unhold
   check "starvation: once mallory's idle connections close, cordond serves within 3 s" e2e_wait_for 3 e2e_ping
   e2e_wait_for 15 e2e_ping
-  e2e_spec "$T/specs/long.yaml" image="$MIMG" out="$MOUT" input="$MIN" sh='sleep 8'
+  e2e_spec "$T/specs/long.yaml" image="$MI" out="$MOUT" input="$MIN" sh='sleep 8'
   submit_as "$M" "$T/specs/long.yaml"; local long="$JOB"
   hold wait "$long"
   served_fast "300 wait requests: cordon status" "$C" status
@@ -423,7 +427,7 @@ sec_starvation() {
 # ---------------------------------------------------------------- 8. reserved names, and a flood of outputs
 sec_stageout() {
   local lm; lm=$(e2e_marker LOG)
-  e2e_spec "$T/specs/reserved.yaml" image="$AIMG" out="$AOUT" input="$AIN" \
+  e2e_spec "$T/specs/reserved.yaml" image="$AI" out="$AOUT" input="$AIN" \
     sh="mkdir /out/manifest.json /out/trainer.log.sealed; echo $lm; echo ok >/out/r.txt; exit 0"
   submit_as "$A" "$T/specs/reserved.yaml"; local job="$JOB"
   wait_final "$job" 30
@@ -435,7 +439,7 @@ sec_stageout() {
 
   local argv
   argv=$("$PY" -c 'import json; print(json.dumps(["/usr/bin/python3", "-c", "import os\nfor i in range(30000): os.close(os.open(\"/out/f%05d\" % i, os.O_CREAT | os.O_WRONLY, 0o644))"]))')
-  e2e_spec "$T/specs/flood.yaml" image="$AIMG" out="$AOUT" input="$AIN" argv="$argv" timeout=5s scratch=64Mi memory=512Mi
+  e2e_spec "$T/specs/flood.yaml" image="$AI" out="$AOUT" input="$AIN" argv="$argv" timeout=5s scratch=64Mi memory=512Mi
   submit_as "$A" "$T/specs/flood.yaml"; job="$JOB"
   e2e_wait_for 20 not_queued "$job"
   # timeout (5 s) + a bounded stage-out deadline (here: 40 s on a loaded 2-core machine)
@@ -454,7 +458,7 @@ sec_stageout() {
 
 # ---------------------------------------------------------------- the confused deputy
 sec_confused_deputy() {
-  e2e_spec "$T/specs/deputy.yaml" image="$AIMG" out="$AOUT" input="$T/shared/customers-rootonly.sealed" \
+  e2e_spec "$T/specs/deputy.yaml" image="$AI" out="$AOUT" input="$T/shared/customers-rootonly.sealed" \
     sh='cat /data/customers; exit 0'
   check "confused_deputy: (alice really cannot read the file)" sh -c '! runuser -u "$1" -- cat "$2" >/dev/null 2>&1' - "$A" "$T/shared/customers-rootonly.sealed"
   submit_as "$A" "$T/specs/deputy.yaml"
@@ -465,8 +469,8 @@ sec_confused_deputy() {
     cleanup_job "$JOB"
   fi
   # Root's own `cordon run` keeps working as before on the same file.
-  e2e_spec "$W/deputy-root.yaml" image="$AIMG" out="$W/rootout" input="$T/shared/customers-rootonly.sealed" sh='exit 0'
-  "$C" run --json "$W/deputy-root.yaml" >"$W/deputy-root.json" 2>&1
+  e2e_spec "$W/deputy-root.yaml" image="$AI" out="$W/rootout" input="$T/shared/customers-rootonly.sealed" sh='exit 0'
+  "$C" run --json "$W/deputy-root.yaml" >"$W/deputy-root.json" 2>"$W/deputy-root.err"
   check "confused_deputy: root's cordon run of a root-only input still works" test "$(jget "$W/deputy-root.json" 'd["outcome"]' 2>/dev/null)" = succeeded
 }
 
