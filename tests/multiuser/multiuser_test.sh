@@ -120,6 +120,10 @@ submit_as() {
   CLI_OUT+="$out"$'\n'"$err"$'\n'
 }
 CLI_OUT=""
+spool_job() {  # spool_job NAME: the id of alice's job of that name, if any
+  local id; id=$(as_user "$A" "$C" status --json 2>/dev/null | jget - "' '.join(j['job_id'] for j in d if j['name'] == '$1')" 2>/dev/null)
+  [ -n "$id" ] && echo "$id"
+}
 not_queued() { [ "$(e2e_state "$1")" != queued ]; }
 dir_and_running() { [ -d "$1" ] && e2e_is_running "$2"; }
 wait_final() { e2e_wait_for "${2:-30}" e2e_is_final "$1"; }
@@ -467,6 +471,20 @@ sec_confused_deputy() {
     wait_final "$JOB" 30
     check "confused_deputy: its plaintext never reaches alice" hasnt "$(as_user "$A" timeout 20 "$C" logs "$JOB" 2>&1)" "$DMARK"
     cleanup_job "$JOB"
+  fi
+  # The same through the spool: the spec file's owner is the submitter.
+  e2e_spec "$T/specs/deputyspool.yaml" image="$AI" out="$AOUT" input="$T/shared/customers-rootonly.sealed" \
+    sh='cat /data/customers; exit 0'
+  as_user "$A" sh -c 'cp "$1" "$2/.deputy.tmp" && mv "$2/.deputy.tmp" "$2/deputy.yaml"' - "$T/specs/deputyspool.yaml" "$SPOOL_DIR/incoming"
+  e2e_wait_for 10 spool_job deputyspool >/dev/null
+  local sj; sj=$(spool_job deputyspool)
+  check "confused_deputy: the spool took alice's spec" test -n "$sj"
+  if [ -n "$sj" ]; then
+    wait_final "$sj" 30
+    check "confused_deputy: via the spool too, refused (state $(e2e_state "$sj"), outcome $(job_field "$sj" outcome))" \
+      test "$(e2e_state "$sj")/$(job_field "$sj" outcome)" = rejected/denied
+    check "confused_deputy: via the spool, its plaintext never reaches alice" hasnt "$(as_user "$A" timeout 20 "$C" logs "$sj" 2>&1)" "$DMARK"
+    cleanup_job "$sj"
   fi
   # Root's own `cordon run` keeps working as before on the same file.
   e2e_spec "$W/deputy-root.yaml" image="$AI" out="$W/rootout" input="$T/shared/customers-rootonly.sealed" sh='exit 0'
