@@ -286,7 +286,8 @@ except OSError: pass' "$AIMG/sockimg/s.sock" "$AH/listener.got" &
   kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
   as_user "$A" rm -rf "$AIMG/sockimg"
 
-  # cordond's own socket, hard-linked into a granted image (0666: protected_hardlinks allows it).
+  # cordond's own socket, hard-linked into a granted image (only where fs.protected_hardlinks
+  # is 0: with 1, only a socket's owner may link it).
   as_user "$A" mkdir -m 0755 "$AIMG/hl"
   if as_user "$A" ln "$SOCK" "$AIMG/hl/c.sock" 2>/dev/null; then
     argv=$(connect_argv /job/c.sock)
@@ -472,6 +473,24 @@ sec_confused_deputy() {
     check "confused_deputy: its plaintext never reaches alice" hasnt "$(as_user "$A" timeout 20 "$C" logs "$JOB" 2>&1)" "$DMARK"
     cleanup_job "$JOB"
   fi
+  # Places inside alice's grants that she cannot open herself (root's 0700 dirs):
+  # the grant names the place, her own permissions still apply.
+  mkdir -m 0700 "$AIMG/rootonly" "$AOUT/rootonly"
+  echo "$DMARK" >"$AIMG/rootonly/weights.txt"
+  e2e_spec "$T/specs/deputyimg.yaml" image="$AIMG/rootonly" out="$AOUT" input="$AIN" sh='cat /job/weights.txt; exit 0'
+  submit_as "$A" "$T/specs/deputyimg.yaml"
+  check "confused_deputy: an image inside the grant that alice cannot open is refused (3; got $rc)" test "$rc" = 3
+  if [ "$rc" = 0 ]; then
+    wait_final "$JOB" 30
+    check "confused_deputy: that image's files never reach alice" hasnt "$(as_user "$A" timeout 20 "$C" logs "$JOB" 2>&1)" "$DMARK"
+    cleanup_job "$JOB"
+  fi
+  e2e_spec "$T/specs/deputyout.yaml" image="$AI" out="$AOUT/rootonly" input="$AIN" sh='exit 0'
+  submit_as "$A" "$T/specs/deputyout.yaml"
+  check "confused_deputy: an output.path inside the grant that alice cannot open is refused (3; got $rc)" test "$rc" = 3
+  [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
+  check "confused_deputy: root wrote nothing there for alice" test -z "$(ls -A "$AOUT/rootonly")"
+  rm -rf "$AIMG/rootonly" "$AOUT/rootonly"
   # The same through the spool: the spec file's owner is the submitter.
   e2e_spec "$T/specs/deputyspool.yaml" image="$AI" out="$AOUT" input="$T/shared/customers-rootonly.sealed" \
     sh='cat /data/customers; exit 0'
