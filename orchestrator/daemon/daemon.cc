@@ -31,6 +31,7 @@
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_config.h"
+#include "cordon/orchestrator/image_scan.h"
 #include "cordon/orchestrator/job_store.h"
 #include "cordon/orchestrator/policy.h"
 #include "cordon/orchestrator/protocol.h"
@@ -541,6 +542,11 @@ Result<OpenedJob> Daemon::OpenAndAuthorize(const specs::TrainingJob& job, const 
   opened.output = std::move(fds->back());
   fds->pop_back();
   opened.inputs = std::move(*fds);
+  if (auto ok = runner::internal::CheckImage(opened.image.get(), config_.daemon.socket,
+                                             runner::internal::HardlinksProtected());
+      !ok) {
+    return Fail(Errc::kPermissionDenied, "trainer.image " + job.trainer.image + ": " + ok.error().message);
+  }
   std::vector<policy::InputFacts> facts;
   for (std::size_t i = 0; i < job.inputs.size(); ++i) {
     auto info = sealed::OpenSealed(opened.inputs[i].get());

@@ -1,4 +1,4 @@
-#include "image_scan.h"
+#include "cordon/orchestrator/image_scan.h"
 
 #include <dirent.h>
 #include <fcntl.h>

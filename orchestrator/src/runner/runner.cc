@@ -33,7 +33,7 @@
 #include "cordon/orchestrator/sealed_kms.h"
 #include "cordon/sandbox/sandbox.h"
 #include "cordon/unique_fd.h"
-#include "image_scan.h"
+#include "cordon/orchestrator/image_scan.h"
 #include "metrics.h"
 #include "stage.h"
 

@@ -1,5 +1,6 @@
 // The image check: what the trainer will see at /job must hold nothing that
-// reaches out of the sandbox. Private to the runner.
+// reaches out of the sandbox. Used by the runner and by cordond (at submission
+// and again when the job starts, on the image fd opened as the submitter).
 //
 // A unix socket file reachable in the sandbox is a channel to whoever listens
 // on it (path-based sockets ignore the network namespace), and connect() works
