@@ -38,6 +38,7 @@
 #include "cordon/orchestrator/sealed.h"
 #include "cordon/specs/spec.h"
 #include "cordon/unique_fd.h"
+#include "cleanup.h"
 #include "scheduler.h"
 #include "spool_intake.h"
 #include "supervisor.h"
@@ -150,6 +151,7 @@ class Daemon final {
   Result<std::vector<std::string>> RunnerArgs(const JobRecord& record, const specs::TrainingJob& job,
                                               const OpenedJob& opened, std::vector<int>& pass_fds);
   void OnRunnerExit(RunnerExit exit);
+  void CleanUpAbandoned(const JobRecord& r);
   void SetFinal(JobRecord& r, JobState state, std::string outcome, std::string reason);
 
   // Audit and service state.
@@ -248,6 +250,7 @@ Status Daemon::Recover() {
     }
     AuditEvent("job.interrupted", r->job_id, "interrupted", {{"runner_pid", runner}, {"survivor_killed", killed}});
     SetFinal(*r, JobState::kInterrupted, "interrupted", "cordond stopped while the job ran");
+    CleanUpAbandoned(*r);
     spdlog::warn("job {} was running when cordond stopped: interrupted", r->job_id);
   }
   return {};
@@ -741,9 +744,29 @@ void Daemon::OnRunnerExit(RunnerExit exit) {
                                                                             : JobState::kFailed;
   AuditEvent("job.completed", r->job_id, JobStateName(state), {{"runner_outcome", outcome}, {"exit_status", r->exit_status}});
   SetFinal(*r, state, outcome, reason);
+  if (!report.is_object()) CleanUpAbandoned(*r);
   spdlog::info("job {} {}: {}", r->job_id, JobStateName(state), outcome);
   if (stopping_ && supervisor_.size() == 0) return FinishStop();
   Schedule();
+}
+
+// A runner that left no report may have left partial outputs and an empty job
+// directory behind: removed, through the submitter's output.path (cleanup.h).
+void Daemon::CleanUpAbandoned(const JobRecord& r) {
+  auto text = ReadFileLimited(store_->SpecPath(r.job_id), protocol::kMaxRequestBytes);
+  const specs::ParseResult parsed = text ? specs::ParseSpec(*text) : specs::ParseResult{};
+  if (!parsed.job) return;
+  const passwd* pw = ::getpwuid(r.submitter);
+  auto cleaned = CleanAbandonedJobDir(IdentityOf(r.submitter, pw ? pw->pw_gid : gid_t{65534}), parsed.job->output.path,
+                                      r.job_id);
+  if (!cleaned) {
+    spdlog::warn("job {}: leftovers not cleaned: {}", r.job_id, cleaned.error().message);
+    return;
+  }
+  if (cleaned->partials_removed || cleaned->directory_removed) {
+    AuditEvent("job.cleaned", r.job_id, "ok",
+               {{"partials_removed", cleaned->partials_removed}, {"directory_removed", cleaned->directory_removed}});
+  }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "cordon/orchestrator/protocol.h"
+#include "cleanup.h"
 #include "scheduler.h"
 #include "user_open.h"
 
@@ -159,6 +160,30 @@ TEST_F(UserOpen, AFifoDoesNotStallTheOpener) {
   auto r = daemon::OpenAsUser(nobody_, {{dir_ + "/mine/fifo", daemon::OpenKind::kFile}}, std::chrono::seconds(5));
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("not a regular file"), std::string::npos);
+}
+
+// A crashed runner's leftovers: partials go, a directory with nothing else
+// goes, anything else stays; a directory the runner did not make is refused.
+TEST_F(UserOpen, CleansWhatACrashedRunnerLeft) {
+  const std::string mine = dir_ + "/mine";
+  for (const char* job : {"j1", "j2", "j3"}) std::filesystem::create_directory(mine + "/" + job);
+  std::ofstream(mine + "/j1/.out-000001.partial") << "x";
+  std::ofstream(mine + "/j1/out-000002.sealed") << "x";
+  std::ofstream(mine + "/j2/.out-000001.partial") << "x";
+  ASSERT_EQ(::chown((mine + "/j3").c_str(), 65534, 65534), 0);
+  auto one = daemon::CleanAbandonedJobDir(nobody_, mine, "j1");
+  ASSERT_TRUE(one) << one.error().message;
+  EXPECT_EQ(one->partials_removed, 1u);
+  EXPECT_FALSE(one->directory_removed);
+  EXPECT_TRUE(std::filesystem::exists(mine + "/j1/out-000002.sealed"));
+  auto two = daemon::CleanAbandonedJobDir(nobody_, mine, "j2");
+  ASSERT_TRUE(two);
+  EXPECT_TRUE(two->directory_removed);
+  EXPECT_FALSE(std::filesystem::exists(mine + "/j2"));
+  EXPECT_FALSE(daemon::CleanAbandonedJobDir(nobody_, mine, "j3"));  // the user's own directory
+  auto none = daemon::CleanAbandonedJobDir(nobody_, mine, "absent");
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->directory_removed);
 }
 
 }  // namespace
