@@ -84,6 +84,15 @@ bool IsInputName(std::string_view s) {
                      [](char c) { return IsAlnum(c) || c == '.' || c == '_' || c == '-'; });
 }
 
+}  // namespace
+
+bool IsMetricName(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && (IsUpper(s.front()) || IsLower(s.front()) || s.front() == '_') &&
+         std::all_of(s.begin(), s.end(), [](char c) { return IsAlnum(c) || c == '_'; });
+}
+
+namespace {
+
 bool IsHex64(std::string_view s) {
   return s.size() == 64 &&
          std::all_of(s.begin(), s.end(), [](char c) { return IsDigit(c) || (c >= 'a' && c <= 'f'); });
@@ -175,7 +184,27 @@ class SpecReader final {
     if (const Node* n = s.Required("output")) ReadOutput(*n, job.output);
     if (const Node* n = s.Optional("resources")) ReadResources(*n, job.resources);
     if (const Node* n = s.Optional("network")) ReadNetwork(*n, job);
+    if (const Node* n = s.Optional("metrics")) ReadMetrics(*n, job);
     s.Finish();
+  }
+
+  void ReadMetrics(const Node& n, TrainingJob& job) {
+    auto names = yaml::ReadStringList(d_, n, "spec.metrics", kMaxMetrics);
+    if (!names) return;
+    std::set<std::string> seen;
+    bool ok = true;
+    for (std::size_t i = 0; i < names->size(); ++i) {
+      const std::string& name = (*names)[i];
+      const std::string at = "spec.metrics[" + std::to_string(i) + "]";
+      if (!IsMetricName(name)) {
+        d_.Add(n.items[i], at + ": '" + name + "' is not a metric name (^[A-Za-z_][A-Za-z0-9_]{0,63}$)");
+        ok = false;
+      } else if (!seen.insert(name).second) {
+        d_.Add(n.items[i], at + ": metric '" + name + "' is listed twice");
+        ok = false;
+      }
+    }
+    if (ok) job.metrics = std::move(*names);
   }
 
   std::optional<std::string> ReadPath(const Node& n, const std::string& where) {
@@ -325,6 +354,15 @@ class SpecReader final {
         else d_.Add(*n, "spec.output.key: " + ref.error().message);
       }
     }
+    if (const Node* n = m.Optional("max_files")) {
+      if (auto v = yaml::ReadInt(d_, *n, "spec.output.max_files", 1, static_cast<std::int64_t>(Output::kMaxMaxFiles))) {
+        output.max_files = static_cast<std::uint64_t>(*v);
+      }
+    }
+    if (const Node* n = m.Optional("max_bytes")) {
+      std::uint64_t bytes = 0;
+      if (ReadSize(*n, "spec.output.max_bytes", 1, kMaxScratch, bytes)) output.max_bytes = bytes;
+    }
     m.Finish();
   }
 
@@ -351,12 +389,12 @@ class SpecReader final {
     m.Finish();
   }
 
-  void ReadSize(const Node& n, const std::string& where, std::uint64_t min, std::uint64_t max,
+  bool ReadSize(const Node& n, const std::string& where, std::uint64_t min, std::uint64_t max,
                 std::uint64_t& out) {
     if (!IsScalarValue(n)) {
       d_.Add(n, where + ": expected a size like 512Mi or 2Gi, got " +
                     std::string(yaml::DescribeNode(n)));
-      return;
+      return false;
     }
     auto size = ParseSize(n.value);
     if (!size) {
@@ -366,7 +404,9 @@ class SpecReader final {
                     FormatSize(max));
     } else {
       out = *size;
+      return true;
     }
+    return false;
   }
 
   void ReadTimeout(const Node& n, Resources& r) {
@@ -449,7 +489,8 @@ nlohmann::json ToJson(const TrainingJob& job) {
        {{"trainer",
          {{"image", job.trainer.image}, {"command", job.trainer.command}, {"env", job.trainer.env}}},
         {"inputs", std::move(inputs)},
-        {"output", {{"path", job.output.path}, {"key", job.output.key.ToString()}}},
+        {"output", {{"path", job.output.path}, {"key", job.output.key.ToString()}, {"max_files", job.output.max_files},
+                    {"max_bytes", job.output.max_bytes ? json(*job.output.max_bytes) : json(nullptr)}}},
         {"resources",
          {{"memory", FormatSize(r.memory_bytes)},
           {"memory_bytes", r.memory_bytes},
@@ -459,7 +500,8 @@ nlohmann::json ToJson(const TrainingJob& job) {
           {"timeout_seconds", static_cast<double>(r.timeout.count()) / 1000.0},
           {"scratch", FormatSize(r.scratch_bytes)},
           {"scratch_bytes", r.scratch_bytes}}},
-        {"network", job.network}}}};
+        {"network", job.network},
+        {"metrics", job.metrics}}}};
 }
 
 }  // namespace cordon::specs

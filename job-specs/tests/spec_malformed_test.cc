@@ -90,6 +90,22 @@ const Case kCases[] = {
     {"network-bridge", "network: none", "network: bridge", 23, 12, "spec.network: 'bridge' is not supported: Cordon v1 jobs have no network"},
     {"network-host", "network: none", "network: host", 23, 12, "the only accepted value is 'none'"},
     {"network-not-string", "network: none", "network: [none]", 23, 12, "spec.network: expected a string, got a list"},
+    // Declared metrics and the stage-out caps.
+    {"metrics-not-list", "", "  metrics: loss\n", 24, 12, "spec.metrics: expected a list"},
+    {"metrics-bad-name", "", "  metrics: [loss, 9lives]\n", 24, 19, "spec.metrics[1]: '9lives' is not a metric name"},
+    {"metrics-dash", "", "  metrics: [val-loss]\n", 24, 13, "spec.metrics[0]: 'val-loss' is not a metric name"},
+    {"metrics-too-long", "", "  metrics: [" + std::string(65, 'a') + "]\n", 24, 13, "is not a metric name"},
+    {"metrics-duplicate", "", "  metrics: [loss, auc, loss]\n", 24, 24, "spec.metrics[2]: metric 'loss' is listed twice"},
+    {"metrics-integer", "", "  metrics: [loss, 3]\n", 24, 19, "spec.metrics[1]: expected a string"},
+    {"metrics-too-many", "", "  metrics: [" + [] {
+       std::string list;
+       for (int i = 0; i < 65; ++i) list += (i ? ", m" : "m") + std::to_string(i);
+       return list;
+     }() + "]\n", 24, 12, "spec.metrics"},
+    {"output-max-files-zero", "    key: kms://local/models\n", "    key: kms://local/models\n    max_files: 0\n", 17, 16, "spec.output.max_files"},
+    {"output-max-files-string", "    key: kms://local/models\n", "    key: kms://local/models\n    max_files: many\n", 17, 16, "spec.output.max_files: expected an integer"},
+    {"output-max-bytes-bad", "    key: kms://local/models\n", "    key: kms://local/models\n    max_bytes: 10Q\n", 17, 16, "spec.output.max_bytes"},
+    {"output-max-bytes-list", "    key: kms://local/models\n", "    key: kms://local/models\n    max_bytes: [1]\n", 17, 16, "spec.output.max_bytes: expected a size"},
     // Header and metadata.
     {"api-version", "apiVersion: cordon/v1", "apiVersion: cordon/v2", 1, 13, "apiVersion: 'cordon/v2' is not supported; expected 'cordon/v1'"},
     {"kind", "kind: TrainingJob", "kind: Job", 2, 7, "kind: 'Job' is not supported; expected 'TrainingJob'"},

@@ -51,6 +51,9 @@ TEST(Examples, ChurnBaselineFields) {
   EXPECT_EQ(job.resources.timeout, std::chrono::minutes(30));
   EXPECT_EQ(job.resources.scratch_bytes, 1ull << 30);
   EXPECT_EQ(job.network, "none");
+  EXPECT_EQ(job.metrics, (std::vector<std::string>{"epoch", "loss", "auc"}));
+  EXPECT_EQ(job.output.max_files, 100u);
+  EXPECT_EQ(job.output.max_bytes, 512ull << 20);
 }
 
 TEST(Defaults, FilledInWhenAbsent) {
@@ -65,6 +68,9 @@ TEST(Defaults, FilledInWhenAbsent) {
   EXPECT_EQ(r.job->network, "none");
   EXPECT_TRUE(r.job->inputs.empty());
   EXPECT_TRUE(r.job->labels.empty());
+  EXPECT_TRUE(r.job->metrics.empty());  // nothing declared: no metric passes
+  EXPECT_EQ(r.job->output.max_files, Output::kDefaultMaxFiles);
+  EXPECT_FALSE(r.job->output.max_bytes.has_value());  // the scratch size
 }
 
 TEST(Json, NormalisedSpecHasDefaultsAndSchemaShape) {

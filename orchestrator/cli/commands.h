@@ -34,6 +34,7 @@ std::unique_ptr<Command> MakeRewrapCommand(CLI::App& app);
 std::unique_ptr<Command> MakeInspectCommand(CLI::App& app);
 std::unique_ptr<Command> MakeAuditCommand(CLI::App& app);
 std::unique_ptr<Command> MakeRunCommand(CLI::App& app);
+std::unique_ptr<Command> MakeOutputsCommand(CLI::App& app);  // outputs extract
 // cordond's clients: op is submit, status, list, cancel, wait or logs.
 std::unique_ptr<Command> MakeDaemonClientCommand(CLI::App& app, const std::string& op);
 

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   commands.push_back(MakeInspectCommand(app));
   commands.push_back(MakeAuditCommand(app));
   commands.push_back(MakeRunCommand(app));
+  commands.push_back(MakeOutputsCommand(app));
   for (const char* op : {"submit", "status", "list", "cancel", "wait", "logs"}) {
     commands.push_back(MakeDaemonClientCommand(app, op));
   }

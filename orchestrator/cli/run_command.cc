@@ -1,9 +1,12 @@
-// cordon run SPEC [--json] [--show-logs]
+// cordon run SPEC [--json] [--show-logs] [--input-fd NAME=FD]... [--output-fd FD] [--image-fd FD]
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
+#include <fcntl.h>
+#include <tuple>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -35,13 +38,26 @@ class RunCommand final : public Command {
           return ok ? std::string() : std::string("job ids are 1-128 of a-z 0-9 -");
         });
     sub_->add_option("--submitter-uid", submitter_uid_, "record the job as submitted by UID (for cordond)");
+    sub_->add_option("--input-fd", input_fds_,
+                     "read spec input NAME from inherited fd FD, a regular file opened as the submitter "
+                     "(for cordond; repeatable); the input's path is then never opened")
+        ->type_name("NAME=FD");
+    sub_->add_option("--output-fd", output_fd_,
+                     "inherited O_DIRECTORY fd of spec.output.path (for cordond): the job directory is "
+                     "created in it and the path is never looked up")
+        ->check(CLI::NonNegativeNumber);
+    sub_->add_option("--image-fd", image_fd_,
+                     "inherited O_DIRECTORY (or O_PATH) fd of spec.trainer.image (for cordond): what /job binds")
+        ->check(CLI::NonNegativeNumber);
     sub_->add_flag("--die-with-parent", die_with_parent_,
                    "stop the job (SIGKILL) when the parent process dies (for cordond)");
     sub_->footer(
         "Exit status: 0 succeeded, 10 trainer_failed, 11 timeout, 12 memory_limit,\n"
         "13 sandbox_violation, 14 input_rejected, 15 setup_error, 16 cancelled;\n"
         "2 the spec or the config is invalid; 1 the job could not be started (audit log).\n"
-        "Outputs are sealed into <spec.output.path>/<job id>/ beside manifest.json.");
+        "Outputs are sealed into <spec.output.path>/<job id>/ as out-000001.sealed, ... beside\n"
+        "index.sealed (their relative paths), trainer.log.sealed and manifest.json;\n"
+        "`cordon outputs extract` restores the tree.");
   }
 
   CLI::App* sub() const override { return sub_; }
@@ -61,6 +77,7 @@ class RunCommand final : public Command {
     options.show_logs = show_logs_;
     options.job_id = job_id_;
     if (submitter_uid_) options.submitter_uid = static_cast<uid_t>(*submitter_uid_);
+    if (!ParseFds(options)) return kExitInvalid;
     if (die_with_parent_ && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
       std::cerr << "cordon: PR_SET_PDEATHSIG failed\n";
       return kExitFailure;
@@ -107,21 +124,65 @@ class RunCommand final : public Command {
     return kExitInvalid;
   }
 
+  // --input-fd NAME=FD (each name once), --output-fd, --image-fd: each an open fd.
+  bool ParseFds(runner::RunOptions& options) const {
+    const auto open_fd = [](int fd) { return fd >= 0 && ::fcntl(fd, F_GETFD) >= 0; };
+    for (const std::string& arg : input_fds_) {
+      const std::size_t eq = arg.find('=');
+      int fd = -1;
+      const std::string name = arg.substr(0, eq);
+      const std::string number = eq == std::string::npos ? "" : arg.substr(eq + 1);
+      const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), fd);
+      if (name.empty() || number.empty() || ec != std::errc() || end != number.data() + number.size() || !open_fd(fd) ||
+          !options.input_fds.emplace(name, fd).second) {
+        std::cerr << "cordon run: --input-fd " << arg << ": expected NAME=FD, an open fd, each NAME once\n";
+        return false;
+      }
+    }
+    for (const auto& [flag, value, target] : {std::tuple{"--output-fd", output_fd_, &options.output_fd},
+                                              std::tuple{"--image-fd", image_fd_, &options.image_fd}}) {
+      if (!value) continue;
+      if (!open_fd(*value)) {
+        std::cerr << "cordon run: " << flag << " " << *value << " is not an open fd\n";
+        return false;
+      }
+      *target = *value;
+    }
+    return true;
+  }
+
+  static json FileJson(const runner::OutputFile& o) {
+    return {{"file", o.file}, {"size", o.size}, {"sha256", o.sha256}};
+  }
+
   void Print(const runner::JobReport& r) const {
     json outputs = json::array();
-    for (const auto& o : r.outputs) outputs.push_back({{"name", o.name}, {"path", o.path}, {"sha256", o.sha256}});
+    for (const auto& o : r.outputs) outputs.push_back(FileJson(o));
     if (json_) {
       json out = {{"job_id", r.job_id}, {"outcome", runner::JobOutcomeName(r.outcome)},
                   {"exit_code", r.trainer_exit_code >= 0 ? json(r.trainer_exit_code) : json(nullptr)},
                   {"signal", r.trainer_signal}, {"reason", r.reason}, {"status", runner::ExitStatusFor(r.outcome)},
-                  {"output_dir", r.output_dir}, {"outputs", outputs}, {"manifest", r.manifest}};
+                  {"output_dir", r.output_dir},
+                  {"output_dir_id", r.output_dir_id ? json{{"dev", r.output_dir_id->first}, {"ino", r.output_dir_id->second}}
+                                                    : json(nullptr)},
+                  {"outputs", outputs},
+                  {"index", r.index ? json{{"file", r.index->file}, {"sha256", r.index->sha256}} : json(nullptr)},
+                  {"trainer_log", r.trainer_log ? json{{"file", r.trainer_log->file}, {"sha256", r.trainer_log->sha256}}
+                                                : json(nullptr)},
+                  {"refused_outputs", r.refused}, {"metrics_dropped", r.metrics_dropped},
+                  {"manifest", r.manifest}};
       std::cout << out.dump(2) << "\n";
       return;
     }
     std::cout << "job " << r.job_id << ": " << runner::JobOutcomeName(r.outcome);
     if (!r.reason.empty()) std::cout << " (" << r.reason << ")";
     std::cout << "\n";
-    for (const auto& o : r.outputs) std::cout << "  " << o.path << "  " << o.sha256 << "\n";
+    std::cout << "  " << r.outputs.size() << " output(s) sealed in " << r.output_dir << "\n";
+    std::uint64_t refused = 0;
+    for (const auto& [kind, count] : r.refused.items()) refused += count.get<std::uint64_t>();
+    if (refused > 0) std::cout << "  " << refused << " output(s) refused (see the manifest)\n";
+    if (r.index) std::cout << "  " << r.index->file << "  " << r.index->sha256 << "\n";
+    if (r.trainer_log) std::cout << "  " << r.trainer_log->file << "  " << r.trainer_log->sha256 << "\n";
     if (!r.manifest_path.empty()) std::cout << "  manifest: " << r.manifest_path << "\n";
   }
 
@@ -132,6 +193,8 @@ class RunCommand final : public Command {
   bool die_with_parent_ = false;
   std::string job_id_;
   std::optional<std::uint32_t> submitter_uid_;
+  std::vector<std::string> input_fds_;
+  std::optional<int> output_fd_, image_fd_;
 };
 
 }  // namespace

@@ -301,7 +301,7 @@ void JoinAndHarden(const Policy& policy, const InitChannels& ch) {
   });
   Step(rep, "close-inherited-fds", [&]() -> Status {
     std::set<int> keep(policy.init_fds.begin(), policy.init_fds.end());
-    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd});
+    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd, policy.image_fd, policy.output_dir_fd});
     return CloseUnneededFds(keep);
   });
 }
@@ -313,12 +313,20 @@ void BuildSandbox(const Policy& policy, int rep, BuiltSandbox& b) {
                ? Status{} : FailErrno("mount --make-rprivate /");
   });
   Step(rep, "open-output-dir", [&]() -> Status {
+    if (policy.output_dir_fd >= 0) {  // the caller's fd: no path is looked up
+      b.output_dir.reset(fcntl(policy.output_dir_fd, F_DUPFD_CLOEXEC, 3));
+      return b.output_dir ? Status{} : FailErrno("dup output_dir_fd");
+    }
     if (policy.output_dir.empty()) return Status{};
     b.output_dir.reset(open(policy.output_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     return b.output_dir ? Status{} : FailErrno("open " + policy.output_dir);
   });
   UniqueFd image;
   Step(rep, "open-image", [&]() -> Status {
+    if (policy.image_fd >= 0) {  // bound from the caller's fd, never from a path
+      image.reset(fcntl(policy.image_fd, F_DUPFD_CLOEXEC, 3));
+      return image ? Status{} : FailErrno("dup image_fd");
+    }
     image.reset(open(policy.image_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     return image ? Status{} : FailErrno("open " + policy.image_dir);
   });

@@ -41,12 +41,18 @@ RunResult SetupError(std::string step, std::string message) {
 
 Status Validate(const Policy& p) {
   if (p.argv.empty()) return Fail(Errc::kInvalidArgument, "no command to run");
-  if (p.image_dir.empty() || p.image_dir.front() != '/') {
-    return Fail(Errc::kInvalidArgument, "image dir must be an absolute path: '" + p.image_dir + "'");
-  }
   struct stat st {};
-  if (stat(p.image_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  if (p.image_fd >= 0) {
+    if (fstat(p.image_fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Fail(Errc::kInvalidArgument, "image_fd is not a directory");
+    }
+  } else if (p.image_dir.empty() || p.image_dir.front() != '/') {
+    return Fail(Errc::kInvalidArgument, "image dir must be an absolute path: '" + p.image_dir + "'");
+  } else if (stat(p.image_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Fail(Errc::kNotFound, "image dir is not a directory: " + p.image_dir);
+  }
+  if (p.output_dir_fd >= 0 && (fstat(p.output_dir_fd, &st) != 0 || !S_ISDIR(st.st_mode))) {
+    return Fail(Errc::kInvalidArgument, "output_dir_fd is not a directory");
   }
   if (p.uid == 0 || p.gid == 0) {
     return Fail(Errc::kPermissionDenied, "the trainer must not run as uid or gid 0");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of `cordon run`: real sealed data, the real sandbox, real
-# trainers, for success and for every failure outcome, plus the leak test and
-# hostile outputs.
+# trainers, for success and for every failure outcome, plus the leak test,
+# hostile outputs (names carrying PII, reserved names, a 30,000-file flood),
+# fds passed in place of paths, and images that would reach a host socket.
 #   runner_test.sh BIN_DIR SOURCE_DIR
 # Everything lives under one temp dir; the only mount (the "output sealing
 # failed" case) is made inside a private mount namespace (unshare -m).
@@ -37,7 +38,7 @@ printf 'a,b\n1,2\n3,"unterminated\n' |
 spec() {
   local name="$1" image="$2" command="$3"; shift 3
   local columns="" pin_line="" timeout=60s memory=512Mi input="$T/sealed/customers.sealed" key=kms://local/models
-  local out="$T/out/$name" scratch=128Mi
+  local out="$T/out/$name" scratch=128Mi metrics="" output_extra=""
   for kv in "$@"; do
     case "$kv" in
       columns=*) columns="      columns: ${kv#columns=}" ;;
@@ -47,6 +48,9 @@ spec() {
       input=*) input="${kv#input=}" ;;
       key=*) key="${kv#key=}" ;;
       out=*) out="${kv#out=}" ;;
+      metrics=*) metrics="  metrics: ${kv#metrics=}" ;;
+      output_extra=*) output_extra="    ${kv#output_extra=}" ;;
+      scratch=*) scratch="${kv#scratch=}" ;;
     esac
   done
   cat >"$T/specs/$name.yaml" <<SPEC
@@ -66,7 +70,9 @@ $pin_line
   output:
     path: $out
     key: $key
+$output_extra
   resources: {memory: $memory, timeout: $timeout, scratch: $scratch, pids: 64}
+$metrics
 SPEC
 }
 
@@ -77,41 +83,57 @@ run() {
 }
 outcome() { jget "$J" 'd["outcome"]'; }
 unseal() { "$bin/cordon" unseal "$1" - 2>/dev/null; }
+# extract DEST: restores the outputs of the job in $J into $T/x/DEST (echoes that path)
+extract() {
+  mkdir -p "$T/x"; rm -rf "$T/x/$1"
+  "$bin/cordon" outputs extract "$(jget "$J" 'd["output_dir"]')" "$T/x/$1" >"$T/x/$1.out" 2>&1
+  echo "$T/x/$1"
+}
+logfile() { echo "$(jget "$J" 'd["output_dir"]')/$(jget "$J" 'd["trainer_log"]["file"]')"; }
 
 SH='[/bin/sh, -c'
 img="$src/tests/runner/trainers/sh"
 
 # --- success: the real demo trainer on projected columns ---
 spec churn "$src/scripts/demo.d/trainer" '[/usr/bin/python3, /job/train.py, --epochs, "3"]' \
-  'columns=[age, tenure, spend, churned]' "pin=$pin"
+  'columns=[age, tenure, spend, churned]' "pin=$pin" 'metrics=[epoch, loss, auc]'
 run churn
 check "churn exit 0" test "$rc" = 0
 check "churn outcome" test "$(outcome)" = succeeded
 check "churn json has job_id" test -n "$(jget "$J" 'd["job_id"]')"
 check "churn json exit_code" test "$(jget "$J" 'd["exit_code"]')" = 0
-check "churn outputs listed" test "$(jget "$J" 'sorted(o["name"] for o in d["outputs"])')" = "['metrics.json', 'model.json', 'trainer.log']"
+check "churn outputs: Cordon-made names only" test "$(jget "$J" '[o["file"] for o in d["outputs"]]')" = "['out-000001.sealed', 'out-000002.sealed']"
+check "churn host files" test "$(ls "$(jget "$J" 'd["output_dir"]')" | tr '\n' ' ')" = "index.sealed manifest.json out-000001.sealed out-000002.sealed trainer.log.sealed "
 check "churn manifest metrics" test "$(jget "$J" 'd["manifest"]["metrics"]["epoch"]')" = 3
 check "churn manifest input hash" test "$(jget "$J" 'd["manifest"]["inputs"][0]["sha256"]')" = "$pin"
-metrics=$(unseal "$(jget "$J" '[o["path"] for o in d["outputs"] if o["name"]=="metrics.json"][0]')")
-check "churn model metrics unseal" has "$metrics" '"auc"'
-check "churn sealed sha matches file" test "$(jget "$J" 'd["outputs"][0]["sha256"]')" = "sha256:$(sha256sum "$(jget "$J" 'd["outputs"][0]["path"]')" | cut -d' ' -f1)"
+dir=$(jget "$J" 'd["output_dir"]')
+check "churn output_dir_id is the job directory" test "$(jget "$J" '"%d %d" % (d["output_dir_id"]["dev"], d["output_dir_id"]["ino"])')" = "$(stat -c '%d %i' "$dir")"
+check "churn trainer_log sha256 is the sealed file's" test "$(jget "$J" 'd["trainer_log"]["sha256"]')" = "sha256:$(sha256sum "$dir/trainer.log.sealed" | cut -d' ' -f1)"
+check "churn sealed sha matches file" test "$(jget "$J" 'd["outputs"][0]["sha256"]')" = "sha256:$(sha256sum "$dir/out-000001.sealed" | cut -d' ' -f1)"
+check "churn header dataset is Cordon-made" has "$("$bin/cordon" inspect "$dir/out-000002.sealed" 2>&1)" "out-000002"
+x=$(extract churn)
+check "churn extract restores the tree" test "$(cd "$x" && find . -type f | sort | tr '\n' ' ')" = "./metrics.json ./model.json "
+check "churn model metrics extracted" has "$(cat "$x/metrics.json")" '"auc"'
+check "churn extract into an existing dir refused" bash -c "! '$bin/cordon' outputs extract '$dir' '$x' 2>/dev/null"
 
 # --- the projection: dropped columns never reach /data ---
 spec projection "$src/tests/runner/trainers/projection-check" '[/job/check.sh]' 'columns=[age, tenure, spend, churned]'
 run projection
-dir=$(jget "$J" 'd["output_dir"]')
+x=$(extract projection)
 check "projection succeeded" test "$(outcome)" = succeeded
-check "projection: /data holds no PII characters" test "$(unseal "$dir/check.txt.sealed")" = CLEAN
-check "projection: header is the projection" test "$(unseal "$dir/header.txt.sealed")" = "age,tenure,spend,churned"
-check "projection: every row arrived" test "$(unseal "$dir/rows.txt.sealed")" = 3001
+check "projection: /data holds no PII characters" test "$(cat "$x/check.txt")" = CLEAN
+check "projection: header is the projection" test "$(cat "$x/header.txt")" = "age,tenure,spend,churned"
+check "projection: every row arrived" test "$(cat "$x/rows.txt")" = 3001
+check "projection: undeclared metric dropped" test "$(jget "$J" 'd["manifest"]["metrics"]')" = None
 check "unpinned input hashed for lineage" test "$(jget "$J" 'd["manifest"]["inputs"][0]["sha256"]')" = "$pin"
 check "lineage hash audited" has "$("$bin/cordon" audit show --job "$(jget "$J" 'd["job_id"]')" --action input.hashed)" "$pin"
 
 # --- the metrics channel keeps numbers and booleans only (strings are where PII travels) ---
-spec metrics "$src/tests/runner/trainers/metrics" "[/job/emit.sh]"
+spec metrics "$src/tests/runner/trainers/metrics" "[/job/emit.sh]" 'metrics=[epoch, loss, ok, name]'
 run metrics
 check "metrics job succeeded" test "$(outcome)" = succeeded
-check "metrics: strings dropped, numbers kept" test "$(jget "$J" 'sorted(d["manifest"]["metrics"].items())')" = "[('epoch', 1), ('loss', 0.5), ('ok', True)]"
+check "metrics: strings dropped, declared numbers kept" test "$(jget "$J" 'sorted(d["manifest"]["metrics"].items())')" = "[('epoch', 1), ('loss', 0.5), ('ok', True)]"
+check "metrics: undeclared and string members counted" test "$(jget "$J" 'd["metrics_dropped"] >= 2 and d["manifest"]["metrics_dropped"] >= 2')" = True
 
 # --- failure outcomes; each trainer also tries to leak the plaintext it saw ---
 LEAK='cat /data/customers; cat /data/customers >/out/copy.csv; cp /data/customers /tmp/x;'
@@ -120,8 +142,8 @@ run crash
 check "crash exit 10" test "$rc" = 10
 check "crash outcome" test "$(outcome)" = trainer_failed
 check "crash exit_code 3" test "$(jget "$J" 'd["exit_code"]')" = 3
-check "crash outputs still sealed" test "$(jget "$J" '[o["name"] for o in d["outputs"]]')" = "['copy.csv', 'trainer.log']"
-log=$(unseal "$(jget "$J" 'd["outputs"][-1]["path"]')")
+check "crash outputs still sealed" test "$(jget "$J" '[o["file"] for o in d["outputs"]]')" = "['out-000001.sealed']"
+log=$(unseal "$(logfile)")
 check "crash log captured (sealed)" has "$log" "$MARK"
 
 spec timeout "$img" "$SH, \"$LEAK sleep 600\"]" timeout=2s
@@ -175,16 +197,21 @@ check "missing output key outcome" test "$(outcome)" = setup_error
 
 # --- hostile outputs: links, FIFOs, devices-to-be, sparse giants, reserved names ---
 HOSTILE='ln -s /etc/shadow /out/shadow; ln -s /data/customers /out/data-link; mkfifo /out/fifo;'
-HOSTILE="$HOSTILE truncate -s 100G /out/huge; echo x >/out/a; ln /out/a /out/b; echo fake >/out/trainer.log;"
-HOSTILE="$HOSTILE mkdir -p /out/sub/dir; echo ok >/out/sub/dir/result.txt; exit 0"
+HOSTILE="$HOSTILE truncate -s 100G /out/huge; echo x >/out/a; ln /out/a /out/b; echo fake >/out/trainer.log.sealed;"
+HOSTILE="$HOSTILE mkdir -p /out/sub/dir /out/manifest.json /out/index.sealed; echo ok >/out/sub/dir/result.txt; exit 0"
 spec hostile "$img" "$SH, \"$HOSTILE\"]"
 run hostile
-refused=$(jget "$J" 'sorted(r["name"] for r in d["manifest"]["refused_outputs"])')
+dir=$(jget "$J" 'd["output_dir"]')
 check "hostile outputs job succeeds" test "$(outcome)" = succeeded
-check "hostile outputs refused" test "$refused" = "['a', 'b', 'data-link', 'fifo', 'huge', 'shadow', 'trainer.log']"
-check "hostile nested output sealed" test "$(unseal "$(jget "$J" 'd["output_dir"]')/sub/dir/result.txt.sealed")" = ok
+check "hostile outputs refused by kind" test "$(jget "$J" 'sorted(d["refused_outputs"].items())')" = "[('byte_cap', 1), ('fifo', 1), ('hard_link', 2), ('symlink', 2)]"
+check "hostile: manifest.json is Cordon's despite mkdir /out/manifest.json" test "$(jget "$dir/manifest.json" 'd["job_id"]')" = "$(jget "$J" 'd["job_id"]')"
+check "hostile: index.sealed and trainer.log.sealed are Cordon's" has "$("$bin/cordon" inspect "$dir/index.sealed" 2>&1; "$bin/cordon" inspect "$dir/trainer.log.sealed" 2>&1)" "trainer.log"
+check "hostile: only Cordon-made names on the host" test "$(ls "$dir" | grep -cvE '^(out-[0-9]{6}\.sealed|index\.sealed|trainer\.log\.sealed|manifest\.json)$')" = 0
+x=$(extract hostile)
+check "hostile nested output restored" test "$(cat "$x/sub/dir/result.txt")" = ok
+check "hostile: a file named trainer.log.sealed is just an output" test "$(cat "$x/trainer.log.sealed")" = fake
 check "hostile: no link was followed" test "$(find "$T/out/hostile" -type l | wc -l)" = 0
-check "hostile: refusals audited" has "$("$bin/cordon" audit show --action output.refused)" "symbolic link"
+check "hostile: refusals audited by kind" has "$("$bin/cordon" audit show --action output.refused --json)" '"kind":"symlink"'
 
 # --- output sealing fails (a full output file system, inside a private mount namespace) ---
 spec sealfail "$img" "$SH, \"$LEAK head -c 2000000 /dev/urandom >/out/big; exit 0\"]" out="$T/tiny/out"

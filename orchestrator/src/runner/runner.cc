@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <set>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -32,6 +33,8 @@
 #include "cordon/orchestrator/sealed_kms.h"
 #include "cordon/sandbox/sandbox.h"
 #include "cordon/unique_fd.h"
+#include "image_scan.h"
+#include "metrics.h"
 #include "stage.h"
 
 namespace cordon::runner {
@@ -41,8 +44,22 @@ using nlohmann::json;
 using internal::Msg;
 
 constexpr std::size_t kMaxLogBytes = 64u << 20;   // trainer stdout+stderr kept for sealing
-constexpr std::size_t kMaxMetricLine = 4096;
-constexpr std::size_t kMaxMetricMembers = 32;
+using internal::kMaxMetricLine;
+// Stage-out's own wall clock, after the trainer's timeout (docs: orchestrator/README.md).
+constexpr std::chrono::minutes kStageOutDeadline{10};
+// Sealed outputs audited one by one; the rest only in the job's output.staged summary.
+constexpr std::size_t kMaxOutputsAudited = 5;
+constexpr const char* kTrainerLogFile = "trainer.log.sealed";
+constexpr const char* kManifestFile = "manifest.json";
+
+bool IsCordonOutputFile(const std::string& file) {
+  return file.size() == 17 && file.starts_with("out-") && file.ends_with(".sealed") &&
+         std::all_of(file.begin() + 4, file.begin() + 10, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool IsCordonOutputDataset(const std::string& dataset) {
+  return dataset == internal::kIndexDataset || IsCordonOutputFile(dataset + ".sealed");
+}
 
 volatile std::sig_atomic_t g_cancel = 0;
 
@@ -74,25 +91,6 @@ std::string NewJobId(const std::string& name) {
   return name + "-" + stamp + "-" + suffix;
 }
 
-// Keeps only what a progress line needs: a flat object of numbers and booleans
-// with short, plain member names. Strings (where PII would travel) are dropped.
-std::optional<json> SanitiseMetrics(std::string_view line) {
-  if (line.size() > kMaxMetricLine) return std::nullopt;
-  json parsed = json::parse(line, nullptr, false);
-  if (parsed.is_discarded() || !parsed.is_object()) return std::nullopt;
-  json clean = json::object();
-  for (const auto& [key, value] : parsed.items()) {
-    if (clean.size() >= kMaxMetricMembers || key.empty() || key.size() > 64) continue;
-    const bool plain_name = std::all_of(key.begin(), key.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
-    });
-    const bool finite = value.is_number() && (!value.is_number_float() || std::isfinite(value.get<double>()));
-    if (plain_name && (finite || value.is_boolean())) clean[key] = value;
-  }
-  if (clean.empty()) return std::nullopt;
-  return clean;
-}
-
 // The audit log refuses floats (their text is not canonical); metrics go in as strings.
 json MetricsForAudit(const json& metrics) {
   json out = json::object();
@@ -111,8 +109,9 @@ struct SandboxRun {
   std::string log;
   bool log_truncated = false;
   std::optional<json> last_metrics;
-  std::vector<OutputFile> outputs;
-  json refused = json::array();
+  std::optional<json> stage_summary;  // counts from the init's stage-out
+  std::size_t outputs_audited = 0;
+  std::size_t refusals_audited = 0;
   std::optional<json> input_error;
   std::string metrics_buffer;
   std::string result_text;
@@ -123,13 +122,16 @@ class Runner final {
   Runner(const orchestrator::Config& config, const specs::TrainingJob& job, const RunOptions& options,
          audit::AuditLog& log, JobReport& report)
       : config_(config), job_(job), options_(options), log_(log), report_(report),
-        managers_(sealed::CachedKeyManagers(orchestrator::KmsOptionsFrom(config))) {}
+        managers_(sealed::CachedKeyManagers(orchestrator::KmsOptionsFrom(config))),
+        declared_metrics_(job.metrics.begin(), job.metrics.end()) {
+    TakeFds();
+  }
 
   JobReport Run() {
     started_ = std::chrono::system_clock::now();
     if (!Accept()) return report_;
     if (options_.on_started) options_.on_started(report_.job_id);
-    if (!PrepareOutputDir() || !CheckInputs()) return Done();
+    if (!PrepareOutputDir() || !CheckImage() || !CheckInputs()) return Done();
     StartLineageHashes();
     if (!UnwrapKeys() || !CheckOutputKey()) return Done();
     RunSandbox();
@@ -179,34 +181,78 @@ class Runner final {
     return false;
   }
 
+  // The caller's fds become ours: close-on-exec, closed when the runner ends.
+  void TakeFds() {
+    const auto take = [](int fd) {
+      if (fd >= 0) (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+      return UniqueFd(fd);
+    };
+    output_fd_ = take(options_.output_fd);
+    image_fd_ = take(options_.image_fd);
+    for (const auto& [name, fd] : options_.input_fds) input_fds_[name] = take(fd);
+  }
+
   // ---- 1. accept ----
   bool Accept() {
     const uid_t uid = options_.submitter_uid.value_or(::getuid());
     json details = {{"name", job_.name}, {"spec_path", options_.spec_path}, {"spec_sha256", options_.spec_sha256},
                     {"submitter", {{"uid", uid}, {"user", UserName(uid)}}}, {"inputs", job_.inputs.size()},
-                    {"output_key_ref", job_.output.key.ToString()}, {"output_path", job_.output.path}};
+                    {"output_key_ref", job_.output.key.ToString()}, {"output_path", job_.output.path},
+                    {"fds", {{"inputs", options_.input_fds.size()}, {"output", options_.output_fd >= 0},
+                             {"image", options_.image_fd >= 0}}}};
     auto intent = Begin("job.accepted", details);
     return Finish(intent, "ok");
   }
 
-  // ---- 2. output directory: <output.path>/<job id>, created fresh ----
+  // ---- 2. output directory: <output.path>/<job id>, created fresh, then used by fd only ----
   bool PrepareOutputDir() {
     report_.output_dir = job_.output.path + "/" + report_.job_id;
-    auto intent = Begin("output.prepare", {{"path", report_.output_dir}});
-    std::error_code ec;
-    std::filesystem::create_directories(job_.output.path, ec);
-    if (ec || ::mkdir(report_.output_dir.c_str(), 0750) != 0) {
-      const std::string why = ec ? ec.message() : std::strerror(errno);
+    auto intent = Begin("output.prepare", {{"path", report_.output_dir}, {"via_fd", output_fd_.get() >= 0}});
+    const auto fail = [&](const std::string& why) {
       Finish(intent, "failed", {{"error", why}});
       return Reject(JobOutcome::kSetupError, "cannot create output directory " + report_.output_dir + ": " + why);
+    };
+    UniqueFd parent = std::move(output_fd_);
+    if (!parent) {  // `cordon run` by root, no fd given: the path, once
+      std::error_code ec;
+      std::filesystem::create_directories(job_.output.path, ec);
+      if (ec) return fail(ec.message());
+      parent.reset(::open(job_.output.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!parent) return fail(std::strerror(errno));
+    }
+    struct stat st {};
+    if (::fstat(parent.get(), &st) != 0 || !S_ISDIR(st.st_mode)) return fail("not a directory");
+    if (::mkdirat(parent.get(), report_.job_id.c_str(), 0750) != 0) return fail(std::strerror(errno));
+    job_dir_.reset(::openat(parent.get(), report_.job_id.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!job_dir_ || ::fstat(job_dir_.get(), &st) != 0) return fail(std::strerror(errno));
+    // Whoever owns the parent could have swapped the entry between mkdirat and
+    // openat; only root can make a root-owned directory.
+    if (st.st_uid != ::geteuid()) return fail("the directory opened is not the one Cordon created");
+    report_.output_dir_id = std::pair(st.st_dev, st.st_ino);
+    return Finish(intent, "ok", {{"dev", st.st_dev}, {"ino", st.st_ino}});
+  }
+
+  // ---- 2b. the image: opened once, scanned through that fd, bound from it ----
+  bool CheckImage() {
+    auto intent = Begin("image.check", {{"image", job_.trainer.image}, {"via_fd", image_fd_.get() >= 0}});
+    if (!image_fd_) image_fd_.reset(::open(job_.trainer.image.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    Status ok = image_fd_ ? internal::CheckImage(image_fd_.get(), config_.daemon.socket)
+                          : Status(FailErrno("open " + job_.trainer.image));
+    if (!ok) {
+      Finish(intent, "failed", {{"error", ok.error().message}});
+      return Reject(JobOutcome::kSetupError, "trainer image " + job_.trainer.image + ": " + ok.error().message);
     }
     return Finish(intent, "ok");
   }
 
   // ---- 3. inputs: open once, hash through that fd, parse the header ----
   bool CheckInputs() {
+    for (const auto& [name, fd] : input_fds_) {
+      const bool known = std::any_of(job_.inputs.begin(), job_.inputs.end(), [&](const auto& i) { return i.name == name; });
+      if (!known) return Reject(JobOutcome::kSetupError, "an input fd was given for '" + name + "', which the spec does not name");
+    }
     for (const specs::Input& input : job_.inputs) {
-      auto intent = Begin("input.verify", {{"input", input.name}, {"path", input.path}});
+      auto intent = Begin("input.verify", {{"input", input.name}, {"path", input.path}, {"via_fd", input_fds_.contains(input.name)}});
       if (!intent || !CheckInput(input, *intent)) return false;
     }
     return true;
@@ -217,7 +263,10 @@ class Runner final {
       Finish(intent, "failed", {{"error", why}});
       return Reject(JobOutcome::kInputRejected, "input '" + input.name + "' (" + input.path + "): " + why);
     };
-    UniqueFd fd(::open(input.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    // The daemon's fd (opened as the submitter) when there is one; the path never.
+    UniqueFd fd;
+    if (auto it = input_fds_.find(input.name); it != input_fds_.end()) fd = std::move(it->second);
+    else fd.reset(::open(input.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     struct stat st {};
     if (!fd) return reject(std::strerror(errno));
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return reject("not a regular file");
@@ -333,6 +382,9 @@ class Runner final {
   void OnWrapRequest(int fd, std::string& message);
   void OnLog(std::string_view bytes, bool is_stderr);
   void OnMetricsBytes(std::string_view bytes);
+  bool AcceptMetrics(std::string_view line);
+  void OnOutput(const json& parsed);
+  void RecordStageOut();
   void ClassifyResult();
 
   void CloseInputs() {
@@ -343,6 +395,7 @@ class Runner final {
   }
 
   // ---- 7b. the trainer log and the manifest ----
+  Result<std::string> WriteInJobDir(const std::string& name, const std::function<Status(int fd)>& fill);
   void SealTrainerLog();
   void WriteManifest();
   JobReport Done();
@@ -361,12 +414,19 @@ class Runner final {
   std::chrono::system_clock::time_point started_;
   pid_t hasher_ = -1;  // the lineage-hash child, while it runs
   UniqueFd hashes_;    // its results: "<input index> sha256:<hex>" lines
+  std::set<std::string> declared_metrics_;
+  UniqueFd output_fd_, image_fd_, job_dir_;
+  std::map<std::string, UniqueFd> input_fds_;
+  std::optional<audit::Intent> wrap_intent_;  // one write-ahead entry for every output key wrap
+  std::uint64_t wraps_ = 0, wrap_failures_ = 0;
+  std::uint32_t wrap_key_version_ = 0;
 };
 
 sandbox::Policy Runner::MakePolicy(const Pipe& out, const Pipe& err, const Pipe& keys, const Pipe& ctl,
                                    const Pipe& metrics) {
   sandbox::Policy p;
-  p.image_dir = job_.trainer.image;
+  p.image_dir = job_.trainer.image;  // a label: the sandbox binds image_fd
+  p.image_fd = image_fd_.get();
   p.argv = job_.trainer.command;
   p.env = {job_.trainer.env.begin(), job_.trainer.env.end()};
   p.env["CORDON_METRICS"] = internal::kMetricsPath;
@@ -380,7 +440,7 @@ sandbox::Policy Runner::MakePolicy(const Pipe& out, const Pipe& err, const Pipe&
   p.scratch_bytes = job_.resources.scratch_bytes;
   p.allow_swap = config_.sandbox.allow_swap;
   p.hostname = "cordon-job";
-  p.output_dir = report_.output_dir;
+  p.output_dir_fd = job_dir_.get();
   p.stdout_fd = out.write.get();
   p.stderr_fd = err.write.get();
   plan_.keys_fd = keys.read.get();
@@ -390,7 +450,9 @@ sandbox::Policy Runner::MakePolicy(const Pipe& out, const Pipe& err, const Pipe&
   plan_.gid = p.gid;
   plan_.output_key = job_.output.key;
   plan_.job_id = report_.job_id;
-  plan_.max_output_bytes = job_.resources.scratch_bytes;
+  plan_.max_files = job_.output.max_files;
+  plan_.max_bytes = job_.output.max_bytes.value_or(job_.resources.scratch_bytes);
+  plan_.stage_deadline = kStageOutDeadline;
   p.init_fds = {plan_.keys_fd, plan_.ctl_fd, plan_.metrics_fd};
   for (const auto& input : plan_.inputs) p.init_fds.push_back(input.fd);
   const internal::StagePlan& plan = plan_;
@@ -461,6 +523,7 @@ void Runner::RunSandbox() {
   CloseInputs();
   Supervise(supervisor, *out, *err, *metrics, *ctl, *result);
   ClassifyResult();
+  RecordStageOut();
   const sandbox::RunResult& r = *run_.result;
   Finish(intent, r.outcome == sandbox::Outcome::kOk ? "ok" : "failed", {{"sandbox_outcome", sandbox::OutcomeName(r.outcome)}, {"exit_code", r.exit_code}, {"signal", r.signal},
                                                    {"failed_step", r.failed_step}});
@@ -534,10 +597,7 @@ void Runner::OnMetricsBytes(std::string_view bytes) {
   while ((nl = run_.metrics_buffer.find('\n')) != std::string::npos) {
     const std::string line = run_.metrics_buffer.substr(0, nl);
     run_.metrics_buffer.erase(0, nl + 1);
-    if (auto clean = SanitiseMetrics(line)) {
-      run_.last_metrics = *clean;
-      if (options_.on_metrics) options_.on_metrics(*clean);
-    }
+    if (AcceptMetrics(line) && options_.on_metrics) options_.on_metrics(*run_.last_metrics);
   }
   if (run_.metrics_buffer.size() > kMaxMetricLine) run_.metrics_buffer.clear();  // an endless line
 }
@@ -555,7 +615,7 @@ bool Runner::OnControl(int fd) {
   }
   const std::string body = message.substr(1);
   if (type == static_cast<char>(Msg::kMetrics)) {
-    if (auto clean = SanitiseMetrics(body)) run_.last_metrics = *clean;
+    (void)AcceptMetrics(body);
     return true;
   }
   json parsed = json::parse(body, nullptr, false);
@@ -564,15 +624,58 @@ bool Runner::OnControl(int fd) {
     run_.input_error = parsed;
     Record("input.rejected", "failed", parsed);
   } else if (type == static_cast<char>(Msg::kRefused)) {
-    run_.refused.push_back(parsed);
-    Record("output.refused", "denied", parsed);
+    // The init reports the first few only; each carries an ordinal and a kind, never a name.
+    if (run_.refusals_audited++ < internal::kMaxRefusalReports) {
+      Record("output.refused", "denied", {{"n", parsed.value("n", 0)}, {"kind", parsed.value("kind", "")}});
+    }
   } else if (type == static_cast<char>(Msg::kOutput)) {
-    OutputFile file{parsed.value("name", ""), report_.output_dir + "/" + parsed.value("path", ""),
-                    parsed.value("size", std::uint64_t{0}), parsed.value("sha256", "")};
-    Record("output.sealed", "ok", {{"name", file.name}, {"path", file.path}, {"size", file.size}, {"sha256", file.sha256}});
-    report_.outputs.push_back(std::move(file));
+    OnOutput(parsed);
+  } else if (type == static_cast<char>(Msg::kIndex)) {
+    report_.index = OutputFile{internal::kIndexFile, report_.output_dir + "/" + internal::kIndexFile,
+                               parsed.value("size", std::uint64_t{0}), parsed.value("sha256", "")};
+  } else if (type == static_cast<char>(Msg::kStageSummary)) {
+    run_.stage_summary = parsed;
   }
   return true;
+}
+
+// A metrics line: declared names with numbers pass, everything else is counted.
+bool Runner::AcceptMetrics(std::string_view line) {
+  auto clean = internal::SanitiseMetrics(line, declared_metrics_);
+  if (!clean) return false;
+  report_.metrics_dropped += clean->dropped;
+  if (clean->values.empty()) return false;
+  run_.last_metrics = std::move(clean->values);
+  return true;
+}
+
+void Runner::OnOutput(const json& parsed) {
+  const std::string file = parsed.value("file", "");
+  if (!IsCordonOutputFile(file)) return;  // the init makes these names; anything else is a bug
+  OutputFile out{file, report_.output_dir + "/" + file, parsed.value("size", std::uint64_t{0}),
+                 parsed.value("sha256", "")};
+  if (run_.outputs_audited++ < kMaxOutputsAudited) {
+    Record("output.sealed", "ok", {{"file", out.file}, {"size", out.size}, {"sha256", out.sha256}});
+  }
+  report_.outputs.push_back(std::move(out));
+}
+
+// One entry for the whole stage-out, however many files the trainer left:
+// the write-ahead intent of the output key wraps is closed with the counts.
+void Runner::RecordStageOut() {
+  if (wrap_intent_) {
+    Finish(wrap_intent_, wrap_failures_ == 0 ? "ok" : "failed",
+           {{"wraps", wraps_}, {"failures", wrap_failures_}, {"key_version", wrap_key_version_}});
+    wrap_intent_.reset();
+  }
+  if (!run_.stage_summary) return;
+  const json& s = *run_.stage_summary;
+  report_.refused = s.value("refused", json::object());
+  Record("output.staged", "ok",
+         {{"sealed", report_.outputs.size()}, {"bytes", s.value("bytes", std::uint64_t{0})},
+          {"refused", report_.refused}, {"refused_total", s.value("refused_total", std::uint64_t{0})},
+          {"deadline_hit", s.value("deadline_hit", false)},
+          {"index_sha256", report_.index ? json(report_.index->sha256) : json(nullptr)}});
 }
 
 // The init asks for an output data key to be wrapped: the runner checks it is
@@ -589,13 +692,20 @@ void Runner::OnWrapRequest(int fd, std::string& message) {
   } else {
     const kms::WrapContext context{message.substr(2, dataset_len), message.substr(job_at + 1, job_len)};
     SecretBytes dek = SecretBytes::From({reinterpret_cast<const std::uint8_t*>(message.data()) + dek_at, kms::kDekBytes});
-    auto intent = Begin("key.wrap", {{"key_ref", job_.output.key.ToString()}, {"dataset", context.dataset}});
+    // One write-ahead intent covers every wrap of this job's stage-out (closed
+    // with the counts by RecordStageOut): the audit log grows O(1) per job.
+    if (!wrap_intent_) {
+      wrap_intent_ = Begin("key.wrap", {{"key_ref", job_.output.key.ToString()}, {"purpose", "job outputs"},
+                                        {"max_files", plan_.max_files}, {"max_bytes", plan_.max_bytes}});
+    }
     auto kms = managers_.get(job_.output.key.adapter);
     Result<kms::WrappedKey> wrapped = Fail(Errc::kPermissionDenied, "the request is not for this job");
-    if (context.job == report_.job_id && kms) wrapped = (*kms)->Wrap(job_.output.key.name, dek, context);
-    else if (!kms) wrapped = std::unexpected(kms.error());
-    Finish(intent, wrapped ? "ok" : "failed", wrapped ? json{{"key_version", wrapped->version}}
-                                                     : json{{"error", wrapped.error().message}});
+    if (!wrap_intent_) wrapped = Fail(Errc::kIo, "the audit log did not record the wrap");
+    else if (context.job == report_.job_id && IsCordonOutputDataset(context.dataset) && kms) {
+      wrapped = (*kms)->Wrap(job_.output.key.name, dek, context);
+    } else if (!kms) wrapped = std::unexpected(kms.error());
+    ++(wrapped ? wraps_ : wrap_failures_);
+    if (wrapped) wrap_key_version_ = wrapped->version;
     if (wrapped) {
       reply.assign(1, static_cast<char>(Msg::kWrapResponse));
       for (int shift = 24; shift >= 0; shift -= 8) reply += static_cast<char>((wrapped->version >> shift) & 0xff);
@@ -650,54 +760,84 @@ void Runner::ClassifyResult() {
   }
 }
 
+// Writes `bytes` into the job directory as `name`: a temp name, fsync, a rename
+// that never replaces, fsync of the directory. Only the job directory's fd is used.
+Result<std::string> Runner::WriteInJobDir(const std::string& name, const std::function<Status(int fd)>& fill) {
+  const std::string temp = "." + name + ".partial";
+  UniqueFd out(::openat(job_dir_.get(), temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640));
+  if (!out) return FailErrno("create " + temp);
+  Status st = fill(out.get());
+  if (st && ::fsync(out.get()) != 0) st = FailErrno("fsync " + temp);
+  if (st && ::renameat2(job_dir_.get(), temp.c_str(), job_dir_.get(), name.c_str(), RENAME_NOREPLACE) != 0) {
+    st = FailErrno("rename " + temp);
+  }
+  if (st && ::fsync(job_dir_.get()) != 0) st = FailErrno("fsync the job directory");
+  if (!st) {
+    ::unlinkat(job_dir_.get(), temp.c_str(), 0);
+    return std::unexpected(st.error());
+  }
+  return sealed::Sha256Fd(out.get());
+}
+
 void Runner::SealTrainerLog() {
-  if (!run_.result) return;
+  if (!run_.result || !job_dir_) return;
   if (run_.log_truncated) run_.log += "\n[cordon: log truncated at " + std::to_string(kMaxLogBytes) + " bytes]\n";
   auto intent = Begin("log.seal", {{"bytes", run_.log.size()}, {"truncated", run_.log_truncated}});
   UniqueFd memfd(::memfd_create("cordon-trainer-log", MFD_CLOEXEC));
-  const std::string path = report_.output_dir + "/trainer.log.sealed";
-  const std::string temp = report_.output_dir + "/.trainer.log.sealed.partial";
-  Result<sealed::Report> sealed = Fail(Errc::kIo, "cannot buffer the trainer log");
+  Result<std::string> written = Fail(Errc::kIo, "cannot buffer the trainer log");
+  std::uint64_t plaintext = 0;
   auto kms = managers_.get(job_.output.key.adapter);
-  if (!kms) sealed = std::unexpected(kms.error());
+  if (!kms) written = std::unexpected(kms.error());
   if (kms && memfd && ::write(memfd.get(), run_.log.data(), run_.log.size()) == static_cast<ssize_t>(run_.log.size())) {
-    ::lseek(memfd.get(), 0, SEEK_SET);
     sealed::SealOptions o;
     o.key = job_.output.key;
     o.dataset = "trainer.log";
     o.job = report_.job_id;
-    UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640));
-    sealed = out ? sealed::SealStream(memfd.get(), out.get(), **kms, o) : Result<sealed::Report>(FailErrno(temp));
-    if (sealed && ::fsync(out.get()) != 0) sealed = FailErrno("fsync " + temp);
-    if (sealed && ::rename(temp.c_str(), path.c_str()) != 0) sealed = FailErrno("rename " + temp);
-    if (!sealed) ::unlink(temp.c_str());
+    ::lseek(memfd.get(), 0, SEEK_SET);
+    written = WriteInJobDir(kTrainerLogFile, [&](int fd) -> Status {
+      auto sealed = sealed::SealStream(memfd.get(), fd, **kms, o);
+      if (!sealed) return std::unexpected(sealed.error());
+      plaintext = sealed->plaintext_bytes;
+      return {};
+    });
   }
   OPENSSL_cleanse(run_.log.data(), run_.log.size());
-  if (!sealed) {
-    Finish(intent, "failed", {{"error", sealed.error().message}});
-    Reject(JobOutcome::kSetupError, "sealing the trainer log: " + sealed.error().message);
+  if (!written) {
+    Finish(intent, "failed", {{"error", written.error().message}});
+    Reject(JobOutcome::kSetupError, "sealing the trainer log: " + written.error().message);
     return;
   }
-  Finish(intent, "ok", {{"sha256", sealed->sha256}, {"path", path}});
-  report_.outputs.push_back({"trainer.log", path, sealed->plaintext_bytes, sealed->sha256});
+  Finish(intent, "ok", {{"file", kTrainerLogFile}, {"sha256", *written}});
+  report_.trainer_log = OutputFile{kTrainerLogFile, report_.output_dir + "/" + kTrainerLogFile, plaintext, *written};
 }
 
+json OutputJson(const OutputFile& o) { return {{"file", o.file}, {"size", o.size}, {"sha256", o.sha256}}; }
+
 void Runner::WriteManifest() {
+  if (!job_dir_) return;
   json outputs = json::array();
-  for (const OutputFile& o : report_.outputs) {
-    outputs.push_back({{"name", o.name}, {"path", o.path}, {"size", o.size}, {"sha256", o.sha256}});
-  }
+  for (const OutputFile& o : report_.outputs) outputs.push_back(OutputJson(o));
   const sandbox::RunResult r = run_.result.value_or(sandbox::RunResult{});
   const uid_t uid = options_.submitter_uid.value_or(::getuid());
+  const json stage = run_.stage_summary.value_or(json::object());
   report_.manifest = {
-      {"manifest_version", 1},
+      {"manifest_version", 2},
       {"job_id", report_.job_id},
       {"name", job_.name},
       {"spec", {{"path", options_.spec_path}, {"sha256", options_.spec_sha256}}},
       {"submitter", {{"uid", uid}, {"user", UserName(uid)}}},
       {"inputs", inputs_json_},
+      {"output_dir_id", report_.output_dir_id ? json{{"dev", report_.output_dir_id->first}, {"ino", report_.output_dir_id->second}}
+                                              : json(nullptr)},
       {"outputs", outputs},
-      {"refused_outputs", run_.refused},
+      {"index", report_.index ? json{{"file", report_.index->file}, {"sha256", report_.index->sha256},
+                                     {"entries", stage.value("refused_total", std::uint64_t{0}) + report_.outputs.size()}}
+                              : json(nullptr)},
+      {"trainer_log", report_.trainer_log ? OutputJson(*report_.trainer_log) : json(nullptr)},
+      {"refused_outputs", {{"total", stage.value("refused_total", std::uint64_t{0})}, {"by_kind", report_.refused}}},
+      {"stage_out", {{"max_files", plan_.max_files}, {"max_bytes", plan_.max_bytes},
+                     {"deadline_s", plan_.stage_deadline.count() / 1000},
+                     {"bytes", stage.value("bytes", std::uint64_t{0})}, {"deadline_hit", stage.value("deadline_hit", false)}}},
       {"trainer", {{"command", job_.trainer.command}, {"image", job_.trainer.image},
                    {"exit_code", r.exit_code}, {"signal", r.signal}, {"sandbox_outcome", sandbox::OutcomeName(r.outcome)}}},
       {"resources", {{"wall_ms", r.wall.count()}, {"cpu_user_ms", r.cpu_user.count()},
@@ -706,21 +846,21 @@ void Runner::WriteManifest() {
                      {"timeout_hit", r.timeout_hit}, {"seccomp_violations", r.seccomp_violations},
                      {"cgroup_mode", r.cgroup_mode}, {"scratch_noswap", r.scratch_noswap}}},
       {"metrics", run_.last_metrics.value_or(json(nullptr))},
+      {"metrics_declared", job_.metrics},
+      {"metrics_dropped", report_.metrics_dropped},
       {"outcome", JobOutcomeName(failed_ ? report_.outcome : JobOutcome::kSucceeded)},
       {"reason", report_.reason},
   };
-  const std::string path = report_.output_dir + "/manifest.json";
   const std::string text = report_.manifest.dump(2) + "\n";
-  auto intent = Begin("manifest.write", {{"path", path}});
-  if (auto ok = WriteFileAtomic(path, text, 0640); !ok) {
-    Finish(intent, "failed", {{"error", ok.error().message}});
-    Reject(JobOutcome::kSetupError, "writing the manifest: " + ok.error().message);
+  auto intent = Begin("manifest.write", {{"file", kManifestFile}});
+  auto written = WriteInJobDir(kManifestFile, [&](int fd) -> Status { return WriteAll(fd, text); });
+  if (!written) {
+    Finish(intent, "failed", {{"error", written.error().message}});
+    Reject(JobOutcome::kSetupError, "writing the manifest: " + written.error().message);
     return;
   }
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  auto sha = fd ? sealed::Sha256Fd(fd.get()) : Result<std::string>(FailErrno(path));
-  report_.manifest_path = path;
-  Finish(intent, "ok", {{"sha256", sha ? *sha : ""}});
+  report_.manifest_path = report_.output_dir + "/" + kManifestFile;
+  Finish(intent, "ok", {{"sha256", *written}});
 }
 
 JobReport Runner::Done() {
@@ -733,6 +873,7 @@ JobReport Runner::Done() {
   deks_.clear();
   json details = {{"outcome", JobOutcomeName(report_.outcome)}, {"reason", report_.reason},
                   {"trainer_exit_code", report_.trainer_exit_code}, {"outputs", report_.outputs.size()},
+                  {"refused_outputs", report_.refused}, {"metrics_dropped", report_.metrics_dropped},
                   {"manifest", report_.manifest_path}};
   if (run_.last_metrics) details["metrics"] = MetricsForAudit(*run_.last_metrics);
   Record("job.finished", report_.outcome == JobOutcome::kSucceeded ? "ok" : "failed", details);

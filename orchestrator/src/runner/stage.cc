@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <map>
+#include <sys/mman.h>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -168,109 +171,169 @@ Status DecryptInput(const InputPlan& input, SecretBytes dek) {
 
 struct OutputWalk {
   const StagePlan& plan;
+  int out_dir_fd;
   RemoteWrapper wrapper;
-  std::size_t seen = 0;
+  std::chrono::steady_clock::time_point deadline{};
+  std::size_t examined = 0;
+  std::size_t sealed_count = 0;
+  std::uint64_t sealed_bytes = 0;
+  std::vector<std::string> temps{};  // ".out-NNNNNN.partial", renamed once all are synced
+  json index = json::array();
+  std::map<std::string, std::uint64_t> refused{};  // kind -> count
+  std::size_t refused_total = 0;
+  bool deadline_hit = false;
 };
 
-void Refuse(OutputWalk& walk, const std::string& name, const std::string& reason) {
-  Report(walk.plan.ctl_fd, Msg::kRefused, {{"name", name}, {"reason", reason}});
+// The relative path as a JSON string, or null when it is not UTF-8 (the index
+// cannot hold it; such a file is refused as "name").
+json PathJson(const std::string& rel) {
+  json path = rel;
+  try {
+    (void)path.dump();
+  } catch (const json::exception&) {
+    return nullptr;
+  }
+  return path;
 }
 
-bool HasControl(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+// A refusal: counted by kind, the path kept for the sealed index only.
+void Refuse(OutputWalk& walk, const std::string& rel, const char* kind) {
+  ++walk.refused[kind];
+  if (++walk.refused_total <= kMaxRefusalReports) {
+    Report(walk.plan.ctl_fd, Msg::kRefused, {{"n", walk.refused_total}, {"kind", kind}});
+  }
+  walk.index.push_back({{"path", PathJson(rel)}, {"refused", kind}});
 }
 
-Status SealOne(OutputWalk& walk, int dir_fd, int out_dir_fd, const std::string& entry, const std::string& rel) {
-  UniqueFd in(::openat(dir_fd, entry.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  struct stat st {};
-  if (!in || ::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    Refuse(walk, rel, "could not be opened as a regular file");
-    return {};
-  }
-  if (st.st_nlink != 1) {
-    Refuse(walk, rel, "has " + std::to_string(st.st_nlink) + " hard links (refused: it may alias another file)");
-    return {};
-  }
-  if (static_cast<std::uint64_t>(st.st_size) > walk.plan.max_output_bytes) {
-    Refuse(walk, rel, "is " + std::to_string(st.st_size) + " bytes, larger than the scratch space (" +
-                          std::to_string(walk.plan.max_output_bytes) + " bytes): a sparse file");
-    return {};
-  }
-  const std::string dataset = DatasetForOutput(rel);
-  if (dataset.size() > 255 || entry.size() > 240) {
-    Refuse(walk, rel, "name is too long to seal");
-    return {};
-  }
-  const std::string temp = "." + entry + ".sealed.partial";
-  const std::string final_name = entry + ".sealed";
-  UniqueFd out(::openat(out_dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640));
-  if (!out) return FailErrno("create sealed output for " + rel);
+bool PastDeadline(OutputWalk& walk) {
+  if (!walk.deadline_hit && std::chrono::steady_clock::now() > walk.deadline) walk.deadline_hit = true;
+  return walk.deadline_hit;
+}
+
+// Seals the open plaintext `in` into `<temp>` in the job directory; the report's sha256 is the file's.
+Result<sealed::Report> SealInto(OutputWalk& walk, int in, const std::string& temp, const std::string& dataset) {
+  UniqueFd out(::openat(walk.out_dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640));
+  if (!out) return FailErrno("create " + temp);
+  walk.temps.push_back(temp);
   sealed::SealOptions options;
   options.key = walk.plan.output_key;
   options.dataset = dataset;
   options.job = walk.plan.job_id;
-  auto report = sealed::SealStream(in.get(), out.get(), walk.wrapper, options);
-  if (report && ::fsync(out.get()) != 0) report = FailErrno("fsync sealed output for " + rel);
-  if (report && ::renameat2(out_dir_fd, temp.c_str(), out_dir_fd, final_name.c_str(), RENAME_NOREPLACE) != 0) {
-    report = FailErrno("rename sealed output for " + rel);
+  auto report = sealed::SealStream(in, out.get(), walk.wrapper, options);
+  if (!report) return std::unexpected(WithContext(report.error(), "sealing " + dataset));
+  return report;
+}
+
+Status SealOne(OutputWalk& walk, int dir_fd, const std::string& entry, const std::string& rel) {
+  if (walk.sealed_count >= walk.plan.max_files) return Refuse(walk, rel, "file_cap"), Status{};
+  if (PastDeadline(walk)) return Refuse(walk, rel, "deadline"), Status{};
+  UniqueFd in(::openat(dir_fd, entry.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st {};
+  if (!in || ::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Refuse(walk, rel, "unreadable"), Status{};
+  if (st.st_nlink != 1) return Refuse(walk, rel, "hard_link"), Status{};  // it may alias another file
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size > walk.plan.max_bytes - std::min(walk.plan.max_bytes, walk.sealed_bytes)) {
+    return Refuse(walk, rel, "byte_cap"), Status{};  // sparse, or past the job's byte cap
   }
-  if (!report) {
-    ::unlinkat(out_dir_fd, temp.c_str(), 0);
-    return std::unexpected(WithContext(report.error(), "sealing output " + rel));
-  }
-  const std::size_t slash = rel.rfind('/');
-  const std::string sealed_rel = (slash == std::string::npos ? "" : rel.substr(0, slash + 1)) + final_name;
-  Report(walk.plan.ctl_fd, Msg::kOutput,
-         {{"name", rel}, {"path", sealed_rel}, {"size", report->plaintext_bytes}, {"sha256", report->sha256}});
+  json entry_json = {{"path", PathJson(rel)}};
+  if (entry_json["path"].is_null()) return Refuse(walk, rel, "name"), Status{};
+  const std::size_t n = ++walk.sealed_count;
+  const std::string dataset = OutputDataset(n);
+  auto report = SealInto(walk, in.get(), "." + dataset + ".partial", dataset);
+  if (!report) return std::unexpected(report.error());
+  walk.sealed_bytes += report->plaintext_bytes;
+  entry_json["file"] = dataset + ".sealed";
+  entry_json["size"] = report->plaintext_bytes;
+  entry_json["sha256"] = report->sha256;
+  walk.index.push_back(std::move(entry_json));
   return {};
 }
 
-Status WalkDir(OutputWalk& walk, int dir_fd, int out_dir_fd, const std::string& prefix, int depth) {
+Status WalkDir(OutputWalk& walk, int dir_fd, const std::string& prefix, int depth) {
   UniqueFd dup_fd(::dup(dir_fd));
   DIR* dir = dup_fd ? ::fdopendir(dup_fd.get()) : nullptr;
-  if (dir == nullptr) return FailErrno("read /out/" + prefix);
+  if (dir == nullptr) return FailErrno("read a directory of /out");
   (void)dup_fd.release();
   std::vector<std::string> names;
   while (dirent* e = ::readdir(dir)) {
     const std::string name = e->d_name;
     if (name != "." && name != "..") names.push_back(name);
+    if (walk.examined + names.size() > kMaxOutputEntries) break;
   }
   ::closedir(dir);
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
     const std::string rel = prefix + name;
-    if (++walk.seen > kMaxOutputs) {
-      Refuse(walk, rel, "more than " + std::to_string(kMaxOutputs) + " entries in /out");
-      continue;
-    }
-    if (HasControl(name)) {
-      Refuse(walk, json(rel).dump(), "name contains control characters");
+    if (++walk.examined > kMaxOutputEntries) {
+      Refuse(walk, rel, "entry_cap");
       continue;
     }
     struct stat st {};
     if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
       if (depth >= kMaxOutputDepth) {
-        Refuse(walk, rel + "/", "directory nesting deeper than " + std::to_string(kMaxOutputDepth));
+        Refuse(walk, rel + "/", "depth");
         continue;
       }
       UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (::mkdirat(out_dir_fd, name.c_str(), 0750) != 0 && errno != EEXIST) return FailErrno("mkdir " + rel);
-      UniqueFd out_sub(::openat(out_dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!sub || !out_sub) return FailErrno("open " + rel);
-      if (auto ok = WalkDir(walk, sub.get(), out_sub.get(), rel + "/", depth + 1); !ok) return ok;
+      if (!sub) {
+        Refuse(walk, rel + "/", "unreadable");
+        continue;
+      }
+      if (auto ok = WalkDir(walk, sub.get(), rel + "/", depth + 1); !ok) return ok;
       continue;
     }
-    if (S_ISLNK(st.st_mode)) { Refuse(walk, rel, "is a symbolic link (never followed)"); continue; }
-    if (S_ISFIFO(st.st_mode)) { Refuse(walk, rel, "is a FIFO"); continue; }
-    if (S_ISSOCK(st.st_mode)) { Refuse(walk, rel, "is a socket"); continue; }
-    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) { Refuse(walk, rel, "is a device node"); continue; }
-    if (!S_ISREG(st.st_mode)) { Refuse(walk, rel, "is not a regular file"); continue; }
-    if (rel == "trainer.log") { Refuse(walk, rel, "the name is reserved for the trainer's captured log"); continue; }
-    if (auto ok = SealOne(walk, dir_fd, out_dir_fd, name, rel); !ok) return ok;
+    if (S_ISLNK(st.st_mode)) { Refuse(walk, rel, "symlink"); continue; }
+    if (S_ISFIFO(st.st_mode)) { Refuse(walk, rel, "fifo"); continue; }
+    if (S_ISSOCK(st.st_mode)) { Refuse(walk, rel, "socket"); continue; }
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) { Refuse(walk, rel, "device"); continue; }
+    if (!S_ISREG(st.st_mode)) { Refuse(walk, rel, "other_type"); continue; }
+    if (auto ok = SealOne(walk, dir_fd, name, rel); !ok) return ok;
   }
-  if (::fsync(out_dir_fd) != 0) return FailErrno("fsync output directory");
   return {};
+}
+
+// Every sealed output is written under a temp name; one syncfs makes them all
+// durable, then each is renamed to its final name and the directory is synced.
+Status CommitOutputs(OutputWalk& walk) {
+  if (walk.temps.empty()) return {};
+  if (::syncfs(walk.out_dir_fd) != 0) return FailErrno("syncfs the job directory");
+  for (const std::string& temp : walk.temps) {
+    const std::string final_name = temp.substr(1, temp.size() - 1 - std::string_view(".partial").size()) + ".sealed";
+    if (::renameat2(walk.out_dir_fd, temp.c_str(), walk.out_dir_fd, final_name.c_str(), RENAME_NOREPLACE) != 0) {
+      return FailErrno("rename " + final_name);
+    }
+  }
+  walk.temps.clear();
+  return {};
+}
+
+Status SealIndex(OutputWalk& walk) {
+  const std::string text = walk.index.dump();
+  UniqueFd memfd(::memfd_create("cordon-output-index", MFD_CLOEXEC));
+  if (!memfd || !WriteAll(memfd.get(), text)) return FailErrno("buffer the output index");
+  ::lseek(memfd.get(), 0, SEEK_SET);
+  const std::string temp = std::string(".") + kIndexFile + ".partial";
+  auto report = SealInto(walk, memfd.get(), temp, kIndexDataset);
+  if (!report) return std::unexpected(report.error());
+  if (::fsync(walk.out_dir_fd) != 0) return FailErrno("fsync the job directory");
+  UniqueFd written(::openat(walk.out_dir_fd, temp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!written || ::fsync(written.get()) != 0) return FailErrno("fsync " + temp);
+  if (::renameat2(walk.out_dir_fd, temp.c_str(), walk.out_dir_fd, kIndexFile, RENAME_NOREPLACE) != 0) {
+    return FailErrno(std::string("rename ") + kIndexFile);
+  }
+  walk.temps.clear();
+  if (::fsync(walk.out_dir_fd) != 0) return FailErrno("fsync the job directory");
+  Report(walk.plan.ctl_fd, Msg::kIndex, {{"file", kIndexFile}, {"size", report->plaintext_bytes},
+                                         {"sha256", report->sha256}, {"entries", walk.index.size()}});
+  return {};
+}
+
+void ReportOutputs(const OutputWalk& walk) {
+  for (const json& entry : walk.index) {
+    if (!entry.contains("file")) continue;
+    Report(walk.plan.ctl_fd, Msg::kOutput, {{"file", entry["file"]}, {"size", entry["size"]}, {"sha256", entry["sha256"]}});
+  }
 }
 
 // After the trainer: the last short lines of the metrics file (the relay may
@@ -313,14 +376,10 @@ Status SendMessage(int fd, Msg type, std::string_view payload) {
   return n == static_cast<ssize_t>(message.size()) ? Status{} : FailErrno("send to the runner");
 }
 
-std::string DatasetForOutput(const std::string& relative) {
-  std::string out;
-  for (const char c : relative) {
-    if (c == '/') out += "%2F";
-    else if (c == '%') out += "%25";
-    else out += c;
-  }
-  return out;
+std::string OutputDataset(std::size_t n) {
+  char name[32];
+  std::snprintf(name, sizeof name, "out-%06zu", n);
+  return name;
 }
 
 Status StageIn(const StagePlan& plan) {
@@ -350,8 +409,20 @@ Status StageOut(const StagePlan& plan, int output_dir_fd) {
   if (output_dir_fd < 0) return Fail(Errc::kInternal, "no output directory");
   UniqueFd out(::open("/out", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!out) return FailErrno("open /out");
-  OutputWalk walk{plan, RemoteWrapper(plan.ctl_fd, plan.output_key)};
-  return WalkDir(walk, out.get(), output_dir_fd, "", 0);
+  OutputWalk walk{plan, output_dir_fd, RemoteWrapper(plan.ctl_fd, plan.output_key)};
+  walk.deadline = std::chrono::steady_clock::now() + plan.stage_deadline;
+  Status st = WalkDir(walk, out.get(), "", 0);
+  if (st) st = CommitOutputs(walk);
+  if (st) st = SealIndex(walk);
+  if (!st) {
+    for (const std::string& temp : walk.temps) ::unlinkat(output_dir_fd, temp.c_str(), 0);
+    return st;
+  }
+  ReportOutputs(walk);
+  Report(plan.ctl_fd, Msg::kStageSummary,
+         {{"sealed", walk.sealed_count}, {"bytes", walk.sealed_bytes},
+          {"refused", walk.refused}, {"refused_total", walk.refused_total}, {"deadline_hit", walk.deadline_hit}});
+  return {};
 }
 
 }  // namespace cordon::runner::internal

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,16 +19,26 @@ namespace cordon::runner::internal {
 // The trainer's metrics file inside the sandbox ($CORDON_METRICS).
 inline constexpr const char* kMetricsPath = "/tmp/cordon-metrics.jsonl";
 inline constexpr std::size_t kMaxMessageBytes = 64 * 1024;
-inline constexpr std::size_t kMaxOutputs = 10000;
 inline constexpr int kMaxOutputDepth = 16;
+// Entries of /out examined at most (files, directories, anything); the rest is not looked at.
+inline constexpr std::size_t kMaxOutputEntries = 1'000'000;
+// Refusals reported one by one (the runner audits each); the rest only in the summary.
+inline constexpr std::size_t kMaxRefusalReports = 5;
+// The host names Cordon gives what stage-out writes into the job directory.
+inline constexpr const char* kIndexFile = "index.sealed";
+inline constexpr const char* kIndexDataset = "index";
+// "out-000042": the n-th output's dataset name; its file is that plus ".sealed".
+[[nodiscard]] std::string OutputDataset(std::size_t n);
 
 // Message types on the control socket (first byte of each datagram).
 enum class Msg : char {
   kWrapRequest = 'W',   // init -> runner: u8 len, dataset, u8 len, job, 32-byte DEK
   kWrapResponse = 'K',  // runner -> init: u32 BE version, wrapped blob
   kWrapError = 'E',     // runner -> init: message
-  kOutput = 'O',        // init -> runner: JSON {name, path, size, sha256}
-  kRefused = 'R',       // init -> runner: JSON {name, reason}
+  kOutput = 'O',        // init -> runner: JSON {file, size, sha256} (Cordon-made names only)
+  kRefused = 'R',       // init -> runner: JSON {n, kind} (the first kMaxRefusalReports only)
+  kIndex = 'X',         // init -> runner: JSON {file, size, sha256, entries} of the sealed index
+  kStageSummary = 'S',  // init -> runner: JSON {sealed, bytes, refused: {kind: count}, deadline_hit}
   kMetrics = 'M',       // init -> runner: the trainer's last metrics line
   kInputError = 'I',    // init -> runner: JSON {input, code, message}
 };
@@ -48,20 +59,26 @@ struct StagePlan {
   gid_t gid = 65534;
   KeyRef output_key;
   std::string job_id;
-  std::uint64_t max_output_bytes = 0;  // larger files in /out are refused (sparse or impossible)
+  std::uint64_t max_files = 10000;       // outputs sealed at most; the rest is refused (file_cap)
+  std::uint64_t max_bytes = 0;           // plaintext bytes sealed at most, all outputs together
+  std::chrono::milliseconds stage_deadline{10 * 60 * 1000};  // stage-out's own wall clock
 };
 
 // Decrypts every input into /data, projected; starts the metrics relay.
 // A failure is also reported on ctl_fd as kInputError with its Errc.
 [[nodiscard]] Status StageIn(const StagePlan& plan);
 
-// Seals every regular file under /out into output_dir_fd, reporting each on ctl_fd.
+// Seals every regular file under /out (a depth-first walk, names sorted bytewise
+// in each directory) into output_dir_fd as out-000001.sealed, out-000002.sealed,
+// ... (dataset out-NNNNNN, job plan.job_id), within the plan's caps and deadline,
+// then seals the index (a JSON array of {file, path, size, sha256} and
+// {path, refused}) as index.sealed under the same key. Only Cordon-made names,
+// counts and hashes go to ctl_fd; a relative path under /out exists on the host
+// only inside index.sealed. Errors name Cordon-made files only.
 [[nodiscard]] Status StageOut(const StagePlan& plan, int output_dir_fd);
 
 // Sends one datagram; the runner side uses it too.
 [[nodiscard]] Status SendMessage(int fd, Msg type, std::string_view payload);
 
-// Percent-encodes '/' and '%' so a relative path is a valid dataset name.
-[[nodiscard]] std::string DatasetForOutput(const std::string& relative);
 
 }  // namespace cordon::runner::internal

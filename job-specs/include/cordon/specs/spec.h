@@ -41,8 +41,15 @@ struct Input {
 };
 
 struct Output {
+  static constexpr std::uint64_t kDefaultMaxFiles = 10000;
+  static constexpr std::uint64_t kMaxMaxFiles = 1000000;
+
   std::string path;  // host directory that receives sealed outputs
   KeyRef key;        // the KMS key that wraps every output's data key
+  // Stage-out caps: files past max_files, or past max_bytes of plaintext in
+  // total, are refused (counted, never sealed). max_bytes unset: the scratch size.
+  std::uint64_t max_files = kDefaultMaxFiles;
+  std::optional<std::uint64_t> max_bytes;
 };
 
 struct Resources {
@@ -67,7 +74,16 @@ struct TrainingJob {
   Output output;
   Resources resources;
   std::string network = "none";
+  // The metric names the trainer may report ($CORDON_METRICS): identifiers
+  // ^[A-Za-z_][A-Za-z0-9_]{0,63}$, unique, at most 64. Any other key is dropped
+  // and counted; none declared = no metric passes.
+  std::vector<std::string> metrics;
 };
+
+inline constexpr std::size_t kMaxMetrics = 64;
+
+// ^[A-Za-z_][A-Za-z0-9_]{0,63}$: a declared metric name.
+[[nodiscard]] bool IsMetricName(std::string_view name);
 
 struct ParseResult {
   std::optional<TrainingJob> job;            // set only when diagnostics is empty

@@ -13,14 +13,21 @@
 //   5. inside, before the trainer: each input is decrypted into /data/<name>
 //      on the noswap tmpfs, projected to the spec's columns while streaming;
 //   6. the trainer runs under the spec's limits; $CORDON_METRICS is relayed live;
-//   7. after it exits, every regular file in /out is sealed into
-//      <output.path>/<job id>/<relative path>.sealed — each under a fresh data
-//      key that the runner wraps with the spec's output key on the init's
-//      request (the KMS never enters the sandbox); links, FIFOs, devices and
-//      oversized files are refused and recorded. The trainer's stdout/stderr
-//      are sealed as trainer.log.sealed; manifest.json is written beside them;
+//   7. after it exits, every regular file in /out is sealed into the job
+//      directory <output.path>/<job id>/ under a Cordon-made name
+//      (out-000001.sealed, ... in a depth-first walk, names sorted), each under
+//      a fresh data key that the runner wraps with the spec's output key on the
+//      init's request (the KMS never enters the sandbox). The relative paths
+//      exist on the host only inside index.sealed (same key). Links, FIFOs,
+//      devices, files past output.max_files / output.max_bytes or past the
+//      stage-out deadline are refused and counted by kind. The trainer's
+//      stdout/stderr are sealed as trainer.log.sealed; manifest.json is written
+//      beside them. No name the trainer chose reaches a host file name, the
+//      manifest, the audit log or the report;
 //   8. the tmpfs dies with the sandbox; keys are cleansed; job.finished is
 //      appended with the typed outcome.
+// The job directory is created once (mkdirat in the output directory's fd) and
+// used only through its fd afterwards; the image is bound from its fd.
 // Every step appends an audit entry before it acts and one with its outcome.
 #pragma once
 
@@ -28,6 +35,8 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,11 +63,13 @@ enum class JobOutcome {
 // `cordon run`'s exit status for each outcome (docs/CLI.md): 0, then 10..17.
 [[nodiscard]] int ExitStatusFor(JobOutcome outcome);
 
+// Something Cordon sealed into the job directory. `file` is Cordon-made
+// (out-000001.sealed, index.sealed, trainer.log.sealed).
 struct OutputFile {
-  std::string name;    // relative path under /out
-  std::string path;    // the sealed file on the host
+  std::string file;
+  std::string path;        // <output_dir>/<file>, for display
   std::uint64_t size = 0;  // plaintext bytes
-  std::string sha256;  // "sha256:<hex>" of the sealed file
+  std::string sha256;      // "sha256:<hex>" of the sealed file
 };
 
 struct JobReport {
@@ -67,10 +78,15 @@ struct JobReport {
   std::string reason;
   int trainer_exit_code = -1;
   int trainer_signal = 0;
-  std::vector<OutputFile> outputs;  // includes trainer.log
-  std::string output_dir;           // <output.path>/<job id>
-  std::string manifest_path;        // empty when no manifest could be written
-  nlohmann::json manifest;          // what manifest.json holds
+  std::vector<OutputFile> outputs;      // the trainer's outputs, in index order
+  std::optional<OutputFile> trainer_log;
+  std::optional<OutputFile> index;      // index.sealed: the outputs' relative paths
+  std::string output_dir;               // <output.path>/<job id>
+  std::optional<std::pair<dev_t, ino_t>> output_dir_id;  // fstat of the job directory Cordon made
+  nlohmann::json refused = nlohmann::json::object();     // refused outputs: kind -> count
+  std::uint64_t metrics_dropped = 0;    // metric members dropped (undeclared name or not a number)
+  std::string manifest_path;            // empty when no manifest could be written
+  nlohmann::json manifest;              // what manifest.json holds
 };
 
 struct RunOptions {
@@ -80,8 +96,18 @@ struct RunOptions {
   // Who the job runs for. Unset: the calling process's uid. The daemon sets the
   // submitter's uid (from SO_PEERCRED or the spool file's owner).
   std::optional<uid_t> submitter_uid;
+  // Fds the caller opened as the submitter (cordond), taken over by RunJob (made
+  // close-on-exec, closed when it returns). With one, the matching path in the
+  // spec is never looked up:
+  //   input_fds: spec input name -> a regular file (O_RDONLY);
+  //   output_fd: spec.output.path (O_RDONLY | O_DIRECTORY): the job directory is
+  //              mkdirat(output_fd, job id, 0750);
+  //   image_fd:  spec.trainer.image (O_RDONLY or O_PATH, O_DIRECTORY): what /job binds.
+  std::map<std::string, int> input_fds;
+  int output_fd = -1;
+  int image_fd = -1;
   bool show_logs = false;     // also echo the trainer's stdout/stderr to ours
-  // Called with each sanitised metrics line while the trainer runs.
+  // Called with each sanitised metrics line (declared names only) while the trainer runs.
   std::function<void(const nlohmann::json& metrics)> on_metrics;
   // Called once the job id is known and the job is accepted.
   std::function<void(const std::string& job_id)> on_started;

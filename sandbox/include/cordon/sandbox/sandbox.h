@@ -45,7 +45,8 @@ struct StageInContext {
 };
 
 // What stage_out sees: the trainer and every process it started are dead. /out is readable.
-// output_dir_fd is Policy::output_dir opened (O_DIRECTORY) before pivot_root, or -1. The trainer
+// output_dir_fd is a duplicate of Policy::output_dir_fd, else Policy::output_dir opened
+// (O_DIRECTORY) before pivot_root, or -1. The trainer
 // controlled /out: open its entries with O_NOFOLLOW | O_NONBLOCK (a FIFO must not block the
 // init) and check with fstat that they are regular files. The trainer's fate is given so the
 // caller can decide what to seal (stage_out runs whenever set-up succeeded).
@@ -58,7 +59,10 @@ struct StageOutContext {
 };
 
 struct Policy {
-  std::string image_dir;                  // bound read-only at /job (required)
+  std::string image_dir;                  // bound read-only at /job (required unless image_fd >= 0)
+  // An fd (O_PATH or O_RDONLY, O_DIRECTORY) of the image, opened by the caller: when >= 0 it is
+  // what is bound at /job and image_dir is only a label; no path is looked up for the image.
+  int image_fd = -1;
   std::vector<std::string> argv;          // argv[0] is resolved through PATH inside the sandbox
   std::map<std::string, std::string> env; // the trainer's env, plus PATH/HOME/LANG defaults
   uid_t uid = 65534;
@@ -77,6 +81,9 @@ struct Policy {
   std::string cgroup_parent;
   std::string hostname = "cordon";
   std::string output_dir;                  // host directory handed to stage_out as an fd
+  // An O_DIRECTORY fd of that directory, opened by the caller: when >= 0 it is handed to
+  // stage_out (a duplicate) and output_dir is never opened.
+  int output_dir_fd = -1;
   std::vector<int> init_fds;               // kept open in the init only, never in the trainer
   int stdin_fd = -1;                       // -1: /dev/null inside the sandbox
   int stdout_fd = 1;                       // the trainer's stdout/stderr (e.g. pipe write ends)
