@@ -103,7 +103,7 @@ const Case kCases[] = {
        return list;
      }() + "]\n", 24, 12, "spec.metrics"},
     {"output-max-files-zero", "    key: kms://local/models\n", "    key: kms://local/models\n    max_files: 0\n", 17, 16, "spec.output.max_files"},
-    {"output-max-files-string", "    key: kms://local/models\n", "    key: kms://local/models\n    max_files: many\n", 17, 16, "spec.output.max_files: expected an integer"},
+    {"output-max-files-string", "    key: kms://local/models\n", "    key: kms://local/models\n    max_files: many\n", 17, 16, "spec.output.max_files: expected a decimal integer in 1..1000000"},
     {"output-max-bytes-bad", "    key: kms://local/models\n", "    key: kms://local/models\n    max_bytes: 10Q\n", 17, 16, "spec.output.max_bytes"},
     {"output-max-bytes-list", "    key: kms://local/models\n", "    key: kms://local/models\n    max_bytes: [1]\n", 17, 16, "spec.output.max_bytes: expected a size"},
     // Header and metadata.

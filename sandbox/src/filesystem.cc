@@ -85,7 +85,14 @@ Status BindSystemDirs() {
   return {};
 }
 
-Status BindImage(int image_fd) {
+Status BindImage(int image_fd, bool is_tree) {
+  if (is_tree) {
+    if (auto st = MkDir(R("/job"), 0755); !st) return st;
+    if (move_mount(image_fd, "", AT_FDCWD, R("/job").c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      return FailErrno("move_mount the image tree to /job");
+    }
+    return Mount(nullptr, R("/job"), nullptr, kRoBind, nullptr);
+  }
   const std::string source = "/proc/self/fd/" + std::to_string(image_fd);
   return BindReadOnly(source, R("/job"), true);
 }
@@ -238,7 +245,7 @@ Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step
   FsOutcome out;
   if (auto st = Step("mount-root-tmpfs", failed_step, MountRoot); !st) return std::unexpected(st.error());
   if (auto st = Step("bind-system-dirs", failed_step, BindSystemDirs); !st) return std::unexpected(st.error());
-  if (auto st = Step("bind-image", failed_step, [&]() -> Status { return BindImage(plan.image_fd); }); !st) {
+  if (auto st = Step("bind-image", failed_step, [&]() -> Status { return BindImage(plan.image_fd, plan.image_is_tree); }); !st) {
     return std::unexpected(st.error());
   }
   auto noswap = MountScratch(plan);

@@ -13,6 +13,7 @@ namespace cordon::sandbox {
 
 struct FsPlan {
   int image_fd = -1;         // O_PATH fd of the image directory, opened before any mount
+  bool image_is_tree = false;  // image_fd is a detached mount (open_tree): moved, not bound
   std::uint64_t scratch_bytes = 0;
   bool allow_swap = false;
   uid_t uid = 65534;

@@ -301,13 +301,14 @@ void JoinAndHarden(const Policy& policy, const InitChannels& ch) {
   });
   Step(rep, "close-inherited-fds", [&]() -> Status {
     std::set<int> keep(policy.init_fds.begin(), policy.init_fds.end());
-    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd, policy.image_fd, policy.output_dir_fd});
+    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd, policy.image_fd, policy.output_dir_fd,
+                 ch.image_tree});
     return CloseUnneededFds(keep);
   });
 }
 
 // Phase 2: the filesystem, pivot_root, uts/net set-up, the seccomp program, stage_in.
-void BuildSandbox(const Policy& policy, int rep, BuiltSandbox& b) {
+void BuildSandbox(const Policy& policy, int rep, int image_tree, BuiltSandbox& b) {
   Step(rep, "make-mounts-private", []() -> Status {
     return mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0
                ? Status{} : FailErrno("mount --make-rprivate /");
@@ -323,15 +324,15 @@ void BuildSandbox(const Policy& policy, int rep, BuiltSandbox& b) {
   });
   UniqueFd image;
   Step(rep, "open-image", [&]() -> Status {
-    if (policy.image_fd >= 0) {  // bound from the caller's fd, never from a path
-      image.reset(fcntl(policy.image_fd, F_DUPFD_CLOEXEC, 3));
-      return image ? Status{} : FailErrno("dup image_fd");
+    if (image_tree >= 0) {  // the caller's fd, as a detached tree: never a path
+      image.reset(fcntl(image_tree, F_DUPFD_CLOEXEC, 3));
+      return image ? Status{} : FailErrno("dup the image tree");
     }
     image.reset(open(policy.image_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     return image ? Status{} : FailErrno("open " + policy.image_dir);
   });
   std::string failed_step;
-  FsPlan plan{image.get(), policy.scratch_bytes, policy.allow_swap, policy.uid, policy.gid};
+  FsPlan plan{image.get(), image_tree >= 0, policy.scratch_bytes, policy.allow_swap, policy.uid, policy.gid};
   auto fs = BuildRootAndPivot(plan, failed_step);
   if (!fs) FailSetup(rep, failed_step, fs.error().message);
   b.fs = *fs;
@@ -419,7 +420,7 @@ void InitMain(const Policy& policy, const InitChannels& ch) {
   umask(0);
   JoinAndHarden(policy, ch);
   BuiltSandbox built;
-  BuildSandbox(policy, ch.report_write, built);
+  BuildSandbox(policy, ch.report_write, ch.image_tree, built);
   Supervisor s;
   const auto started = Clock::now();
   StartTrainer(policy, ch, built, s);

@@ -15,6 +15,10 @@ struct InitChannels {
   bool already_in_cgroup = false;     // v2 clone3(CLONE_INTO_CGROUP)
   int report_write = -1;  // InitReport records to the caller
   bool memory_cgroup = false;
+  // policy.image_fd's mount cloned by the caller (open_tree(OPEN_TREE_CLONE)) in its own mount
+  // namespace, or -1: a mount of another namespace cannot be bound from here, a detached tree
+  // can be moved in.
+  int image_tree = -1;
 };
 
 // Never returns: exits the init process.

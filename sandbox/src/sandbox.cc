@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -306,17 +307,23 @@ cordon::Result<RunResult> Run(const Policy& policy) {
   auto cgroup = JobCgroup::Create({policy.memory_bytes, policy.pids, policy.cpus, policy.cgroup_parent});
   if (!cgroup) return SetupError("cgroup", cgroup.error().message);
   UniqueFd cgroup_dir(cgroup->OpenV2Dir());
+  UniqueFd image_tree;  // the caller's image fd, as a detached tree the init moves to /job
+  if (policy.image_fd >= 0) {
+    image_tree.reset(open_tree(policy.image_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+    if (!image_tree) return SetupError("open-image", std::string("open_tree: ") + std::strerror(errno));
+  }
   bool in_cgroup = false;
   const long pid = CloneInit(cgroup_dir.get(), in_cgroup);
   if (pid < 0) return SetupError("clone-namespaces", std::strerror(errno));
   if (pid == 0) {
     InitMain(policy, InitChannels{sync_read.get(), &*cgroup, in_cgroup, report_write.get(),
-                                  policy.memory_bytes != 0});
+                                  policy.memory_bytes != 0, image_tree.get()});
   }
   const auto init = static_cast<pid_t>(pid);
   g_init.store(init);
   sync_read.reset();
   report_write.reset();
+  image_tree.reset();
   // The init joins the job cgroup itself (v1: a cheap single-thread migration), first thing.
   if (g_stop_requested.load()) kill(init, SIGKILL);
   (void)!write(sync_write.get(), "g", 1);
