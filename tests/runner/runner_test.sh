@@ -344,14 +344,25 @@ run connect
 check "connect to a host socket: held (the trainer could not connect)" test "$(outcome),$(jget "$J" 'd["exit_code"]')" = "succeeded,0"
 check "connect to a host socket: the listener saw nothing" test ! -e "$T/host.connected"
 kill $listener 2>/dev/null; wait $listener 2>/dev/null
-# cordond's socket on the image's filesystem: a socket could be hard-linked in after the scan.
+# cordond's socket on the image's filesystem: a socket hard-linked in after the scan. The kernel
+# refuses that link to any user but root when fs.protected_hardlinks is 1; otherwise Cordon
+# refuses an image on the socket's filesystem.
 sock=$(sed -n 's/^ *socket: *//p' "$cfg" | tr -d '"')
-mkdir -p "$(dirname "$sock")" "$T/img-samefs"
-"$PY" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$sock"
+mkdir -p "$(dirname "$sock")" "$T/img-samefs"; chmod 0777 "$(dirname "$sock")"; chmod 1777 "$T/img-samefs"
+"$PY" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$sock"; chmod 0666 "$sock"
 spec samefs "$T/img-samefs" "$SH, \"exit 0\"]"
-run samefs
-rm -f "$sock"
-check "image on the daemon socket's filesystem refused" has "$(jget "$J" 'd["reason"]')" "same filesystem as cordond's socket"
+if [ "$(cat /proc/sys/fs/protected_hardlinks)" = 1 ]; then
+  check "hard link of the daemon socket by another user: refused by the kernel" \
+    bash -c "! setpriv --reuid=65534 --regid=65534 --clear-groups ln '$sock' '$T/img-samefs/s' 2>/dev/null"
+  chmod 0755 "$T/img-samefs"
+  run samefs
+  check "image on the daemon socket's filesystem: allowed (links protected)" test "$(outcome)" = succeeded
+else
+  chmod 0755 "$T/img-samefs"
+  run samefs
+  check "image on the daemon socket's filesystem refused" has "$(jget "$J" 'd["reason"]')" "same filesystem as cordond's socket"
+fi
+rm -f "$sock"; chmod 0755 "$(dirname "$sock")"
 
 # --- output sealing fails (a full output file system, inside a private mount namespace) ---
 spec sealfail "$img" "$SH, \"$LEAK head -c 2000000 /dev/urandom >/out/big; exit 0\"]" out="$T/tiny/out"

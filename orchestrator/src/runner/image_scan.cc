@@ -77,16 +77,24 @@ Status CheckDir(Walk& walk, int dir_fd, const std::string& rel, int depth) {
 
 }  // namespace
 
-Status CheckImage(int image_fd, const std::string& forbidden_path) {
+bool HardlinksProtected() {
+  UniqueFd fd(::open("/proc/sys/fs/protected_hardlinks", O_RDONLY | O_CLOEXEC));
+  char value = 0;
+  return fd && ::read(fd.get(), &value, 1) == 1 && value == '1';
+}
+
+Status CheckImage(int image_fd, const std::string& socket_path, bool links_protected) {
   struct stat root {};
   if (::fstat(image_fd, &root) != 0 || !S_ISDIR(root.st_mode)) {
     return Fail(Errc::kInvalidArgument, "the image is not a directory");
   }
   struct stat socket {};
-  if (!forbidden_path.empty() && ::stat(forbidden_path.c_str(), &socket) == 0 && socket.st_dev == root.st_dev) {
+  if (!links_protected && !socket_path.empty() && ::stat(socket_path.c_str(), &socket) == 0 &&
+      socket.st_dev == root.st_dev) {
     return Fail(Errc::kPermissionDenied,
-                "the image is on the same filesystem as cordond's socket: a socket could be hard-linked into it "
-                "after the check; refused (keep images on another filesystem than the runtime directory)");
+                "the image is on the same filesystem as cordond's socket and fs.protected_hardlinks is off: the "
+                "socket could be hard-linked into it after the check; refused (keep images on another "
+                "filesystem than the runtime directory)");
   }
   Walk walk{root.st_dev, 0};
   return CheckDir(walk, image_fd, "", 0);

@@ -8,8 +8,10 @@
 // refused when it holds a socket, a FIFO, a device node, a mount point (the
 // sandbox's non-recursive bind would show what lies under it, unscanned) or a
 // directory writable by every user (anyone could plant a socket after the
-// check). And an image on the same filesystem as an existing `forbidden` file
-// (cordond's socket) is refused: a socket could be hard-linked in after the scan.
+// check). A socket hard-linked in after the scan: cordond's socket is root's,
+// and with fs.protected_hardlinks = 1 (measured: `ln` of root's 0666 socket by
+// another user fails with EPERM) no other user can link it anywhere; without
+// that protection an image on the same filesystem as the socket is refused.
 #pragma once
 
 #include <sys/types.h>
@@ -24,9 +26,13 @@ namespace cordon::runner::internal {
 inline constexpr int kMaxImageDepth = 64;
 inline constexpr std::size_t kMaxImageEntries = 1'000'000;
 
-// `image_fd`: an O_PATH or O_RDONLY directory fd. `forbidden_path`: a file whose
-// filesystem the image must not share (skipped when it does not exist). The
-// error names the relative path inside the image (the submitter's tree).
-[[nodiscard]] Status CheckImage(int image_fd, const std::string& forbidden_path);
+// `image_fd`: an O_PATH or O_RDONLY directory fd. `socket_path`: cordond's
+// socket; when it exists and `links_protected` is false, the image must not be on
+// its filesystem. The error names the relative path inside the image (the
+// submitter's tree, never the trainer's).
+[[nodiscard]] Status CheckImage(int image_fd, const std::string& socket_path, bool links_protected);
+
+// fs.protected_hardlinks is 1 (read, never written).
+[[nodiscard]] bool HardlinksProtected();
 
 }  // namespace cordon::runner::internal

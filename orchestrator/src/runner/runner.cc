@@ -236,7 +236,7 @@ class Runner final {
   bool CheckImage() {
     auto intent = Begin("image.check", {{"image", job_.trainer.image}, {"via_fd", image_fd_.get() >= 0}});
     if (!image_fd_) image_fd_.reset(::open(job_.trainer.image.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    Status ok = image_fd_ ? internal::CheckImage(image_fd_.get(), config_.daemon.socket)
+    Status ok = image_fd_ ? internal::CheckImage(image_fd_.get(), config_.daemon.socket, internal::HardlinksProtected())
                           : Status(FailErrno("open " + job_.trainer.image));
     if (!ok) {
       Finish(intent, "failed", {{"error", ok.error().message}});
