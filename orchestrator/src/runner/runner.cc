@@ -112,6 +112,7 @@ struct SandboxRun {
   std::optional<json> stage_summary;  // counts from the init's stage-out
   std::size_t outputs_audited = 0;
   std::size_t refusals_audited = 0;
+  bool overran = false;  // killed past the timeout + the stage-out deadline
   std::optional<json> input_error;
   std::string metrics_buffer;
   std::string result_text;
@@ -540,8 +541,15 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
                               {ctl.read.get(), POLLIN, 0}, {result.read.get(), POLLIN, 0}}};
   bool cancel_sent = false;
   char buffer[65536];
+  // The sandbox enforces the trainer's timeout and stage-out its own deadline;
+  // this is the backstop if either is outlived (a stuck seal, a wedged init).
+  // Stage-in is allowed 20 MiB/s of the scratch size (decryption runs at hundreds of MB/s).
+  const auto stage_in = std::chrono::seconds(job_.resources.scratch_bytes / (20u << 20));
+  const auto hard_stop = std::chrono::steady_clock::now() + job_.resources.timeout + kStageOutDeadline +
+                         stage_in + std::chrono::minutes(2);
   while (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[4].fd >= 0) {
-    if (g_cancel && !cancel_sent) {
+    if ((g_cancel || std::chrono::steady_clock::now() > hard_stop) && !cancel_sent) {
+      run_.overran = !g_cancel;
       ::kill(supervisor, SIGTERM);
       cancel_sent = true;
     }
@@ -747,6 +755,11 @@ void Runner::ClassifyResult() {
       Reject(JobOutcome::kSandboxViolation, "the trainer broke the sandbox policy: " + r.reason);
       return;
     case Outcome::kExternalKill:
+      if (run_.overran) {
+        Reject(JobOutcome::kSetupError, "the sandbox outlived the timeout plus the stage-out deadline (" +
+                                            FormatDuration(kStageOutDeadline) + ") and was killed");
+        return;
+      }
       Reject(g_cancel ? JobOutcome::kCancelled : JobOutcome::kSetupError, g_cancel ? "cancelled" : "the sandbox was killed from outside");
       return;
     case Outcome::kSetupError:

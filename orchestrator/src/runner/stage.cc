@@ -202,7 +202,7 @@ void Refuse(OutputWalk& walk, const std::string& rel, const char* kind) {
   if (++walk.refused_total <= kMaxRefusalReports) {
     Report(walk.plan.ctl_fd, Msg::kRefused, {{"n", walk.refused_total}, {"kind", kind}});
   }
-  walk.index.push_back({{"path", PathJson(rel)}, {"refused", kind}});
+  if (walk.refused_total <= kMaxIndexedRefusals) walk.index.push_back({{"path", PathJson(rel)}, {"refused", kind}});
 }
 
 bool PastDeadline(OutputWalk& walk) {

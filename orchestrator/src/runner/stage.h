@@ -21,7 +21,9 @@ inline constexpr const char* kMetricsPath = "/tmp/cordon-metrics.jsonl";
 inline constexpr std::size_t kMaxMessageBytes = 64 * 1024;
 inline constexpr int kMaxOutputDepth = 16;
 // Entries of /out examined at most (files, directories, anything); the rest is not looked at.
-inline constexpr std::size_t kMaxOutputEntries = 1'000'000;
+inline constexpr std::size_t kMaxOutputEntries = 200'000;
+// Refused entries whose path goes into the sealed index; past that they are only counted.
+inline constexpr std::size_t kMaxIndexedRefusals = 10'000;
 // Refusals reported one by one (the runner audits each); the rest only in the summary.
 inline constexpr std::size_t kMaxRefusalReports = 5;
 // The host names Cordon gives what stage-out writes into the job directory.
