@@ -112,7 +112,8 @@ struct SandboxRun {
   std::optional<json> stage_summary;  // counts from the init's stage-out
   std::size_t outputs_audited = 0;
   std::size_t refusals_audited = 0;
-  bool overran = false;  // killed past the timeout + the stage-out deadline
+  bool overran = false;
+  std::uint64_t index_entries = 0;  // killed past the timeout + the stage-out deadline
   std::optional<json> input_error;
   std::string metrics_buffer;
   std::string result_text;
@@ -641,6 +642,7 @@ bool Runner::OnControl(int fd) {
   } else if (type == static_cast<char>(Msg::kIndex)) {
     report_.index = OutputFile{internal::kIndexFile, report_.output_dir + "/" + internal::kIndexFile,
                                parsed.value("size", std::uint64_t{0}), parsed.value("sha256", "")};
+    run_.index_entries = parsed.value("entries", std::uint64_t{0});
   } else if (type == static_cast<char>(Msg::kStageSummary)) {
     run_.stage_summary = parsed;
   }
@@ -844,7 +846,7 @@ void Runner::WriteManifest() {
                                               : json(nullptr)},
       {"outputs", outputs},
       {"index", report_.index ? json{{"file", report_.index->file}, {"sha256", report_.index->sha256},
-                                     {"entries", stage.value("refused_total", std::uint64_t{0}) + report_.outputs.size()}}
+                                     {"entries", run_.index_entries}}
                               : json(nullptr)},
       {"trainer_log", report_.trainer_log ? OutputJson(*report_.trainer_log) : json(nullptr)},
       {"refused_outputs", {{"total", stage.value("refused_total", std::uint64_t{0})}, {"by_kind", report_.refused}}},
