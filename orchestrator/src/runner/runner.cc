@@ -117,8 +117,8 @@ struct SandboxRun {
   std::optional<StageSummary> stage_summary;  // counts from the init's stage-out
   std::size_t outputs_audited = 0;
   std::size_t refusals_audited = 0;
-  bool overran = false;
-  std::uint64_t index_entries = 0;  // killed past the timeout + the stage-out deadline
+  bool overran = false;              // killed past the timeout + the stage-out deadline
+  std::uint64_t index_entries = 0;   // entries in index.sealed
   std::optional<json> input_error;
   std::string metrics_buffer;
   std::string result_text;
