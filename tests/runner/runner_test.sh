@@ -198,7 +198,7 @@ check "missing output key outcome" test "$(outcome)" = setup_error
 # --- hostile outputs: links, FIFOs, devices-to-be, sparse giants, reserved names ---
 HOSTILE='ln -s /etc/shadow /out/shadow; ln -s /data/customers /out/data-link; mkfifo /out/fifo;'
 HOSTILE="$HOSTILE truncate -s 100G /out/huge; echo x >/out/a; ln /out/a /out/b; echo fake >/out/trainer.log.sealed;"
-HOSTILE="$HOSTILE mkdir -p /out/sub/dir /out/manifest.json /out/index.sealed; echo ok >/out/sub/dir/result.txt; exit 0"
+HOSTILE="$HOSTILE mkdir -p /out/sub/dir /out/manifest.json; echo fake-index >/out/index.sealed; echo ok >/out/sub/dir/result.txt; exit 0"
 spec hostile "$img" "$SH, \"$HOSTILE\"]"
 run hostile
 dir=$(jget "$J" 'd["output_dir"]')
@@ -210,6 +210,7 @@ check "hostile: only Cordon-made names on the host" test "$(ls "$dir" | grep -cv
 x=$(extract hostile)
 check "hostile nested output restored" test "$(cat "$x/sub/dir/result.txt")" = ok
 check "hostile: a file named trainer.log.sealed is just an output" test "$(cat "$x/trainer.log.sealed")" = fake
+check "hostile: a file named index.sealed is just an output" test "$(cat "$x/index.sealed")" = fake-index
 check "hostile: no link was followed" test "$(find "$T/out/hostile" -type l | wc -l)" = 0
 check "hostile: refusals audited by kind" has "$("$bin/cordon" audit show --action output.refused --json)" '"kind":"symlink"'
 
