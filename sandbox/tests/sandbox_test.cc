@@ -153,6 +153,32 @@ TEST_F(SandboxTest, TrainerSeesNeitherInitFdsNorOutputDir) {
   EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
 }
 
+// image_fd / output_dir_fd: the caller's fds are what /job binds and what stage_out writes
+// into; the paths are never looked up (here they do not exist), and the trainer holds neither.
+TEST_F(SandboxTest, ImageAndOutputDirFromFds) {
+  const int image = open((work_ / "image").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  const int output = open((work_ / "output").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(image, 0);
+  ASSERT_GE(output, 0);
+  Policy p = BasePolicy({"/job/hostile", "fds"});
+  p.image_dir = "/no/such/image";
+  p.image_fd = image;
+  p.output_dir_fd = output;
+  p.stage_out = [](const StageOutContext& ctx) -> Status {
+    const int out = openat(ctx.output_dir_fd, "done", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) return FailErrno("create done");
+    close(out);
+    return {};
+  };
+  RunResult result;
+  const std::string output_text = RunCapture(p, result);
+  close(image);
+  close(output);
+  EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
+  EXPECT_EQ(output_text, "held fds errno=EBADF\n");
+  EXPECT_TRUE(fs::exists(work_ / "output" / "done"));
+}
+
 // The privileged init (no seccomp) is in an empty net namespace too: the host's loopback
 // listener refuses (another loopback), and nothing beyond loopback is routable.
 TEST_F(SandboxTest, StageInRunsInAnEmptyNetworkNamespace) {

@@ -109,11 +109,16 @@ struct SandboxRun {
   std::string log;
   bool log_truncated = false;
   std::optional<json> last_metrics;
-  std::optional<json> stage_summary;  // counts from the init's stage-out
+  struct StageSummary {
+    std::uint64_t bytes = 0, refused_total = 0;
+    std::map<std::string, std::uint64_t> refused;  // kind -> count
+    bool deadline_hit = false;
+  };
+  std::optional<StageSummary> stage_summary;  // counts from the init's stage-out
   std::size_t outputs_audited = 0;
   std::size_t refusals_audited = 0;
-  bool overran = false;
-  std::uint64_t index_entries = 0;  // killed past the timeout + the stage-out deadline
+  bool overran = false;              // killed past the timeout + the stage-out deadline
+  std::uint64_t index_entries = 0;   // entries in index.sealed
   std::optional<json> input_error;
   std::string metrics_buffer;
   std::string result_text;
@@ -381,6 +386,7 @@ class Runner final {
   sandbox::Policy MakePolicy(const Pipe& out, const Pipe& err, const Pipe& keys, const Pipe& ctl, const Pipe& metrics);
   void Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pipe& ctl, Pipe& result);
   bool OnControl(int fd);  // false: the init closed its end
+  void OnInitMessage(char type, const json& parsed);
   void OnWrapRequest(int fd, std::string& message);
   void OnLog(std::string_view bytes, bool is_stderr);
   void OnMetricsBytes(std::string_view bytes);
@@ -629,6 +635,15 @@ bool Runner::OnControl(int fd) {
   }
   json parsed = json::parse(body, nullptr, false);
   if (!parsed.is_object()) return true;
+  try {
+    OnInitMessage(type, parsed);
+  } catch (const json::exception&) {
+    // A member of the wrong type: the init never sends one; ignored, never fatal.
+  }
+  return true;
+}
+
+void Runner::OnInitMessage(char type, const json& parsed) {
   if (type == static_cast<char>(Msg::kInputError)) {
     run_.input_error = parsed;
     Record("input.rejected", "failed", parsed);
@@ -644,9 +659,10 @@ bool Runner::OnControl(int fd) {
                                parsed.value("size", std::uint64_t{0}), parsed.value("sha256", "")};
     run_.index_entries = parsed.value("entries", std::uint64_t{0});
   } else if (type == static_cast<char>(Msg::kStageSummary)) {
-    run_.stage_summary = parsed;
+    run_.stage_summary = SandboxRun::StageSummary{
+        parsed.at("bytes").get<std::uint64_t>(), parsed.at("refused_total").get<std::uint64_t>(),
+        parsed.at("refused").get<std::map<std::string, std::uint64_t>>(), parsed.at("deadline_hit").get<bool>()};
   }
-  return true;
 }
 
 // A metrics line: declared names with numbers pass, everything else is counted.
@@ -679,12 +695,12 @@ void Runner::RecordStageOut() {
     wrap_intent_.reset();
   }
   if (!run_.stage_summary) return;
-  const json& s = *run_.stage_summary;
-  report_.refused = s.value("refused", json::object());
+  const SandboxRun::StageSummary& s = *run_.stage_summary;
+  report_.refused = s.refused;
   Record("output.staged", "ok",
-         {{"sealed", report_.outputs.size()}, {"bytes", s.value("bytes", std::uint64_t{0})},
-          {"refused", report_.refused}, {"refused_total", s.value("refused_total", std::uint64_t{0})},
-          {"deadline_hit", s.value("deadline_hit", false)},
+         {{"sealed", report_.outputs.size()}, {"bytes", s.bytes},
+          {"refused", report_.refused}, {"refused_total", s.refused_total},
+          {"deadline_hit", s.deadline_hit},
           {"index_sha256", report_.index ? json(report_.index->sha256) : json(nullptr)}});
 }
 
@@ -834,7 +850,7 @@ void Runner::WriteManifest() {
   for (const OutputFile& o : report_.outputs) outputs.push_back(OutputJson(o));
   const sandbox::RunResult r = run_.result.value_or(sandbox::RunResult{});
   const uid_t uid = options_.submitter_uid.value_or(::getuid());
-  const json stage = run_.stage_summary.value_or(json::object());
+  const SandboxRun::StageSummary stage = run_.stage_summary.value_or(SandboxRun::StageSummary{});
   report_.manifest = {
       {"manifest_version", 2},
       {"job_id", report_.job_id},
@@ -849,10 +865,10 @@ void Runner::WriteManifest() {
                                      {"entries", run_.index_entries}}
                               : json(nullptr)},
       {"trainer_log", report_.trainer_log ? OutputJson(*report_.trainer_log) : json(nullptr)},
-      {"refused_outputs", {{"total", stage.value("refused_total", std::uint64_t{0})}, {"by_kind", report_.refused}}},
+      {"refused_outputs", {{"total", stage.refused_total}, {"by_kind", report_.refused}}},
       {"stage_out", {{"max_files", plan_.max_files}, {"max_bytes", plan_.max_bytes},
                      {"deadline_s", plan_.stage_deadline.count() / 1000},
-                     {"bytes", stage.value("bytes", std::uint64_t{0})}, {"deadline_hit", stage.value("deadline_hit", false)}}},
+                     {"bytes", stage.bytes}, {"deadline_hit", stage.deadline_hit}}},
       {"trainer", {{"command", job_.trainer.command}, {"image", job_.trainer.image},
                    {"exit_code", r.exit_code}, {"signal", r.signal}, {"sandbox_outcome", sandbox::OutcomeName(r.outcome)}}},
       {"resources", {{"wall_ms", r.wall.count()}, {"cpu_user_ms", r.cpu_user.count()},

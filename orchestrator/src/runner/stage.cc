@@ -178,7 +178,11 @@ struct OutputWalk {
   std::size_t sealed_count = 0;
   std::uint64_t sealed_bytes = 0;
   std::vector<std::string> temps{};  // ".out-NNNNNN.partial", renamed once all are synced
-  json index = json::array();
+  // The index's plaintext, built as text (a JSON tree of 30,000 entries costs ~5x the memory,
+  // charged to the job's cgroup), and what goes to the runner for each sealed output.
+  std::string index = "[";
+  std::size_t index_entries = 0;
+  std::vector<json> sealed{};
   std::map<std::string, std::uint64_t> refused{};  // kind -> count
   std::size_t refused_total = 0;
   bool deadline_hit = false;
@@ -196,13 +200,18 @@ json PathJson(const std::string& rel) {
   return path;
 }
 
+void AddToIndex(OutputWalk& walk, const json& entry) {
+  if (walk.index_entries++ > 0) walk.index += ',';
+  walk.index += entry.dump();
+}
+
 // A refusal: counted by kind, the path kept for the sealed index only.
 void Refuse(OutputWalk& walk, const std::string& rel, const char* kind) {
   ++walk.refused[kind];
   if (++walk.refused_total <= kMaxRefusalReports) {
     Report(walk.plan.ctl_fd, Msg::kRefused, {{"n", walk.refused_total}, {"kind", kind}});
   }
-  if (walk.refused_total <= kMaxIndexedRefusals) walk.index.push_back({{"path", PathJson(rel)}, {"refused", kind}});
+  if (walk.refused_total <= kMaxIndexedRefusals) AddToIndex(walk, {{"path", PathJson(rel)}, {"refused", kind}});
 }
 
 bool PastDeadline(OutputWalk& walk) {
@@ -245,7 +254,8 @@ Status SealOne(OutputWalk& walk, int dir_fd, const std::string& entry, const std
   entry_json["file"] = dataset + ".sealed";
   entry_json["size"] = report->plaintext_bytes;
   entry_json["sha256"] = report->sha256;
-  walk.index.push_back(std::move(entry_json));
+  AddToIndex(walk, entry_json);
+  walk.sealed.push_back({{"file", dataset + ".sealed"}, {"size", report->plaintext_bytes}, {"sha256", report->sha256}});
   return {};
 }
 
@@ -309,7 +319,8 @@ Status CommitOutputs(OutputWalk& walk) {
 }
 
 Status SealIndex(OutputWalk& walk) {
-  const std::string text = walk.index.dump();
+  walk.index += ']';
+  const std::string& text = walk.index;
   UniqueFd memfd(::memfd_create("cordon-output-index", MFD_CLOEXEC));
   if (!memfd || !WriteAll(memfd.get(), text)) return FailErrno("buffer the output index");
   ::lseek(memfd.get(), 0, SEEK_SET);
@@ -325,15 +336,12 @@ Status SealIndex(OutputWalk& walk) {
   walk.temps.clear();
   if (::fsync(walk.out_dir_fd) != 0) return FailErrno("fsync the job directory");
   Report(walk.plan.ctl_fd, Msg::kIndex, {{"file", kIndexFile}, {"size", report->plaintext_bytes},
-                                         {"sha256", report->sha256}, {"entries", walk.index.size()}});
+                                         {"sha256", report->sha256}, {"entries", walk.index_entries}});
   return {};
 }
 
 void ReportOutputs(const OutputWalk& walk) {
-  for (const json& entry : walk.index) {
-    if (!entry.contains("file")) continue;
-    Report(walk.plan.ctl_fd, Msg::kOutput, {{"file", entry["file"]}, {"size", entry["size"]}, {"sha256", entry["sha256"]}});
-  }
+  for (const json& output : walk.sealed) Report(walk.plan.ctl_fd, Msg::kOutput, output);
 }
 
 // After the trainer: the last short lines of the metrics file (the relay may
