@@ -537,7 +537,8 @@ Result<OpenedJob> Daemon::OpenAndAuthorize(const specs::TrainingJob& job, const 
   for (const auto& in : job.inputs) requests.push_back({in.path, OpenKind::kFile});
   requests.push_back({job.output.path, OpenKind::kDirectoryCreate});
   requests.push_back({job.trainer.image, OpenKind::kDirectory});
-  auto fds = OpenAsUser(IdentityOf(caller.id.uid, caller.id.gid), requests);
+  const Identity who = IdentityOf(caller.id.uid, caller.id.gid);
+  auto fds = OpenAsUser(who, requests);
   if (!fds) return std::unexpected(fds.error());
   OpenedJob opened;
   opened.image = std::move(fds->back());
@@ -545,8 +546,9 @@ Result<OpenedJob> Daemon::OpenAndAuthorize(const specs::TrainingJob& job, const 
   opened.output = std::move(fds->back());
   fds->pop_back();
   opened.inputs = std::move(*fds);
+  const runner::internal::ImageSubmitter submitter{who.uid, who.groups};
   if (auto ok = runner::internal::CheckImage(opened.image.get(), config_.daemon.socket,
-                                             runner::internal::HardlinksProtected());
+                                             runner::internal::HardlinksProtected(), &submitter);
       !ok) {
     return Fail(Errc::kPermissionDenied, "trainer.image " + job.trainer.image + ": " + ok.error().message);
   }

@@ -81,5 +81,23 @@ TEST_F(ImageScanTest, DaemonSocketFilesystemOnlyWithoutProtectedHardlinks) {
   EXPECT_TRUE(Check(false));
 }
 
+// For cordond: a directory the submitter owns, or may write through a group,
+// could receive a socket after the walk; root's own run is not held back.
+TEST_F(ImageScanTest, ADirectoryTheSubmitterCanChangeIsRefused) {
+  UniqueFd fd(::open((root_ + "/img").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  const ImageSubmitter alice{4711, {4711, 500}};
+  EXPECT_TRUE(CheckImage(fd.get(), socket_, true, &alice));  // root-owned tree
+  ASSERT_EQ(::chown((root_ + "/img/lib/deep").c_str(), 4711, 0), 0);
+  auto owned = CheckImage(fd.get(), socket_, true, &alice);
+  ASSERT_FALSE(owned);
+  EXPECT_NE(owned.error().message.find("lib/deep"), std::string::npos);
+  EXPECT_TRUE(CheckImage(fd.get(), socket_, true, nullptr));
+  ASSERT_EQ(::chown((root_ + "/img/lib/deep").c_str(), 0, 500), 0);
+  ASSERT_EQ(::chmod((root_ + "/img/lib/deep").c_str(), 0775), 0);
+  EXPECT_FALSE(CheckImage(fd.get(), socket_, true, &alice));  // group 500 may write
+  const ImageSubmitter bob{4712, {4712}};
+  EXPECT_TRUE(CheckImage(fd.get(), socket_, true, &bob));
+}
+
 }  // namespace
 }  // namespace cordon::runner::internal

@@ -54,7 +54,9 @@ done
 AH="$T/home/$A"; MH="$T/home/$M"
 AOUT="$AH/out"; AIMG="$AH/img"; MOUT="$MH/out"; MIMG="$MH/img"   # the granted places
 AI="$AIMG/plain"; MI="$MIMG/plain"   # the images ordinary jobs use (inside the grants, never holding a socket)
-for d in "$AI" "$MI"; do mkdir -m 0755 "$d"; chown "$(stat -c %U "$(dirname "$d")"):" "$d"; done
+# Images are published as trees their users cannot change (root-owned here): a
+# directory the submitter owns could receive a listening socket after the check.
+for d in "$AI" "$MI"; do mkdir -m 0755 "$d"; done
 
 PM=$(e2e_marker PII)      # a "row" of alice's own dataset: legit for her, never a host name
 SMARK=$(e2e_marker SEC)   # root's secret dataset: no grant names it
@@ -288,6 +290,16 @@ while time.time() < end and not os.path.exists(sys.argv[2] + ".stop"):
   as_user "$A" touch "$AH/listener.got.stop"
   e2e_wait_for 5 e2e_gone "$lpid" || kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
   as_user "$A" rm -rf "$AIMG/sockimg"
+
+  # An image alice owns, empty of sockets now: she could plant one after the
+  # check and hear from her job. Refused, naming why.
+  as_user "$A" mkdir -m 0755 "$AIMG/own"
+  e2e_spec "$T/specs/img-own.yaml" image="$AIMG/own" out="$AOUT" input="$AIN" sh='exit 0'
+  submit_as "$A" "$T/specs/img-own.yaml"
+  check "image: an image the submitter owns refused (3; got $rc)" test "$rc" = 3
+  check "image: the refusal says the submitter could change it" has "$err" "the submitter owns or may write"
+  [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
+  as_user "$A" rm -rf "$AIMG/own"
 
   # cordond's own socket, hard-linked into a granted image (only where fs.protected_hardlinks
   # is 0: with 1, only a socket's owner may link it).

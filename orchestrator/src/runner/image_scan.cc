@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "cordon/unique_fd.h"
@@ -15,7 +16,15 @@ namespace {
 struct Walk {
   dev_t dev = 0;
   std::size_t entries = 0;
+  const ImageSubmitter* submitter = nullptr;
 };
+
+bool SubmitterMayChange(const Walk& walk, const struct stat& st) {
+  if (!walk.submitter || walk.submitter->uid == 0) return false;
+  if (st.st_uid == walk.submitter->uid) return true;
+  const auto& g = walk.submitter->groups;
+  return (st.st_mode & S_IWGRP) != 0 && std::find(g.begin(), g.end(), st.st_gid) != g.end();
+}
 
 const char* Forbidden(mode_t mode) {
   if (S_ISSOCK(mode)) return "a unix socket";
@@ -33,6 +42,10 @@ Status CheckDir(Walk& walk, int dir_fd, const std::string& rel, int depth) {
   struct stat self {};
   if (::fstat(dir_fd, &self) != 0) return FailErrno("stat image '" + rel + "'");
   if ((self.st_mode & S_IWOTH) != 0) return Refuse(rel, "a directory writable by every user");
+  if (SubmitterMayChange(walk, self)) {
+    return Refuse(rel, "a directory the submitter owns or may write (publish images as a tree the submitter "
+                       "cannot change, e.g. root-owned)");
+  }
   if (depth > kMaxImageDepth) {
     return Fail(Errc::kPermissionDenied, "the image is nested deeper than " + std::to_string(kMaxImageDepth) + " levels");
   }
@@ -83,7 +96,8 @@ bool HardlinksProtected() {
   return fd && ::read(fd.get(), &value, 1) == 1 && value == '1';
 }
 
-Status CheckImage(int image_fd, const std::string& socket_path, bool links_protected) {
+Status CheckImage(int image_fd, const std::string& socket_path, bool links_protected,
+                  const ImageSubmitter* submitter) {
   struct stat root {};
   if (::fstat(image_fd, &root) != 0 || !S_ISDIR(root.st_mode)) {
     return Fail(Errc::kInvalidArgument, "the image is not a directory");
@@ -96,7 +110,7 @@ Status CheckImage(int image_fd, const std::string& socket_path, bool links_prote
                 "socket could be hard-linked into it after the check; refused (keep images on another "
                 "filesystem than the runtime directory)");
   }
-  Walk walk{root.st_dev, 0};
+  Walk walk{root.st_dev, 0, submitter};
   return CheckDir(walk, image_fd, "", 0);
 }
 

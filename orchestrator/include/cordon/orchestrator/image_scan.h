@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "cordon/error.h"
 
@@ -27,11 +28,23 @@ namespace cordon::runner::internal {
 inline constexpr int kMaxImageDepth = 64;
 inline constexpr std::size_t kMaxImageEntries = 1'000'000;
 
+// Who submitted the job, for cordond's check: a directory of the image that
+// the submitter owns (and so may chmod) or may write through a group could
+// receive a socket the submitter listens on after the walk — a channel from
+// the job, holding plaintext, back to the submitter. Such an image is refused:
+// images are published as trees their users cannot change.
+struct ImageSubmitter {
+  uid_t uid = 0;
+  std::vector<gid_t> groups;
+};
+
 // `image_fd`: an O_PATH or O_RDONLY directory fd. `socket_path`: cordond's
 // socket; when it exists and `links_protected` is false, the image must not be on
 // its filesystem. The error names the relative path inside the image (the
 // submitter's tree, never the trainer's).
-[[nodiscard]] Status CheckImage(int image_fd, const std::string& socket_path, bool links_protected);
+// `submitter`: nullptr for root's own `cordon run` (nothing to hold back).
+[[nodiscard]] Status CheckImage(int image_fd, const std::string& socket_path, bool links_protected,
+                                const ImageSubmitter* submitter = nullptr);
 
 // fs.protected_hardlinks is 1 (read, never written).
 [[nodiscard]] bool HardlinksProtected();
