@@ -66,8 +66,10 @@ Status CloseUnneededFds(std::set<int> keep) {
   return {};
 }
 
+// The interface ioctls are not tied to a protocol family: on an AF_UNIX socket they reach
+// dev_ioctl() all the same, so a service restricted to AF_UNIX (RestrictAddressFamilies=) works.
 Status LoopbackUp() {
-  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!s) return FailErrno("socket for loopback");
   ifreq ifr{};
   std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
@@ -275,6 +277,7 @@ namespace {
 struct BuiltSandbox {
   UniqueFd output_dir;  // opened before pivot_root; only stage_out sees it
   FsOutcome fs;
+  bool hostname_set = false;
   SeccompProgram seccomp;
 };
 
@@ -328,7 +331,12 @@ void BuildSandbox(const Policy& policy, int rep, BuiltSandbox& b) {
   if (!fs) FailSetup(rep, failed_step, fs.error().message);
   b.fs = *fs;
   Step(rep, "set-hostname", [&]() -> Status {
-    return sethostname(policy.hostname.data(), policy.hostname.size()) == 0 ? Status{} : FailErrno("sethostname");
+    // Refused by a seccomp filter (systemd's ProtectHostname=yes): not fatal, recorded.
+    if (sethostname(policy.hostname.data(), policy.hostname.size()) == 0) {
+      b.hostname_set = true;
+      return Status{};
+    }
+    return errno == EPERM ? Status{} : FailErrno("sethostname");
   });
   Step(rep, "loopback-up", LoopbackUp);
   Step(rep, "seccomp-policy", [&]() -> Status {
@@ -383,6 +391,8 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
   InitReport report;
   FillFinal(report, s, started);
   report.scratch_noswap = b.fs.scratch_noswap ? 1 : 0;
+  report.dev_nodes_bound = b.fs.dev_nodes_bound ? 1 : 0;
+  report.hostname_set = b.hostname_set ? 1 : 0;
   if (report.failed_step[0] == '\0' && policy.stage_out) {
     Status st;
     try {

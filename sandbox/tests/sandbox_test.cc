@@ -5,9 +5,13 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -285,6 +289,99 @@ TEST(RunResultJson, RoundTripsAndRejectsGarbage) {
   EXPECT_FALSE(RunResult::FromJson("not json").has_value());
   EXPECT_FALSE(RunResult::FromJson(R"({"outcome":"MAYBE"})").has_value());
   EXPECT_FALSE(RunResult::FromJson(R"({"outcome":"OK","exit_code":"three"})").has_value());
+}
+
+// What systemd's PrivateDevices=yes, ProtectHostname=yes and RestrictAddressFamilies=AF_UNIX do
+// to the service, done for real with a seccomp filter of the same effect in a child process:
+// mknod/mknodat -> EPERM, sethostname -> EPERM, socket(AF_INET/AF_INET6) -> EAFNOSUPPORT.
+// The sandbox must still run the job: /dev nodes bound, hostname skipped (recorded), lo up.
+class HardenedCallerTest : public SandboxTest {
+ protected:
+  static bool RestrictLikeSystemd() {
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (ctx == nullptr) return false;
+    bool ok = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) == 0;
+    for (int nr : {SCMP_SYS(mknod), SCMP_SYS(mknodat), SCMP_SYS(sethostname)}) {
+      ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) == 0;
+    }
+    for (int family : {AF_INET, AF_INET6}) {
+      ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                                  SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))) == 0;
+    }
+    ok = ok && seccomp_load(ctx) == 0;
+    seccomp_release(ctx);
+    return ok;
+  }
+
+  // Runs the policy in a child process (restricted first when `restricted` is set) and returns
+  // the RunResult it reports back as JSON.
+  std::optional<RunResult> RunInChild(const Policy& p, bool restricted, std::string& output) {
+    int res[2];
+    if (pipe2(res, O_CLOEXEC) != 0) return std::nullopt;
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(res[0]);
+      if (restricted && !RestrictLikeSystemd()) _exit(3);
+      if (restricted && (mknod("/tmp/cordon-never", S_IFCHR | 0600, makedev(1, 3)) == 0 || errno != EPERM ||
+                       socket(AF_INET, SOCK_DGRAM, 0) >= 0 || errno != EAFNOSUPPORT)) {
+        _exit(4);  // the filter does not hold: the test would prove nothing
+      }
+      auto r = sandbox::Run(p);
+      const std::string json = r ? r->ToJson() : std::string();
+      _exit(write(res[1], json.data(), json.size()) == static_cast<ssize_t>(json.size()) ? 0 : 5);
+    }
+    close(res[1]);
+    close(out_write_);
+    out_write_ = -1;
+    output = Drain(out_read_);
+    const std::string json = Drain(res[0]);
+    close(res[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+    return RunResult::FromJson(json);
+  }
+
+  Policy CheckingPolicy() {
+    // The trainer uses each node as a trainer would; stage_out (the init, root, in the job's
+    // network namespace, under the same filter) checks that lo is up.
+    Policy p = BasePolicy({"/bin/sh", "-c",
+                           "for n in null zero full random urandom; do test -c /dev/$n || echo no $n; done; "
+                           "echo discarded > /dev/null && head -c 16 /dev/urandom | wc -c && "
+                           "head -c 3 /dev/zero | wc -c && { echo x > /dev/full; } 2>/dev/null || echo full; "
+                           "cat /etc/hostname"});
+    p.stage_out = [](const StageOutContext& ctx) -> Status {
+      if (ctx.trainer_wait_status != 0) return Fail(Errc::kInternal, "trainer failed");
+      const int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      ifreq ifr{};
+      std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
+      const int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+      close(s);
+      if (rc != 0 || (ifr.ifr_flags & IFF_UP) == 0) return Fail(Errc::kInternal, "lo is not up");
+      return Status{};
+    };
+    return p;
+  }
+};
+
+TEST_F(HardenedCallerTest, MknodSethostnameAndInetRefusedStillRunsTheJob) {
+  std::string output;
+  auto result = RunInChild(CheckingPolicy(), true, output);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->outcome, Outcome::kOk) << result->reason;
+  EXPECT_EQ(output, "16\n3\nfull\ncordon\n");
+  EXPECT_EQ(result->dev_nodes, "bind");
+  EXPECT_FALSE(result->hostname_set);
+}
+
+TEST_F(HardenedCallerTest, UnrestrictedCallerMknodsAndSetsTheHostname) {
+  std::string output;
+  auto result = RunInChild(CheckingPolicy(), false, output);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->outcome, Outcome::kOk) << result->reason;
+  EXPECT_EQ(output, "16\n3\nfull\ncordon\n");
+  EXPECT_EQ(result->dev_nodes, "mknod");
+  EXPECT_TRUE(result->hostname_set);
 }
 
 }  // namespace
