@@ -177,7 +177,10 @@ void HardenedService(std::ostringstream& out) {
     const int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     return s >= 0 ? 0 : errno;
   });
-  out << "loopback up through an AF_UNIX socket's ioctl: " << Verdict(lo_err)
+  out << "loopback up through an AF_UNIX socket's ioctl: " << Verdict(lo_err) << "\n  will do: "
+      << (lo_err == 0 ? "bring lo up" : lo_err == EPERM
+              ? "leave lo down (no CAP_NET_ADMIN; loopback_up: false; the trainer may use AF_UNIX only)"
+              : "fail at loopback-up")
       << "\n  AF_INET sockets: " << Verdict(inet_err) << " -- not needed\n";
 }
 

@@ -171,6 +171,7 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
   r.scratch_noswap = rep.scratch_noswap != 0;
   r.dev_nodes = rep.dev_nodes_bound != 0 ? "bind" : "mknod";
   r.hostname_set = rep.hostname_set != 0;
+  r.loopback_up = rep.loopback_up != 0;
   if (rep.trainer_reaped) ApplyTrainerStatus(r, rep);
   if (rep.failed_step[0] != '\0') {
     r.outcome = Outcome::kSetupError;
@@ -247,6 +248,7 @@ std::string RunResult::ToJson() const {
   j["scratch_noswap"] = scratch_noswap;
   j["dev_nodes"] = dev_nodes;
   j["hostname_set"] = hostname_set;
+  j["loopback_up"] = loopback_up;
   return j.dump(2) + "\n";
 }
 
@@ -282,6 +284,7 @@ std::optional<RunResult> RunResult::FromJson(std::string_view text) {
     r.scratch_noswap = j.value("scratch_noswap", false);
     r.dev_nodes = j.value("dev_nodes", std::string("mknod"));
     r.hostname_set = j.value("hostname_set", true);
+    r.loopback_up = j.value("loopback_up", true);
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;  // a member of the wrong type
   }
