@@ -195,6 +195,14 @@ check "the watchdog fired on SIGSTOP" c "journalctl -u cordond --no-pager | grep
 check "and the service restarted" test "$(c 'systemctl show -p NRestarts --value cordond')" != "$before"
 c 'rm -rf /run/systemd/system/cordond.service.d; systemctl daemon-reload'
 
+# --- cordon-sandbox --probe under the unit's restrictions: it names the path it will take ---
+c "systemd-run --wait --pipe --quiet -p PrivateDevices=yes -p ProtectHostname=yes -p RestrictAddressFamilies=AF_UNIX \
+   -p 'CapabilityBoundingSet=$(grep '^CapabilityBoundingSet=' "$src/scripts/systemd/cordond.service" | cut -d= -f2-)' \
+   /cordon-build/bin/cordon-sandbox --probe" >"$T/probe.txt" 2>&1
+check "probe under PrivateDevices=: binds the /dev nodes" grep -q "dev_nodes: bind" "$T/probe.txt"
+check "probe under ProtectHostname=: carries on without sethostname" grep -q "hostname_set: false" "$T/probe.txt"
+check "probe without CAP_NET_ADMIN: lo stays down, recorded" grep -q "loopback_up: false" "$T/probe.txt"
+
 # --- exposure, live ---
 sec=$(c 'systemd-analyze security cordond --no-pager' 2>&1)
 echo "$sec" | grep -E '✗' | sed 's/^/  /'
