@@ -2,12 +2,15 @@
 //
 // Exit status: 0 ok; 1 verification found tampering (or the operation
 // failed); 2 usage / invalid input (bad flags, unreadable config or key).
+#include <unistd.h>
+
 #include <iostream>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "cordon/orchestrator/audit_ocsf.h"
 #include "cordon/orchestrator/audit_verify.h"
 #include "cordon/orchestrator/config.h"
 
@@ -36,7 +39,11 @@ class AuditCommand final : public Command {
     show_->add_option("--job", filter_.job, "only entries of this job");
     show_->add_option("--since", filter_.since, "only entries at or after TIME (RFC 3339, ...Z) or a duration ago (30m)");
     show_->add_option("--action", filter_.action_glob, "only actions matching GLOB (job.*)");
-    show_->add_flag("--json", show_json_, "JSON Lines, one entry per line, as stored (for a SIEM)");
+    show_->add_flag("--json", show_json_, "JSON Lines, one entry per line, as stored (= --format json)");
+    show_->add_option("--format", format_,
+                      "text (a timeline), json (entries as stored) or ocsf (OCSF 1.1 API/Process Activity "
+                      "events, one per line, for a SIEM; docs/AUDIT-FORMAT.md)")
+        ->check(CLI::IsMember({"text", "json", "ocsf"}));
     checkpoint_cmd_ = sub_->add_subcommand("checkpoint", "print the latest signed checkpoint (a signed note)");
   }
 
@@ -89,8 +96,15 @@ class AuditCommand final : public Command {
   int RunShow() {
     auto entries = audit::ReadEntries(dir_, filter_);
     if (!entries) return Complain(entries.error());
-    if (show_json_) {
+    if (show_json_ || format_ == "json") {
       for (const auto& e : *entries) std::cout << e.dump() << "\n";
+      return kExitOk;
+    }
+    if (format_ == "ocsf") {
+      char host[256] = {};
+      if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+      const audit::OcsfContext context{CORDON_VERSION, host};
+      for (const auto& e : *entries) std::cout << audit::ToOcsf(e, context).dump() << "\n";
       return kExitOk;
     }
     // Write-ahead intents whose outcome is not (yet) in the log.
@@ -136,6 +150,7 @@ class AuditCommand final : public Command {
   std::optional<std::string> checkpoint_;
   bool json_ = false;
   bool show_json_ = false;
+  std::string format_ = "text";
   audit::ShowFilter filter_;
 };
 

@@ -105,6 +105,14 @@ class ConfigReader final {
     if (daemon.socket.size() >= 108) {  // sizeof(sockaddr_un::sun_path)
       d_.Add(m.node(), "daemon.socket: path is longer than a Unix socket allows (107 bytes)");
     }
+    if (const Node* n = m.Optional("metrics_file")) {
+      Path(m, "metrics_file", daemon.metrics_file);
+      const std::string& f = daemon.metrics_file;
+      if (!f.empty() && (f.size() < 6 || f.compare(f.size() - 5, 5, ".prom") != 0)) {
+        d_.Add(*n, "daemon.metrics_file: must end in .prom (node_exporter's textfile collector reads only those)");
+        daemon.metrics_file.clear();
+      }
+    }
     m.Finish();
   }
 
@@ -230,6 +238,11 @@ std::string RenderConfig(const Config& c) {
   out += "daemon:\n";
   out += "  max_concurrent_jobs: " + std::to_string(c.daemon.max_concurrent_jobs) + "\n";
   out += "  socket: " + Quoted(c.daemon.socket) + "\n";
+  if (c.daemon.metrics_file.empty()) {
+    out += "  # metrics_file: \"/var/lib/prometheus/node-exporter/cordon.prom\"   # Prometheus textfile\n";
+  } else {
+    out += "  metrics_file: " + Quoted(c.daemon.metrics_file) + "   # Prometheus textfile\n";
+  }
   return out;
 }
 

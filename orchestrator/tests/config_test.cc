@@ -27,6 +27,18 @@ TEST(Config, EmptyMapGivesDocumentedDefaults) {
   EXPECT_FALSE(c.sandbox.allow_swap);
   EXPECT_EQ(c.daemon.max_concurrent_jobs, 2u);
   EXPECT_EQ(c.daemon.socket, "/run/cordon/cordon.sock");
+  EXPECT_EQ(c.daemon.metrics_file, "");
+}
+
+TEST(Config, MetricsFileIsAnAbsolutePromFile) {
+  ConfigParse ok = ParseConfig("daemon: {metrics_file: /var/lib/prometheus/node-exporter/cordon.prom}\n");
+  ASSERT_TRUE(ok.config.has_value()) << Diagnostics(ok);
+  EXPECT_EQ(ok.config->daemon.metrics_file, "/var/lib/prometheus/node-exporter/cordon.prom");
+  for (const char* bad : {"daemon: {metrics_file: cordon.prom}\n", "daemon: {metrics_file: /tmp/cordon.txt}\n"}) {
+    ConfigParse p = ParseConfig(bad);
+    EXPECT_FALSE(p.config.has_value()) << bad;
+    EXPECT_NE(Diagnostics(p).find("daemon.metrics_file"), std::string::npos) << Diagnostics(p);
+  }
 }
 
 TEST(Config, RenderedConfigParsesBackIdentically) {
@@ -34,6 +46,8 @@ TEST(Config, RenderedConfigParsesBackIdentically) {
   c.kms.pkcs11 = Pkcs11Config{"/usr/lib/softhsm/libsofthsm2.so", "cordon", "/opt/cordon test/hsm.pin"};
   c.sandbox.uid = 64000;
   c.daemon.max_concurrent_jobs = 4;
+  EXPECT_TRUE(ParseConfig(RenderConfig(c)).config.has_value());  // metrics_file commented out
+  c.daemon.metrics_file = "/opt/cordon test/cordon.prom";
   ConfigParse p = ParseConfig(RenderConfig(c));
   ASSERT_TRUE(p.config.has_value()) << Diagnostics(p) << RenderConfig(c);
   EXPECT_EQ(p.config->state_dir, "/opt/cordon test/state");
@@ -41,6 +55,7 @@ TEST(Config, RenderedConfigParsesBackIdentically) {
   EXPECT_EQ(p.config->sandbox.uid, 64000u);
   EXPECT_EQ(p.config->daemon.max_concurrent_jobs, 4u);
   EXPECT_EQ(p.config->daemon.socket, "/opt/cordon test/run/cordon.sock");
+  EXPECT_EQ(p.config->daemon.metrics_file, "/opt/cordon test/cordon.prom");
 }
 
 struct BadConfig {

@@ -160,27 +160,55 @@ Status MountProc() {
   return {};
 }
 
-Status MountDev() {
-  if (auto st = MkDir(R("/dev"), 0755); !st) return st;
-  if (auto st = Mount("tmpfs", R("/dev"), "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755");
-      !st) {
-    return st;
-  }
+// A hardened service may not create device nodes (systemd's PrivateDevices=yes drops
+// CAP_MKNOD): then the same five nodes are bound from the caller's /dev, which such a service
+// has (its private /dev holds exactly null, zero, full, random, urandom, tty). The trainer sees
+// the same /dev either way. Returns whether the nodes were bound.
+Result<bool> MakeDevNodes() {
   struct Node {
     const char* name;
     unsigned minor;
   };
-  for (const Node& n : {Node{"null", 3}, Node{"zero", 5}, Node{"full", 7}, Node{"random", 8},
-                        Node{"urandom", 9}}) {
+  constexpr Node kNodes[] = {{"null", 3}, {"zero", 5}, {"full", 7}, {"random", 8}, {"urandom", 9}};
+  bool bind = false;
+  for (const Node& n : kNodes) {
     const std::string path = R("/dev/") + n.name;
-    if (mknod(path.c_str(), S_IFCHR | 0666, makedev(1, n.minor)) != 0) return FailErrno("mknod " + path);
+    if (!bind && mknod(path.c_str(), S_IFCHR | 0666, makedev(1, n.minor)) == 0) continue;
+    if (!bind && errno != EPERM) return FailErrno("mknod " + path);
+    bind = true;
+    const std::string host = std::string("/dev/") + n.name;
+    struct stat st {};
+    if (stat(host.c_str(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, n.minor)) {
+      return Fail(Errc::kUnsupported, "mknod refused (EPERM) and " + host + " is not the character device 1:" +
+                                          std::to_string(n.minor) + " to bind instead");
+    }
+    if (auto s = WriteText(path, "", 0666); !s) return std::unexpected(s.error());
+    if (auto s = Mount(host.c_str(), path, nullptr, MS_BIND, nullptr); !s) return std::unexpected(s.error());
+    if (auto s = Mount(nullptr, path, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NOEXEC, nullptr); !s) {
+      return std::unexpected(s.error());
+    }
   }
+  return bind;
+}
+
+Result<bool> MountDev() {
+  if (auto st = MkDir(R("/dev"), 0755); !st) return std::unexpected(st.error());
+  if (auto st = Mount("tmpfs", R("/dev"), "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755");
+      !st) {
+    return std::unexpected(st.error());
+  }
+  auto bound = MakeDevNodes();
+  if (!bound) return bound;
   for (auto [name, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
                               {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
                               {"shm", "/tmp"}}) {
     if (symlink(target, (R("/dev/") + name).c_str()) != 0) return FailErrno(std::string("symlink /dev/") + name);
   }
-  return Mount(nullptr, R("/dev"), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr);
+  if (auto st = Mount(nullptr, R("/dev"), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr);
+      !st) {
+    return std::unexpected(st.error());
+  }
+  return *bound;
 }
 
 Status WriteEtc(const FsPlan& plan) {
@@ -233,8 +261,11 @@ int SealEntry(const char* path, const struct stat* st, int type, FTW*) {
 
 }  // namespace
 
+// Unreadable /proc/swaps (systemd's ProcSubset=pid hides it) counts as active: unknown must
+// never let plaintext reach a swappable tmpfs.
 bool SwapActive() {
   std::ifstream in("/proc/swaps");
+  if (!in) return true;
   std::string line;
   int lines = 0;
   while (std::getline(in, line)) ++lines;
@@ -257,7 +288,12 @@ Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step
   if (auto st = Step("bind-scratch-dirs", failed_step, [&]() -> Status { return BindScratchDirs(plan); }); !st) {
     return std::unexpected(st.error());
   }
-  if (auto st = Step("mount-dev", failed_step, MountDev); !st) return std::unexpected(st.error());
+  auto dev_bound = MountDev();
+  if (!dev_bound) {
+    failed_step = "mount-dev";
+    return std::unexpected(dev_bound.error());
+  }
+  out.dev_nodes_bound = *dev_bound;
   if (auto st = Step("mount-proc", failed_step, MountProc); !st) return std::unexpected(st.error());
   if (auto st = Step("write-etc", failed_step, [&]() -> Status { return WriteEtc(plan); }); !st) {
     return std::unexpected(st.error());

@@ -22,6 +22,7 @@ struct FsPlan {
 
 struct FsOutcome {
   bool scratch_noswap = false;
+  bool dev_nodes_bound = false;  // mknod was refused: /dev's nodes are binds of the caller's
 };
 
 // Mounts a tmpfs root with /usr,/lib*,/bin,/sbin,/job,/data,/out,/tmp,/proc,/dev,/etc and
@@ -34,7 +35,7 @@ struct FsOutcome {
 // After the trainer: detaches /data, /out, /tmp (the scratch tmpfs is freed with its last mount).
 void DropScratch();
 
-// True when /proc/swaps lists any active swap area.
+// True when /proc/swaps lists any active swap area, or cannot be read (fail safe).
 [[nodiscard]] bool SwapActive();
 
 }  // namespace cordon::sandbox

@@ -66,14 +66,19 @@ Status CloseUnneededFds(std::set<int> keep) {
   return {};
 }
 
-Status LoopbackUp() {
-  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+// The interface ioctls are not tied to a protocol family: on an AF_UNIX socket they reach
+// dev_ioctl() all the same, so a service restricted to AF_UNIX (RestrictAddressFamilies=) works.
+// Without CAP_NET_ADMIN (a service that drops it) lo stays down: recorded, not fatal — the
+// trainer's seccomp filter refuses every socket family but AF_UNIX, so it cannot use lo anyway.
+Status LoopbackUp(bool& up) {
+  UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!s) return FailErrno("socket for loopback");
   ifreq ifr{};
   std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
   if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return FailErrno("SIOCGIFFLAGS lo");
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-  if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return FailErrno("SIOCSIFFLAGS lo");
+  if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return errno == EPERM ? Status{} : FailErrno("SIOCSIFFLAGS lo");
+  up = true;
   return {};
 }
 
@@ -89,6 +94,7 @@ std::vector<std::string> BuildEnv(const Policy& policy) {
 // The event loop's state: the trainer, the seccomp listener and the counts.
 struct Supervisor {
   pid_t trainer = -1;
+  uid_t trainer_uid = 65534;
   int trainer_status = 0;
   bool trainer_reaped = false;
   bool timed_out = false;
@@ -101,9 +107,22 @@ struct Supervisor {
   seccomp_notif_resp* resp = nullptr;
 };
 
+// kill(-1) reaches every process of this pid namespace the init may signal but the init itself.
+// Without CAP_KILL (a service may run without it) root may signal only processes whose real or
+// saved uid is its real or effective uid: for the kill, and only for it, the init takes the
+// trainer's uid as its REAL uid (effective and saved stay 0, so it keeps its capabilities).
+// Only during that window could a trainer process signal the init, and the init of a pid
+// namespace receives only the signals it handles (SIGTERM/INT/HUP: kill everything, which is
+// under way; SIGCHLD: a reap). A fork is never needed, so a full pids cgroup cannot stop it.
+void KillEveryTrainerProcess(uid_t trainer_uid) {
+  const bool as_trainer = setresuid(trainer_uid, static_cast<uid_t>(-1), static_cast<uid_t>(-1)) == 0;
+  kill(-1, SIGKILL);
+  if (as_trainer && setresuid(0, static_cast<uid_t>(-1), static_cast<uid_t>(-1)) != 0) _exit(125);
+}
+
 void KillAll(Supervisor& s) {
   s.killing = true;
-  kill(-1, SIGKILL);  // every process of this pid namespace but the init itself
+  KillEveryTrainerProcess(s.trainer_uid);
 }
 
 void ReceiveListener(Supervisor& s) {
@@ -168,7 +187,7 @@ void HandleSignals(Supervisor& s) {
 
 void EventLoop(Supervisor& s) {
   for (;;) {
-    if (s.killing) kill(-1, SIGKILL);
+    if (s.killing) KillEveryTrainerProcess(s.trainer_uid);
     if (Reap(s) && s.trainer_reaped) return;
     pollfd fds[5] = {{s.signals.get(), POLLIN, 0}, {s.timer.get(), POLLIN, 0},
                      {s.listener_socket.get(), POLLIN, 0}, {s.listener.get(), POLLIN, 0},
@@ -275,6 +294,8 @@ namespace {
 struct BuiltSandbox {
   UniqueFd output_dir;  // opened before pivot_root; only stage_out sees it
   FsOutcome fs;
+  bool hostname_set = false;
+  bool loopback_up = false;
   SeccompProgram seccomp;
 };
 
@@ -337,9 +358,14 @@ void BuildSandbox(const Policy& policy, int rep, int image_tree, BuiltSandbox& b
   if (!fs) FailSetup(rep, failed_step, fs.error().message);
   b.fs = *fs;
   Step(rep, "set-hostname", [&]() -> Status {
-    return sethostname(policy.hostname.data(), policy.hostname.size()) == 0 ? Status{} : FailErrno("sethostname");
+    // Refused by a seccomp filter (systemd's ProtectHostname=yes): not fatal, recorded.
+    if (sethostname(policy.hostname.data(), policy.hostname.size()) == 0) {
+      b.hostname_set = true;
+      return Status{};
+    }
+    return errno == EPERM ? Status{} : FailErrno("sethostname");
   });
-  Step(rep, "loopback-up", LoopbackUp);
+  Step(rep, "loopback-up", [&]() -> Status { return LoopbackUp(b.loopback_up); });
   Step(rep, "seccomp-policy", [&]() -> Status {
     return SeccompPolicyBuilder().DenyTrainerDefaults().TryBuild(b.seccomp);
   });
@@ -374,6 +400,7 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
                                     policy.stdin_fd >= 0 ? policy.stdin_fd : dev_null.get());
   launch.exec_path = exec_path;
   Step(rep, "fork-trainer", [&]() -> Status {
+    s.trainer_uid = policy.uid;
     auto t = ForkTrainer(launch);
     if (!t) return std::unexpected(t.error());
     s.trainer = t->pid;
@@ -392,6 +419,9 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
   InitReport report;
   FillFinal(report, s, started);
   report.scratch_noswap = b.fs.scratch_noswap ? 1 : 0;
+  report.dev_nodes_bound = b.fs.dev_nodes_bound ? 1 : 0;
+  report.hostname_set = b.hostname_set ? 1 : 0;
+  report.loopback_up = b.loopback_up ? 1 : 0;
   if (report.failed_step[0] == '\0' && policy.stage_out) {
     Status st;
     try {

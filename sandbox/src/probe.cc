@@ -3,7 +3,12 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -131,6 +136,54 @@ void Memory(std::ostringstream& out) {
   out << "v1 swap accounting (memory.memsw): " << (memsw ? "yes" : "no (v1 limits RAM only)") << "\n";
 }
 
+// What a hardened service (systemd's PrivateDevices=, ProtectHostname=, RestrictAddressFamilies=)
+// refuses, each tried as the sandbox init does it, and the path the sandbox takes.
+void HardenedService(std::ostringstream& out) {
+  const int mknod_err = InChild([] {
+    if (unshare(CLONE_NEWNS) != 0) return errno;
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return errno;
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k") != 0) return errno;
+    return mknod("/tmp/null", S_IFCHR | 0666, makedev(1, 3)) == 0 ? 0 : errno;
+  });
+  struct stat st {};
+  const bool host_null = stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3);
+  out << "mknod of /dev nodes: " << Verdict(mknod_err) << "\n  will do: "
+      << (mknod_err == 0 ? "mknod null zero full random urandom (dev_nodes: mknod)"
+          : mknod_err == EPERM
+              ? (host_null ? "bind this process's /dev/null, zero, full, random, urandom instead (dev_nodes: bind)"
+                           : "fail at mount-dev: mknod refused and /dev/null is not the 1:3 device to bind")
+              : "fail at mount-dev")
+      << "\n";
+  const int uts_err = InChild([] {
+    if (unshare(CLONE_NEWUTS) != 0) return errno;
+    return sethostname("cordon", 6) == 0 ? 0 : errno;
+  });
+  out << "sethostname in a new uts ns: " << Verdict(uts_err) << "\n  will do: "
+      << (uts_err == 0 ? "set the hostname" : uts_err == EPERM
+              ? "carry on without it (hostname_set: false; /etc/hostname still says cordon)"
+              : "fail at set-hostname")
+      << "\n";
+  const int lo_err = InChild([] {
+    if (unshare(CLONE_NEWNET) != 0) return errno;
+    const int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return errno;
+    ifreq ifr{};
+    std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) return errno;
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    return ioctl(s, SIOCSIFFLAGS, &ifr) == 0 ? 0 : errno;
+  });
+  const int inet_err = InChild([] {
+    const int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    return s >= 0 ? 0 : errno;
+  });
+  out << "loopback up through an AF_UNIX socket's ioctl: " << Verdict(lo_err) << "\n  will do: "
+      << (lo_err == 0 ? "bring lo up" : lo_err == EPERM
+              ? "leave lo down (no CAP_NET_ADMIN; loopback_up: false; the trainer may use AF_UNIX only)"
+              : "fail at loopback-up")
+      << "\n  AF_INET sockets: " << Verdict(inet_err) << " -- not needed\n";
+}
+
 }  // namespace
 
 std::string ProbeHost() {
@@ -139,6 +192,7 @@ std::string ProbeHost() {
   Seccomp(out);
   Cgroups(out);
   Memory(out);
+  HardenedService(out);
   out << "running as uid " << getuid() << (getuid() == 0 ? "" : " -- the sandbox needs root") << "\n";
   return out.str();
 }

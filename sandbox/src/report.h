@@ -23,6 +23,9 @@ struct InitReport {
   std::uint8_t timed_out = 0;
   std::uint8_t scratch_noswap = 0;
   std::uint8_t exec_failed = 0;
+  std::uint8_t dev_nodes_bound = 0;  // mknod refused: /dev's nodes bound from the caller's /dev
+  std::uint8_t hostname_set = 0;     // sethostname refused (e.g. ProtectHostname=yes): 0
+  std::uint8_t loopback_up = 0;      // SIOCSIFFLAGS refused (no CAP_NET_ADMIN): 0
   std::int32_t exec_errno = 0;
   std::int64_t wall_ms = 0, cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kb = 0;
   std::uint64_t violations_total = 0;

@@ -176,6 +176,9 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
   if (r.peak_memory_bytes == 0) r.peak_memory_bytes = static_cast<std::uint64_t>(rep.max_rss_kb) * 1024;
   r.timeout_hit = rep.timed_out != 0;
   r.scratch_noswap = rep.scratch_noswap != 0;
+  r.dev_nodes = rep.dev_nodes_bound != 0 ? "bind" : "mknod";
+  r.hostname_set = rep.hostname_set != 0;
+  r.loopback_up = rep.loopback_up != 0;
   if (rep.trainer_reaped) ApplyTrainerStatus(r, rep);
   if (rep.failed_step[0] != '\0') {
     r.outcome = Outcome::kSetupError;
@@ -250,6 +253,9 @@ std::string RunResult::ToJson() const {
   j["violations_by_syscall"] = violations_by_syscall;
   j["cgroup"] = cgroup_mode;
   j["scratch_noswap"] = scratch_noswap;
+  j["dev_nodes"] = dev_nodes;
+  j["hostname_set"] = hostname_set;
+  j["loopback_up"] = loopback_up;
   return j.dump(2) + "\n";
 }
 
@@ -283,6 +289,9 @@ std::optional<RunResult> RunResult::FromJson(std::string_view text) {
     r.violations_by_syscall = j.value("violations_by_syscall", std::map<std::string, std::uint64_t>{});
     r.cgroup_mode = j.value("cgroup", std::string());
     r.scratch_noswap = j.value("scratch_noswap", false);
+    r.dev_nodes = j.value("dev_nodes", std::string("mknod"));
+    r.hostname_set = j.value("hostname_set", true);
+    r.loopback_up = j.value("loopback_up", true);
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;  // a member of the wrong type
   }

@@ -5,9 +5,16 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <linux/capability.h>
+#include <seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -311,6 +318,141 @@ TEST(RunResultJson, RoundTripsAndRejectsGarbage) {
   EXPECT_FALSE(RunResult::FromJson("not json").has_value());
   EXPECT_FALSE(RunResult::FromJson(R"({"outcome":"MAYBE"})").has_value());
   EXPECT_FALSE(RunResult::FromJson(R"({"outcome":"OK","exit_code":"three"})").has_value());
+}
+
+// What systemd's PrivateDevices=yes, ProtectHostname=yes and RestrictAddressFamilies=AF_UNIX do
+// to the service, done for real in a child process: a seccomp filter of the same effect
+// (mknod/mknodat -> EPERM, sethostname -> EPERM, socket(AF_INET/AF_INET6) -> EAFNOSUPPORT) and,
+// for the shipped unit, its CapabilityBoundingSet (no CAP_MKNOD, CAP_NET_ADMIN, CAP_KILL,
+// CAP_SYS_RESOURCE). The sandbox must still run the job.
+enum class Caller { kPlain, kFiltered, kShippedUnit };
+
+class HardenedCallerTest : public SandboxTest {
+ protected:
+  static bool FilterLikeSystemd() {
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (ctx == nullptr) return false;
+    bool ok = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) == 0;
+    for (int nr : {SCMP_SYS(mknod), SCMP_SYS(mknodat), SCMP_SYS(sethostname)}) {
+      ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) == 0;
+    }
+    for (int family : {AF_INET, AF_INET6}) {
+      ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                                  SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))) == 0;
+    }
+    ok = ok && seccomp_load(ctx) == 0;
+    seccomp_release(ctx);
+    return ok;
+  }
+
+  // The capabilities the shipped unit leaves out, gone from the bounding, permitted,
+  // effective and inheritable sets (as systemd's CapabilityBoundingSet= does).
+  static bool DropLikeTheUnit() {
+    const int caps[] = {CAP_MKNOD, CAP_NET_ADMIN, CAP_KILL, CAP_SYS_RESOURCE, CAP_IPC_LOCK};
+    __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct d[2] = {};
+    if (syscall(SYS_capget, &h, d) != 0) return false;
+    for (int cap : caps) {
+      if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return false;
+      const auto bit = ~(1U << (cap % 32));
+      d[cap / 32].effective &= bit;
+      d[cap / 32].permitted &= bit;
+      d[cap / 32].inheritable &= bit;
+    }
+    return syscall(SYS_capset, &h, d) == 0;
+  }
+
+  static bool Refused() {
+    return mknod("/tmp/cordon-never", S_IFCHR | 0600, makedev(1, 3)) != 0 && errno == EPERM &&
+           socket(AF_INET, SOCK_DGRAM, 0) < 0 && errno == EAFNOSUPPORT;
+  }
+
+  // Runs the policy in a child process set up as `caller` and returns the RunResult it reports
+  // back as JSON.
+  std::optional<RunResult> RunInChild(const Policy& p, Caller caller, std::string& output) {
+    int res[2];
+    if (pipe2(res, O_CLOEXEC) != 0) return std::nullopt;
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(res[0]);
+      if (caller != Caller::kPlain && !FilterLikeSystemd()) _exit(3);
+      if (caller == Caller::kShippedUnit && !DropLikeTheUnit()) _exit(4);
+      if (caller != Caller::kPlain && !Refused()) _exit(5);  // the test would prove nothing
+      auto r = sandbox::Run(p);
+      const std::string json = r ? r->ToJson() : std::string();
+      _exit(write(res[1], json.data(), json.size()) == static_cast<ssize_t>(json.size()) ? 0 : 6);
+    }
+    close(res[1]);
+    close(out_write_);
+    out_write_ = -1;
+    output = Drain(out_read_);
+    const std::string json = Drain(res[0]);
+    close(res[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+    return RunResult::FromJson(json);
+  }
+
+  // The trainer uses each node as a trainer would and leaves a background process behind (the
+  // init must kill it); stage_out (the init, root, in the job's network namespace, under the
+  // caller's restrictions) checks lo is as the result will say.
+  Policy CheckingPolicy(bool lo_up) {
+    Policy p = BasePolicy({"/bin/sh", "-c",
+                           "for n in null zero full random urandom; do test -c /dev/$n || echo no $n; done; "
+                           "echo discarded > /dev/null && head -c 16 /dev/urandom | wc -c && "
+                           "head -c 3 /dev/zero | wc -c && { echo x > /dev/full; } 2>/dev/null || echo full; "
+                           "cat /etc/hostname; sleep 60 >/dev/null 2>&1 &"});
+    p.stage_out = [lo_up](const StageOutContext& ctx) -> Status {
+      if (ctx.trainer_wait_status != 0) return Fail(Errc::kInternal, "trainer failed");
+      const int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      ifreq ifr{};
+      std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
+      const int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+      close(s);
+      if (rc != 0 || ((ifr.ifr_flags & IFF_UP) != 0) != lo_up) {
+        return Fail(Errc::kInternal, std::string("lo is ") + (lo_up ? "down" : "up"));
+      }
+      return Status{};
+    };
+    return p;
+  }
+};
+
+TEST_F(HardenedCallerTest, MknodSethostnameAndInetRefusedStillRunsTheJob) {
+  std::string output;
+  auto result = RunInChild(CheckingPolicy(true), Caller::kFiltered, output);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->outcome, Outcome::kOk) << result->reason;
+  EXPECT_EQ(output, "16\n3\nfull\ncordon\n");
+  EXPECT_EQ(result->dev_nodes, "bind");
+  EXPECT_FALSE(result->hostname_set);
+  EXPECT_TRUE(result->loopback_up);  // through the AF_UNIX socket: AF_INET was refused
+}
+
+// The shipped unit's capability set too: no CAP_NET_ADMIN (lo stays down, recorded), no CAP_KILL
+// (the init still kills the trainer's background process at once: no wait for the timeout).
+TEST_F(HardenedCallerTest, ShippedUnitsCapabilitiesStillRunTheJob) {
+  std::string output;
+  auto result = RunInChild(CheckingPolicy(false), Caller::kShippedUnit, output);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->outcome, Outcome::kOk) << result->reason;
+  EXPECT_EQ(output, "16\n3\nfull\ncordon\n");
+  EXPECT_EQ(result->dev_nodes, "bind");
+  EXPECT_FALSE(result->hostname_set);
+  EXPECT_FALSE(result->loopback_up);
+  EXPECT_LT(result->wall.count(), 10000) << "the background process was not killed";
+}
+
+TEST_F(HardenedCallerTest, UnrestrictedCallerMknodsAndSetsTheHostname) {
+  std::string output;
+  auto result = RunInChild(CheckingPolicy(true), Caller::kPlain, output);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->outcome, Outcome::kOk) << result->reason;
+  EXPECT_EQ(output, "16\n3\nfull\ncordon\n");
+  EXPECT_EQ(result->dev_nodes, "mknod");
+  EXPECT_TRUE(result->hostname_set);
+  EXPECT_TRUE(result->loopback_up);
 }
 
 }  // namespace

@@ -49,6 +49,8 @@ struct Config {
   struct Daemon {
     std::uint32_t max_concurrent_jobs = 2;
     std::string socket = "/run/cordon/cordon.sock";
+    // Prometheus textfile (node_exporter's textfile collector; must end in .prom). Empty: none.
+    std::string metrics_file;
   } daemon;
 };
 

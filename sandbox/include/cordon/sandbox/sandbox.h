@@ -117,6 +117,14 @@ struct RunResult {
   std::map<std::string, std::uint64_t> violations_by_syscall;
   std::string cgroup_mode;     // "v2", "v1" or "none"
   bool scratch_noswap = false; // false only when allow_swap let a swappable tmpfs through
+  // How the sandbox adapted to a hardened caller (systemd's PrivateDevices=, ProtectHostname=):
+  // "mknod" or "bind" (mknod refused: the caller's /dev/null, zero, full, random, urandom bound,
+  // the same nodes for the trainer); hostname_set false when sethostname was refused (the
+  // trainer's uname then shows the caller's hostname; /etc/hostname still says Policy::hostname).
+  // loopback_up false when the caller lacks CAP_NET_ADMIN (the trainer may use AF_UNIX only).
+  std::string dev_nodes = "mknod";
+  bool hostname_set = true;
+  bool loopback_up = true;
   // The shell convention: exit_code, 128+signal, 125 for a set-up failure.
   [[nodiscard]] int ShellStatus() const;
   [[nodiscard]] std::string ToJson() const;
