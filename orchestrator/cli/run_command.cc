@@ -38,6 +38,8 @@ class RunCommand final : public Command {
           return ok ? std::string() : std::string("job ids are 1-128 of a-z 0-9 -");
         });
     sub_->add_option("--submitter-uid", submitter_uid_, "record the job as submitted by UID (for cordond)");
+    sub_->add_option("--cgroup-parent", cgroup_parent_,
+                     "cgroup v2: create the job's cgroup below this one (for cordond under a delegated cgroup)");
     sub_->add_option("--input-fd", input_fds_,
                      "read spec input NAME from inherited fd FD, a regular file opened as the submitter "
                      "(for cordond; repeatable); the input's path is then never opened")
@@ -77,6 +79,7 @@ class RunCommand final : public Command {
     options.show_logs = show_logs_;
     options.job_id = job_id_;
     if (submitter_uid_) options.submitter_uid = static_cast<uid_t>(*submitter_uid_);
+    options.cgroup_parent = cgroup_parent_;
     if (!ParseFds(options)) return kExitInvalid;
     if (die_with_parent_ && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
       std::cerr << "cordon: PR_SET_PDEATHSIG failed\n";
@@ -193,6 +196,7 @@ class RunCommand final : public Command {
   bool die_with_parent_ = false;
   std::string job_id_;
   std::optional<std::uint32_t> submitter_uid_;
+  std::string cgroup_parent_;
   std::vector<std::string> input_fds_;
   std::optional<int> output_fd_, image_fd_;
 };

@@ -28,6 +28,8 @@
 #include <spdlog/spdlog.h>
 
 #include "control_server.h"
+#include "journal.h"
+#include "metrics_file.h"
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_config.h"
@@ -159,6 +161,7 @@ class Daemon final {
                   const std::optional<Caller>& caller = std::nullopt);
   void Refuse(const Caller& caller, const std::string& what, const std::string& why);
   void Notify();
+  void WriteMetrics();
   void Watchdog(std::uint64_t usec);
   void RetryLater();
 
@@ -176,6 +179,9 @@ class Daemon final {
   asio::steady_timer grace_timer_{io_};
   asio::steady_timer watchdog_timer_{io_};
   asio::steady_timer retry_timer_{io_};
+  asio::steady_timer metrics_timer_{io_};
+  Metrics metrics_;
+  bool metrics_dirty_ = true;
   std::map<std::string, std::vector<std::shared_ptr<Connection>>> waiters_;
   SchedulerState schedule_;
   std::uint64_t serve_counter_ = 0;
@@ -219,6 +225,11 @@ Status Daemon::Start() {
   if (!store) return std::unexpected(WithContext(store.error(), "job store"));
   store_ = std::move(*store);
   if (auto r = Recover(); !r) return r;
+  std::map<std::string, std::uint64_t> finished;
+  for (JobRecord* r : store_->All()) {
+    if (IsFinal(r->state) && !r->outcome.empty()) finished[r->outcome]++;
+  }
+  metrics_.SetFinishedCounts(std::move(finished));
   if (!AuditEvent("daemon.started", "", "ok", {{"config_path", config_.path}, {"policy_path", policy_.path}})) {
     return Fail(Errc::kIo, "the audit log cannot record; refusing to start");
   }
@@ -230,6 +241,7 @@ Status Daemon::Start() {
   if (sd_watchdog_enabled(0, &usec) > 0) Watchdog(usec);
   sd_notify(0, "READY=1");
   Notify();
+  WriteMetrics();
   spdlog::info("ready: socket {}, spool {}/incoming, {} job(s) known", config_.daemon.socket, config_.spool_dir,
                store_->All().size());
   return {};
@@ -251,7 +263,8 @@ Status Daemon::Recover() {
     AuditEvent("job.interrupted", r->job_id, "interrupted", {{"runner_pid", runner}, {"survivor_killed", killed}});
     SetFinal(*r, JobState::kInterrupted, "interrupted", "cordond stopped while the job ran");
     CleanUpAbandoned(*r);
-    spdlog::warn("job {} was running when cordond stopped: interrupted", r->job_id);
+    journal::JobEvent({r->job_id, "interrupted", "interrupted"}, "was running when cordond stopped",
+                      journal::Level::kWarning);
   }
   return {};
 }
@@ -317,7 +330,9 @@ void Daemon::FinishStop() {
   AuditEvent("daemon.stopped", "", "ok", json::object());
   if (auto cp = audit_->Checkpoint(); !cp) spdlog::error("final checkpoint: {}", cp.error().message);
   spdlog::info("stopped; final audit checkpoint written");
-  for (auto* timer : {&grace_timer_, &watchdog_timer_, &retry_timer_}) timer->cancel();
+  metrics_dirty_ = true;
+  for (auto* timer : {&grace_timer_, &watchdog_timer_, &retry_timer_, &metrics_timer_}) timer->cancel();
+  if (!config_.daemon.metrics_file.empty()) (void)metrics_.WriteFile(config_.daemon.metrics_file, NowSeconds());
   signals_.cancel();
   io_.stop();
 }
@@ -337,8 +352,10 @@ bool Daemon::AuditEvent(const std::string& action, const std::string& job, const
   }
   const auto appended = audit_->Append(e);
   if (!appended) spdlog::error("audit append {}: {}", action, appended.error().message);
+  else metrics_.SetAuditEntries(*appended + 1);
   if (degraded_ != !appended) {
     degraded_ = !appended;
+    metrics_.SetDegraded(degraded_);
     spdlog::warn(degraded_ ? "degraded: the audit log cannot record; no decision is taken until it can"
                            : "the audit log records again");
     Notify();
@@ -354,8 +371,35 @@ void Daemon::Refuse(const Caller& caller, const std::string& what, const std::st
 void Daemon::Notify() {
   std::size_t queued = 0;
   for (JobRecord* r : store_->All()) queued += r->state == JobState::kQueued;
+  metrics_dirty_ = true;
   sd_notifyf(0, "STATUS=%zu running, %zu queued%s%s", supervisor_.size(), queued, stopping_ ? ", stopping" : "",
              degraded_ ? ", degraded: audit log cannot record" : "");
+}
+
+// The Prometheus textfile (daemon.metrics_file): rewritten at most once a
+// second after a change, and every 15 s regardless (the checkpoint age moves).
+void Daemon::WriteMetrics() {
+  if (config_.daemon.metrics_file.empty() || stopped_) return;
+  static int ticks = 0;
+  if (metrics_dirty_ || ++ticks >= 15) {
+    std::map<std::string, std::uint64_t> states;
+    std::map<uid_t, std::uint64_t> queued;
+    for (JobRecord* r : store_->All()) {
+      states[JobStateName(r->state)]++;
+      if (r->state == JobState::kQueued) queued[r->submitter]++;
+    }
+    metrics_.SetJobStates(std::move(states));
+    metrics_.SetQueueLengths(std::move(queued));
+    if (auto w = metrics_.WriteFile(config_.daemon.metrics_file, NowSeconds()); !w) {
+      spdlog::warn("metrics file: {}", w.error().message);
+    }
+    metrics_dirty_ = false;
+    ticks = 0;
+  }
+  metrics_timer_.expires_after(std::chrono::seconds(1));
+  metrics_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) WriteMetrics();
+  });
 }
 
 void Daemon::Watchdog(std::uint64_t usec) {
@@ -610,7 +654,8 @@ Submission Daemon::Submit(const std::string& text, const Caller& caller, const s
     return {nullptr, ReplyCode::kError, why};
   }
   out.record = *created;
-  spdlog::info("job {} from uid {} via {}: {}", out.record->job_id, caller.id.uid, caller.via, verdict);
+  journal::JobEvent({out.record->job_id, out.code == ReplyCode::kOk ? "" : verdict, JobStateName(out.record->state)},
+                    "submitted by uid " + std::to_string(caller.id.uid) + " via " + caller.via + ": " + verdict);
   if (out.code == ReplyCode::kOk) Schedule();
   return out;
 }
@@ -663,6 +708,7 @@ Result<std::vector<std::string>> Daemon::RunnerArgs(const JobRecord& record, con
     argv.insert(argv.end(), {"--input-fd", job.inputs[i].name + "=" + std::to_string(opened.inputs[i].get())});
     pass_fds.push_back(opened.inputs[i].get());
   }
+  if (!options_.cgroup_parent.empty()) argv.insert(argv.end(), {"--cgroup-parent", options_.cgroup_parent});
   argv.insert(argv.end(), {"--output-fd", std::to_string(opened.output.get()), "--image-fd",
                            std::to_string(opened.image.get()), store_->SpecPath(record.job_id)});
   pass_fds.push_back(opened.output.get());
@@ -686,7 +732,8 @@ void Daemon::Launch(JobRecord& record) {
   if (!argv) {
     if (!AuditEvent("job.refused", record.job_id, "denied", {{"reason", Clip(argv.error().message)}})) return;
     SetFinal(record, JobState::kRejected, "denied", "at start: " + argv.error().message);
-    spdlog::warn("job {} refused at start: {}", record.job_id, argv.error().message);
+    journal::JobEvent({record.job_id, "denied", "rejected"}, "refused at start: " + argv.error().message,
+                      journal::Level::kWarning);
     return;
   }
   if (!AuditEvent("job.started", record.job_id, "intent", {{"runner", options_.cordon_bin}})) return;  // stays queued
@@ -706,7 +753,7 @@ void Daemon::Launch(JobRecord& record) {
   record.pid = *pid;
   record.pid_start = ProcessStart(*pid);
   if (auto s = store_->Save(record); !s) spdlog::error("job {}: cannot save its state: {}", record.job_id, s.error().message);
-  spdlog::info("job {} started (runner pid {})", record.job_id, *pid);
+  journal::JobEvent({record.job_id, "", "running"}, "started (runner pid " + std::to_string(*pid) + ")");
 }
 
 // The runner's report is our own program's output, still parsed defensively.
@@ -747,7 +794,14 @@ void Daemon::OnRunnerExit(RunnerExit exit) {
   AuditEvent("job.completed", r->job_id, JobStateName(state), {{"runner_outcome", outcome}, {"exit_status", r->exit_status}});
   SetFinal(*r, state, outcome, reason);
   if (!report.is_object()) CleanUpAbandoned(*r);
-  spdlog::info("job {} {}: {}", r->job_id, JobStateName(state), outcome);
+  std::uint64_t violations = 0;
+  try {
+    violations = report.is_object() ? report.value(json::json_pointer("/manifest/resources/seccomp_violations"), 0u) : 0;
+  } catch (const json::exception&) {
+  }
+  metrics_.JobFinished(outcome, r->started_at > 0 ? r->finished_at - r->started_at : -1, -1, -1, violations);
+  journal::JobEvent({r->job_id, outcome, JobStateName(state)}, std::string(JobStateName(state)) + ": " + outcome,
+                    state == JobState::kSucceeded ? journal::Level::kInfo : journal::Level::kWarning);
   if (stopping_ && supervisor_.size() == 0) return FinishStop();
   Schedule();
 }

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cordon/orchestrator/config.h"
+#include "cgroup_delegation.h"
 #include "cordon/orchestrator/daemon.h"
 #include "cordon/orchestrator/policy.h"
 #include "cordon/units.h"
@@ -39,6 +40,10 @@ int main(int argc, char** argv) {
   app.add_option("--cordon", cordon_bin, "the cordon binary that runs each job (default: beside cordond)");
   app.add_option("--grace", grace, "on SIGTERM, how long running jobs may finish before they are cancelled (30s)");
   app.add_option("--request-timeout", request_timeout, "a client must send its request within this (10s)");
+  bool delegated = false;
+  app.add_flag("--delegated-cgroup", delegated,
+               "cgroup v2 under systemd's Delegate=yes: move into a `supervisor` leaf of our cgroup and create "
+               "every job's cgroup inside it (the shipped unit passes this)");
   bool check_only = false;
   app.add_flag("--check-config", check_only, "validate the config and the policy, then exit (0 valid, 2 not)");
   app.footer("Exit status: 0 stopped cleanly, 1 could not start, 2 invalid config or flags.\n"
@@ -82,5 +87,18 @@ int main(int argc, char** argv) {
   }
   options.grace = std::chrono::duration_cast<std::chrono::seconds>(*g);
   options.request_timeout = *t;
+  if (delegated) {  // before any thread or child exists
+    auto cg = cordon::daemon::SetUpCgroupDelegation();
+    if (!cg) {
+      spdlog::error("cannot start: cgroup delegation: {}", cg.error().message);
+      return 1;
+    }
+    if (cg->mode == cordon::daemon::CgroupDelegation::Mode::kV2Delegated) {
+      spdlog::info("cgroup v2: cordond runs in {}, jobs are created in {}", cg->supervisor, cg->job_parent);
+      options.cgroup_parent = cg->job_parent;
+    } else {
+      spdlog::info("cgroup: not delegated ({}); the sandbox picks each job's cgroup", cg->reason);
+    }
+  }
   return cordon::daemon::Run(options);
 }

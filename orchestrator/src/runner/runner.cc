@@ -448,6 +448,7 @@ sandbox::Policy Runner::MakePolicy(const Pipe& out, const Pipe& err, const Pipe&
   p.scratch_bytes = job_.resources.scratch_bytes;
   p.allow_swap = config_.sandbox.allow_swap;
   p.hostname = "cordon-job";
+  p.cgroup_parent = options_.cgroup_parent;
   p.output_dir_fd = job_dir_.get();
   p.stdout_fd = out.write.get();
   p.stderr_fd = err.write.get();

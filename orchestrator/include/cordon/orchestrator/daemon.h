@@ -20,6 +20,7 @@ struct DaemonOptions {
   std::string cordon_bin;                            // the `cordon` binary run for each job
   std::chrono::seconds grace{30};                    // SIGTERM: running jobs may finish this long
   std::chrono::milliseconds request_timeout{10000};  // a client must send its request line in time
+  std::string cgroup_parent;                         // cgroup v2 delegated: where job cgroups go ("" = sandbox picks)
 };
 
 // Runs the service until SIGTERM/SIGINT; returns the process exit status

@@ -96,6 +96,9 @@ struct RunOptions {
   // Who the job runs for. Unset: the calling process's uid. The daemon sets the
   // submitter's uid (from SO_PEERCRED or the spool file's owner).
   std::optional<uid_t> submitter_uid;
+  // cgroup v2: the cgroup the job's cgroup is created in (sandbox::Policy::cgroup_parent);
+  // cordond passes its delegated service cgroup. Empty: the sandbox picks.
+  std::string cgroup_parent;
   // Fds the caller opened as the submitter (cordond), taken over by RunJob (made
   // close-on-exec, closed when it returns). With one, the matching path in the
   // spec is never looked up:
