@@ -183,7 +183,17 @@ e2e_daemon_stop() {
 e2e_gone() { ! kill -0 "$1" 2>/dev/null; }
 e2e_daemon_alive() { [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; }
 e2e_ping() { e2e_daemon_alive && has "$(e2e_request '{"op":"ping"}' 2>/dev/null)" '"ok":true'; }
-e2e_reload() { kill -HUP "$DPID"; e2e_wait_for 5 e2e_ping; }
+# e2e_reload: SIGHUP, then (bounded) until cordond has audited policy.reloaded
+# (the policy and max_concurrent_jobs are re-read in that one handler, "ok" or
+# "failed") and answers a ping. A ping alone could be served before the signal.
+e2e_reload() {
+  local n; n=$(e2e_audit_count policy.reloaded)
+  kill -HUP "$DPID" || return 1
+  e2e_wait_for 5 e2e_audit_grew policy.reloaded "$n" && e2e_wait_for 5 e2e_ping
+}
+# e2e_audit_count ACTION: how many entries of that action the audit log holds (as root).
+e2e_audit_count() { "$C" audit show --json --action "$1" 2>/dev/null | wc -l; }
+e2e_audit_grew() { [ "$(e2e_audit_count "$1")" -gt "$2" ]; }
 
 # e2e_request LINE [USER]: one raw request on the control socket (LINE is sent
 # as given, with printf %b escapes, or the bytes of FILE when LINE is @FILE,
@@ -230,3 +240,8 @@ e2e_as() { local w="$1"; shift; case "$w" in *[!0-9]*) as_user "$w" "$@" ;; *) a
 e2e_state() { "$C" status "$1" --json 2>/dev/null | jget - 'd["state"]' 2>/dev/null; }
 e2e_is_final() { case "$(e2e_state "$1")" in succeeded|failed|cancelled|interrupted|rejected) return 0 ;; esac; return 1; }
 e2e_is_running() { [ "$(e2e_state "$1")" = running ]; }
+# e2e_all_final: every job `cordon status --json` lists (as root) is final; for settling, not a check.
+e2e_all_final() {
+  "$C" status --json 2>/dev/null |
+    jget - 'all(j["state"] in ("succeeded","failed","cancelled","interrupted","rejected") for j in d) or exit(1)' >/dev/null 2>&1
+}
