@@ -83,7 +83,7 @@ int OpenOne(const OpenRequest& r, int& error) {
     case OpenKind::kDirectoryCreate:
       fd = OpenOrCreateDirectory(r.path.c_str());
       // Root will create the job's directory in it: the user must be able to.
-      if (fd >= 0 && ::syscall(SYS_faccessat2, fd, "", W_OK | X_OK, AT_EMPTY_PATH | AT_EACCESS) != 0) {
+      if (fd >= 0 && ::faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
         const int saved = errno;
         ::close(fd);
         fd = -1;
@@ -166,6 +166,46 @@ Result<std::vector<UniqueFd>> OpenAsRoot(const std::vector<OpenRequest>& request
 
 }  // namespace
 
+// The same walk without openat2 (a seccomp filter that predates it answers
+// ENOSYS, e.g. systemd-nspawn 252's): one component at a time, O_NOFOLLOW on
+// each, ".." refused. No allocation: it runs in the forked child.
+int WalkNoSymlinks(int dirfd, const char* path, int flags) {
+  char buf[4097];
+  const std::size_t len = std::strlen(path);
+  if (len == 0 || len >= sizeof buf) return errno = ENAMETOOLONG, -1;
+  std::memcpy(buf, path, len + 1);
+  char* comp = buf;
+  int cur = -1;
+  if (buf[0] == '/') {
+    if (dirfd != AT_FDCWD) return errno = EXDEV, -1;  // RESOLVE_BENEATH
+    cur = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    while (*comp == '/') ++comp;
+  } else {
+    cur = dirfd == AT_FDCWD ? ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC) : ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  }
+  while (cur >= 0) {
+    char* end = std::strchr(comp, '/');
+    if (end) *end = '\0';
+    if (std::strcmp(comp, "..") == 0) {
+      ::close(cur);
+      return errno = EXDEV, -1;
+    }
+    const bool last = end == nullptr || end[1] == '\0';
+    int next = last ? ::openat(cur, comp, flags | O_NOFOLLOW) : ::openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+      struct stat st {};
+      if (::fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) errno = ELOOP;
+    }
+    const int saved = errno;
+    ::close(cur);
+    errno = saved;
+    if (last) return next;
+    cur = next;
+    comp = end + 1;
+  }
+  return -1;
+}
+
 int OpenNoSymlinks(int dirfd, const char* path, int flags) {
   open_how how{};
   how.flags = static_cast<__u64>(static_cast<unsigned int>(flags));
@@ -174,6 +214,7 @@ int OpenNoSymlinks(int dirfd, const char* path, int flags) {
   long fd;
   while ((fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how)) < 0 && errno == EINTR) {
   }
+  if (fd < 0 && errno == ENOSYS) return WalkNoSymlinks(dirfd, path, flags);
   return static_cast<int>(fd);
 }
 

@@ -48,6 +48,10 @@ struct OpenRequest {
 
 // openat2(dirfd, path, flags, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS):
 // the caller's own rights, no symbolic link followed anywhere in `path`.
+// Where openat2 is refused with ENOSYS (a seccomp filter older than it, such as
+// systemd-nspawn 252's), the same by WalkNoSymlinks: one component at a time
+// with O_NOFOLLOW, ".." refused.
 [[nodiscard]] int OpenNoSymlinks(int dirfd, const char* path, int flags);
+[[nodiscard]] int WalkNoSymlinks(int dirfd, const char* path, int flags);
 
 }  // namespace cordon::daemon

@@ -11,6 +11,7 @@
 
 #include "cordon/orchestrator/protocol.h"
 #include "cleanup.h"
+#include "cordon/unique_fd.h"
 #include "scheduler.h"
 #include "user_open.h"
 
@@ -136,6 +137,21 @@ TEST_F(UserOpen, FollowsNoSymlinkInAnyComponent) {
   }
   daemon::Identity root{0, 0, {0}};  // root too: no deputy, but still no symlinks
   EXPECT_FALSE(daemon::OpenAsUser(root, {{dir_ + "/mine/link", daemon::OpenKind::kFile}}));
+}
+
+// The fallback walk for kernels or filters without openat2 holds the same line.
+TEST_F(UserOpen, TheWalkWithoutOpenat2FollowsNoSymlinkEither) {
+  UniqueFd ok(daemon::WalkNoSymlinks(AT_FDCWD, (dir_ + "/public").c_str(), O_RDONLY | O_CLOEXEC));
+  EXPECT_TRUE(ok);
+  for (const std::string& path : {dir_ + "/mine/link", dir_ + "/mine/up/public"}) {
+    EXPECT_LT(daemon::WalkNoSymlinks(AT_FDCWD, path.c_str(), O_RDONLY | O_CLOEXEC), 0) << path;
+    EXPECT_EQ(errno, ELOOP) << path;
+  }
+  UniqueFd mine(::open((dir_ + "/mine").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  EXPECT_LT(daemon::WalkNoSymlinks(mine.get(), "../public", O_RDONLY | O_CLOEXEC), 0);
+  EXPECT_LT(daemon::WalkNoSymlinks(mine.get(), "/etc/passwd", O_RDONLY | O_CLOEXEC), 0);
+  UniqueFd dir(daemon::WalkNoSymlinks(AT_FDCWD, (dir_ + "/mine").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  EXPECT_TRUE(dir);
 }
 
 TEST_F(UserOpen, CreatesOutputDirectoriesAsTheUserAndNowhereElse) {

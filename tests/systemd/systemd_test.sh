@@ -138,10 +138,13 @@ chmod 0644 /tmp/$n.yaml"
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 alice() { c "runuser -u alice -- $*"; }
 spec churn /srv/cordon/outputs/alice /usr/bin/python3, /job/train.py
-id=$(alice cordon submit /tmp/churn.yaml 2>/dev/null | tail -n1)
+sub=$(alice cordon submit /tmp/churn.yaml 2>&1); id=$(tail -n1 <<<"$sub")
+check "socket submit as alice accepted ($sub)" test "${id#churn-}" != "$id"
 alice cordon wait "$id" >/dev/null 2>&1
-check "socket job as alice: succeeded" test "$(alice cordon status "$id" --json | field state)" = succeeded
-model=$(c "cordon unseal /srv/cordon/outputs/alice/$id/model.json.sealed - 2>/dev/null")
+st=$(alice cordon status "$id" --json 2>/dev/null)
+check "socket job as alice: succeeded ($(field outcome <<<"$st" 2>/dev/null): $(field reason <<<"$st" 2>/dev/null))" test "$(field state <<<"$st")" = succeeded
+# Outputs are stored under Cordon-made names; their tree comes back with `cordon outputs extract`.
+model=$(c "rm -rf /root/x-$id; cordon outputs extract /srv/cordon/outputs/alice/$id /root/x-$id >/dev/null 2>&1 && cat /root/x-$id/model.json")
 check "its sealed model unseals to what the trainer computed" test "$model" = '{"n": 3, "mean_spend": 2.5}'
 
 c 'runuser -u alice -- sh -c "cp /tmp/churn.yaml /srv/cordon/spool/incoming/.churn.tmp && mv /srv/cordon/spool/incoming/.churn.tmp /srv/cordon/spool/incoming/churn.yaml"'
@@ -152,7 +155,7 @@ for _ in $(seq 100); do
 done
 alice cordon wait "$sid" >/dev/null 2>&1
 check "spool job as alice: succeeded" test -n "$sid" -a "$(alice cordon status "$sid" --json 2>/dev/null | field state)" = succeeded
-check "its sealed model is there" c "test -s /srv/cordon/outputs/alice/$sid/model.json.sealed"
+check "its sealed model is there" c "test -s /srv/cordon/outputs/alice/$sid/out-000001.sealed -a -s /srv/cordon/outputs/alice/$sid/index.sealed"
 
 # --- reload: a bad policy fails the reload, the old one stays ---
 c 'cp /srv/cordon/policy.yaml /root/policy.good; printf "admins:\n  uids: [0]\nusers:\n  - uids: [0]\n    bogus: 1\n" >/srv/cordon/policy.yaml'
