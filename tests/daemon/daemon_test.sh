@@ -15,22 +15,8 @@
 set -uo pipefail
 SECTIONS_ALL=(startup submit uids policy hostile spool cancel sighup fairness load kill9 sigterm sd_notify install)
 here=$(cd "$(dirname "$0")" && pwd)
-BIN="$here/../../build/bin"
-sections=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) BIN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    all) sections+=("${SECTIONS_ALL[@]}"); shift ;;
-    *) sections+=("$1"); shift ;;
-  esac
-done
-[ ${#sections[@]} -gt 0 ] || sections=("${SECTIONS_ALL[@]}")
-for s in "${sections[@]}"; do
-  case " ${SECTIONS_ALL[*]} " in *" $s "*) ;; *) echo "daemon_test: unknown section $s (${SECTIONS_ALL[*]})" >&2; exit 2 ;; esac
-done
-
 . "$here/../lib/e2e.sh"
+e2e_sections daemon "$@"   # [--bin BIN_DIR] [SECTION...]: sets BIN and sections
 e2e_init "$BIN" daemon
 command -v setpriv >/dev/null || e2e_skip "setpriv missing"
 img="$src/tests/runner/trainers/sh"

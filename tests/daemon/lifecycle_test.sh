@@ -9,10 +9,10 @@
 #                     nothing queued, STATUS degraded; once there is room, service resumes
 #   lifecycle_test.sh --bin BIN_DIR [SECTION...]
 set -uo pipefail
+SECTIONS_ALL=(runner_crash interrupted_pid audit_unavailable)
 . "$(dirname "$0")/../lib/e2e.sh"
-bin_dir="$(dirname "$0")/../../build/bin"
-[ "${1:-}" = --bin ] && { bin_dir="$2"; shift 2; }
-e2e_init "$bin_dir" lifecycle
+e2e_sections lifecycle "$@"
+e2e_init "$BIN" lifecycle
 e2e_install || exit 1
 "$C" keys create datasets >/dev/null && "$C" keys create models >/dev/null
 printf 'a,b\n1,2\n' | "$C" seal --key kms://local/datasets --name d - "$T/d.sealed" >/dev/null 2>&1
@@ -23,13 +23,19 @@ audit_has() { "$C" audit show --json --job "$1" --action "$2" 2>/dev/null; }
 runner_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$STATE_DIR/jobs/$1/job.json"; }
 trainer_runs() { pgrep -f "$1" >/dev/null; }
 
+# start_sleeper SECTION: a daemon and a job whose trainer sleeps; sets id, mark, pid (its runner).
+start_sleeper() {
+  e2e_daemon_start || return 1
+  mark=$(e2e_marker "$1")
+  e2e_spec "$T/${1//_/-}.yaml" image="$IMG" out="$T/out" input="$T/d.sealed" sh="echo $mark; sleep 30"
+  id=$("$C" submit "$T/${1//_/-}.yaml" 2>/dev/null | tail -n1)
+  check "$1: the trainer runs" e2e_wait_for 20 trainer_runs "$mark"
+  pid=$(runner_of "$id")
+}
+
 sec_runner_crash() {
-  e2e_daemon_start || return
-  local mark; mark=$(e2e_marker CRASH)
-  e2e_spec "$T/crash.yaml" image="$IMG" out="$T/out" input="$T/d.sealed" sh="echo $mark; sleep 30"
-  local id; id=$("$C" submit "$T/crash.yaml" 2>/dev/null | tail -n1)
-  check "runner_crash: the trainer runs" e2e_wait_for 20 trainer_runs "$mark"
-  local pid; pid=$(runner_of "$id")
+  local id mark pid
+  start_sleeper runner_crash || return
   check "runner_crash: the record holds the runner's pid" test "${pid:-0}" -gt 0
   kill -9 "$pid"
   e2e_wait_for 20 e2e_is_final "$id"
@@ -45,12 +51,8 @@ sec_runner_crash() {
 e2e_not() { ! "$@"; }
 
 sec_interrupted_pid() {
-  e2e_daemon_start || return
-  local mark; mark=$(e2e_marker INTR)
-  e2e_spec "$T/intr.yaml" image="$IMG" out="$T/out" input="$T/d.sealed" sh="echo $mark; sleep 30"
-  local id; id=$("$C" submit "$T/intr.yaml" 2>/dev/null | tail -n1)
-  check "interrupted_pid: the trainer runs" e2e_wait_for 20 trainer_runs "$mark"
-  local pid; pid=$(runner_of "$id")
+  local id mark pid
+  start_sleeper interrupted_pid || return
   kill -9 "$DPID"; wait "$DPID" 2>/dev/null; DPID=""
   e2e_daemon_start || return
   check "interrupted_pid: interrupted" test "$(e2e_state "$id")" = interrupted
@@ -90,7 +92,5 @@ sec_audit_unavailable() {
   e2e_daemon_stop
 }
 
-sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(runner_crash interrupted_pid audit_unavailable)
 for s in "${sections[@]}"; do echo "# --- $s"; "sec_$s"; done
 e2e_summary

@@ -30,6 +30,28 @@ PY=${PY:-/usr/bin/python3}
 
 e2e_skip() { echo "SKIP: $*"; exit 77; }
 
+# e2e_sections NAME ARGS...: a sectioned suite's command line, [--bin BIN_DIR]
+# [SECTION...|all] (default: every section of SECTIONS_ALL, which the caller
+# defines). Sets BIN (default: build/bin of this tree) and the array sections;
+# an unknown section exits 2.
+e2e_sections() {
+  local name="$1" s; shift
+  BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/bin"
+  sections=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --bin) BIN="$2"; shift 2 ;;
+      -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+      all) sections+=("${SECTIONS_ALL[@]}"); shift ;;
+      *) sections+=("$1"); shift ;;
+    esac
+  done
+  [ ${#sections[@]} -gt 0 ] || sections=("${SECTIONS_ALL[@]}")
+  for s in "${sections[@]}"; do
+    case " ${SECTIONS_ALL[*]} " in *" $s "*) ;; *) echo "${name}_test: unknown section $s (${SECTIONS_ALL[*]})" >&2; exit 2 ;; esac
+  done
+}
+
 # e2e_init BIN_DIR NAME: needs root (namespaces, cgroups, other users).
 e2e_init() {
   bin=$(cd "$1" && pwd) || { echo "e2e_init: no such directory $1" >&2; exit 2; }

@@ -14,22 +14,8 @@
 set -uo pipefail
 SECTIONS_ALL=(logs_symlink input_swap output_swap image pii_names protocol starvation stageout confused_deputy)
 here=$(cd "$(dirname "$0")" && pwd)
-BIN="$here/../../build/bin"
-sections=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) BIN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    all) sections+=("${SECTIONS_ALL[@]}"); shift ;;
-    *) sections+=("$1"); shift ;;
-  esac
-done
-[ ${#sections[@]} -gt 0 ] || sections=("${SECTIONS_ALL[@]}")
-for s in "${sections[@]}"; do
-  case " ${SECTIONS_ALL[*]} " in *" $s "*) ;; *) echo "multiuser_test: unknown section $s (${SECTIONS_ALL[*]})" >&2; exit 2 ;; esac
-done
-
 . "$here/../lib/e2e.sh"
+e2e_sections multiuser "$@"   # [--bin BIN_DIR] [SECTION...]: sets BIN and sections
 e2e_init "$BIN" multiuser
 for tool in runuser useradd userdel setpriv; do command -v "$tool" >/dev/null || e2e_skip "$tool missing"; done
 
