@@ -8,9 +8,8 @@
 #include <unistd.h>
 
 #include <array>
-#include <fstream>
-#include <sstream>
 
+#include "cordon/process.h"
 #include "cordon/unique_fd.h"
 
 extern char** environ;
@@ -38,19 +37,7 @@ struct Supervisor::Job {
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
-std::uint64_t ProcessStart(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return 0;
-  const auto close = line.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(line.substr(close + 2));
-  std::string field;
-  for (int i = 3; i <= 22 && rest >> field; ++i) {
-    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return 0;
-}
+std::uint64_t ProcessStart(pid_t pid) { return ProcessStartTime(pid); }
 
 Result<pid_t> Spawn(const SpawnSpec& spec) {
   posix_spawn_file_actions_t fa;

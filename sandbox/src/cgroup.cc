@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cordon/process.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::sandbox {
@@ -109,8 +110,11 @@ std::vector<std::string> Needed(const CgroupLimits& limits) {
   return need;
 }
 
+// cordon-sandbox-<pid>-<start time>-<n>: the owner is that pid *with* that
+// start time, so a reused pid never keeps a dead owner's cgroup alive.
 std::string JobName() {
-  return "cordon-sandbox-" + std::to_string(getpid()) + "-" + std::to_string(g_counter++);
+  return "cordon-sandbox-" + std::to_string(getpid()) + "-" + std::to_string(ProcessStartTime(getpid())) + "-" +
+         std::to_string(g_counter++);
 }
 
 // A helper killed with SIGKILL leaves its (by then empty) job cgroup behind: remove those of
@@ -122,8 +126,10 @@ void RemoveStale(const std::string& parent) {
   while (dirent* e = readdir(dir)) {
     const std::string name = e->d_name;
     if (name.rfind(prefix, 0) != 0) continue;
-    const auto pid = static_cast<pid_t>(std::strtol(name.c_str() + prefix.size(), nullptr, 10));
-    if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) rmdir((parent + "/" + name).c_str());
+    char* rest = nullptr;
+    const auto pid = static_cast<pid_t>(std::strtol(name.c_str() + prefix.size(), &rest, 10));
+    const std::uint64_t start = rest && *rest == '-' ? std::strtoull(rest + 1, nullptr, 10) : 0;
+    if (pid > 0 && ProcessStartTime(pid) != start) rmdir((parent + "/" + name).c_str());
   }
   closedir(dir);
 }
