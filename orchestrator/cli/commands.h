@@ -1,17 +1,15 @@
 // The `cordon` CLI: one function pair per subcommand. Register adds the
 // subcommand and its flags to the app; Run executes it after parsing and
-// returns the process exit status (see kExit* below and docs/CLI.md).
+// returns the process exit status (cordon/orchestrator/exit_codes.h, docs/CLI.md).
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
 
-namespace cordon::cli {
+#include "cordon/orchestrator/exit_codes.h"
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;  // the operation was attempted and failed
-inline constexpr int kExitInvalid = 2;  // bad usage or invalid input (spec, config, flags)
+namespace cordon::cli {
 
 struct GlobalOptions {
   std::optional<std::string> config;  // --config FILE (else $CORDON_CONFIG, else default)
@@ -26,7 +24,7 @@ class Command {
 
 std::unique_ptr<Command> MakeValidateCommand(CLI::App& app);
 std::unique_ptr<Command> MakeInitCommand(CLI::App& app);
-// Keys and sealed files (sealed_cli.h has their exit statuses).
+// Keys and sealed files (sealed_cli.h: shared set-up; exit_codes.h: their statuses).
 std::unique_ptr<Command> MakeKeysCommand(CLI::App& app);
 std::unique_ptr<Command> MakeSealCommand(CLI::App& app);
 std::unique_ptr<Command> MakeUnsealCommand(CLI::App& app);

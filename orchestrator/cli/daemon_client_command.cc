@@ -22,12 +22,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kExitDenied = 3;
-constexpr int kExitNotFound = 4;
-constexpr int kExitCancelled = 16;  // as `cordon run`
-constexpr int kExitInterrupted = 17;
-constexpr int kExitUnavailable = 5;  // busy, or the audit log cannot record: try again later
-
 Result<UniqueFd> Connect(const std::string& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return FailErrno("socket");
@@ -199,7 +193,7 @@ class ClientCommand final : public Command {
     if (state == "interrupted") return kExitInterrupted;
     if (state == "rejected") return kExitInvalid;
     const int status = job.value("exit_status", -1);  // failed: `cordon run`'s 10..15
-    return status >= 10 && status <= 15 ? status : kExitFailure;
+    return status >= kExitTrainerFailed && status <= kExitSetupError ? status : kExitFailure;
   }
 
   static int Stream(int fd, const std::string& rest) {

@@ -38,10 +38,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitInvalid;
+    return code == 0 ? cordon::kExitOk : cordon::kExitInvalid;
   }
   for (const auto& command : commands) {
     if (command->sub()->parsed()) return command->Run(global);
   }
-  return kExitInvalid;
+  return cordon::kExitInvalid;
 }

@@ -15,18 +15,7 @@
 
 namespace cordon::cli {
 
-// Exit statuses of seal / unseal / rewrap / inspect / keys (docs/SEALED-FORMAT.md).
-inline constexpr int kExitNotSealed = 10;           // no sealed-file magic
-inline constexpr int kExitUnsupportedVersion = 11;  // a format version this build cannot read
-inline constexpr int kExitUnknownKey = 12;          // no such key / key version / adapter
-inline constexpr int kExitKeyDisabled = 13;         // the key is disabled
-inline constexpr int kExitWrongKey = 14;            // wrapped under other key material
-inline constexpr int kExitHeaderTampered = 15;      // header altered or malformed
-inline constexpr int kExitChunkAuth = 16;           // chunk N failed authentication
-inline constexpr int kExitTruncated = 17;           // chunks missing at the end
-inline constexpr int kExitTrailingData = 18;        // bytes after the final chunk
-inline constexpr int kExitKmsUnavailable = 19;      // module / token / PIN unusable, adapter not configured
-
+// Their exit statuses (the sealed-file group of cordon/orchestrator/exit_codes.h), for --help.
 inline constexpr std::string_view kSealedExitFooter =
     "Exit status: 0 ok, 1 failed (I/O, ...), 2 usage or config error, 10 not a sealed file,\n"
     "11 unsupported format version, 12 unknown key or key version, 13 key disabled,\n"

@@ -29,6 +29,7 @@
 #include "cordon/units.h"
 #include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_config.h"
+#include "cordon/orchestrator/exit_codes.h"
 #include "cordon/orchestrator/sealed.h"
 #include "cordon/orchestrator/sealed_kms.h"
 #include "cordon/sandbox/sandbox.h"
@@ -930,16 +931,16 @@ const char* JobOutcomeName(JobOutcome outcome) {
 
 int ExitStatusFor(JobOutcome outcome) {
   switch (outcome) {
-    case JobOutcome::kSucceeded: return 0;
-    case JobOutcome::kTrainerFailed: return 10;
-    case JobOutcome::kTimeout: return 11;
-    case JobOutcome::kMemoryLimit: return 12;
-    case JobOutcome::kSandboxViolation: return 13;
-    case JobOutcome::kInputRejected: return 14;
-    case JobOutcome::kSetupError: return 15;
-    case JobOutcome::kCancelled: return 16;
+    case JobOutcome::kSucceeded: return kExitOk;
+    case JobOutcome::kTrainerFailed: return kExitTrainerFailed;
+    case JobOutcome::kTimeout: return kExitTimeout;
+    case JobOutcome::kMemoryLimit: return kExitMemoryLimit;
+    case JobOutcome::kSandboxViolation: return kExitSandboxViolation;
+    case JobOutcome::kInputRejected: return kExitInputRejected;
+    case JobOutcome::kSetupError: return kExitSetupError;
+    case JobOutcome::kCancelled: return kExitCancelled;
   }
-  return 15;
+  return kExitSetupError;
 }
 
 void RequestCancel() { g_cancel = 1; }

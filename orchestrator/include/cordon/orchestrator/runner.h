@@ -60,7 +60,8 @@ enum class JobOutcome {
   kCancelled,         // stopped from outside (SIGINT/SIGTERM, `cordon cancel`)
 };
 [[nodiscard]] const char* JobOutcomeName(JobOutcome outcome);
-// `cordon run`'s exit status for each outcome (docs/CLI.md): 0, then 10..17.
+// `cordon run`'s exit status for each outcome (docs/CLI.md): 0, then 10..16
+// (the `cordon run` group of exit_codes.h).
 [[nodiscard]] int ExitStatusFor(JobOutcome outcome);
 
 // Something Cordon sealed into the job directory. `file` is Cordon-made
