@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
+
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/protocol.h"
 #include "cordon/unique_fd.h"
@@ -89,16 +91,24 @@ void SpoolIntake::Take(const std::string& name) {
 
 void SpoolIntake::TakeFile(const std::string& token) {
   const std::string path = dir_ + "/taking/" + token;
+  // The submitter is the owner of the file taken (taking/ is root's: nobody can
+  // swap it any more). It becomes root's before it is read, so cordond needs no
+  // CAP_DAC_READ_SEARCH for a spec written 0600 (only CAP_CHOWN, and only for a
+  // regular file with one link: nothing else is ever chown'd).
+  struct stat lst {};
+  Caller caller{{0, 0}, 0, "spool"};
+  if (::lstat(path.c_str(), &lst) == 0) caller.id = {lst.st_uid, lst.st_gid};
+  if (S_ISREG(lst.st_mode) && lst.st_nlink == 1 && lst.st_uid != 0) {
+    if (::lchown(path.c_str(), 0, 0) != 0) spdlog::warn("spool file {}: chown: {}", token, std::strerror(errno));
+  }
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   struct stat st {};
   std::string problem;
-  Caller caller{{0, 0}, 0, "spool"};
   if (!fd || ::fstat(fd.get(), &st) != 0) {
     problem = "not a regular file (symbolic link?)";
-    struct stat lst {};
-    if (::lstat(path.c_str(), &lst) == 0) caller.id = {lst.st_uid, lst.st_gid};
+  } else if (st.st_ino != lst.st_ino) {
+    problem = "replaced while it was taken";
   } else {
-    caller.id = {st.st_uid, st.st_gid};
     if (!S_ISREG(st.st_mode)) problem = "not a regular file";
     else if (st.st_nlink != 1) problem = "has more than one hard link";
     else if (st.st_size > static_cast<off_t>(protocol::kMaxRequestBytes)) problem = "larger than 1 MiB";

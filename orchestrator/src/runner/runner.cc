@@ -1,5 +1,6 @@
 #include "cordon/orchestrator/runner.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <poll.h>
@@ -8,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -230,14 +232,55 @@ class Runner final {
     }
     struct stat st {};
     if (::fstat(parent.get(), &st) != 0 || !S_ISDIR(st.st_mode)) return fail("not a directory");
-    if (::mkdirat(parent.get(), report_.job_id.c_str(), 0750) != 0) return fail(std::strerror(errno));
-    job_dir_.reset(::openat(parent.get(), report_.job_id.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (::mkdirat(parent.get(), report_.job_id.c_str(), 0750) == 0) {
+      job_dir_.reset(::openat(parent.get(), report_.job_id.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    } else if (errno == EACCES && options_.submitter_uid.value_or(0) != 0) {
+      if (auto made = MakeJobDirAsSubmitter(parent.get()); !made) return fail(made.error().message);
+    } else {
+      return fail(std::strerror(errno));
+    }
     if (!job_dir_ || ::fstat(job_dir_.get(), &st) != 0) return fail(std::strerror(errno));
     // Whoever owns the parent could have swapped the entry between mkdirat and
     // openat; only root can make a root-owned directory.
     if (st.st_uid != ::geteuid()) return fail("the directory opened is not the one Cordon created");
     report_.output_dir_id = std::pair(st.st_dev, st.st_ino);
     return Finish(intent, "ok", {{"dev", st.st_dev}, {"ino", st.st_ino}});
+  }
+
+  // Under the hardened unit root holds no CAP_DAC_OVERRIDE, so it cannot create
+  // in a submitter's directory what the submitter could: the job directory is
+  // made as the submitter (setfsuid, this thread), then made root's (fchown
+  // needs only CAP_CHOWN) and must be empty once it is root's — a directory the
+  // submitter swapped in between would have to be, and then holds nothing.
+  Status MakeJobDirAsSubmitter(int parent) {
+    const uid_t uid = *options_.submitter_uid;
+    const passwd* pw = ::getpwuid(uid);
+    const gid_t gid = pw ? pw->pw_gid : uid;
+    int death_signal = 0;  // a change of fsuid clears it (prctl(2)): armed again after
+    (void)::prctl(PR_GET_PDEATHSIG, &death_signal);
+    ::setfsgid(gid);
+    ::setfsuid(uid);
+    const int made = ::mkdirat(parent, report_.job_id.c_str(), 0750);
+    if (made == 0) job_dir_.reset(::openat(parent, report_.job_id.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    const int saved = errno;
+    ::setfsuid(0);
+    ::setfsgid(0);
+    if (death_signal != 0) (void)::prctl(PR_SET_PDEATHSIG, death_signal);
+    if (made != 0) return FailErrno("create it as the submitter", saved);
+    struct stat st {};
+    if (!job_dir_ || ::fstat(job_dir_.get(), &st) != 0 || st.st_uid != uid) {
+      return Fail(Errc::kPermissionDenied, "the directory opened is not the one Cordon created");
+    }
+    if (::fchown(job_dir_.get(), 0, 0) != 0 || ::fchmod(job_dir_.get(), 0750) != 0) return FailErrno("make it root's");
+    UniqueFd listing(::openat(job_dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    DIR* dir = listing ? ::fdopendir(listing.get()) : nullptr;
+    if (dir == nullptr) return FailErrno("list it");
+    (void)listing.release();
+    std::size_t entries = 0;
+    while (const dirent* e = ::readdir(dir)) entries += std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0;
+    ::closedir(dir);
+    if (entries != 0) return Fail(Errc::kPermissionDenied, "the directory opened is not the one Cordon created (not empty)");
+    return {};
   }
 
   // ---- 2b. the image: opened once, scanned through that fd, bound from it ----

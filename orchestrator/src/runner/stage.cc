@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -133,10 +134,29 @@ void Report(int ctl_fd, Msg type, const json& body) { (void)SendMessage(ctl_fd, 
   }
 }
 
-Status CreateMetricsFile(const StagePlan& plan) {
-  UniqueFd fd(::open(kMetricsPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+// Runs `op` with the trainer's file-system identity (setfsuid/setfsgid; this
+// thread only) and returns its result with its errno. What the trainer made in
+// /out and /tmp is opened as the trainer would: the init needs no CAP_DAC_*
+// for it, so the hardened unit can drop them (docs/DAEMON.md). A change of
+// fsuid clears the parent-death signal (prctl(2)): it is armed again after.
+template <class Op>
+auto AsTrainer(const StagePlan& plan, Op op) {
+  int death_signal = 0;
+  (void)::prctl(PR_GET_PDEATHSIG, &death_signal);
+  ::setfsgid(plan.gid);
+  ::setfsuid(plan.uid);
+  auto result = op();
+  const int saved = errno;
+  ::setfsuid(0);
+  ::setfsgid(0);
+  if (death_signal != 0) (void)::prctl(PR_SET_PDEATHSIG, death_signal);
+  errno = saved;
+  return result;
+}
+
+Status CreateMetricsFile(const StagePlan& plan) {  // the trainer's own file in its /tmp
+  UniqueFd fd(AsTrainer(plan, [] { return ::open(kMetricsPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600); }));
   if (!fd) return FailErrno(std::string("create ") + kMetricsPath);
-  if (::fchown(fd.get(), plan.uid, plan.gid) != 0) return FailErrno("chown metrics file");
   return {};
 }
 
@@ -236,7 +256,7 @@ Result<sealed::Report> SealInto(OutputWalk& walk, int in, const std::string& tem
 Status SealOne(OutputWalk& walk, int dir_fd, const std::string& entry, const std::string& rel) {
   if (walk.sealed_count >= walk.plan.max_files) return Refuse(walk, rel, "file_cap"), Status{};
   if (PastDeadline(walk)) return Refuse(walk, rel, "deadline"), Status{};
-  UniqueFd in(::openat(dir_fd, entry.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  UniqueFd in(AsTrainer(walk.plan, [&] { return ::openat(dir_fd, entry.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); }));
   struct stat st {};
   if (!in || ::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Refuse(walk, rel, "unreadable"), Status{};
   if (st.st_nlink != 1) return Refuse(walk, rel, "hard_link"), Status{};  // it may alias another file
@@ -279,13 +299,13 @@ Status WalkDir(OutputWalk& walk, int dir_fd, const std::string& prefix, int dept
       continue;
     }
     struct stat st {};
-    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (AsTrainer(walk.plan, [&] { return ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW); }) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
       if (depth >= kMaxOutputDepth) {
         Refuse(walk, rel + "/", "depth");
         continue;
       }
-      UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd sub(AsTrainer(walk.plan, [&] { return ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); }));
       if (!sub) {
         Refuse(walk, rel + "/", "unreadable");
         continue;
@@ -346,10 +366,11 @@ void ReportOutputs(const OutputWalk& walk) {
 
 // After the trainer: the last short lines of the metrics file (the relay may
 // not have seen them), oldest first; the runner keeps the last valid one.
-void SendFinalMetrics(int ctl_fd) {
+void SendFinalMetrics(const StagePlan& plan) {
+  const int ctl_fd = plan.ctl_fd;
   constexpr off_t kTail = 64 * 1024;
   constexpr std::size_t kLines = 16;
-  UniqueFd fd(::open(kMetricsPath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  UniqueFd fd(AsTrainer(plan, [] { return ::open(kMetricsPath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); }));
   struct stat st {};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
   const off_t start = st.st_size > kTail ? st.st_size - kTail : 0;
@@ -413,9 +434,9 @@ Status StageIn(const StagePlan& plan) {
 }
 
 Status StageOut(const StagePlan& plan, int output_dir_fd) {
-  SendFinalMetrics(plan.ctl_fd);
+  SendFinalMetrics(plan);
   if (output_dir_fd < 0) return Fail(Errc::kInternal, "no output directory");
-  UniqueFd out(::open("/out", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd out(AsTrainer(plan, [] { return ::open("/out", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); }));
   if (!out) return FailErrno("open /out");
   OutputWalk walk{plan, output_dir_fd, RemoteWrapper(plan.ctl_fd, plan.output_key)};
   walk.deadline = std::chrono::steady_clock::now() + plan.stage_deadline;
