@@ -55,7 +55,6 @@ using protocol::ErrorReply;
 using protocol::Op;
 using protocol::ReplyCode;
 
-constexpr auto kLogReaderSendTimeout = std::chrono::seconds(30);  // a client that stops reading
 constexpr auto kLogStreamLimit = std::chrono::minutes(10);        // a whole `cordon logs`
 constexpr auto kAuditRetry = std::chrono::seconds(5);             // degraded: try to start jobs again
 
@@ -521,7 +520,7 @@ Result<UniqueFd> Daemon::OpenTrainerLog(const JobRecord& r) {
 // `cordon logs`: a child `cordon unseal` reads the log through the fd opened
 // above and writes the plaintext straight into the client's socket after a
 // one-line header; the daemon never holds it. A client that stops reading is
-// cut off after kLogReaderSendTimeout; a whole stream after kLogStreamLimit.
+// cut off after --log-reader-timeout; a whole stream after kLogStreamLimit.
 void Daemon::OnLogs(const std::shared_ptr<Connection>& conn, const JobRecord& r) {
   auto log = OpenTrainerLog(r);
   if (!log) {
@@ -538,7 +537,7 @@ void Daemon::OnLogs(const std::shared_ptr<Connection>& conn, const JobRecord& r)
   // Asio made the socket non-blocking; the unsealer shares it as stdout and
   // must block on a slow reader (bounded by SO_SNDTIMEO) instead of failing.
   ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) & ~O_NONBLOCK);
-  const timeval send_timeout{kLogReaderSendTimeout.count(), 0};
+  const timeval send_timeout{options_.log_reader_timeout.count(), 0};
   ::setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
   (void)::send(sock, header.data(), header.size(), MSG_NOSIGNAL);
   SpawnSpec unsealer;

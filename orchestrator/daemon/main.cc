@@ -34,12 +34,14 @@ int main(int argc, char** argv) {
   CLI::App app{"cordond — the Cordon job service", "cordond"};
   app.set_version_flag("--version", "cordond " CORDON_VERSION);
   std::optional<std::string> config_flag;
-  std::string cordon_bin = DefaultCordonBin(), grace = "30s", request_timeout = "10s";
+  std::string cordon_bin = DefaultCordonBin(), grace = "30s", request_timeout = "10s", log_reader_timeout = "30s";
   app.add_option("--config", config_flag,
                  "config file (default: $CORDON_CONFIG, else /etc/cordon/cordon.yaml)");
   app.add_option("--cordon", cordon_bin, "the cordon binary that runs each job (default: beside cordond)");
   app.add_option("--grace", grace, "on SIGTERM, how long running jobs may finish before they are cancelled (30s)");
   app.add_option("--request-timeout", request_timeout, "a client must send its request within this (10s)");
+  app.add_option("--log-reader-timeout", log_reader_timeout,
+                 "a `cordon logs` client that reads nothing for this long is cut off (30s)");
   bool delegated = false;
   app.add_flag("--delegated-cgroup", delegated,
                "cgroup v2 under systemd's Delegate=yes: move into a `supervisor` leaf of our cgroup and create "
@@ -81,10 +83,13 @@ int main(int argc, char** argv) {
   options.cordon_bin = cordon_bin;
   auto g = cordon::ParseDuration(grace);
   auto t = cordon::ParseDuration(request_timeout);
-  if (!g || !t) {
-    std::cerr << "cordond: --grace/--request-timeout: " << (!g ? g.error().message : t.error().message) << "\n";
+  auto l = cordon::ParseDuration(log_reader_timeout);
+  if (!g || !t || !l) {
+    std::cerr << "cordond: --grace/--request-timeout/--log-reader-timeout: "
+              << (!g ? g.error().message : !t ? t.error().message : l.error().message) << "\n";
     return 2;
   }
+  options.log_reader_timeout = std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(*l));
   options.grace = std::chrono::duration_cast<std::chrono::seconds>(*g);
   options.request_timeout = *t;
   if (delegated) {  // before any thread or child exists

@@ -7,9 +7,11 @@
 #   audit_unavailable the audit log's file system full (a tmpfs inside the daemon's own
 #                     mount namespace): submit refused with audit_unavailable (exit 5),
 #                     nothing queued, STATUS degraded; once there is room, service resumes
+#   slow_reader       a `cordon logs` client that never reads: the unsealer is cut off after
+#                     --log-reader-timeout, the client's connection closed, the daemon serves on
 #   lifecycle_test.sh --bin BIN_DIR [SECTION...]
 set -uo pipefail
-SECTIONS_ALL=(runner_crash interrupted_pid audit_unavailable)
+SECTIONS_ALL=(runner_crash interrupted_pid audit_unavailable slow_reader)
 . "$(dirname "$0")/../lib/e2e.sh"
 e2e_sections lifecycle "$@"
 e2e_init "$BIN" lifecycle
@@ -89,6 +91,27 @@ sec_audit_unavailable() {
   "$C" wait "$id" >/dev/null 2>&1
   check "audit_unavailable: and runs" test "$(e2e_state "$id")" = succeeded
   check "audit_unavailable: ping no longer degraded" has "$(e2e_request '{"op":"ping"}')" '"degraded":false'
+  e2e_daemon_stop
+}
+
+unsealer_runs() { pgrep -f "unseal /dev/stdin" >/dev/null; }
+sec_slow_reader() {
+  e2e_daemon_start --log-reader-timeout 2s || return
+  e2e_spec "$T/biglog.yaml" image="$IMG" out="$T/out" input="$T/d.sealed" sh='yes cordon | head -c 16000000; exit 0' scratch=64Mi
+  local id; id=$("$C" submit "$T/biglog.yaml" 2>/dev/null | tail -n1)
+  "$C" wait "$id" >/dev/null 2>&1
+  check "slow_reader: the job succeeded" test "$(e2e_state "$id")" = succeeded
+  # A client that asks for the log, reads one line and then nothing.
+  "$PY" -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(sys.argv[1]); s.sendall(b"{\"op\":\"logs\",\"job\":\"" + sys.argv[2].encode() + b"\"}\n")
+time.sleep(30)' "$SOCK" "$id" &
+  local reader=$!; e2e_track "$reader"
+  check "slow_reader: the unsealer starts" e2e_wait_for 10 unsealer_runs
+  check "slow_reader: and is cut off within the timeout" e2e_wait_for 15 e2e_not unsealer_runs
+  check "slow_reader: the daemon still serves" e2e_ping
+  kill "$reader" 2>/dev/null; wait "$reader" 2>/dev/null
   e2e_daemon_stop
 }
 

@@ -232,11 +232,13 @@ e = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 assert e and e[-1]["CORDON_OUTCOME"] == "succeeded" and e[-1]["MESSAGE"] == "job finished", e
 PY
 fi
-if c 'journalctl -u cordond -o json --no-pager' | grep -q '"CORDON_JOB_ID"'; then
-  check "cordond's own job lines carry CORDON_JOB_ID" true
-else
-  echo "note: cordond's job lines carry no CORDON_JOB_ID yet (the daemon does not call journal::JobEvent)"
-fi
+# cordond's own job lines: the socket job's final line, filtered by its fields.
+c "journalctl -o json --no-pager CORDON_JOB_ID=$id" >"$T/own.json"
+check "cordond's own job lines carry CORDON_JOB_ID and the final CORDON_OUTCOME" python3 - "$T/own.json" <<'PY'
+import json, sys
+e = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert any(x.get("CORDON_OUTCOME") == "succeeded" and x.get("SYSLOG_IDENTIFIER") == "cordond" for x in e), e
+PY
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

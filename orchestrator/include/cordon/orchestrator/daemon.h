@@ -20,6 +20,7 @@ struct DaemonOptions {
   std::string cordon_bin;                            // the `cordon` binary run for each job
   std::chrono::seconds grace{30};                    // SIGTERM: running jobs may finish this long
   std::chrono::milliseconds request_timeout{10000};  // a client must send its request line in time
+  std::chrono::seconds log_reader_timeout{30};       // a `cordon logs` client that reads nothing this long is cut off
   std::string cgroup_parent;                         // cgroup v2 delegated: where job cgroups go ("" = sandbox picks)
 };
 
