@@ -153,6 +153,7 @@ class Daemon final {
                                               const OpenedJob& opened, std::vector<int>& pass_fds);
   void OnRunnerExit(RunnerExit exit);
   void CleanUpAbandoned(const JobRecord& r);
+  specs::ParseResult StoredSpec(const JobRecord& r);
   void SetFinal(JobRecord& r, JobState state, std::string outcome, std::string reason);
 
   // Audit and service state.
@@ -181,6 +182,7 @@ class Daemon final {
   asio::steady_timer metrics_timer_{io_};
   Metrics metrics_;
   bool metrics_dirty_ = true;
+  int metrics_ticks_ = 0;  // seconds since the file was last written
   std::map<std::string, std::vector<std::shared_ptr<Connection>>> waiters_;
   SchedulerState schedule_;
   std::uint64_t serve_counter_ = 0;
@@ -379,8 +381,7 @@ void Daemon::Notify() {
 // second after a change, and every 15 s regardless (the checkpoint age moves).
 void Daemon::WriteMetrics() {
   if (config_.daemon.metrics_file.empty() || stopped_) return;
-  static int ticks = 0;
-  if (metrics_dirty_ || ++ticks >= 15) {
+  if (metrics_dirty_ || ++metrics_ticks_ >= 15) {
     std::map<std::string, std::uint64_t> states;
     std::map<uid_t, std::uint64_t> queued;
     for (JobRecord* r : store_->All()) {
@@ -393,7 +394,7 @@ void Daemon::WriteMetrics() {
       spdlog::warn("metrics file: {}", w.error().message);
     }
     metrics_dirty_ = false;
-    ticks = 0;
+    metrics_ticks_ = 0;
   }
   metrics_timer_.expires_after(std::chrono::seconds(1));
   metrics_timer_.async_wait([this](boost::system::error_code ec) {
@@ -718,9 +719,14 @@ Result<std::vector<std::string>> Daemon::RunnerArgs(const JobRecord& record, con
 // Opens everything the spec names again, as the submitter, decides on what was
 // opened (the policy may have changed, the files certainly may have), and
 // hands exactly those fds to the runner: it never opens a submitter's path.
+// The spec text the job runs, as stored at submission (root's copy).
+specs::ParseResult Daemon::StoredSpec(const JobRecord& r) {
+  auto text = ReadFileLimited(store_->SpecPath(r.job_id), protocol::kMaxRequestBytes);
+  return text ? specs::ParseSpec(*text) : specs::ParseResult{};
+}
+
 void Daemon::Launch(JobRecord& record) {
-  auto text = ReadFileLimited(store_->SpecPath(record.job_id), protocol::kMaxRequestBytes);
-  specs::ParseResult parsed = text ? specs::ParseSpec(*text) : specs::ParseResult{};
+  const specs::ParseResult parsed = StoredSpec(record);
   const passwd* pw = ::getpwuid(record.submitter);
   const Caller submitter{{record.submitter, pw ? pw->pw_gid : gid_t{65534}}, 0, record.via};
   Result<OpenedJob> opened = parsed.job ? OpenAndAuthorize(*parsed.job, submitter)
@@ -808,8 +814,7 @@ void Daemon::OnRunnerExit(RunnerExit exit) {
 // A runner that left no report may have left partial outputs and an empty job
 // directory behind: removed, through the submitter's output.path (cleanup.h).
 void Daemon::CleanUpAbandoned(const JobRecord& r) {
-  auto text = ReadFileLimited(store_->SpecPath(r.job_id), protocol::kMaxRequestBytes);
-  const specs::ParseResult parsed = text ? specs::ParseSpec(*text) : specs::ParseResult{};
+  const specs::ParseResult parsed = StoredSpec(r);
   if (!parsed.job) return;
   const passwd* pw = ::getpwuid(r.submitter);
   auto cleaned = CleanAbandonedJobDir(IdentityOf(r.submitter, pw ? pw->pw_gid : gid_t{65534}), parsed.job->output.path,
