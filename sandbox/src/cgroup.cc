@@ -10,10 +10,10 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include "cordon/process.h"
+#include "cordon/sandbox/cgroupfs.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::sandbox {
@@ -21,21 +21,10 @@ namespace {
 
 std::atomic<unsigned> g_counter{0};
 
-std::string ReadSmall(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-Status WriteFile(const std::string& path, const std::string& value) {
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd) return FailErrno("cgroup: open " + path);
-  if (write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
-    return FailErrno("cgroup: write '" + value + "' to " + path);
-  }
-  return {};
-}
+using cgroupfs::HasWord;
+using cgroupfs::OwnPath;
+using cgroupfs::Read;
+using cgroupfs::Write;
 
 // "key N" in a flat-keyed file (memory.events, pids.events, memory.oom_control).
 std::uint64_t KeyValue(const std::string& text, const std::string& key) {
@@ -50,48 +39,6 @@ std::uint64_t KeyValue(const std::string& text, const std::string& key) {
 
 std::uint64_t Number(const std::string& text) {
   return text.empty() ? 0 : std::strtoull(text.c_str(), nullptr, 10);
-}
-
-struct MountEntry {
-  std::string point, fstype, super_options;
-};
-
-std::vector<MountEntry> CgroupMounts() {
-  std::vector<MountEntry> out;
-  std::ifstream in("/proc/self/mountinfo");
-  for (std::string line; std::getline(in, line);) {
-    const auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    std::istringstream pre(line.substr(0, dash)), post(line.substr(dash + 3));
-    std::string id, parent, devno, root, point, fstype, source, super_options;
-    pre >> id >> parent >> devno >> root >> point;
-    post >> fstype >> source >> super_options;
-    if (fstype == "cgroup" || fstype == "cgroup2") out.push_back({point, fstype, super_options});
-  }
-  return out;
-}
-
-// The caller's cgroup path in the hierarchy whose /proc/self/cgroup controller list matches.
-std::string OwnPath(const std::string& controller) {
-  std::ifstream in("/proc/self/cgroup");
-  for (std::string line; std::getline(in, line);) {
-    const auto a = line.find(':'), b = line.find(':', a + 1);
-    if (a == std::string::npos || b == std::string::npos) continue;
-    std::string list = "," + line.substr(a + 1, b - a - 1) + ",";
-    if ((controller.empty() && list == ",,") ||
-        (!controller.empty() && list.find("," + controller + ",") != std::string::npos)) {
-      return line.substr(b + 1);
-    }
-  }
-  return {};
-}
-
-bool HasWord(const std::string& text, const std::string& word) {
-  std::istringstream in(text);
-  for (std::string w; in >> w;) {
-    if (w == word) return true;
-  }
-  return false;
 }
 
 bool HasOption(const std::string& options, const std::string& name) {
@@ -143,11 +90,11 @@ std::string CpuQuota(double cpus) {
 
 CgroupSupport DetectCgroups() {
   CgroupSupport s;
-  for (const auto& m : CgroupMounts()) {
+  for (const auto& m : cgroupfs::Mounts()) {
     if (m.fstype == "cgroup2") {
       s.v2_mount = m.point;
       s.v2_own_path = OwnPath("");
-      s.v2_controllers = ReadSmall(m.point + s.v2_own_path + "/cgroup.controllers");
+      s.v2_controllers = Read(m.point + s.v2_own_path + "/cgroup.controllers");
       while (!s.v2_controllers.empty() && s.v2_controllers.back() == '\n') s.v2_controllers.pop_back();
       continue;
     }
@@ -168,15 +115,15 @@ JobCgroup::~JobCgroup() { KillAndRemove(); }
 namespace {
 
 bool HasProcesses(const std::string& dir) {
-  const std::string procs = ReadSmall(dir + "/cgroup.procs");
+  const std::string procs = Read(dir + "/cgroup.procs");
   return procs.find_first_not_of(" \n") != std::string::npos;
 }
 
 // Can `dir` parent the job cgroup with the needed controllers? With enable, turns the missing
 // ones on in its subtree_control (only possible where it has no processes of its own).
 Status UsableV2Parent(const std::string& dir, const std::vector<std::string>& need, bool enable) {
-  const std::string available = ReadSmall(dir + "/cgroup.controllers");
-  const std::string enabled = ReadSmall(dir + "/cgroup.subtree_control");
+  const std::string available = Read(dir + "/cgroup.controllers");
+  const std::string enabled = Read(dir + "/cgroup.subtree_control");
   for (const auto& c : need) {
     if (!HasWord(available, c)) return Fail(Errc::kUnsupported, "no " + c + " controller");
   }
@@ -186,7 +133,7 @@ Status UsableV2Parent(const std::string& dir, const std::vector<std::string>& ne
       if (HasProcesses(dir)) return Fail(Errc::kUnsupported, "has processes, cannot enable " + c);
       continue;
     }
-    if (auto st = WriteFile(dir + "/cgroup.subtree_control", "+" + c); !st) return st;
+    if (auto st = Write(dir + "/cgroup.subtree_control", "+" + c); !st) return st;
   }
   return {};
 }
@@ -226,22 +173,22 @@ Result<std::string> TryV2(const CgroupSupport& s, const CgroupLimits& limits) {
 
 Status ApplyV2(const std::string& dir, const CgroupLimits& limits) {
   if (limits.memory_bytes != 0) {
-    if (auto st = WriteFile(dir + "/memory.max", std::to_string(limits.memory_bytes)); !st) return st;
-    (void)WriteFile(dir + "/memory.swap.max", "0");  // absent without swap accounting
+    if (auto st = Write(dir + "/memory.max", std::to_string(limits.memory_bytes)); !st) return st;
+    (void)Write(dir + "/memory.swap.max", "0");  // absent without swap accounting
     // memory.oom.group stays 0: the OOM killer takes the trainer (oom_score_adj 1000) and the
     // init, still alive, kills the rest and reports — as on v1.
   }
   if (limits.pids != 0) {
-    if (auto st = WriteFile(dir + "/pids.max", std::to_string(limits.pids)); !st) return st;
+    if (auto st = Write(dir + "/pids.max", std::to_string(limits.pids)); !st) return st;
   }
   if (limits.cpus > 0) {
-    if (auto st = WriteFile(dir + "/cpu.max", CpuQuota(limits.cpus) + " 100000"); !st) return st;
+    if (auto st = Write(dir + "/cpu.max", CpuQuota(limits.cpus) + " 100000"); !st) return st;
   }
   return {};
 }
 
 Result<std::string> MakeV1(const std::string& controller, const std::string& name) {
-  for (const auto& m : CgroupMounts()) {
+  for (const auto& m : cgroupfs::Mounts()) {
     if (m.fstype != "cgroup" || !HasOption(m.super_options, controller)) continue;
     std::string own = OwnPath(controller);
     const std::string parent = m.point + (own == "/" ? "" : own);
@@ -256,15 +203,15 @@ Result<std::string> MakeV1(const std::string& controller, const std::string& nam
 Status ApplyV1(const std::string& controller, const std::string& dir, const CgroupLimits& limits) {
   if (controller == "memory") {
     const std::string bytes = std::to_string(limits.memory_bytes);
-    if (auto st = WriteFile(dir + "/memory.limit_in_bytes", bytes); !st) return st;
+    if (auto st = Write(dir + "/memory.limit_in_bytes", bytes); !st) return st;
     // memsw (memory+swap) equal to the memory limit: no swap. Absent without swap accounting.
-    (void)WriteFile(dir + "/memory.memsw.limit_in_bytes", bytes);
-    (void)WriteFile(dir + "/memory.swappiness", "0");
+    (void)Write(dir + "/memory.memsw.limit_in_bytes", bytes);
+    (void)Write(dir + "/memory.swappiness", "0");
     return {};
   }
-  if (controller == "pids") return WriteFile(dir + "/pids.max", std::to_string(limits.pids));
-  if (auto st = WriteFile(dir + "/cpu.cfs_period_us", "100000"); !st) return st;
-  return WriteFile(dir + "/cpu.cfs_quota_us", CpuQuota(limits.cpus));
+  if (controller == "pids") return Write(dir + "/pids.max", std::to_string(limits.pids));
+  if (auto st = Write(dir + "/cpu.cfs_period_us", "100000"); !st) return st;
+  return Write(dir + "/cpu.cfs_quota_us", CpuQuota(limits.cpus));
 }
 
 }  // namespace
@@ -295,7 +242,7 @@ Result<JobCgroup> JobCgroup::Create(const CgroupLimits& limits) {
 
 Status JobCgroup::JoinSelf() const {
   for (const auto& dir : dirs_) {
-    if (auto st = WriteFile(dir + (v2_ ? "/cgroup.procs" : "/tasks"), "0"); !st) return st;
+    if (auto st = Write(dir + (v2_ ? "/cgroup.procs" : "/tasks"), "0"); !st) return st;
   }
   return {};
 }
@@ -309,21 +256,21 @@ CgroupStats JobCgroup::ReadStats() const {
   CgroupStats s;
   for (const auto& dir : dirs_) {
     if (v2_) {
-      s.peak_memory_bytes = Number(ReadSmall(dir + "/memory.peak"));
-      s.memory_limit_hit = KeyValue(ReadSmall(dir + "/memory.events"), "oom_kill") > 0;
-      s.pids_limit_hit = KeyValue(ReadSmall(dir + "/pids.events"), "max") > 0;
-      s.cpu_throttled = KeyValue(ReadSmall(dir + "/cpu.stat"), "nr_throttled") > 0;
+      s.peak_memory_bytes = Number(Read(dir + "/memory.peak"));
+      s.memory_limit_hit = KeyValue(Read(dir + "/memory.events"), "oom_kill") > 0;
+      s.pids_limit_hit = KeyValue(Read(dir + "/pids.events"), "max") > 0;
+      s.cpu_throttled = KeyValue(Read(dir + "/cpu.stat"), "nr_throttled") > 0;
       continue;
     }
     if (access((dir + "/cpu.cfs_quota_us").c_str(), F_OK) == 0) {
-      s.cpu_throttled = KeyValue(ReadSmall(dir + "/cpu.stat"), "nr_throttled") > 0;
+      s.cpu_throttled = KeyValue(Read(dir + "/cpu.stat"), "nr_throttled") > 0;
     }
     if (access((dir + "/memory.max_usage_in_bytes").c_str(), F_OK) == 0) {
-      s.peak_memory_bytes = Number(ReadSmall(dir + "/memory.max_usage_in_bytes"));
-      s.memory_limit_hit = KeyValue(ReadSmall(dir + "/memory.oom_control"), "oom_kill") > 0;
+      s.peak_memory_bytes = Number(Read(dir + "/memory.max_usage_in_bytes"));
+      s.memory_limit_hit = KeyValue(Read(dir + "/memory.oom_control"), "oom_kill") > 0;
     }
     if (access((dir + "/pids.events").c_str(), F_OK) == 0) {
-      s.pids_limit_hit = KeyValue(ReadSmall(dir + "/pids.events"), "max") > 0;
+      s.pids_limit_hit = KeyValue(Read(dir + "/pids.events"), "max") > 0;
     }
   }
   return s;
@@ -331,9 +278,9 @@ CgroupStats JobCgroup::ReadStats() const {
 
 void JobCgroup::KillAndRemove() {
   for (const auto& dir : dirs_) {
-    if (v2_) (void)WriteFile(dir + "/cgroup.kill", "1");
+    if (v2_) (void)Write(dir + "/cgroup.kill", "1");
     for (int attempt = 0; attempt < 200; ++attempt) {
-      std::istringstream procs(ReadSmall(dir + "/cgroup.procs"));
+      std::istringstream procs(Read(dir + "/cgroup.procs"));
       bool any = false;
       for (pid_t pid; procs >> pid;) {
         any = true;
