@@ -39,6 +39,7 @@
 #include "cordon/orchestrator/protocol.h"
 #include "cordon/orchestrator/sealed.h"
 #include "cordon/specs/spec.h"
+#include "cordon/process.h"
 #include "cordon/unique_fd.h"
 #include "cleanup.h"
 #include "scheduler.h"
@@ -256,7 +257,7 @@ Status Daemon::Recover() {
     if (r->state != JobState::kRunning) continue;
     const pid_t runner = r->pid;
     bool killed = false;
-    if (runner > 0 && r->pid_start != 0 && ProcessStart(runner) == r->pid_start) {
+    if (runner > 0 && r->pid_start != 0 && ProcessStartTime(runner) == r->pid_start) {
       ::kill(-runner, SIGKILL);
       ::kill(runner, SIGKILL);
       killed = true;
@@ -756,7 +757,7 @@ void Daemon::Launch(JobRecord& record) {
   record.state = JobState::kRunning;
   record.started_at = NowSeconds();
   record.pid = *pid;
-  record.pid_start = ProcessStart(*pid);
+  record.pid_start = ProcessStartTime(*pid);
   if (auto s = store_->Save(record); !s) spdlog::error("job {}: cannot save its state: {}", record.job_id, s.error().message);
   journal::JobEvent({record.job_id, "", "running"}, "started (runner pid " + std::to_string(*pid) + ")");
 }

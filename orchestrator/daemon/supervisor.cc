@@ -9,7 +9,6 @@
 
 #include <array>
 
-#include "cordon/process.h"
 #include "cordon/unique_fd.h"
 
 extern char** environ;
@@ -36,8 +35,6 @@ struct Supervisor::Job {
 };
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-std::uint64_t ProcessStart(pid_t pid) { return ProcessStartTime(pid); }
 
 Result<pid_t> Spawn(const SpawnSpec& spec) {
   posix_spawn_file_actions_t fa;

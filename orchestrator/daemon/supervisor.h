@@ -36,8 +36,6 @@ struct SpawnSpec {
 
 // A pidfd for `pid` (owned by the caller), or -1.
 [[nodiscard]] int PidfdOpen(pid_t pid);
-// Field 22 of /proc/PID/stat (start time in clock ticks); 0 if gone.
-[[nodiscard]] std::uint64_t ProcessStart(pid_t pid);
 
 struct RunnerExit {
   std::string job_id;
