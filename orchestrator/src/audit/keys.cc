@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <limits>
 #include <type_traits>
 
 #include "cordon/file_io.h"
@@ -47,26 +48,6 @@ Result<std::string> Field(const std::map<std::string, std::string>& f, const std
   auto it = f.find(name);
   if (it == f.end()) return Fail(Errc::kInvalidData, what + ": field \"" + name + "\" is missing");
   return it->second;
-}
-
-Result<Identity> ParseVerifierKeyString(const std::string& vkey, const std::string& origin) {
-  // <name>+<8 hex keyhash>+<base64(0x01 || 32-byte public key)>
-  const std::size_t a = vkey.find('+');
-  const std::size_t b = a == std::string::npos ? a : vkey.find('+', a + 1);
-  if (b == std::string::npos) return Fail(Errc::kInvalidData, "checkpoint-key: not name+hash+key");
-  if (vkey.substr(0, a) != origin) return Fail(Errc::kInvalidData, "checkpoint-key: name is not the origin");
-  auto raw = Unbase64(vkey.substr(b + 1));
-  if (!raw || raw->size() != 33 || (*raw)[0] != 0x01) {
-    return Fail(Errc::kInvalidData, "checkpoint-key: not an Ed25519 key");
-  }
-  Identity id;
-  id.origin = origin;
-  std::copy(raw->begin() + 1, raw->end(), id.public_key.begin());
-  const auto hash = NoteKeyHash(id);
-  if (vkey.substr(a + 1, b - a - 1) != Hex(hash.data(), hash.size())) {
-    return Fail(Errc::kInvalidData, "checkpoint-key: key hash does not match the key");
-  }
-  return id;
 }
 
 std::string CleanHostname() {
@@ -132,6 +113,7 @@ bool Number(std::string_view v, T& out) {
     if (c < '0' || c > '9') return false;
     n = n * 10 + static_cast<std::uint64_t>(c - '0');
   }
+  if (std::is_signed_v<T> && n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return false;
   out = negative ? static_cast<T>(-static_cast<std::int64_t>(n)) : static_cast<T>(n);
   return true;
 }
@@ -174,20 +156,57 @@ Result<MacState> DecodeState(std::string_view record) {
   return s;
 }
 
-std::array<std::uint8_t, 4> NoteKeyHash(const Identity& id) {
-  std::string input = id.origin + "\n";
-  input += '\x01';
-  input.append(reinterpret_cast<const char*>(id.public_key.data()), id.public_key.size());
+namespace {
+
+// Signed-note key IDs and verifier keys (vkeys), for a signature type:
+// 0x01 a log's Ed25519 key, 0x04 a witness's Ed25519 cosignature/v1 key.
+constexpr char kTypeEd25519 = '\x01';
+constexpr char kTypeCosignature = '\x04';
+
+std::array<std::uint8_t, 4> KeyId(const std::string& name, char type, const Bytes32& pub) {
+  std::string input = name + "\n";
+  input += type;
+  input.append(reinterpret_cast<const char*>(pub.data()), pub.size());
   const Bytes32 h = Sha256(input);
   return {h[0], h[1], h[2], h[3]};
 }
 
-std::string NoteVerifierKey(const Identity& id) {
-  std::string raw(1, '\x01');
-  raw.append(reinterpret_cast<const char*>(id.public_key.data()), 32);
-  const auto hash = NoteKeyHash(id);
-  return id.origin + "+" + Hex(hash.data(), 4) + "+" +
-         Base64(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size());
+std::string VkeyString(const std::string& name, char type, const Bytes32& pub) {
+  std::string raw(1, type);
+  raw.append(reinterpret_cast<const char*>(pub.data()), 32);
+  const auto id = KeyId(name, type, pub);
+  return name + "+" + Hex(id.data(), 4) + "+" + Base64(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size());
+}
+
+// <name>+<key id hex>+<base64(type || 32-byte Ed25519 key)>, its key id checked.
+Result<std::pair<std::string, Bytes32>> ParseVkey(std::string_view vkey, char type, const std::string& what) {
+  const std::size_t a = vkey.find('+');
+  const std::size_t b = a == std::string_view::npos ? a : vkey.find('+', a + 1);
+  if (b == std::string_view::npos || a == 0) return Fail(Errc::kInvalidData, what + ": not name+id+key");
+  auto raw = Unbase64(vkey.substr(b + 1));
+  if (!raw || raw->size() != 33 || (*raw)[0] != type) {
+    return Fail(Errc::kInvalidData, what + ": not an Ed25519 key of type 0x0" + std::to_string(int{type}));
+  }
+  std::pair<std::string, Bytes32> out{std::string(vkey.substr(0, a)), Bytes32{}};
+  std::copy(raw->begin() + 1, raw->end(), out.second.begin());
+  const auto id = KeyId(out.first, type, out.second);
+  if (vkey.substr(a + 1, b - a - 1) != Hex(id.data(), id.size())) {
+    return Fail(Errc::kInvalidData, what + ": key hash does not match the key");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::array<std::uint8_t, 4> NoteKeyHash(const Identity& id) { return KeyId(id.origin, kTypeEd25519, id.public_key); }
+
+std::string NoteVerifierKey(const Identity& id) { return VkeyString(id.origin, kTypeEd25519, id.public_key); }
+
+Result<Identity> ParseVerifierKeyString(const std::string& vkey, const std::string& origin) {
+  auto parsed = ParseVkey(vkey, kTypeEd25519, "checkpoint-key");
+  if (!parsed) return std::unexpected(parsed.error());
+  if (parsed->first != origin) return Fail(Errc::kInvalidData, "checkpoint-key: name is not the origin");
+  return Identity{parsed->first, parsed->second};
 }
 
 std::string EncodeIdentity(const Identity& id) {
@@ -326,36 +345,17 @@ Result<Identity> ParseLogVerifierKey(std::string_view vkey) {
 }
 
 std::array<std::uint8_t, 4> CosignatureKeyId(const WitnessIdentity& id) {
-  std::string input = id.name + "\n";
-  input += '\x04';
-  input.append(reinterpret_cast<const char*>(id.public_key.data()), id.public_key.size());
-  const Bytes32 h = Sha256(input);
-  return {h[0], h[1], h[2], h[3]};
+  return KeyId(id.name, kTypeCosignature, id.public_key);
 }
 
 std::string WitnessVerifierKeyString(const WitnessIdentity& id) {
-  std::string raw(1, '\x04');
-  raw.append(reinterpret_cast<const char*>(id.public_key.data()), 32);
-  const auto kid = CosignatureKeyId(id);
-  return id.name + "+" + Hex(kid.data(), 4) + "+" + Base64(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size());
+  return VkeyString(id.name, kTypeCosignature, id.public_key);
 }
 
 Result<WitnessIdentity> ParseWitnessVerifierKey(std::string_view vkey) {
-  const std::size_t a = vkey.find('+');
-  const std::size_t b = a == std::string_view::npos ? a : vkey.find('+', a + 1);
-  if (b == std::string_view::npos || a == 0) return Fail(Errc::kInvalidData, "witness key: not name+id+key");
-  auto raw = Unbase64(vkey.substr(b + 1));
-  if (!raw || raw->size() != 33 || (*raw)[0] != 0x04) {
-    return Fail(Errc::kInvalidData, "witness key: not an Ed25519 cosignature/v1 key (type 0x04)");
-  }
-  WitnessIdentity id;
-  id.name = std::string(vkey.substr(0, a));
-  std::copy(raw->begin() + 1, raw->end(), id.public_key.begin());
-  const auto kid = CosignatureKeyId(id);
-  if (vkey.substr(a + 1, b - a - 1) != Hex(kid.data(), kid.size())) {
-    return Fail(Errc::kInvalidData, "witness key: key id does not match the key");
-  }
-  return id;
+  auto parsed = ParseVkey(vkey, kTypeCosignature, "witness key");
+  if (!parsed) return std::unexpected(parsed.error());
+  return WitnessIdentity{parsed->first, parsed->second};
 }
 
 namespace {

@@ -52,13 +52,16 @@ Result<TreeReader> OpenTree(const std::string& dir) {
   return tree;
 }
 
-Result<std::uint64_t> SizeOrNow(const TreeReader& tree, std::optional<std::uint64_t> size) {
-  if (!size) return tree.records();
-  if (*size > tree.records()) {
+// The tree and a size within it (unset: the log now).
+Result<std::pair<TreeReader, std::uint64_t>> OpenTree(const std::string& dir, std::optional<std::uint64_t> size) {
+  auto tree = OpenTree(dir);
+  if (!tree) return std::unexpected(tree.error());
+  const std::uint64_t records = tree->records();
+  if (size && *size > records) {
     return Fail(Errc::kInvalidArgument, "size " + std::to_string(*size) + ": the log has " +
-                                            std::to_string(tree.records()) + " entries");
+                                            std::to_string(records) + " entries");
   }
-  return *size;
+  return std::pair{std::move(*tree), size.value_or(records)};
 }
 
 // C2SP tlog-tiles index path: 1234067 -> x001/x234/067.
@@ -128,16 +131,15 @@ Result<std::uint64_t> ExportBundles(const std::string& dir, const std::filesyste
 
 Result<InclusionProof> ProveInclusion(const std::string& dir, std::uint64_t index, std::optional<std::uint64_t> size) {
   SharedLock lock(dir);
-  auto tree = OpenTree(dir);
+  auto tree = OpenTree(dir, size);
   if (!tree) return std::unexpected(tree.error());
-  auto n = SizeOrNow(*tree, size);
-  if (!n) return std::unexpected(n.error());
-  auto path = internal::InclusionPath(index, *n, tree->Reader());
+  auto& [reader, n] = *tree;
+  auto path = internal::InclusionPath(index, n, reader.Reader());
   if (!path) return std::unexpected(path.error());
-  auto root = TreeHash(*n, tree->Reader());
-  auto leaf = tree->Read(StoredHashIndex(0, index));
+  auto root = TreeHash(n, reader.Reader());
+  auto leaf = reader.Read(StoredHashIndex(0, index));
   if (!root || !leaf) return std::unexpected(!root ? root.error() : leaf.error());
-  InclusionProof p{index, *n, B64(*root), B64(*leaf), {}};
+  InclusionProof p{index, n, B64(*root), B64(*leaf), {}};
   for (const Bytes32& h : *path) p.proof.push_back(B64(h));
   return p;
 }
@@ -145,16 +147,15 @@ Result<InclusionProof> ProveInclusion(const std::string& dir, std::uint64_t inde
 Result<ConsistencyProof> ProveConsistency(const std::string& dir, std::uint64_t old_size,
                                           std::optional<std::uint64_t> new_size) {
   SharedLock lock(dir);
-  auto tree = OpenTree(dir);
+  auto tree = OpenTree(dir, new_size);
   if (!tree) return std::unexpected(tree.error());
-  auto n = SizeOrNow(*tree, new_size);
-  if (!n) return std::unexpected(n.error());
-  auto path = internal::ConsistencyPath(old_size, *n, tree->Reader());
+  auto& [reader, n] = *tree;
+  auto path = internal::ConsistencyPath(old_size, n, reader.Reader());
   if (!path) return std::unexpected(path.error());
-  auto old_root = TreeHash(old_size, tree->Reader());
-  auto new_root = TreeHash(*n, tree->Reader());
+  auto old_root = TreeHash(old_size, reader.Reader());
+  auto new_root = TreeHash(n, reader.Reader());
   if (!old_root || !new_root) return std::unexpected(!old_root ? old_root.error() : new_root.error());
-  ConsistencyProof p{old_size, *n, B64(*old_root), B64(*new_root), {}};
+  ConsistencyProof p{old_size, n, B64(*old_root), B64(*new_root), {}};
   for (const Bytes32& h : *path) p.proof.push_back(B64(h));
   return p;
 }

@@ -128,19 +128,27 @@ class Verifier final {
       : log_(log), key_(k0.value_or(Bytes32{})), macs_(k0.has_value()), anchors_(std::move(anchors)) {}
   ~Verifier() {
     Cleanse(key_.data(), key_.size());
-    if (!keys_.empty()) Cleanse(keys_.data(), keys_.size() * sizeof(Bytes32));
+    for (Block& b : blocks_) {
+      if (!b.keys.empty()) Cleanse(b.keys.data(), b.keys.size() * sizeof(Bytes32));
+    }
   }
 
   // Blocks of lines: the per-entry work (scan, hashes, leaf hash, MAC under
   // the key the entry gets if every line before it is accepted) runs on every
-  // core; the chain, the key schedule and the tree's right edge stay sequential.
+  // core, one block ahead of the sequential part (the chain, the tree's right
+  // edge, anchors), which walks the block prepared before.
   std::optional<Finding> Run() {
     if (auto f = CheckAnchors(); f) return f;  // size 0
+    const std::size_t n = log_.lines.size();
     const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
-    for (std::size_t start = 0; start < log_.lines.size(); start += kBlock) {
-      const std::size_t end = std::min(log_.lines.size(), start + kBlock);
-      Prepare(start, end, threads);
-      for (std::size_t i = start; i < end; ++i) {
+    std::vector<std::jthread> ahead;  // joined before the block is read, or on return
+    if (n > 0) Launch(blocks_[0], 0, std::min(n, kBlock), threads, ahead);
+    for (std::size_t start = 0, b = 0; start < n; start += kBlock, b ^= 1) {
+      ahead.clear();  // joins: block b is ready
+      const std::size_t next = start + kBlock;
+      if (next < n) Launch(blocks_[b ^ 1], next, std::min(n, next + kBlock), threads, ahead);
+      current_ = &blocks_[b];
+      for (std::size_t i = start; i < std::min(n, next); ++i) {
         if (auto f = Step(i); f) return f;
         if (auto f = CheckAnchors(); f) return f;
       }
@@ -172,41 +180,40 @@ class Verifier final {
     Bytes32 leaf{};
     bool mac_ok = false;
   };
+  struct Block {
+    std::size_t start = 0;
+    std::vector<Prepared> pre;
+    std::vector<Bytes32> keys;  // k of each line, if every line before it is accepted
+  };
 
-  void Prepare(std::size_t start, std::size_t end, unsigned threads) {
-    block_start_ = start;
-    pre_.resize(end - start);
-    keys_.resize(end - start);
+  // Prepares lines [start, end) into `block` on `threads` threads (returned
+  // in `running`); key_ is the key of line `start` and becomes that of `end`.
+  void Launch(Block& block, std::size_t start, std::size_t end, unsigned threads, std::vector<std::jthread>& running) {
+    block.start = start;
+    block.pre.resize(end - start);
+    block.keys.resize(end - start);
     if (macs_) {
-      Bytes32 k = key_;
-      for (auto& slot : keys_) {  // k_{expected_ + j}: every line before j in the block accepted
-        slot = k;
-        k = EvolveKey(k);
+      for (auto& slot : block.keys) {
+        slot = key_;
+        key_ = EvolveKey(key_);
       }
-      Cleanse(k.data(), k.size());
     }
-    auto work = [&](std::size_t from, std::size_t to) {
+    auto work = [this, &block](std::size_t from, std::size_t to) {
       for (std::size_t i = from; i < to; ++i) {
-        Prepared& p = pre_[i - start];
+        Prepared& p = block.pre[i - block.start];
         p.entry = ScanEntryLine(log_.lines[i].text);
         p.leaf = LeafHash(log_.lines[i].text);
-        p.mac_ok = macs_ && p.entry && Equal32(HmacSha256(keys_[i - start], p.entry->hash), p.entry->mac);
+        p.mac_ok = macs_ && p.entry && Equal32(HmacSha256(block.keys[i - block.start], p.entry->hash), p.entry->mac);
       }
     };
-    const std::size_t n = end - start;
-    const std::size_t per = (n + threads - 1) / threads;
-    std::vector<std::thread> workers;
-    for (unsigned t = 1; t < threads && t * per < n; ++t) {
-      workers.emplace_back(work, start + t * per, start + std::min(n, (t + 1) * per));
-    }
-    work(start, start + std::min(n, per));
-    for (auto& w : workers) w.join();
+    const std::size_t per = (end - start + threads - 1) / threads;
+    for (std::size_t from = start; from < end; from += per) running.emplace_back(work, from, std::min(end, from + per));
   }
 
   std::optional<Finding> Step(std::size_t i) {
     const Line& line = log_.lines[i];
     if (line.torn) return At(i, Tamper::kModified, std::nullopt, "torn last line (no newline): a crash not yet recovered, or an edit");
-    const Prepared& p = pre_[i - block_start_];
+    const Prepared& p = current_->pre[i - current_->start];
     const auto& e = p.entry;
     if (!e) return At(i, Tamper::kModified, std::nullopt, "not a valid entry: " + e.error().message);
     if (!Equal32(e->computed, e->hash)) {
@@ -226,7 +233,6 @@ class Verifier final {
     tree_.Append(p.leaf);
     head_ = e->hash;
     ++expected_;
-    if (macs_) key_ = EvolveKey(key_);
     return std::nullopt;
   }
 
@@ -290,14 +296,13 @@ class Verifier final {
   }
 
   const Log& log_;
-  Bytes32 key_;
+  Bytes32 key_;  // the MAC key of the next line to prepare
   bool macs_;
   std::multimap<std::uint64_t, Anchor> anchors_;
   std::vector<std::size_t> accepted_;  // line index of each accepted seq
   Frontier tree_;                      // RFC 6962 tree over the accepted records
-  std::vector<Prepared> pre_;          // the current block
-  std::vector<Bytes32> keys_;          // the MAC keys of the current block
-  std::size_t block_start_ = 0;
+  std::array<Block, 2> blocks_;        // the block being walked and the one being prepared
+  const Block* current_ = nullptr;
   std::uint64_t expected_ = 0;
   Bytes32 head_{};
 };
