@@ -91,6 +91,22 @@ check "witness: growth without a proof" 1 "REFUSED \(proof needed\)" -- witness 
 "$cordon" --config "$config" audit consistency 41 "$(sed -n 2p "$work/grown.cp")" --json > "$work/proof.json"
 witness --proof "$work/proof.json" "$work/grown.cp" > "$work/cosig" 2>/dev/null || { echo "FAIL witness: growth with a proof"; fails=$((fails + 1)); }
 cat "$work/grown.cp" "$work/cosig" > "$work/cosigned.cp"
+# The cosignature checked independently (C2SP tlog-cosignature, with python3-cryptography).
+check "cosignature verifies with python3-cryptography" 0 "^cosignature ok" -- python3 - "$wvkey" "$work/grown.cp" "$work/cosig" <<'PY'
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+vkey, note, line = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read().rstrip("\n")
+name, kid, pub = vkey.split("+", 2)
+raw = base64.b64decode(pub)
+assert raw[0] == 4 and hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4].hex() == kid
+dash, signer, b64 = line.split(" ")
+blob = base64.b64decode(b64)
+assert dash == "\u2014" and signer == name and len(blob) == 76 and blob[:4].hex() == kid
+timestamp = int.from_bytes(blob[4:12], "big")
+body = note.split("\n\n")[0] + "\n"
+Ed25519PublicKey.from_public_bytes(raw[1:]).verify(blob[12:], b"cosignature/v1\ntime %d\n" % timestamp + body.encode())
+print("cosignature ok, time", timestamp)
+PY
 check "witness: rollback" 1 "REFUSED \(rollback\)" -- witness "$work/saved.cp"
 check "verify --witnesses 1" 0 "^ok: 4[0-9] entries" -- "$cordon" --config "$config" audit verify --checkpoint "$work/cosigned.cp" --witness-key "$wvkey" --witnesses 1
 check "verify --witnesses 1 on a plain note" 1 "bad signature: .*0 valid witness cosignature" -- "$cordon" --config "$config" audit verify --checkpoint "$work/grown.cp" --witness-key "$wvkey" --witnesses 1
