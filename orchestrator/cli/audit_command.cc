@@ -40,6 +40,8 @@ class AuditCommand final : public Command {
                         "--checkpoint notes counts; repeatable");
     verify_->add_option("--witnesses", witnesses_required_,
                         "how many of the --witness-key witnesses must have cosigned each --checkpoint note");
+    verify_->add_option("--threads", threads_, "threads that hash and MAC entries ahead of the chain walk (default: "
+                                               "one per core)");
     verify_->add_flag("--json", json_, "print the result as one JSON object");
     verify_->footer("Exit 0: ok: N entries, head HASH. Exit 1: the first problem, as FILE:LINE: seq N: CLASS: detail,\n"
                     "CLASS one of modified, deleted, reordered, inserted, MAC mismatch, bad signature,\n"
@@ -105,7 +107,7 @@ class AuditCommand final : public Command {
 
  private:
   int RunVerify() {
-    auto report = audit::Verify({dir_, verifier_key_, checkpoint_, witness_keys_, witnesses_required_});
+    auto report = audit::Verify({dir_, verifier_key_, checkpoint_, witness_keys_, witnesses_required_, threads_});
     if (!report) return Complain(report.error());
     if (json_) {
       nlohmann::json out = {{"ok", !report->failure}, {"entries", report->entries}, {"head", report->head},
@@ -283,6 +285,7 @@ class AuditCommand final : public Command {
   std::string witness_name_;
   std::vector<std::string> witness_keys_;
   std::uint64_t witnesses_required_ = 0;
+  unsigned threads_ = 0;
   std::string dir_;
   std::optional<std::string> verifier_key_;
   std::optional<std::string> checkpoint_;

@@ -254,7 +254,7 @@ TEST_F(AuditTlogTest, CheckpointSignsTheCurrentHeadWithTheRfc6962Root) {
   ASSERT_EQ(leaves.size(), 149u);
   EXPECT_EQ(root, B64(RefMth(leaves, 0, 149)));
   EXPECT_EQ(LatestCheckpoint(dir_).value_or(""), note);  // and it is stored
-  auto report = Verify({dir_, (root_ / "verifier.key").string(), std::nullopt, {}, 0});
+  auto report = Verify({dir_, (root_ / "verifier.key").string(), std::nullopt, {}, 0, 0});
   ASSERT_TRUE(report);
   EXPECT_FALSE(report->failure) << report->failure->detail;
   EXPECT_EQ(report->root, root);
@@ -378,14 +378,14 @@ TEST_F(WitnessTest, AcceptsAGrownLogAndTheCosignatureVerifies) {
     text.insert(text.size(), r2.cosignature);  // signature lines end the note
     std::ofstream(cosigned, std::ios::trunc) << text;
   }
-  auto ok = Verify({dir_, std::nullopt, cosigned, {witness_vkey_}, 1});
+  auto ok = Verify({dir_, std::nullopt, cosigned, {witness_vkey_}, 1, 0});
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_FALSE(ok->failure) << ok->failure->detail;
   EXPECT_EQ(ok->witnesses, 1u);
   // Requiring a second witness that did not cosign fails.
   auto other = CreateWitnessKey((root_ / "w2.key").string(), "witness.example/w2");
   ASSERT_TRUE(other);
-  auto two = Verify({dir_, std::nullopt, cosigned, {witness_vkey_, *other}, 2});
+  auto two = Verify({dir_, std::nullopt, cosigned, {witness_vkey_, *other}, 2, 0});
   ASSERT_TRUE(two);
   ASSERT_TRUE(two->failure);
   EXPECT_EQ(two->failure->tamper, Tamper::kBadSignature);
@@ -393,7 +393,7 @@ TEST_F(WitnessTest, AcceptsAGrownLogAndTheCosignatureVerifies) {
   // The plain note (no cosignature) does not satisfy one witness either.
   const std::string plain = (root_ / "plain.cp").string();
   std::ofstream(plain) << second;
-  auto none = Verify({dir_, std::nullopt, plain, {witness_vkey_}, 1});
+  auto none = Verify({dir_, std::nullopt, plain, {witness_vkey_}, 1, 0});
   ASSERT_TRUE(none);
   EXPECT_TRUE(none->failure);
 }
@@ -444,7 +444,7 @@ TEST_F(AuditTlogTest, CutTailAfterAFreshCheckpointFailsVerify) {
   std::ofstream(seg, std::ios::trunc) << text;
   fs::remove(dir_ + "/checkpoints");  // root removed the host's copies too
   std::ofstream(dir_ + "/checkpoints");
-  auto r = Verify({dir_, (root_ / "verifier.key").string(), saved, {}, 0});
+  auto r = Verify({dir_, (root_ / "verifier.key").string(), saved, {}, 0, 0});
   ASSERT_TRUE(r);
   ASSERT_TRUE(r->failure);
   EXPECT_EQ(r->failure->tamper, Tamper::kTruncated);

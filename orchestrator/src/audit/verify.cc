@@ -124,8 +124,9 @@ struct Anchor {
 
 class Verifier final {
  public:
-  Verifier(const Log& log, std::optional<Bytes32> k0, std::multimap<std::uint64_t, Anchor> anchors)
-      : log_(log), key_(k0.value_or(Bytes32{})), macs_(k0.has_value()), anchors_(std::move(anchors)) {}
+  Verifier(const Log& log, std::optional<Bytes32> k0, std::multimap<std::uint64_t, Anchor> anchors, unsigned threads)
+      : log_(log), key_(k0.value_or(Bytes32{})), macs_(k0.has_value()), anchors_(std::move(anchors)),
+        threads_(threads != 0 ? std::min(threads, 64u) : std::clamp(std::thread::hardware_concurrency(), 1u, 16u)) {}
   ~Verifier() {
     Cleanse(key_.data(), key_.size());
     for (Block& b : blocks_) {
@@ -140,13 +141,12 @@ class Verifier final {
   std::optional<Finding> Run() {
     if (auto f = CheckAnchors(); f) return f;  // size 0
     const std::size_t n = log_.lines.size();
-    const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
     std::vector<std::jthread> ahead;  // joined before the block is read, or on return
-    if (n > 0) Launch(blocks_[0], 0, std::min(n, kBlock), threads, ahead);
+    if (n > 0) Launch(blocks_[0], 0, std::min(n, kBlock), threads_, ahead);
     for (std::size_t start = 0, b = 0; start < n; start += kBlock, b ^= 1) {
       ahead.clear();  // joins: block b is ready
       const std::size_t next = start + kBlock;
-      if (next < n) Launch(blocks_[b ^ 1], next, std::min(n, next + kBlock), threads, ahead);
+      if (next < n) Launch(blocks_[b ^ 1], next, std::min(n, next + kBlock), threads_, ahead);
       current_ = &blocks_[b];
       for (std::size_t i = start; i < std::min(n, next); ++i) {
         if (auto f = Step(i); f) return f;
@@ -299,6 +299,7 @@ class Verifier final {
   Bytes32 key_;  // the MAC key of the next line to prepare
   bool macs_;
   std::multimap<std::uint64_t, Anchor> anchors_;
+  unsigned threads_;
   std::vector<std::size_t> accepted_;  // line index of each accepted seq
   Frontier tree_;                      // RFC 6962 tree over the accepted records
   std::array<Block, 2> blocks_;        // the block being walked and the one being prepared
@@ -402,7 +403,7 @@ Result<VerifyReport> Verify(const VerifyOptions& options) {
   auto log = LoadLog(options.dir);
   if (!log) return std::unexpected(log.error());
   report.bytes = log->bytes;
-  Verifier verifier(*log, k0, std::move(anchors));
+  Verifier verifier(*log, k0, std::move(anchors), options.threads);
   if (k0) Cleanse(k0->data(), 32);
   if (!report.failure) report.failure = verifier.Run();
   report.entries = verifier.entries();
