@@ -31,7 +31,11 @@ std::string TempNameBeside(const std::string& path) {
 
 }  // namespace
 
-Result<std::string> ReadFileLimited(const std::string& path, std::uint64_t max_bytes) {
+namespace {
+
+// Opens a regular file for reading and returns its size, refusing anything
+// larger than max_bytes and anything not regular (FIFOs, devices).
+Result<std::pair<UniqueFd, std::size_t>> OpenRegular(const std::string& path, std::uint64_t max_bytes) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd) return FailErrno(path);
   struct stat st {};
@@ -42,28 +46,45 @@ Result<std::string> ReadFileLimited(const std::string& path, std::uint64_t max_b
     return Fail(Errc::kInvalidArgument, path + ": file is " + std::to_string(st.st_size) +
                                             " bytes; the limit is " + std::to_string(max_bytes));
   }
-  std::string data;
-  data.resize(static_cast<std::size_t>(st.st_size));
+  return std::pair{std::move(fd), static_cast<std::size_t>(st.st_size)};
+}
+
+// Reads into buf (sized file size + 1, allocated once: no reallocation ever
+// copies the content); returns the bytes read, refusing a file that grew.
+Result<std::size_t> ReadInto(int fd, const std::string& path, std::uint8_t* buf, std::size_t capacity) {
   std::size_t got = 0;
-  // Read one byte past the expected size to catch a file that grew meanwhile.
-  for (;;) {
-    if (got == data.size()) {
-      if (data.size() > max_bytes) {
-        return Fail(Errc::kInvalidArgument, path + ": file is larger than the limit of " +
-                                                std::to_string(max_bytes) + " bytes");
-      }
-      data.resize(data.size() + 1);
-    }
-    const ssize_t n = ::read(fd.get(), data.data() + got, data.size() - got);
+  while (got < capacity) {
+    const ssize_t n = ::read(fd, buf + got, capacity - got);
     if (n < 0) {
       if (errno == EINTR) continue;
       return FailErrno("read " + path);
     }
-    if (n == 0) break;
+    if (n == 0) return got;
     got += static_cast<std::size_t>(n);
   }
-  data.resize(got);
+  return Fail(Errc::kInvalidArgument, path + ": the file grew while it was read");
+}
+
+}  // namespace
+
+Result<std::string> ReadFileLimited(const std::string& path, std::uint64_t max_bytes) {
+  auto file = OpenRegular(path, max_bytes);
+  if (!file) return std::unexpected(file.error());
+  std::string data(file->second + 1, '\0');
+  auto got = ReadInto(file->first.get(), path, reinterpret_cast<std::uint8_t*>(data.data()), data.size());
+  if (!got) return std::unexpected(got.error());
+  data.resize(*got);
   return data;
+}
+
+Result<SecretBytes> ReadSecretFile(const std::string& path, std::uint64_t max_bytes) {
+  auto file = OpenRegular(path, max_bytes);
+  if (!file) return std::unexpected(file.error());
+  SecretBytes buf(file->second + 1);
+  auto got = ReadInto(file->first.get(), path, buf.data(), buf.size());
+  if (!got) return std::unexpected(got.error());
+  SecretBytes out = SecretBytes::From(std::span<const std::uint8_t>(buf.data(), *got));
+  return out;  // buf is cleansed on destruction
 }
 
 Status WriteAll(int fd, std::string_view data) {

@@ -52,6 +52,24 @@ TEST_F(FileIoTest, RefuseLeavesExistingUntouched) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 1);
 }
 
+TEST_F(FileIoTest, ReadSecretFileReadsIntoLockedMemoryWithTheSameLimits) {
+  const std::string path = dir_ + "/key";
+  ASSERT_TRUE(WriteFileAtomic(path, "seed 00112233\n", 0600));
+  auto secret = ReadSecretFile(path, 100);
+  ASSERT_TRUE(secret) << secret.error().message;
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(secret->data()), secret->size()), "seed 00112233\n");
+  EXPECT_FALSE(ReadSecretFile(path, 5));            // over the limit
+  EXPECT_FALSE(ReadSecretFile(dir_, 100));          // not a regular file
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/empty", "", 0600));
+  auto empty = ReadSecretFile(dir_ + "/empty", 100);
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->size(), 0u);
+  // A file as large as the limit is read whole (the buffer is sized once, file size + 1).
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/full", std::string(100, 'k'), 0600));
+  EXPECT_EQ(ReadFileLimited(dir_ + "/full", 100).value(), std::string(100, 'k'));
+  EXPECT_EQ(ReadSecretFile(dir_ + "/full", 100).value().size(), 100u);
+}
+
 TEST_F(FileIoTest, ReadRefusesOversizedAndNonRegular) {
   const std::string path = dir_ + "/big";
   ASSERT_TRUE(WriteFileAtomic(path, std::string(101, 'x'), 0600).has_value());

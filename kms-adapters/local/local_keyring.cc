@@ -310,7 +310,8 @@ class LocalKeyring final : public KeyManager {
       return Fail(Errc::kInternal, "RAND_bytes failed");
     }
     const auto aad = WrapAad(kAdapter, name, v.version, context);
-    if (!AesGcm(true, v.kek, {p + kKeyIdBytes, kNonceBytes}, aad, dek.span(),
+    if (!aad) return std::unexpected(aad.error());
+    if (!AesGcm(true, v.kek, {p + kKeyIdBytes, kNonceBytes}, *aad, dek.span(),
                 p + kKeyIdBytes + kNonceBytes, p + kKeyIdBytes + kNonceBytes + kDekBytes)) {
       return Fail(Errc::kInternal, "AES-256-GCM wrap failed");
     }
@@ -340,12 +341,13 @@ class LocalKeyring final : public KeyManager {
                                        " version " + std::to_string(version) +
                                        " in keyring " + dir_ + " (a re-created key or another keyring?)");
     }
-    SecretBytes dek(kDekBytes);
     const auto aad = WrapAad(kAdapter, name, version, context);
+    if (!aad) return std::unexpected(aad.error());
+    SecretBytes dek(kDekBytes);
     const std::uint8_t* p = blob.data() + kKeyIdBytes;
     std::array<std::uint8_t, kTagBytes> tag{};
     std::copy(p + kNonceBytes + kDekBytes, p + kNonceBytes + kDekBytes + kTagBytes, tag.begin());
-    if (!AesGcm(false, v->kek, {p, kNonceBytes}, aad, {p + kNonceBytes, kDekBytes}, dek.data(),
+    if (!AesGcm(false, v->kek, {p, kNonceBytes}, *aad, {p + kNonceBytes, kDekBytes}, dek.data(),
                 tag.data())) {
       return Fail(Errc::kTampered, "unwrapping the data key under " + ref + " version " +
                                        std::to_string(version) +
@@ -394,10 +396,9 @@ class LocalKeyring final : public KeyManager {
       return FailErrno(path);
     }
     if (auto ok = CheckPrivate(st, path, false); !ok) return std::unexpected(ok.error());
-    auto text = ReadFileLimited(path, kMaxKeyFileBytes);
+    auto text = ReadSecretFile(path, kMaxKeyFileBytes);  // locked, cleansed: it holds every KEK version
     if (!text) return std::unexpected(text.error());
-    CleansedString owned{std::move(*text)};
-    auto key = ParseKeyFile(owned.text);
+    auto key = ParseKeyFile({reinterpret_cast<const char*>(text->data()), text->size()});
     if (!key) return std::unexpected(WithContext(key.error(), path));
     if (key->name != name) {
       return Fail(Errc::kInvalidData, path + ": holds key '" + key->name + "', not '" + std::string(name) + "'");

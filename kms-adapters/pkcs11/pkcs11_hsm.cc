@@ -71,12 +71,11 @@ Result<SecretBytes> ReadPin(const std::string& path) {
     return Fail(Errc::kPermissionDenied,
                 "PKCS#11 PIN file " + path + " is group/world accessible; chmod 0600 it");
   }
-  auto text = ReadFileLimited(path, 256);
+  auto text = ReadSecretFile(path, 256);
   if (!text) return std::unexpected(WithContext(text.error(), "PKCS#11 PIN file"));
   std::size_t n = text->size();
-  while (n > 0 && ((*text)[n - 1] == '\n' || (*text)[n - 1] == '\r')) --n;
-  SecretBytes pin = SecretBytes::From({reinterpret_cast<const std::uint8_t*>(text->data()), n});
-  OPENSSL_cleanse(text->data(), text->size());
+  while (n > 0 && (text->data()[n - 1] == '\n' || text->data()[n - 1] == '\r')) --n;
+  SecretBytes pin = SecretBytes::From({text->data(), n});
   if (pin.empty()) return Fail(Errc::kKmsUnavailable, "PKCS#11 PIN file " + path + " is empty");
   return pin;
 }
@@ -190,7 +189,8 @@ class Pkcs11Hsm final : public KeyManager {
     std::uint8_t* iv = out.blob.data() + kKeyIdBytes;
     if (RAND_bytes(iv, static_cast<int>(kIvBytes)) != 1) return Fail(Errc::kInternal, "RAND_bytes failed");
     auto aad = WrapAad(kAdapter, name, o.version, context);
-    CK_GCM_PARAMS gcm{iv, kIvBytes, kIvBytes * 8, aad.data(), aad.size(), kTagBytes * 8};
+    if (!aad) return std::unexpected(aad.error());
+    CK_GCM_PARAMS gcm{iv, kIvBytes, kIvBytes * 8, aad->data(), aad->size(), kTagBytes * 8};
     CK_MECHANISM mech{CKM_AES_GCM, &gcm, sizeof gcm};
     CK_RV rv = f_->C_EncryptInit(session_, &mech, o.handle);
     if (rv != CKR_OK) return FailRv(Errc::kKmsUnavailable, "C_EncryptInit with " + Ref(name), rv);
@@ -229,7 +229,8 @@ class Pkcs11Hsm final : public KeyManager {
     std::array<std::uint8_t, kBlobBytes> copy{};
     std::copy(blob.begin(), blob.end(), copy.begin());
     auto aad = WrapAad(kAdapter, name, version, context);
-    CK_GCM_PARAMS gcm{copy.data() + kKeyIdBytes, kIvBytes, kIvBytes * 8, aad.data(), aad.size(),
+    if (!aad) return std::unexpected(aad.error());
+    CK_GCM_PARAMS gcm{copy.data() + kKeyIdBytes, kIvBytes, kIvBytes * 8, aad->data(), aad->size(),
                       kTagBytes * 8};
     CK_MECHANISM mech{CKM_AES_GCM, &gcm, sizeof gcm};
     CK_RV rv = f_->C_DecryptInit(session_, &mech, o->handle);

@@ -6,24 +6,30 @@
 namespace cordon::kms {
 namespace {
 
-void AppendLengthPrefixed(std::vector<std::uint8_t>& out, std::string_view text) {
-  const std::size_t n = text.size() > 255 ? 255 : text.size();
-  out.push_back(static_cast<std::uint8_t>(n));
-  out.insert(out.end(), text.begin(), text.begin() + static_cast<std::ptrdiff_t>(n));
+// Refuses (never cuts) a field over 255 bytes: two names that differ only
+// after byte 255 must not share an AAD.
+Status AppendLengthPrefixed(std::vector<std::uint8_t>& out, std::string_view text, const char* what) {
+  if (text.size() > 255) {
+    return Fail(Errc::kInvalidArgument, std::string("wrap context: the ") + what + " is " +
+                                            std::to_string(text.size()) + " bytes; at most 255");
+  }
+  out.push_back(static_cast<std::uint8_t>(text.size()));
+  out.insert(out.end(), text.begin(), text.end());
+  return {};
 }
 
 }  // namespace
 
-std::vector<std::uint8_t> WrapAad(std::string_view adapter, std::string_view key_name,
-                                  std::uint32_t version, const WrapContext& context) {
+Result<std::vector<std::uint8_t>> WrapAad(std::string_view adapter, std::string_view key_name,
+                                          std::uint32_t version, const WrapContext& context) {
   constexpr std::string_view kLabel = "cordon-wrap-v1";
   std::vector<std::uint8_t> aad(kLabel.begin(), kLabel.end());
   aad.push_back(0);
-  AppendLengthPrefixed(aad, adapter);
-  AppendLengthPrefixed(aad, key_name);
+  if (auto ok = AppendLengthPrefixed(aad, adapter, "adapter name"); !ok) return std::unexpected(ok.error());
+  if (auto ok = AppendLengthPrefixed(aad, key_name, "key name"); !ok) return std::unexpected(ok.error());
   for (int shift = 24; shift >= 0; shift -= 8) aad.push_back(static_cast<std::uint8_t>(version >> shift));
-  AppendLengthPrefixed(aad, context.dataset);
-  AppendLengthPrefixed(aad, context.job);
+  if (auto ok = AppendLengthPrefixed(aad, context.dataset, "dataset name"); !ok) return std::unexpected(ok.error());
+  if (auto ok = AppendLengthPrefixed(aad, context.job, "job id"); !ok) return std::unexpected(ok.error());
   return aad;
 }
 

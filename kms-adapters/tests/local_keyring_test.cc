@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -95,6 +96,32 @@ TEST_F(LocalKeyringTest, WrapUnwrapBindsContext) {
     ASSERT_FALSE(r) << "byte " << i;
     EXPECT_EQ(r.error().code, Errc::kTampered) << "byte " << i;
   }
+}
+
+// The AAD refuses a field over 255 bytes instead of cutting it: two datasets
+// whose names differ only past byte 255 would otherwise share an AAD.
+TEST_F(LocalKeyringTest, WrapRefusesContextFieldsOver255Bytes) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  const std::string at_limit(255, 'd');
+  auto ok = km_->Wrap("k", dek, {at_limit, ""});
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_TRUE(km_->Unwrap("k", 1, ok->blob, {at_limit, ""}));
+  for (const WrapContext& ctx : {WrapContext{at_limit + "x", ""}, WrapContext{"d", std::string(256, 'j')}}) {
+    auto refused = km_->Wrap("k", dek, ctx);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, Errc::kInvalidArgument);
+    EXPECT_NE(refused.error().message.find("at most 255"), std::string::npos) << refused.error().message;
+    auto unwrap = km_->Unwrap("k", 1, ok->blob, ctx);
+    ASSERT_FALSE(unwrap);
+    EXPECT_EQ(unwrap.error().code, Errc::kInvalidArgument);
+  }
+  auto aad = WrapAad("local", "k", 2, {"d", ""});
+  ASSERT_TRUE(aad);
+  // ... "k" | u32 version, big-endian | ...
+  const std::vector<std::uint8_t> version_bytes{0, 0, 0, 2};
+  EXPECT_NE(std::search(aad->begin(), aad->end(), version_bytes.begin(), version_bytes.end()), aad->end());
+  EXPECT_FALSE(WrapAad(std::string(256, 'a'), "k", 1, {"d", ""}));
 }
 
 TEST_F(LocalKeyringTest, RotateKeepsOldVersionsAndWrapsWithNewest) {

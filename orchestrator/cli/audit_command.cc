@@ -1,7 +1,8 @@
-// cordon audit verify|show|checkpoint
+// cordon audit verify|show|checkpoint|prove|consistency|tiles|witness|witness-key
 //
-// Exit status: 0 ok; 1 verification found tampering (or the operation
-// failed); 2 usage / invalid input (bad flags, unreadable config or key).
+// Exit status: 0 ok; 1 verification found tampering, the witness refused (or
+// the operation failed); 2 usage / invalid input (bad flags, unreadable
+// config or key).
 #include <unistd.h>
 
 #include <iostream>
@@ -10,7 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "cordon/file_io.h"
+#include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_ocsf.h"
+#include "cordon/orchestrator/audit_tlog.h"
 #include "cordon/orchestrator/audit_verify.h"
 #include "cordon/orchestrator/config.h"
 
@@ -31,6 +35,13 @@ class AuditCommand final : public Command {
     verify_ = sub_->add_subcommand("verify", "check the hash chain, MACs and checkpoint signatures");
     verify_->add_option("--verifier-key", verifier_key_, "the verifier key kept off the host (checks every MAC)");
     verify_->add_option("--checkpoint", checkpoint_, "a checkpoint kept off the host: the log must still contain it");
+    verify_->add_option("--witness-key", witness_keys_,
+                        "a witness verifier key (name+id+key, or a file holding one) whose cosignature on the "
+                        "--checkpoint notes counts; repeatable");
+    verify_->add_option("--witnesses", witnesses_required_,
+                        "how many of the --witness-key witnesses must have cosigned each --checkpoint note");
+    verify_->add_option("--threads", threads_, "threads that hash and MAC entries ahead of the chain walk (default: "
+                                               "one per core)");
     verify_->add_flag("--json", json_, "print the result as one JSON object");
     verify_->footer("Exit 0: ok: N entries, head HASH. Exit 1: the first problem, as FILE:LINE: seq N: CLASS: detail,\n"
                     "CLASS one of modified, deleted, reordered, inserted, MAC mismatch, bad signature,\n"
@@ -44,12 +55,43 @@ class AuditCommand final : public Command {
                       "text (a timeline), json (entries as stored) or ocsf (OCSF 1.1 API/Process Activity "
                       "events, one per line, for a SIEM; docs/AUDIT-FORMAT.md)")
         ->check(CLI::IsMember({"text", "json", "ocsf"}));
-    checkpoint_cmd_ = sub_->add_subcommand("checkpoint", "print the latest signed checkpoint (a signed note)");
+    checkpoint_cmd_ = sub_->add_subcommand("checkpoint", "sign a checkpoint of the log as it is now and print it "
+                                                         "(a C2SP tlog-checkpoint signed note)");
+    checkpoint_cmd_->add_flag("--latest", latest_, "print the latest stored checkpoint instead of signing one");
+    prove_ = sub_->add_subcommand("prove", "inclusion proof of entry SEQ in the Merkle tree (RFC 6962)");
+    prove_->add_option("SEQ", seq_, "the entry")->required();
+    prove_->add_option("--size", size_, "the tree size (default: the log now)");
+    prove_->add_flag("--json", json_, "{\"index\", \"size\", \"root\", \"proof\": [...]} (base64, bottom to top)");
+    consistency_ = sub_->add_subcommand("consistency", "consistency proof from tree size OLD to NEW (RFC 6962)");
+    consistency_->add_option("OLD", old_size_, "the older tree size (>= 1)")->required();
+    consistency_->add_option("NEW", size_, "the newer tree size (default: the log now)");
+    consistency_->add_flag("--json", json_, "{\"old_size\", \"new_size\", \"old_root\", \"new_root\", \"proof\": [...]}");
+    tiles_ = sub_->add_subcommand("tiles", "export the tree at the latest checkpoint as C2SP tlog-tiles into DIR");
+    tiles_->add_option("DIR", out_dir_, "output directory (tile/<L>/<N>, tile/entries/<N>, checkpoint)")->required();
+    witness_ = sub_->add_subcommand("witness", "the off-host witness: check that the log only grew, then cosign "
+                                               "(C2SP tlog-cosignature)");
+    witness_->add_option("--log-key", witness_opts_.log_key, "the log's verifier key (name+hash+key, or log.identity)")->required();
+    witness_->add_option("--state", witness_opts_.state_dir, "the witness's state directory (last checkpoint per log)")->required();
+    witness_->add_option("--key", witness_opts_.witness_key, "the witness key file (`cordon audit witness-key create`)")->required();
+    witness_->add_option("--proof", proof_file_, "consistency proof from the last checkpoint seen (`cordon audit "
+                                                 "consistency OLD NEW --json`)");
+    witness_->add_option("CHECKPOINT", checkpoint_in_, "the new checkpoint (a signed note file)")->required();
+    witness_->footer("Prints the cosignature line; append it to the note's signature lines. Exit 1: refused\n"
+                     "(rollback, fork, bad signature, bad proof, proof needed), nothing stored.");
+    witness_key_ = sub_->add_subcommand("witness-key", "witness keys (Ed25519, for tlog-cosignature)");
+    witness_key_->require_subcommand(1);
+    witness_key_create_ = witness_key_->add_subcommand("create", "create a witness key and print its verifier key");
+    witness_key_create_->add_option("FILE", key_file_, "the new key file (0600; never overwritten)")->required();
+    witness_key_create_->add_option("--name", witness_name_, "the witness name (witness.example.com/w1)")->required();
+    witness_key_show_ = witness_key_->add_subcommand("show", "print the verifier key of a witness key");
+    witness_key_show_->add_option("FILE", key_file_, "the key file")->required();
   }
 
   CLI::App* sub() const override { return sub_; }
 
   int Run(const GlobalOptions& global) override {
+    if (witness_->parsed()) return RunWitness();
+    if (witness_key_->parsed()) return RunWitnessKey();
     if (dir_.empty()) {
       auto config = orchestrator::LoadConfig(orchestrator::ResolveConfigPath(global.config));
       if (!config) return Complain(config.error());
@@ -57,16 +99,20 @@ class AuditCommand final : public Command {
     }
     if (verify_->parsed()) return RunVerify();
     if (show_->parsed()) return RunShow();
+    if (prove_->parsed()) return RunProve();
+    if (consistency_->parsed()) return RunConsistency();
+    if (tiles_->parsed()) return RunTiles();
     return RunCheckpoint();
   }
 
  private:
   int RunVerify() {
-    auto report = audit::Verify({dir_, verifier_key_, checkpoint_});
+    auto report = audit::Verify({dir_, verifier_key_, checkpoint_, witness_keys_, witnesses_required_, threads_});
     if (!report) return Complain(report.error());
     if (json_) {
       nlohmann::json out = {{"ok", !report->failure}, {"entries", report->entries}, {"head", report->head},
-                            {"bytes", report->bytes}, {"checkpoints", report->checkpoints},
+                            {"root", report->root}, {"bytes", report->bytes}, {"checkpoints", report->checkpoints},
+                            {"witnesses", report->witnesses},
                             {"macs_checked", report->macs_checked}};
       if (report->failure) {
         const auto& f = *report->failure;
@@ -85,6 +131,8 @@ class AuditCommand final : public Command {
     }
     std::cout << "ok: " << report->entries << " entries, head " << (report->head.empty() ? "(empty)" : report->head)
               << "\n";
+    std::cerr << "  Merkle root " << report->root << "\n";
+    if (!witness_keys_.empty()) std::cerr << "  " << report->witnesses << " witness cosignature(s) verified\n";
     std::cerr << "  " << report->checkpoints << " checkpoint signature(s) verified; "
               << (report->macs_checked ? "every MAC verified with the verifier key"
                                        : "MACs NOT checked (no --verifier-key): root on this host could have "
@@ -135,9 +183,82 @@ class AuditCommand final : public Command {
   }
 
   int RunCheckpoint() {
-    auto note = audit::LatestCheckpoint(dir_);
+    if (latest_) {
+      auto note = audit::LatestCheckpoint(dir_);
+      if (!note) return Complain(note.error());
+      std::cout << *note;
+      return kExitOk;
+    }
+    auto log = audit::AuditLog::Open(audit::Options{.dir = dir_});
+    if (!log) return Complain(log.error());
+    auto note = (*log)->Checkpoint();
     if (!note) return Complain(note.error());
     std::cout << *note;
+    return kExitOk;
+  }
+
+  int RunProve() {
+    auto p = audit::ProveInclusion(dir_, seq_, size_);
+    if (!p) return Complain(p.error());
+    if (json_) {
+      std::cout << nlohmann::json{{"index", p->index}, {"size", p->size}, {"root", p->root}, {"proof", p->proof}}.dump()
+                << "\n";
+      return kExitOk;
+    }
+    std::cout << "entry " << p->index << " in the tree of size " << p->size << "\nroot " << p->root << "\nleaf "
+              << p->leaf << "\n";
+    for (const auto& h : p->proof) std::cout << "proof " << h << "\n";
+    return kExitOk;
+  }
+
+  int RunConsistency() {
+    auto p = audit::ProveConsistency(dir_, old_size_, size_);
+    if (!p) return Complain(p.error());
+    if (json_) {
+      std::cout << nlohmann::json{{"old_size", p->old_size}, {"new_size", p->new_size}, {"old_root", p->old_root},
+                                  {"new_root", p->new_root}, {"proof", p->proof}}.dump()
+                << "\n";
+      return kExitOk;
+    }
+    std::cout << "size " << p->old_size << " root " << p->old_root << "\nsize " << p->new_size << " root "
+              << p->new_root << "\n";
+    for (const auto& h : p->proof) std::cout << "proof " << h << "\n";
+    return kExitOk;
+  }
+
+  int RunTiles() {
+    auto r = audit::ExportTiles(dir_, out_dir_);
+    if (!r) return Complain(r.error());
+    std::cout << "tree size " << r->size << ": " << r->tiles << " hash tile(s), " << r->bundles
+              << " entry bundle(s) and the checkpoint written to " << out_dir_ << "\n";
+    return kExitOk;
+  }
+
+  int RunWitness() {
+    auto note = ReadFileLimited(checkpoint_in_, 64 * 1024);
+    if (!note) return Complain(note.error());
+    witness_opts_.checkpoint = *note;
+    if (proof_file_) {
+      auto proof = ReadFileLimited(*proof_file_, 1 << 20);
+      if (!proof) return Complain(proof.error());
+      witness_opts_.proof = *proof;
+    }
+    auto r = audit::Witness(witness_opts_);
+    if (!r) return Complain(r.error());
+    if (r->refused) {
+      std::cerr << "REFUSED (" << audit::WitnessRefusalName(*r->refused) << "): " << r->message << "\n";
+      return kExitFailure;
+    }
+    std::cout << r->cosignature;
+    std::cerr << "witness: " << r->message << "\n";
+    return kExitOk;
+  }
+
+  int RunWitnessKey() {
+    auto vkey = witness_key_create_->parsed() ? audit::CreateWitnessKey(key_file_, witness_name_)
+                                              : audit::WitnessVerifierKey(key_file_);
+    if (!vkey) return Complain(vkey.error());
+    std::cout << *vkey << "\n";
     return kExitOk;
   }
 
@@ -145,6 +266,26 @@ class AuditCommand final : public Command {
   CLI::App* verify_ = nullptr;
   CLI::App* show_ = nullptr;
   CLI::App* checkpoint_cmd_ = nullptr;
+  CLI::App* prove_ = nullptr;
+  CLI::App* consistency_ = nullptr;
+  CLI::App* tiles_ = nullptr;
+  CLI::App* witness_ = nullptr;
+  CLI::App* witness_key_ = nullptr;
+  CLI::App* witness_key_create_ = nullptr;
+  CLI::App* witness_key_show_ = nullptr;
+  bool latest_ = false;
+  std::uint64_t seq_ = 0;
+  std::uint64_t old_size_ = 0;
+  std::optional<std::uint64_t> size_;
+  std::string out_dir_;
+  audit::WitnessOptions witness_opts_;
+  std::optional<std::string> proof_file_;
+  std::string checkpoint_in_;
+  std::string key_file_;
+  std::string witness_name_;
+  std::vector<std::string> witness_keys_;
+  std::uint64_t witnesses_required_ = 0;
+  unsigned threads_ = 0;
   std::string dir_;
   std::optional<std::string> verifier_key_;
   std::optional<std::string> checkpoint_;

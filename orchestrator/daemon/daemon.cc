@@ -165,6 +165,7 @@ class Daemon final {
   void WriteMetrics();
   void Watchdog(std::uint64_t usec);
   void RetryLater();
+  void CheckpointTick();
 
   DaemonOptions options_;
   orchestrator::Config config_;
@@ -181,6 +182,7 @@ class Daemon final {
   asio::steady_timer watchdog_timer_{io_};
   asio::steady_timer retry_timer_{io_};
   asio::steady_timer metrics_timer_{io_};
+  asio::steady_timer checkpoint_timer_{io_};  // audit.checkpoint_interval, idle or not
   Metrics metrics_;
   bool metrics_dirty_ = true;
   int metrics_ticks_ = 0;  // seconds since the file was last written
@@ -244,6 +246,7 @@ Status Daemon::Start() {
   sd_notify(0, "READY=1");
   Notify();
   WriteMetrics();
+  CheckpointTick();
   spdlog::info("ready: socket {}, spool {}/incoming, {} job(s) known", config_.daemon.socket, config_.spool_dir,
                store_->All().size());
   return {};
@@ -333,7 +336,9 @@ void Daemon::FinishStop() {
   if (auto cp = audit_->Checkpoint(); !cp) spdlog::error("final checkpoint: {}", cp.error().message);
   spdlog::info("stopped; final audit checkpoint written");
   metrics_dirty_ = true;
-  for (auto* timer : {&grace_timer_, &watchdog_timer_, &retry_timer_, &metrics_timer_}) timer->cancel();
+  for (auto* timer : {&grace_timer_, &watchdog_timer_, &retry_timer_, &metrics_timer_, &checkpoint_timer_}) {
+    timer->cancel();
+  }
   if (!config_.daemon.metrics_file.empty()) (void)metrics_.WriteFile(config_.daemon.metrics_file, NowSeconds());
   signals_.cancel();
   io_.stop();
@@ -408,6 +413,22 @@ void Daemon::Watchdog(std::uint64_t usec) {
   watchdog_timer_.expires_after(std::chrono::microseconds(usec / 2));
   watchdog_timer_.async_wait([this, usec](boost::system::error_code ec) {
     if (!ec) Watchdog(usec);
+  });
+}
+
+// A signed checkpoint of the audit log's current head every
+// audit.checkpoint_interval, idle or not: a witness is never more than one
+// interval behind, and a cut tail is caught against the last one.
+void Daemon::CheckpointTick() {
+  if (stopped_) return;
+  if (auto cp = audit_->Checkpoint(); !cp) {
+    spdlog::error("audit checkpoint: {}", cp.error().message);
+  } else {
+    metrics_.SetLastCheckpoint(NowSeconds());
+  }
+  checkpoint_timer_.expires_after(std::chrono::seconds(config_.audit.checkpoint_interval_s));
+  checkpoint_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) CheckpointTick();
   });
 }
 

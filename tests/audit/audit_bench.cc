@@ -2,8 +2,11 @@
 //   1. AuditLog::Append, one thread (durable: write + fdatasync log + fdatasync key state)
 //   2. the baseline: a bare O_APPEND write + fdatasync loop of the same line size
 //   3. T threads appending through group commit, and T threads of the bare loop
-//   4. verification of a generated log of V entries with MACs (entries/s, MB/s)
-// usage: audit_bench DIR [N=1000] [THREADS=8] [V=500000] [ROUNDS=3]
+//   4. verification of a generated log of V entries with MACs and the Merkle root (entries/s, MB/s)
+//   5. the Merkle tree's share of an append: the same stored-hash work
+//      (leaf, subtree hashes, pwrite to tree.hashes) timed alone
+//   6. inclusion and consistency proofs on a tree of P records (tree.hashes as appends store it)
+// usage: audit_bench DIR [N=1000] [THREADS=8] [V=500000] [ROUNDS=3] [P=10000000]
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,13 +16,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
 
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_verify.h"
+#include "cordon/orchestrator/audit_tlog.h"
 #include "internal.h"
+#include "merkle.h"
 
 namespace {
 
@@ -27,9 +33,9 @@ namespace fs = std::filesystem;
 using namespace cordon::audit;
 using Clock = std::chrono::steady_clock;
 
-double ThreadCpuSeconds() {
+double ProcessCpuSeconds() {
   timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
@@ -95,7 +101,7 @@ std::size_t AverageLine(const std::string& dir) {
   auto segs = internal::ListSegments(dir);
   std::size_t bytes = 0;
   for (const auto& s : *segs) bytes += fs::file_size(s.path);
-  auto r = Verify({dir, std::nullopt, std::nullopt});
+  auto r = Verify({dir, std::nullopt, std::nullopt, {}, 0, 0});
   return r && r->entries ? bytes / r->entries : 300;
 }
 
@@ -104,7 +110,7 @@ std::size_t AverageLine(const std::string& dir) {
 void Generate(const fs::path& root, const std::string& dir, std::size_t v) {
   auto text = cordon::ReadFileLimited((root / "verifier.key").string(), 4096);
   auto vk = internal::DecodeVerifierKey(*text);
-  auto first = Verify({dir, std::nullopt, std::nullopt});
+  auto first = Verify({dir, std::nullopt, std::nullopt, {}, 0, 0});
   internal::Bytes32 key = internal::EvolveKey(vk->k0);
   auto prev = internal::Unhex32(first->head);
   const Actor actor = internal::CurrentActor();
@@ -116,6 +122,44 @@ void Generate(const fs::path& root, const std::string& dir, std::size_t v) {
     *prev = sealed->hash;
     key = internal::EvolveKey(key);
   }
+  std::fclose(f);
+}
+
+// Seconds per record for the tree's work on an append: the leaf hash of a
+// line, the completed subtrees, one pwrite of the new stored hashes.
+double TreeCostPerAppend(const fs::path& file, std::size_t n, std::size_t line_size) {
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const std::string line(line_size - 1, 'x');
+  internal::Frontier tree;
+  std::vector<internal::Bytes32> stored;
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < n; ++i) {
+    stored.clear();
+    const auto offset = static_cast<off_t>(internal::StoredHashCount(tree.size()) * 32);
+    tree.Append(internal::LeafHash(line), &stored);
+    if (::pwrite(fd, stored.data(), stored.size() * 32, offset) != static_cast<ssize_t>(stored.size() * 32)) std::exit(1);
+  }
+  const double per = Seconds(start) / static_cast<double>(n);
+  ::close(fd);
+  return per;
+}
+
+// tree.hashes for p records in dir (random leaves), as the writer stores them.
+void BuildTree(const fs::path& dir, std::uint64_t p) {
+  fs::create_directories(dir);
+  std::FILE* f = std::fopen((dir / internal::kTreeFile).c_str(), "wb");
+  std::fclose(std::fopen((dir / internal::kLockFile).c_str(), "wb"));
+  internal::Frontier tree;
+  std::vector<internal::Bytes32> stored;
+  for (std::uint64_t i = 0; i < p; ++i) {
+    const std::string record = "record " + std::to_string(i);
+    tree.Append(internal::LeafHash(record), &stored);
+    if (stored.size() >= 1 << 16) {
+      std::fwrite(stored.data(), 32, stored.size(), f);
+      stored.clear();
+    }
+  }
+  std::fwrite(stored.data(), 32, stored.size(), f);
   std::fclose(f);
 }
 
@@ -136,6 +180,7 @@ int main(int argc, char** argv) {
   const unsigned threads = argc > 3 ? static_cast<unsigned>(std::stoul(argv[3])) : 8;
   const std::size_t v = argc > 4 ? std::stoul(argv[4]) : 500000;
   const int rounds = argc > 5 ? std::stoi(argv[5]) : 3;
+  const std::uint64_t proof_records = argc > 6 ? std::stoull(argv[6]) : 10'000'000;
 
   // Interleaved rounds, medians: the baseline and the log see the same disk
   // load (this machine is shared), and one noisy round does not decide.
@@ -167,31 +212,77 @@ int main(int argc, char** argv) {
   std::printf("append, %u threads, pipelined erasure    %8.0f entries/s  ratio %.2f vs %u-thread bare, %.2f vs 1-thread bare\n",
               threads, Median(pipen), Median(r_pipen), threads, Median(r_pipen1));
 
+  {
+    std::vector<double> tree_cost;
+    for (int r = 0; r < rounds; ++r) tree_cost.push_back(TreeCostPerAppend(root / "tree.bench", n, line));
+    const double per = Median(tree_cost);
+    std::printf("Merkle tree work per append                %6.2f us  = %.2f%% of a 1-thread synchronous append (%.0f us)\n",
+                per * 1e6, 100.0 * per * Median(sync1), 1e6 / Median(sync1));
+    fs::remove(root / "tree.bench");
+  }
+  if (proof_records > 0) {
+    const fs::path tdir = root / "proofs";
+    const auto build_start = Clock::now();
+    BuildTree(tdir, proof_records);
+    const double build = Seconds(build_start);
+    std::mt19937_64 rng(7);
+    std::vector<double> incl, cons;
+    for (int i = 0; i < 200; ++i) {
+      const std::uint64_t size = proof_records - rng() % (proof_records / 10 + 1);
+      const std::uint64_t index = rng() % size;
+      auto t0 = Clock::now();
+      auto p = ProveInclusion(tdir.string(), index, size);
+      incl.push_back(Seconds(t0));
+      t0 = Clock::now();
+      auto c = ProveConsistency(tdir.string(), 1 + index, size);
+      cons.push_back(Seconds(t0));
+      if (!p || !c) {
+        std::fprintf(stderr, "proof failed\n");
+        return 1;
+      }
+    }
+    std::printf("proofs on %llu records (tree.hashes %.0f MB, built in %.1f s): inclusion median %.3f ms, max %.3f ms;"
+                " consistency median %.3f ms, max %.3f ms (200 each, random sizes and indexes, the whole call)\n",
+                static_cast<unsigned long long>(proof_records),
+                static_cast<double>(fs::file_size(tdir / internal::kTreeFile)) / 1e6, build, Median(incl) * 1e3,
+                *std::max_element(incl.begin(), incl.end()) * 1e3, Median(cons) * 1e3,
+                *std::max_element(cons.begin(), cons.end()) * 1e3);
+    fs::remove_all(tdir);
+  }
+
   const std::string big = Fresh(root, "verify");
   Generate(root / "verify", big, v);
   auto vkey = (root / "verify" / "verifier.key").string();
-  std::vector<double> secs, cpu;
+  // Interleaved: one preparing thread (the same-run baseline) and one per core.
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<double> secs1, secsn, cpu1, cpun;
   VerifyReport report;
   for (int r = 0; r < rounds; ++r) {
-    const auto start = Clock::now();
-    const double cpu_start = ThreadCpuSeconds();
-    auto rep = Verify({big, vkey, std::nullopt});
-    secs.push_back(Seconds(start));
-    cpu.push_back(ThreadCpuSeconds() - cpu_start);
-    if (!rep || rep->failure) {
-      std::fprintf(stderr, "verify failed\n");
-      return 1;
+    for (const unsigned t : {1u, cores}) {
+      const auto start = Clock::now();
+      const double cpu_start = ProcessCpuSeconds();
+      auto rep = Verify({big, vkey, std::nullopt, {}, 0, t});
+      (t == 1 ? secs1 : secsn).push_back(Seconds(start));
+      (t == 1 ? cpu1 : cpun).push_back(ProcessCpuSeconds() - cpu_start);
+      if (!rep || rep->failure) {
+        std::fprintf(stderr, "verify failed\n");
+        return 1;
+      }
+      report = *rep;
     }
-    report = *rep;
   }
-  const double best = *std::min_element(secs.begin(), secs.end());
-  std::printf("verify with MACs, one core              %8.0f entries/s  %.1f MB/s  (%llu entries, %.1f MB, best of %d: %.3f s)\n",
-              static_cast<double>(report.entries) / best, static_cast<double>(report.bytes) / best / 1e6,
-              static_cast<unsigned long long>(report.entries), static_cast<double>(report.bytes) / 1e6, rounds, best);
-  const double best_cpu = *std::min_element(cpu.begin(), cpu.end());
-  std::printf("verify with MACs, per CPU second        %8.0f entries/s  %.1f MB/s  (CPU time of the verifying thread: what one\n"
-              "                                        unshared core does; the line above is wall clock on this machine)\n",
-              static_cast<double>(report.entries) / best_cpu, static_cast<double>(report.bytes) / best_cpu / 1e6);
+  const auto rate = [&](const std::vector<double>& times) {
+    return static_cast<double>(report.entries) / *std::min_element(times.begin(), times.end());
+  };
+  std::printf("verify with MACs + Merkle root (%llu entries, %.1f MB, best of %d), wall clock:\n",
+              static_cast<unsigned long long>(report.entries), static_cast<double>(report.bytes) / 1e6, rounds);
+  std::printf("  1 preparing thread                     %8.0f entries/s  %.1f MB/s\n", rate(secs1),
+              rate(secs1) * static_cast<double>(report.bytes) / static_cast<double>(report.entries) / 1e6);
+  std::printf("  %u preparing threads (one per core)     %8.0f entries/s  %.1f MB/s  speed-up %.2f\n", cores, rate(secsn),
+              rate(secsn) * static_cast<double>(report.bytes) / static_cast<double>(report.entries) / 1e6,
+              rate(secsn) / rate(secs1));
+  std::printf("  CPU time of the whole process          %8.0f entries per CPU second (what one unshared core does)\n",
+              rate(cpun));
   for (const char* d : {"one", "piped", "many", "many-piped", "verify"}) fs::remove_all(root / d);
   fs::remove(root / "bare.jsonl");
   return 0;

@@ -40,6 +40,15 @@ check "show --json" 0 '^\{"action":"key.unwrapped"' -- "$cordon" --config "$conf
 check "show --since future" 0 "^\(0 entries" -- "$cordon" --config "$config" audit show --since 2200-01-01T00:00:00Z
 check "checkpoint" 0 "^cordon.audit/" -- "$cordon" --config "$config" audit checkpoint
 "$cordon" --config "$config" audit checkpoint > "$work/saved.cp"
+check "checkpoint signs the current head" 0 "^41$" -- sed -n 2p "$work/saved.cp"
+check "checkpoint --latest prints it" 0 "^41$" -- bash -c "\"$cordon\" --config \"$config\" audit checkpoint --latest | sed -n 2p"
+check "prove --json" 0 '^\{"index":5,"proof":\[("[A-Za-z0-9+/=]{44}",?){6}\],"root":"[A-Za-z0-9+/=]{44}","size":41\}$' -- "$cordon" --config "$config" audit prove 5 --json
+check "prove beyond the log" 2 "the log has 41 entries" -- "$cordon" --config "$config" audit prove 3 --size 42
+check "consistency --json" 0 '^\{"new_root":"[^"]+","new_size":41,"old_root":"[^"]+","old_size":7,"proof":\[' -- "$cordon" --config "$config" audit consistency 7 --json
+check "tiles" 0 "tree size 41: 1 hash tile" -- "$cordon" --config "$config" audit tiles "$work/tiles"
+[ -f "$work/tiles/tile/0/000.p/41" ] && [ -f "$work/tiles/tile/entries/000.p/41" ] && cmp -s "$work/tiles/checkpoint" "$work/saved.cp" \
+  || { echo "FAIL tiles layout"; fails=$((fails + 1)); }
+
 
 pyverify="$(dirname "$0")/verify_audit.py"
 check "independent Python verifier agrees" 0 "^ok: 41 entries, head $("$cordon" --config "$config" audit verify 2>/dev/null | awk '{print $5}')" -- python3 "$pyverify" "$audit" --verifier-key "$vkey" --checkpoint "$work/saved.cp"
@@ -70,6 +79,38 @@ check "replace a checkpoint signature" 1 "checkpoints:[0-9]+: bad signature" -- 
 restore
 check "restored log verifies" 0 "^ok: 41 entries" -- "$cordon" --config "$config" audit verify --verifier-key "$vkey" --checkpoint "$work/saved.cp"
 check "usage error" 2 "" -- "$cordon" --config "$config" audit verify --no-such-flag
+
+# A witness off the host: first checkpoint, growth with a proof, rollback refused, cosignature checked by verify.
+wvkey=$("$cordon" audit witness-key create "$work/witness.key" --name witness.example/w1)
+witness() { "$cordon" audit witness --log-key "$audit/log.identity" --state "$work/wstate" --key "$work/witness.key" "$@"; }
+check "witness-key create prints a vkey" 0 '^witness.example/w1\+[0-9a-f]{8}\+' -- echo "$wvkey"
+check "witness: first checkpoint" 0 "^— witness.example/w1 " -- witness "$work/saved.cp"
+"$helper" "$audit" 5 1 J44 >/dev/null
+"$cordon" --config "$config" audit checkpoint > "$work/grown.cp"
+check "witness: growth without a proof" 1 "REFUSED \(proof needed\)" -- witness "$work/grown.cp"
+"$cordon" --config "$config" audit consistency 41 "$(sed -n 2p "$work/grown.cp")" --json > "$work/proof.json"
+witness --proof "$work/proof.json" "$work/grown.cp" > "$work/cosig" 2>/dev/null || { echo "FAIL witness: growth with a proof"; fails=$((fails + 1)); }
+cat "$work/grown.cp" "$work/cosig" > "$work/cosigned.cp"
+# The cosignature checked independently (C2SP tlog-cosignature, with python3-cryptography).
+check "cosignature verifies with python3-cryptography" 0 "^cosignature ok" -- python3 - "$wvkey" "$work/grown.cp" "$work/cosig" <<'PY'
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+vkey, note, line = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read().rstrip("\n")
+name, kid, pub = vkey.split("+", 2)
+raw = base64.b64decode(pub)
+assert raw[0] == 4 and hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4].hex() == kid
+dash, signer, b64 = line.split(" ")
+blob = base64.b64decode(b64)
+assert dash == "\u2014" and signer == name and len(blob) == 76 and blob[:4].hex() == kid
+timestamp = int.from_bytes(blob[4:12], "big")
+body = note.split("\n\n")[0] + "\n"
+Ed25519PublicKey.from_public_bytes(raw[1:]).verify(blob[12:], b"cosignature/v1\ntime %d\n" % timestamp + body.encode())
+print("cosignature ok, time", timestamp)
+PY
+check "witness: rollback" 1 "REFUSED \(rollback\)" -- witness "$work/saved.cp"
+check "verify --witnesses 1" 0 "^ok: 4[0-9] entries" -- "$cordon" --config "$config" audit verify --checkpoint "$work/cosigned.cp" --witness-key "$wvkey" --witnesses 1
+check "verify --witnesses 1 on a plain note" 1 "bad signature: .*0 valid witness cosignature" -- "$cordon" --config "$config" audit verify --checkpoint "$work/grown.cp" --witness-key "$wvkey" --witnesses 1
+check "verify --witnesses 2 with one key" 2 "2 witnesses required but 1" -- "$cordon" --config "$config" audit verify --checkpoint "$work/cosigned.cp" --witness-key "$wvkey" --witnesses 2
 
 if [ "$fails" -ne 0 ]; then
   echo "audit_cli_test: $fails failure(s)"

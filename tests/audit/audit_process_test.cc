@@ -66,7 +66,7 @@ TEST_F(AuditProcessTest, ConcurrentProcessesLeaveOneValidChain) {
     const int status = Wait(pid);
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "helper status " << status;
   }
-  auto r = Verify({dir_, vkey_, std::nullopt});
+  auto r = Verify({dir_, vkey_, std::nullopt, {}, 0, 0});
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_FALSE(r->failure.has_value()) << r->failure->file << ":" << r->failure->line << " " << r->failure->detail;
   EXPECT_EQ(r->entries, 1u + kProcesses * kThreads * kPerThread);
@@ -90,7 +90,7 @@ TEST_F(AuditProcessTest, KillNineDuringAppendsThenRecoveryVerifies) {
     ASSERT_TRUE(log) << log.error().message;
     ASSERT_TRUE((*log)->Append({.action = "test.resumed", .job = "", .outcome = "ok",
                                 .details = {{"round", round}}, .actor = std::nullopt}));
-    auto r = Verify({dir_, vkey_, std::nullopt});
+    auto r = Verify({dir_, vkey_, std::nullopt, {}, 0, 0});
     ASSERT_TRUE(r) << r.error().message;
     ASSERT_FALSE(r->failure.has_value()) << r->failure->file << ":" << r->failure->line << " " << r->failure->detail;
     EXPECT_GT(r->entries, before + 1) << "the killed helper appended nothing";

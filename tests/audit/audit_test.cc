@@ -77,7 +77,7 @@ class AuditLogTest : public ::testing::Test {
   }
   std::string Segment() const { return dir_ + "/" + internal::SegmentName(0); }
   VerifyReport Check(bool with_key = true, std::optional<std::string> checkpoint = std::nullopt) {
-    auto r = Verify({dir_, with_key ? std::optional(vkey_) : std::nullopt, checkpoint});
+    auto r = Verify({dir_, with_key ? std::optional(vkey_) : std::nullopt, checkpoint, {}, 0, 0});
     EXPECT_TRUE(r) << r.error().message;
     return r ? *r : VerifyReport{};
   }
@@ -403,7 +403,7 @@ TEST_F(AuditLogTest, ReplacedCheckpointSignatureIsBadSignature) {
   auto foreign = LatestCheckpoint((other / "audit").string());
   ASSERT_TRUE(foreign);
   WriteAll((root_ / "foreign.cp").string(), *foreign);
-  auto r2 = Verify({dir_, vkey_, (root_ / "foreign.cp").string()});
+  auto r2 = Verify({dir_, vkey_, (root_ / "foreign.cp").string(), {}, 0, 0});
   ASSERT_TRUE(r2);
   ASSERT_TRUE(r2->failure.has_value());
   EXPECT_EQ(r2->failure->tamper, Tamper::kBadSignature);

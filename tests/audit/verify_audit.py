@@ -4,8 +4,10 @@
     verify_audit.py AUDIT_DIR [--verifier-key FILE] [--checkpoint FILE]
 
 Exit 0 with "ok: N entries, head HASH"; exit 1 with "FAIL: FILE:LINE: what".
-Checks the canonical form, the hash chain, the MACs (with the verifier key) and
-the checkpoint signatures (needs the `cryptography` package; skipped without it).
+Checks the canonical form, the hash chain, the MACs (with the verifier key),
+the checkpoint signatures (needs the `cryptography` package; skipped without it)
+and each checkpoint's RFC 6962 Merkle root (leaf = SHA-256(0x00 || line),
+node = SHA-256(0x01 || left || right)).
 """
 import argparse
 import base64
@@ -88,6 +90,24 @@ def checkpoints(path, origin, pub):
         yield first, int(size), base64.b64decode(head)
 
 
+def merkle_append(stack, size, record):
+    """Adds a record to the right edge of a tree of `size` records (one hash per set bit)."""
+    h = hashlib.sha256(b"\x00" + record).digest()
+    while size & 1:
+        h = hashlib.sha256(b"\x01" + stack.pop() + h).digest()
+        size >>= 1
+    stack.append(h)
+
+
+def merkle_root(stack):
+    if not stack:
+        return hashlib.sha256(b"").digest()
+    h = stack[-1]
+    for left in reversed(stack[:-1]):
+        h = hashlib.sha256(b"\x01" + left + h).digest()
+    return h
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
@@ -99,7 +119,7 @@ def main():
     for path in [os.path.join(args.dir, "checkpoints")] + ([args.checkpoint] if args.checkpoint else []):
         for first, size, head in checkpoints(path, origin, pub):
             anchors.setdefault(size, []).append((f"{path}:{first}", head))
-    expected, head = 0, bytes(32)
+    expected, head, tree = 0, bytes(32), []
     for name in sorted(n for n in os.listdir(args.dir) if SEGMENT.match(n)):
         path = os.path.join(args.dir, name)
         data = open(path, "rb").read()
@@ -121,10 +141,11 @@ def main():
                 if hmac.new(k, digest, hashlib.sha256).hexdigest() != entry["mac"]:
                     fail(where, "MAC mismatch")
                 k = hashlib.sha256(b"cordon-audit-key-evolve-v1\0" + k).digest()
+            merkle_append(tree, expected, raw)
             head, expected = digest, expected + 1
             for at, h in anchors.get(expected, []):
-                if h != head:
-                    fail(at, "truncated before checkpoint (head differs)")
+                if h != merkle_root(tree) and h != head:  # a checkpoint from before the tree: the chain head
+                    fail(at, "truncated before checkpoint (root differs)")
     for size, items in anchors.items():
         if size > expected:
             fail(items[0][0], f"truncated before checkpoint (size {size} > {expected} entries)")

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "cordon/error.h"
+#include "cordon/secret.h"
 
 namespace cordon {
 
@@ -19,6 +20,9 @@ namespace cordon {
 // error names the file, its size and the limit) and anything not regular
 // (FIFOs, devices: reading them could block or never end).
 [[nodiscard]] Result<std::string> ReadFileLimited(const std::string& path, std::uint64_t max_bytes);
+// The same for key material: read straight into locked memory that is
+// cleansed when freed (no std::string, no reallocation leaving a copy).
+[[nodiscard]] Result<SecretBytes> ReadSecretFile(const std::string& path, std::uint64_t max_bytes);
 
 enum class Overwrite { kReplace, kRefuse };
 

@@ -1,5 +1,6 @@
-// libFuzzer target: the strict audit entry parser and the checkpoint parser
-// (both read files an attacker with write access to the log directory controls).
+// libFuzzer target: the strict audit entry parser, the checkpoint parser, the
+// MAC state and the verifier keys of logs and witnesses (all read files an
+// attacker with write access to the log directory, or a hostile peer, controls).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -24,5 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)ParseCheckpoints(text, id);
   (void)DecodeState(text);
   (void)DecodeVerifierKey(text);
+  (void)ParseLogVerifierKey(text);
+  (void)ParseWitnessVerifierKey(text);
   return 0;
 }

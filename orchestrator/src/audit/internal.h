@@ -104,6 +104,7 @@ struct MacState {
   Bytes32 key{};
   std::uint64_t checkpoint_size = 0;     // size of the last checkpoint signed
   std::int64_t checkpoint_time_ns = 0;   // when
+  std::uint64_t tree_synced = 0;         // records whose tree hashes are known durable
 };
 inline constexpr std::size_t kStateRecordBytes = 512;  // one sector: written in place
 [[nodiscard]] std::string EncodeState(const MacState& state);
@@ -138,6 +139,8 @@ struct CheckpointBody {
 struct ParsedCheckpoint {
   CheckpointBody body;
   std::string text;
+  std::string body_text;                // the signed body (up to the blank line)
+  std::vector<std::string> signatures;  // its signature lines
   std::uint64_t line = 0;  // first line in its file
   bool signature_ok = false;
   std::string problem;     // why the signature or the form is bad
@@ -145,5 +148,25 @@ struct ParsedCheckpoint {
 // Splits a file of signed notes (separated by one blank line) and checks each
 // against `id`. A note that cannot be parsed is returned with problem set.
 [[nodiscard]] std::vector<ParsedCheckpoint> ParseCheckpoints(std::string_view text, const Identity& id);
+// A log's signed-note verifier key string (type 0x01); the name is the origin.
+[[nodiscard]] Result<Identity> ParseLogVerifierKey(std::string_view vkey);
+
+// ---- witnesses: C2SP tlog-cosignature, Ed25519 (type 0x04, cosignature/v1) ---------------
+struct WitnessIdentity {
+  std::string name;
+  Bytes32 public_key{};
+};
+// SHA-256(name || "\n" || 0x04 || public key)[:4]
+[[nodiscard]] std::array<std::uint8_t, 4> CosignatureKeyId(const WitnessIdentity& id);
+// <name>+<key id hex>+<base64(0x04 || public key)>
+[[nodiscard]] std::string WitnessVerifierKeyString(const WitnessIdentity& id);
+[[nodiscard]] Result<WitnessIdentity> ParseWitnessVerifierKey(std::string_view vkey);
+// The signature line "— <name> base64(key id || u64 BE timestamp || Ed25519 sig)\n" over
+// "cosignature/v1\ntime <timestamp>\n" || body.
+[[nodiscard]] Result<std::string> Cosign(std::string_view body, const WitnessIdentity& id, const Bytes32& seed,
+                                         std::uint64_t timestamp);
+// Whether one of `signatures` is a valid cosignature of `body` by `id`.
+[[nodiscard]] bool HasCosignature(std::string_view body, const std::vector<std::string>& signatures,
+                                  const WitnessIdentity& id);
 
 }  // namespace cordon::audit::internal

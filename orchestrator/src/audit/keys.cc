@@ -7,6 +7,8 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <limits>
+#include <type_traits>
 
 #include "cordon/file_io.h"
 #include "internal.h"
@@ -48,26 +50,6 @@ Result<std::string> Field(const std::map<std::string, std::string>& f, const std
   return it->second;
 }
 
-Result<Identity> ParseVerifierKeyString(const std::string& vkey, const std::string& origin) {
-  // <name>+<8 hex keyhash>+<base64(0x01 || 32-byte public key)>
-  const std::size_t a = vkey.find('+');
-  const std::size_t b = a == std::string::npos ? a : vkey.find('+', a + 1);
-  if (b == std::string::npos) return Fail(Errc::kInvalidData, "checkpoint-key: not name+hash+key");
-  if (vkey.substr(0, a) != origin) return Fail(Errc::kInvalidData, "checkpoint-key: name is not the origin");
-  auto raw = Unbase64(vkey.substr(b + 1));
-  if (!raw || raw->size() != 33 || (*raw)[0] != 0x01) {
-    return Fail(Errc::kInvalidData, "checkpoint-key: not an Ed25519 key");
-  }
-  Identity id;
-  id.origin = origin;
-  std::copy(raw->begin() + 1, raw->end(), id.public_key.begin());
-  const auto hash = NoteKeyHash(id);
-  if (vkey.substr(a + 1, b - a - 1) != Hex(hash.data(), hash.size())) {
-    return Fail(Errc::kInvalidData, "checkpoint-key: key hash does not match the key");
-  }
-  return id;
-}
-
 std::string CleanHostname() {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
@@ -84,14 +66,59 @@ std::string CleanHostname() {
 
 std::string EncodeState(const MacState& s) {
   std::string text(kStateMagic);
+  text.reserve(kStateRecordBytes);  // one buffer: the key is never copied by a reallocation
   text += "seq " + std::to_string(s.seq) + "\n";
-  text += "key " + Hex(s.key) + "\n";
-  text += "checkpoint_size " + std::to_string(s.checkpoint_size) + "\n";
+  text += "key ";
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (const std::uint8_t b : s.key) {  // in place: no temporary hex string of the key
+    text += kDigits[b >> 4];
+    text += kDigits[b & 15];
+  }
+  text += "\ncheckpoint_size " + std::to_string(s.checkpoint_size) + "\n";
   text += "checkpoint_time_ns " + std::to_string(s.checkpoint_time_ns) + "\n";
-  text += "check " + Hex(Sha256(text)) + "\n";
+  text += "tree_synced " + std::to_string(s.tree_synced) + "\n";
+  const std::string check = Hex(Sha256(text));
+  text += "check " + check + "\n";
   text.resize(kStateRecordBytes, '\0');
   return text;
 }
+
+namespace {
+
+// One "name value" line of the state record, parsed in place (the record
+// holds the key: no stream, map or string copies of it are made).
+bool NextField(std::string_view& rest, std::string_view& name, std::string_view& value) {
+  const std::size_t nl = rest.find('\n');
+  if (nl == std::string_view::npos) return false;
+  const std::string_view line = rest.substr(0, nl);
+  rest.remove_prefix(nl + 1);
+  const std::size_t space = line.find(' ');
+  if (space == std::string_view::npos) return false;
+  name = line.substr(0, space);
+  value = line.substr(space + 1);
+  return true;
+}
+
+template <class T>
+bool Number(std::string_view v, T& out) {
+  if (v.empty() || v.size() > 19) return false;
+  bool negative = false;
+  if (std::is_signed_v<T> && v.front() == '-') {
+    negative = true;
+    v.remove_prefix(1);
+    if (v.empty()) return false;
+  }
+  std::uint64_t n = 0;
+  for (const char c : v) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (std::is_signed_v<T> && n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return false;
+  out = negative ? static_cast<T>(-static_cast<std::int64_t>(n)) : static_cast<T>(n);
+  return true;
+}
+
+}  // namespace
 
 Result<MacState> DecodeState(std::string_view record) {
   const std::size_t end = record.find('\0');
@@ -104,36 +131,82 @@ Result<MacState> DecodeState(std::string_view record) {
   if (!check || !Equal32(*check, Sha256(text.substr(0, check_at)))) {
     return Fail(Errc::kInvalidData, "MAC state: check digest mismatch (corrupt record)");
   }
-  auto fields = ReadFields(text.substr(0, check_at), "cordon-audit-mac-state-v1", "MAC state");
-  if (!fields) return std::unexpected(fields.error());
+  std::string_view rest = text.substr(0, check_at);
+  if (!rest.starts_with(kStateMagic)) return Fail(Errc::kInvalidData, "MAC state: not a cordon-audit-mac-state-v1 record");
+  rest.remove_prefix(kStateMagic.size());
   MacState s;
-  try {
-    s.seq = std::stoull(fields->at("seq"));
-    s.checkpoint_size = std::stoull(fields->at("checkpoint_size"));
-    s.checkpoint_time_ns = std::stoll(fields->at("checkpoint_time_ns"));
-    auto key = Unhex32(fields->at("key"));
-    if (!key) return Fail(Errc::kInvalidData, "MAC state: bad key");
-    s.key = *key;
-  } catch (const std::exception&) {
+  bool seq = false, key = false, size = false, time = false;
+  std::string_view name, value;
+  while (NextField(rest, name, value)) {
+    if (name == "seq") seq = Number(value, s.seq);
+    else if (name == "checkpoint_size") size = Number(value, s.checkpoint_size);
+    else if (name == "checkpoint_time_ns") time = Number(value, s.checkpoint_time_ns);
+    else if (name == "tree_synced") (void)Number(value, s.tree_synced);  // absent before the Merkle tree: 0
+    else if (name == "key") {
+      auto k = Unhex32(value);
+      key = k.has_value();
+      if (k) s.key = *k;
+      if (k) Cleanse(k->data(), k->size());
+    }
+  }
+  if (!rest.empty() || !seq || !key || !size || !time) {
+    Cleanse(s.key.data(), s.key.size());
     return Fail(Errc::kInvalidData, "MAC state: missing or malformed field");
   }
   return s;
 }
 
-std::array<std::uint8_t, 4> NoteKeyHash(const Identity& id) {
-  std::string input = id.origin + "\n";
-  input += '\x01';
-  input.append(reinterpret_cast<const char*>(id.public_key.data()), id.public_key.size());
+namespace {
+
+// Signed-note key IDs and verifier keys (vkeys), for a signature type:
+// 0x01 a log's Ed25519 key, 0x04 a witness's Ed25519 cosignature/v1 key.
+constexpr char kTypeEd25519 = '\x01';
+constexpr char kTypeCosignature = '\x04';
+
+std::array<std::uint8_t, 4> KeyId(const std::string& name, char type, const Bytes32& pub) {
+  std::string input = name + "\n";
+  input += type;
+  input.append(reinterpret_cast<const char*>(pub.data()), pub.size());
   const Bytes32 h = Sha256(input);
   return {h[0], h[1], h[2], h[3]};
 }
 
-std::string NoteVerifierKey(const Identity& id) {
-  std::string raw(1, '\x01');
-  raw.append(reinterpret_cast<const char*>(id.public_key.data()), 32);
-  const auto hash = NoteKeyHash(id);
-  return id.origin + "+" + Hex(hash.data(), 4) + "+" +
-         Base64(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size());
+std::string VkeyString(const std::string& name, char type, const Bytes32& pub) {
+  std::string raw(1, type);
+  raw.append(reinterpret_cast<const char*>(pub.data()), 32);
+  const auto id = KeyId(name, type, pub);
+  return name + "+" + Hex(id.data(), 4) + "+" + Base64(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size());
+}
+
+// <name>+<key id hex>+<base64(type || 32-byte Ed25519 key)>, its key id checked.
+Result<std::pair<std::string, Bytes32>> ParseVkey(std::string_view vkey, char type, const std::string& what) {
+  const std::size_t a = vkey.find('+');
+  const std::size_t b = a == std::string_view::npos ? a : vkey.find('+', a + 1);
+  if (b == std::string_view::npos || a == 0) return Fail(Errc::kInvalidData, what + ": not name+id+key");
+  auto raw = Unbase64(vkey.substr(b + 1));
+  if (!raw || raw->size() != 33 || (*raw)[0] != type) {
+    return Fail(Errc::kInvalidData, what + ": not an Ed25519 key of type 0x0" + std::to_string(int{type}));
+  }
+  std::pair<std::string, Bytes32> out{std::string(vkey.substr(0, a)), Bytes32{}};
+  std::copy(raw->begin() + 1, raw->end(), out.second.begin());
+  const auto id = KeyId(out.first, type, out.second);
+  if (vkey.substr(a + 1, b - a - 1) != Hex(id.data(), id.size())) {
+    return Fail(Errc::kInvalidData, what + ": key hash does not match the key");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::array<std::uint8_t, 4> NoteKeyHash(const Identity& id) { return KeyId(id.origin, kTypeEd25519, id.public_key); }
+
+std::string NoteVerifierKey(const Identity& id) { return VkeyString(id.origin, kTypeEd25519, id.public_key); }
+
+Result<Identity> ParseVerifierKeyString(const std::string& vkey, const std::string& origin) {
+  auto parsed = ParseVkey(vkey, kTypeEd25519, "checkpoint-key");
+  if (!parsed) return std::unexpected(parsed.error());
+  if (parsed->first != origin) return Fail(Errc::kInvalidData, "checkpoint-key: name is not the origin");
+  return Identity{parsed->first, parsed->second};
 }
 
 std::string EncodeIdentity(const Identity& id) {
@@ -162,17 +235,27 @@ std::string EncodeVerifierKey(const VerifierKey& key) {
 }
 
 Result<VerifierKey> DecodeVerifierKey(std::string_view text) {
-  auto f = ReadFields(text, kVerifierMagic, "verifier key");
+  // The mac-seed line is parsed in place; only the public lines are copied
+  // into the field parser (no stream or map ever holds k0).
+  constexpr std::string_view kSeed = "\nmac-seed ";
+  const std::size_t at = text.find(kSeed);
+  if (at == std::string_view::npos) return Fail(Errc::kInvalidData, "verifier key: a field is missing");
+  const std::size_t value = at + kSeed.size();
+  const std::size_t end = std::min(text.find('\n', value), text.size());
+  std::string public_part(text.substr(0, at + 1));
+  if (end < text.size()) public_part += text.substr(end + 1);
+  auto f = ReadFields(public_part, kVerifierMagic, "verifier key");
   if (!f) return std::unexpected(f.error());
   auto origin = Field(*f, "origin", "verifier key");
   auto vkey = Field(*f, "checkpoint-key", "verifier key");
-  auto seed = Field(*f, "mac-seed", "verifier key");
-  if (!origin || !vkey || !seed) return Fail(Errc::kInvalidData, "verifier key: a field is missing");
+  if (!origin || !vkey || f->contains("mac-seed")) return Fail(Errc::kInvalidData, "verifier key: a field is missing or repeated");
   auto id = ParseVerifierKeyString(*vkey, *origin);
   if (!id) return std::unexpected(WithContext(id.error(), "verifier key"));
-  auto k0 = Unhex32(*seed);
+  auto k0 = Unhex32(text.substr(value, end - value));
   if (!k0) return Fail(Errc::kInvalidData, "verifier key: mac-seed is not 64 hex digits");
-  return VerifierKey{*id, *k0};
+  VerifierKey out{*id, *k0};
+  Cleanse(&*k0, sizeof(Bytes32));
+  return out;
 }
 
 Result<std::string> SignCheckpoint(const CheckpointBody& body, const Identity& id, const Bytes32& seed) {
@@ -241,16 +324,71 @@ std::vector<ParsedCheckpoint> ParseCheckpoints(std::string_view text, const Iden
     cp.line = line_no;
     do { body += line + "\n"; } while (std::getline(in, line) && (++line_no, true) && !line.empty());
     cp.text = body + "\n";
+    cp.body_text = body;
     while (std::getline(in, line) && (++line_no, true) && !line.empty()) {
       sigs.push_back(line);
       cp.text += line + "\n";
     }
+    cp.signatures = sigs;
     if (sigs.empty()) cp.problem = "checkpoint has no signature lines";
     else CheckNote(cp, body, sigs, id);
     out.push_back(std::move(cp));
     if (!in) break;
   }
   return out;
+}
+
+Result<Identity> ParseLogVerifierKey(std::string_view vkey) {
+  const std::size_t plus = vkey.find('+');
+  if (plus == std::string_view::npos || plus == 0) return Fail(Errc::kInvalidData, "log key: not name+hash+key");
+  return ParseVerifierKeyString(std::string(vkey), std::string(vkey.substr(0, plus)));
+}
+
+std::array<std::uint8_t, 4> CosignatureKeyId(const WitnessIdentity& id) {
+  return KeyId(id.name, kTypeCosignature, id.public_key);
+}
+
+std::string WitnessVerifierKeyString(const WitnessIdentity& id) {
+  return VkeyString(id.name, kTypeCosignature, id.public_key);
+}
+
+Result<WitnessIdentity> ParseWitnessVerifierKey(std::string_view vkey) {
+  auto parsed = ParseVkey(vkey, kTypeCosignature, "witness key");
+  if (!parsed) return std::unexpected(parsed.error());
+  return WitnessIdentity{parsed->first, parsed->second};
+}
+
+namespace {
+std::string CosignedMessage(std::string_view body, std::uint64_t timestamp) {
+  return "cosignature/v1\ntime " + std::to_string(timestamp) + "\n" + std::string(body);
+}
+}  // namespace
+
+Result<std::string> Cosign(std::string_view body, const WitnessIdentity& id, const Bytes32& seed,
+                           std::uint64_t timestamp) {
+  auto sig = Ed25519Sign(seed, CosignedMessage(body, timestamp));
+  if (!sig) return std::unexpected(sig.error());
+  const auto kid = CosignatureKeyId(id);
+  std::string blob(reinterpret_cast<const char*>(kid.data()), 4);
+  for (int shift = 56; shift >= 0; shift -= 8) blob += static_cast<char>((timestamp >> shift) & 0xff);
+  blob += *sig;
+  return std::string(kSignatureDash) + id.name + " " +
+         Base64(reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size()) + "\n";
+}
+
+bool HasCosignature(std::string_view body, const std::vector<std::string>& signatures, const WitnessIdentity& id) {
+  const std::string prefix = std::string(kSignatureDash) + id.name + " ";
+  const auto kid = CosignatureKeyId(id);
+  for (const std::string& line : signatures) {
+    if (!line.starts_with(prefix)) continue;
+    auto blob = Unbase64(std::string_view(line).substr(prefix.size()));
+    if (!blob || blob->size() != 4 + 8 + 64 || std::memcmp(blob->data(), kid.data(), 4) != 0) continue;
+    std::uint64_t timestamp = 0;
+    for (int i = 0; i < 8; ++i) timestamp = timestamp << 8 | static_cast<std::uint8_t>((*blob)[4 + static_cast<std::size_t>(i)]);
+    if (timestamp > (std::uint64_t{1} << 63) - 1) continue;
+    if (Ed25519Verify(id.public_key, CosignedMessage(body, timestamp), std::string_view(*blob).substr(12))) return true;
+  }
+  return false;
 }
 
 }  // namespace cordon::audit::internal

@@ -4,8 +4,11 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <map>
+#include <thread>
 #include <unordered_set>
 
 #include "cordon/file_io.h"
@@ -13,6 +16,7 @@
 #include "cordon/unique_fd.h"
 #include "cordon/units.h"
 #include "internal.h"
+#include "merkle.h"
 
 namespace cordon::audit {
 
@@ -120,20 +124,40 @@ struct Anchor {
 
 class Verifier final {
  public:
-  Verifier(const Log& log, std::optional<Bytes32> k0, std::multimap<std::uint64_t, Anchor> anchors)
-      : log_(log), key_(k0.value_or(Bytes32{})), macs_(k0.has_value()), anchors_(std::move(anchors)) {}
-  ~Verifier() { Cleanse(key_.data(), key_.size()); }
+  Verifier(const Log& log, std::optional<Bytes32> k0, std::multimap<std::uint64_t, Anchor> anchors, unsigned threads)
+      : log_(log), key_(k0.value_or(Bytes32{})), macs_(k0.has_value()), anchors_(std::move(anchors)),
+        threads_(threads != 0 ? std::min(threads, 64u) : std::clamp(std::thread::hardware_concurrency(), 1u, 16u)) {}
+  ~Verifier() {
+    Cleanse(key_.data(), key_.size());
+    for (Block& b : blocks_) {
+      if (!b.keys.empty()) Cleanse(b.keys.data(), b.keys.size() * sizeof(Bytes32));
+    }
+  }
 
+  // Blocks of lines: the per-entry work (scan, hashes, leaf hash, MAC under
+  // the key the entry gets if every line before it is accepted) runs on every
+  // core, one block ahead of the sequential part (the chain, the tree's right
+  // edge, anchors), which walks the block prepared before.
   std::optional<Finding> Run() {
     if (auto f = CheckAnchors(); f) return f;  // size 0
-    for (std::size_t i = 0; i < log_.lines.size(); ++i) {
-      if (auto f = Step(i); f) return f;
-      if (auto f = CheckAnchors(); f) return f;
+    const std::size_t n = log_.lines.size();
+    std::vector<std::jthread> ahead;  // joined before the block is read, or on return
+    if (n > 0) Launch(blocks_[0], 0, std::min(n, kBlock), threads_, ahead);
+    for (std::size_t start = 0, b = 0; start < n; start += kBlock, b ^= 1) {
+      ahead.clear();  // joins: block b is ready
+      const std::size_t next = start + kBlock;
+      if (next < n) Launch(blocks_[b ^ 1], next, std::min(n, next + kBlock), threads_, ahead);
+      current_ = &blocks_[b];
+      for (std::size_t i = start; i < std::min(n, next); ++i) {
+        if (auto f = Step(i); f) return f;
+        if (auto f = CheckAnchors(); f) return f;
+      }
     }
     return CheckBeyondEnd();
   }
   std::uint64_t entries() const { return expected_; }
   const Bytes32& head() const { return head_; }
+  Bytes32 root() const { return tree_.Root(); }
 
  private:
   Finding At(std::size_t i, Tamper t, std::optional<std::uint64_t> seq, std::string detail) const {
@@ -150,16 +174,53 @@ class Verifier final {
     return e ? std::optional<ParsedEntry>(std::move(*e)) : std::nullopt;
   }
 
+  static constexpr std::size_t kBlock = 1 << 14;
+  struct Prepared {
+    Result<ParsedEntry> entry{ParsedEntry{}};
+    Bytes32 leaf{};
+    bool mac_ok = false;
+  };
+  struct Block {
+    std::size_t start = 0;
+    std::vector<Prepared> pre;
+    std::vector<Bytes32> keys;  // k of each line, if every line before it is accepted
+  };
+
+  // Prepares lines [start, end) into `block` on `threads` threads (returned
+  // in `running`); key_ is the key of line `start` and becomes that of `end`.
+  void Launch(Block& block, std::size_t start, std::size_t end, unsigned threads, std::vector<std::jthread>& running) {
+    block.start = start;
+    block.pre.resize(end - start);
+    block.keys.resize(end - start);
+    if (macs_) {
+      for (auto& slot : block.keys) {
+        slot = key_;
+        key_ = EvolveKey(key_);
+      }
+    }
+    auto work = [this, &block](std::size_t from, std::size_t to) {
+      for (std::size_t i = from; i < to; ++i) {
+        Prepared& p = block.pre[i - block.start];
+        p.entry = ScanEntryLine(log_.lines[i].text);
+        p.leaf = LeafHash(log_.lines[i].text);
+        p.mac_ok = macs_ && p.entry && Equal32(HmacSha256(block.keys[i - block.start], p.entry->hash), p.entry->mac);
+      }
+    };
+    const std::size_t per = (end - start + threads - 1) / threads;
+    for (std::size_t from = start; from < end; from += per) running.emplace_back(work, from, std::min(end, from + per));
+  }
+
   std::optional<Finding> Step(std::size_t i) {
     const Line& line = log_.lines[i];
     if (line.torn) return At(i, Tamper::kModified, std::nullopt, "torn last line (no newline): a crash not yet recovered, or an edit");
-    auto e = ScanEntryLine(line.text);
+    const Prepared& p = current_->pre[i - current_->start];
+    const auto& e = p.entry;
     if (!e) return At(i, Tamper::kModified, std::nullopt, "not a valid entry: " + e.error().message);
     if (!Equal32(e->computed, e->hash)) {
       return At(i, Tamper::kModified, e->seq, "the content does not match its hash");
     }
     if (e->seq != expected_ || !Equal32(e->prev, head_)) return Classify(i, *e);
-    if (macs_ && !Equal32(HmacSha256(key_, e->hash), e->mac)) {
+    if (macs_ && !p.mac_ok) {
       auto next = ParseAt(i + 1);
       if (next && (next->seq == e->seq || Equal32(next->prev, e->prev))) {
         return At(i, Tamper::kInserted, e->seq, "forged entry (MAC mismatch); the next line is the real seq " +
@@ -169,9 +230,9 @@ class Verifier final {
                 "the MAC does not verify under the forward-secure key for this seq (entry rewritten)");
     }
     accepted_.push_back(i);
+    tree_.Append(p.leaf);
     head_ = e->hash;
     ++expected_;
-    if (macs_) key_ = EvolveKey(key_);
     return std::nullopt;
   }
 
@@ -209,8 +270,11 @@ class Verifier final {
 
   std::optional<Finding> CheckAnchors() {
     auto [from, to] = anchors_.equal_range(expected_);
+    if (from == to) return std::nullopt;
+    const Bytes32 root = tree_.Root();
     for (auto it = from; it != to; ++it) {
-      if (!Equal32(it->second.head, head_)) {
+      // The Merkle root (a checkpoint made before the tree carried the chain head: both commit to the prefix).
+      if (!Equal32(it->second.head, root) && !Equal32(it->second.head, head_)) {
         const std::string where = accepted_.empty() ? "the start of the log" : Where(accepted_.back());
         return Finding{Tamper::kTruncated, it->second.file, it->second.line, expected_ == 0 ? std::nullopt : std::optional<std::uint64_t>(expected_ - 1),
                        "the log does not contain this checkpoint: the head at size " + std::to_string(expected_) +
@@ -232,20 +296,23 @@ class Verifier final {
   }
 
   const Log& log_;
-  Bytes32 key_;
+  Bytes32 key_;  // the MAC key of the next line to prepare
   bool macs_;
   std::multimap<std::uint64_t, Anchor> anchors_;
+  unsigned threads_;
   std::vector<std::size_t> accepted_;  // line index of each accepted seq
+  Frontier tree_;                      // RFC 6962 tree over the accepted records
+  std::array<Block, 2> blocks_;        // the block being walked and the one being prepared
+  const Block* current_ = nullptr;
   std::uint64_t expected_ = 0;
   Bytes32 head_{};
 };
 
 Result<Identity> LoadIdentity(const VerifyOptions& o, std::optional<Bytes32>& k0) {
   if (o.verifier_key_file) {
-    auto text = ReadFileLimited(*o.verifier_key_file, 64 * 1024);
+    auto text = ReadSecretFile(*o.verifier_key_file, 64 * 1024);
     if (!text) return std::unexpected(text.error());
-    auto key = DecodeVerifierKey(*text);
-    Cleanse(text->data(), text->size());
+    auto key = DecodeVerifierKey({reinterpret_cast<const char*>(text->data()), text->size()});
     if (!key) return std::unexpected(WithContext(key.error(), *o.verifier_key_file));
     k0 = key->k0;
     Cleanse(key->k0.data(), 32);
@@ -256,9 +323,38 @@ Result<Identity> LoadIdentity(const VerifyOptions& o, std::optional<Bytes32>& k0
   return DecodeIdentity(*text);
 }
 
+struct Witnesses {
+  std::vector<WitnessIdentity> keys;
+  std::uint64_t required = 0;
+  std::uint64_t verified = 0;
+};
+
+Result<Witnesses> LoadWitnesses(const VerifyOptions& o) {
+  Witnesses w;
+  w.required = o.witnesses_required;
+  for (const std::string& k : o.witness_keys) {
+    std::string vkey = k;
+    if (::access(k.c_str(), F_OK) == 0) {
+      auto text = ReadFileLimited(k, 4096);
+      if (!text) return std::unexpected(text.error());
+      vkey = text->substr(0, text->find('\n'));
+    }
+    auto id = ParseWitnessVerifierKey(vkey);
+    if (!id) return std::unexpected(WithContext(id.error(), k));
+    w.keys.push_back(*id);
+  }
+  if (w.required > w.keys.size()) {
+    return Fail(Errc::kInvalidArgument, std::to_string(w.required) + " witnesses required but " +
+                                            std::to_string(w.keys.size()) + " witness key(s) given");
+  }
+  return w;
+}
+
 // Checkpoint signatures; the good ones become anchors the log must contain.
+// With `witnesses`, every note must also carry that many of their cosignatures.
 std::optional<Finding> LoadAnchors(const std::string& path, const Identity& id, bool required,
-                                   std::multimap<std::uint64_t, Anchor>& anchors, std::uint64_t& count) {
+                                   std::multimap<std::uint64_t, Anchor>& anchors, std::uint64_t& count,
+                                   Witnesses* witnesses = nullptr) {
   auto text = ReadFileLimited(path, 256ull << 20);
   if (!text) {
     if (!required && text.error().code == Errc::kNotFound) return std::nullopt;
@@ -266,6 +362,16 @@ std::optional<Finding> LoadAnchors(const std::string& path, const Identity& id, 
   }
   for (const ParsedCheckpoint& cp : ParseCheckpoints(*text, id)) {
     if (!cp.signature_ok) return Finding{Tamper::kBadSignature, path, cp.line, std::nullopt, cp.problem};
+    if (witnesses != nullptr && !witnesses->keys.empty()) {
+      std::uint64_t cosigned = 0;
+      for (const WitnessIdentity& w : witnesses->keys) cosigned += HasCosignature(cp.body_text, cp.signatures, w) ? 1u : 0u;
+      if (cosigned < witnesses->required) {
+        return Finding{Tamper::kBadSignature, path, cp.line, std::nullopt,
+                       "checkpoint of size " + std::to_string(cp.body.size) + " has " + std::to_string(cosigned) +
+                           " valid witness cosignature(s); " + std::to_string(witnesses->required) + " required"};
+      }
+      witnesses->verified += cosigned;
+    }
     anchors.emplace(cp.body.size, Anchor{cp.body.head, path, cp.line});
     ++count;
   }
@@ -279,23 +385,31 @@ Result<VerifyReport> Verify(const VerifyOptions& options) {
   std::optional<Bytes32> k0;
   auto id = LoadIdentity(options, k0);
   if (!id) return std::unexpected(id.error());
+  auto witnesses = LoadWitnesses(options);
+  if (!witnesses) return std::unexpected(witnesses.error());
+  if (!options.witness_keys.empty() && !options.checkpoint_file) {
+    return Fail(Errc::kInvalidArgument, "witness keys check the cosignatures of --checkpoint FILE: give one");
+  }
   VerifyReport report;
   report.macs_checked = k0.has_value();
   std::multimap<std::uint64_t, Anchor> anchors;
   report.failure = LoadAnchors(options.dir + "/" + kCheckpointsFile, *id, false, anchors, report.checkpoints);
   if (!report.failure && options.checkpoint_file) {
     std::uint64_t external = 0;
-    report.failure = LoadAnchors(*options.checkpoint_file, *id, true, anchors, external);
+    report.failure = LoadAnchors(*options.checkpoint_file, *id, true, anchors, external, &*witnesses);
     report.checkpoints += external;
+    report.witnesses = witnesses->verified;
   }
   auto log = LoadLog(options.dir);
   if (!log) return std::unexpected(log.error());
   report.bytes = log->bytes;
-  Verifier verifier(*log, k0, std::move(anchors));
+  Verifier verifier(*log, k0, std::move(anchors), options.threads);
   if (k0) Cleanse(k0->data(), 32);
   if (!report.failure) report.failure = verifier.Run();
   report.entries = verifier.entries();
   if (report.entries > 0) report.head = Hex(verifier.head());
+  const Bytes32 root = verifier.root();
+  report.root = Base64(root.data(), root.size());
   return report;
 }
 

@@ -25,6 +25,7 @@
 #include "cordon/orchestrator/audit_verify.h"
 #include "cordon/unique_fd.h"
 #include "internal.h"
+#include "merkle.h"
 
 namespace cordon::audit {
 
@@ -33,6 +34,11 @@ using namespace internal;
 namespace {
 
 constexpr std::size_t kTailWindow = 2 * kMaxLineBytes;
+// tree.hashes is derived from the log: it is fdatasync'd before a checkpoint
+// signs its root and every this many records, and a process that opens the
+// log recomputes the hashes after the last sync point (a power cut may have
+// lost or zeroed an unsynced tail).
+constexpr std::uint64_t kTreeSyncEvery = 1024;
 
 class FileLock final {
  public:
@@ -143,7 +149,7 @@ Result<Tail> ReadTail(int fd, const std::string& dir, const Segment& seg) {
 class AuditLog::Impl {
  public:
   Options opt;
-  UniqueFd lock_fd, state_fd, checkpoints_fd, seg_fd;
+  UniqueFd lock_fd, state_fd, checkpoints_fd, seg_fd, tree_fd;
   Identity id;
   Bytes32 seed{};
   MacState state;  // the key for seq `state.seq`
@@ -154,6 +160,9 @@ class AuditLog::Impl {
   off_t seg_size = 0;
   std::uint64_t next_seq = 0;
   Bytes32 head{};
+  Frontier tree;              // the Merkle tree's right edge (valid with head_valid)
+  bool tree_checked = false;  // this process recomputed the unsynced tail of tree.hashes
+  std::string last_note;       // the last checkpoint this process signed
   std::vector<Event> pending;  // recovery entries to write before the next batch
 
   struct Request {
@@ -213,6 +222,10 @@ class AuditLog::Impl {
 
   Status Sync();
   Status Resync(const MacState& on_disk);
+  Status SyncTree(std::uint64_t records);
+  Status RebuildTree(std::uint64_t from, std::uint64_t to);
+  Status AppendTree(const std::vector<Bytes32>& leaves);
+  Status DurableTree();
   Status OpenSegment(const Segment& s, bool create);
   Result<std::uint64_t> WriteEntries(const std::vector<const Event*>& events, std::vector<std::uint64_t>& seqs);
   Status WriteCheckpointLocked();
@@ -242,6 +255,7 @@ Status AuditLog::Impl::Sync() {
   auto record = ReadAt(state_fd.get(), kStateRecordBytes, 0, kStateFile);
   if (!record) return std::unexpected(record.error());
   auto on_disk = DecodeState(*record);
+  Cleanse(record->data(), record->size());  // it held the current key
   if (!on_disk) return std::unexpected(WithContext(on_disk.error(), opt.dir + "/" + kStateFile));
   struct stat st{};
   const bool same = head_valid && seg_fd && on_disk->seq == next_seq && ::fstat(seg_fd.get(), &st) == 0 &&
@@ -288,6 +302,7 @@ Status AuditLog::Impl::Resync(const MacState& on_disk) {
     break;
   }
   state = on_disk;
+  const std::uint64_t records = next_seq;
   if (state.seq < next_seq) {
     // Crash after the log was synced and before the state was: derive forward.
     if (next_seq - state.seq > 1'000'000) return Fail(Errc::kIntegrity, "MAC state is far behind the log");
@@ -304,7 +319,110 @@ Status AuditLog::Impl::Resync(const MacState& on_disk) {
                             std::nullopt});
     next_seq = state.seq;
   }
+  if (auto ok = SyncTree(records); !ok) return ok;
   head_valid = true;
+  return {};
+}
+
+// Brings tree.hashes to exactly the hashes of the log's `records` records:
+// cuts what is beyond (or, at the first look of this process, unsynced) and
+// recomputes the missing tail from the entries.
+Status AuditLog::Impl::SyncTree(std::uint64_t records) {
+  struct stat st{};
+  if (::fstat(tree_fd.get(), &st) != 0) return FailErrno(std::string("stat ") + kTreeFile);
+  std::uint64_t hashes = static_cast<std::uint64_t>(st.st_size) / 32;
+  std::optional<std::uint64_t> have = RecordsForHashCount(hashes);
+  while (!have && hashes > 0) have = RecordsForHashCount(--hashes);
+  std::uint64_t keep = std::min(have.value_or(0), records);
+  if (!tree_checked) keep = std::min(keep, state.tree_synced);
+  if (StoredHashCount(keep) * 32 != static_cast<std::uint64_t>(st.st_size) &&
+      ::ftruncate(tree_fd.get(), static_cast<off_t>(StoredHashCount(keep) * 32)) != 0) {
+    return FailErrno(std::string("truncate ") + kTreeFile);
+  }
+  auto edge = Frontier::Load(keep, [&](std::uint64_t i) -> Result<Bytes32> {
+    Bytes32 h{};
+    if (::pread(tree_fd.get(), h.data(), 32, static_cast<off_t>(i * 32)) != 32) {
+      return Fail(Errc::kIo, std::string("read ") + kTreeFile);
+    }
+    return h;
+  });
+  if (!edge) return std::unexpected(edge.error());
+  tree = std::move(*edge);
+  if (keep < records) {
+    if (auto ok = RebuildTree(keep, records); !ok) return ok;
+  }
+  tree_checked = true;
+  return {};
+}
+
+// Recomputes the stored hashes of records [from, to) from the segments
+// (record i is the line of seq i; segment names give their first seq).
+Status AuditLog::Impl::RebuildTree(std::uint64_t from, std::uint64_t to) {
+  auto segments = ListSegments(opt.dir);
+  if (!segments) return std::unexpected(segments.error());
+  std::size_t first = 0;
+  for (std::size_t i = 0; i < segments->size(); ++i) {
+    if ((*segments)[i].first_seq <= from) first = i;
+  }
+  for (std::size_t i = first; i < segments->size() && tree.size() < to; ++i) {
+    const Segment& s = (*segments)[i];
+    auto fd = OpenFile(s.path, O_RDONLY);
+    if (!fd) return std::unexpected(fd.error());
+    struct stat st{};
+    if (::fstat(fd->get(), &st) != 0) return FailErrno("stat " + s.path);
+    auto text = ReadAt(fd->get(), static_cast<std::size_t>(st.st_size), 0, s.path);
+    if (!text) return std::unexpected(text.error());
+    std::vector<Bytes32> leaves;
+    std::uint64_t record = s.first_seq;
+    for (std::size_t at = 0; at < text->size() && record < to;) {
+      const std::size_t nl = text->find('\n', at);
+      if (nl == std::string::npos) break;
+      if (record >= tree.size()) {
+        leaves.push_back(LeafHash(std::string_view(*text).substr(at, nl - at)));
+      }
+      at = nl + 1;
+      ++record;
+    }
+    if (auto ok = AppendTree(leaves); !ok) return ok;
+  }
+  if (tree.size() != to) {
+    return Fail(Errc::kIntegrity, "the Merkle tree cannot be rebuilt: the log has " + std::to_string(tree.size()) +
+                                      " of " + std::to_string(to) + " records; run `cordon audit verify`");
+  }
+  return {};
+}
+
+// Appends the stored hashes of the next records (one write; cut back on failure).
+Status AuditLog::Impl::AppendTree(const std::vector<Bytes32>& leaves) {
+  if (leaves.empty()) return {};
+  const auto offset = static_cast<off_t>(StoredHashCount(tree.size()) * 32);
+  Frontier next = tree;
+  std::vector<Bytes32> stored;
+  stored.reserve(leaves.size() * 2 + 64);
+  for (const Bytes32& leaf : leaves) next.Append(leaf, &stored);
+  const std::string_view bytes(reinterpret_cast<const char*>(stored.data()), stored.size() * 32);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pwrite(tree_fd.get(), bytes.data() + done, bytes.size() - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      if (::ftruncate(tree_fd.get(), offset) != 0) {}  // best effort: a longer file is cut at the next Resync
+      errno = err;
+      return FailErrno(std::string("write ") + kTreeFile);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  tree = std::move(next);
+  if (tree.size() - std::min(tree.size(), state.tree_synced) >= kTreeSyncEvery) return DurableTree();
+  return {};
+}
+
+// Makes the stored hashes durable (before a checkpoint signs their root).
+Status AuditLog::Impl::DurableTree() {
+  if (state.tree_synced == tree.size()) return {};
+  if (auto ok = DataSync(tree_fd.get(), kTreeFile); !ok) return ok;
+  state.tree_synced = tree.size();
   return {};
 }
 
@@ -327,10 +445,18 @@ Status AuditLog::Impl::WriteState(bool sync_now) {
 
 Status AuditLog::Impl::WriteCheckpointLocked() {
   const std::int64_t now = NowNs();
-  auto note = SignCheckpoint(CheckpointBody{id.origin, next_seq, head, FormatTime(now)}, id, seed);
+  if (auto ok = DurableTree(); !ok) return ok;
+  auto note = SignCheckpoint(CheckpointBody{id.origin, tree.size(), tree.Root(), FormatTime(now)}, id, seed);
   if (!note) return std::unexpected(note.error());
-  if (auto ok = WriteAll(checkpoints_fd.get(), *note + "\n", kCheckpointsFile); !ok) return ok;
-  if (auto ok = DataSync(checkpoints_fd.get(), kCheckpointsFile); !ok) return ok;
+  struct stat st{};
+  if (::fstat(checkpoints_fd.get(), &st) != 0) return FailErrno(std::string("stat ") + kCheckpointsFile);
+  Status ok = WriteAll(checkpoints_fd.get(), *note + "\n", kCheckpointsFile);
+  if (ok) ok = DataSync(checkpoints_fd.get(), kCheckpointsFile);
+  if (!ok) {
+    if (::ftruncate(checkpoints_fd.get(), st.st_size) != 0) {}  // best effort: no torn note
+    return ok;
+  }
+  last_note = *note;
   state.checkpoint_size = next_seq;
   state.checkpoint_time_ns = now;
   return {};
@@ -339,6 +465,8 @@ Status AuditLog::Impl::WriteCheckpointLocked() {
 Result<std::uint64_t> AuditLog::Impl::WriteEntries(const std::vector<const Event*>& events,
                                                    std::vector<std::uint64_t>& seqs) {
   std::string lines;
+  std::vector<Bytes32> leaves;
+  leaves.reserve(events.size());
   Bytes32 key = state.key;
   Bytes32 prev = head;
   std::uint64_t seq = next_seq;
@@ -346,6 +474,7 @@ Result<std::uint64_t> AuditLog::Impl::WriteEntries(const std::vector<const Event
     auto sealed = SealEntry(*e, e->actor.value_or(self), seq, FormatTime(NowNs()), prev, key);
     if (!sealed) return std::unexpected(sealed.error());
     lines += sealed->line;
+    leaves.push_back(LeafHash(std::string_view(sealed->line).substr(0, sealed->line.size() - 1)));
     prev = sealed->hash;
     key = EvolveKey(key);
     seqs.push_back(seq++);
@@ -356,14 +485,25 @@ Result<std::uint64_t> AuditLog::Impl::WriteEntries(const std::vector<const Event
     }
   }
   head_valid = false;  // until the write is known to be complete and durable
-  if (auto ok = WriteAll(seg_fd.get(), lines, seg.path); !ok) return std::unexpected(ok.error());
-  if (auto ok = DataSync(seg_fd.get(), seg.path); !ok) return std::unexpected(ok.error());
+  Status written = WriteAll(seg_fd.get(), lines, seg.path);
+  if (written) written = DataSync(seg_fd.get(), seg.path);
+  if (!written) {
+    Cleanse(key.data(), 32);
+    // A short write (ENOSPC, EIO) must not leave a torn line: cut the segment
+    // back to its last good size, so the log still verifies and the next
+    // writer needs no space to recover. If even that fails, the next writer
+    // moves the torn line aside (recovery).
+    if (::ftruncate(seg_fd.get(), seg_size) == 0 && ::fdatasync(seg_fd.get()) == 0) head_valid = true;
+    return std::unexpected(WithContext(written.error(), "nothing was appended"));
+  }
   seg_size += static_cast<off_t>(lines.size());
   next_seq = seq;
   head = prev;
   state.key = key;
   Cleanse(key.data(), 32);
-  head_valid = true;
+  // The entries are durable; the tree is derived from them. If its hashes
+  // cannot be stored now, the next batch recomputes them (Resync) first.
+  head_valid = static_cast<bool>(AppendTree(leaves));
   return seq;
 }
 
@@ -459,10 +599,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(Options options) {
   if (auto ok = CheckPrivate(state_fd->get(), dir + "/" + kStateFile); !ok) return std::unexpected(ok.error());
   auto lock_fd = OpenFile(dir + "/" + kLockFile, O_RDWR);
   auto cp_fd = OpenFile(dir + "/" + kCheckpointsFile, O_WRONLY | O_APPEND);
+  auto tree_fd = OpenFile(dir + "/" + kTreeFile, O_RDWR | O_CREAT);  // made here for a log from before the tree
   auto identity = ReadFileLimited(dir + "/" + kIdentityFile, 4096);
-  auto seed_text = ReadFileLimited(dir + "/" + kSigningKeyFile, 4096);
-  if (!lock_fd || !cp_fd || !identity || !seed_text) {
-    const Error& e = !lock_fd ? lock_fd.error() : !cp_fd ? cp_fd.error() : !identity ? identity.error() : seed_text.error();
+  auto seed_text = ReadSecretFile(dir + "/" + kSigningKeyFile, 4096);
+  if (!lock_fd || !cp_fd || !tree_fd || !identity || !seed_text) {
+    const Error& e = !lock_fd ? lock_fd.error() : !cp_fd ? cp_fd.error() : !tree_fd ? tree_fd.error()
+                     : !identity ? identity.error() : seed_text.error();
     return std::unexpected(WithContext(e, "audit log " + dir));
   }
   {
@@ -471,15 +613,17 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(Options options) {
     if (auto ok = CheckPrivate(key_fd->get(), dir + "/" + kSigningKeyFile); !ok) return std::unexpected(ok.error());
   }
   auto id = DecodeIdentity(*identity);
-  const std::size_t at = seed_text->find("seed ");
-  auto seed = at == std::string::npos ? std::nullopt : Unhex32(seed_text->substr(at + 5, 64));
-  Cleanse(seed_text->data(), seed_text->size());
+  const std::string_view key_text(reinterpret_cast<const char*>(seed_text->data()), seed_text->size());
+  const std::size_t at = key_text.find("seed ");
+  auto seed = at == std::string_view::npos ? std::nullopt : Unhex32(key_text.substr(at + 5, 64));
   if (!id || !seed) return Fail(Errc::kInvalidData, "audit log " + dir + ": identity or checkpoint key unreadable");
   impl->state_fd = std::move(*state_fd);
   impl->lock_fd = std::move(*lock_fd);
   impl->checkpoints_fd = std::move(*cp_fd);
+  impl->tree_fd = std::move(*tree_fd);
   impl->id = *id;
   impl->seed = *seed;
+  Cleanse(&*seed, sizeof(Bytes32));
   impl->self = CurrentActor();
   ::mlock(impl.get(), sizeof(Impl));  // best effort: keep the keys out of swap
   if (impl->opt.key_erasure == KeyErasure::kPipelined) {
@@ -523,7 +667,7 @@ Result<std::string> AuditLog::Checkpoint() {
     if (auto ok = impl_->FlushPendingLocked(); !ok) return std::unexpected(ok.error());
     if (auto ok = impl_->WriteCheckpointLocked(); !ok) return std::unexpected(ok.error());
     if (auto ok = impl_->WriteState(true); !ok) return std::unexpected(ok.error());
-    return LatestCheckpoint(impl_->opt.dir);
+    return impl_->last_note;
   });
 }
 

@@ -248,7 +248,9 @@ Result<Header> Rewrapped(Header h, const SecretBytes& dek, kms::KeyManager& km, 
   h.wrapped_dek = std::move(wrapped->blob);
   auto keys = internal::DeriveKeys(dek, h);
   if (!keys) return std::unexpected(keys.error());
-  h.mac = internal::HeaderMac(*keys, h);
+  auto mac = internal::HeaderMac(*keys, h);
+  if (!mac) return std::unexpected(mac.error());
+  h.mac = *mac;
   return h;
 }
 
@@ -294,7 +296,8 @@ Result<DigestCtx> NewSha256() {
 
 std::string FinishSha256(EVP_MD_CTX* ctx) {
   std::uint8_t digest[32];
-  EVP_DigestFinal_ex(ctx, digest, nullptr);
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx, digest, &len) != 1 || len != sizeof digest) return "";  // callers refuse ""
   std::string out = "sha256:";
   char hex[3];
   for (std::uint8_t b : digest) {
@@ -316,16 +319,20 @@ Result<std::string> Sha256Fd(int fd) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return FailErrno("read");
     if (n == 0) break;
-    EVP_DigestUpdate(ctx->get(), buf.data(), static_cast<std::size_t>(n));
+    if (EVP_DigestUpdate(ctx->get(), buf.data(), static_cast<std::size_t>(n)) != 1) {
+      return Fail(Errc::kInternal, "SHA-256 failed");
+    }
     offset += n;
   }
-  return FinishSha256(ctx->get());
+  std::string digest = FinishSha256(ctx->get());
+  if (digest.empty()) return Fail(Errc::kInternal, "SHA-256 failed");
+  return digest;
 }
 
 std::string Sha256Bytes(std::string_view bytes) {
   auto ctx = NewSha256();
   if (!ctx) return "";
-  EVP_DigestUpdate(ctx->get(), bytes.data(), bytes.size());
+  if (EVP_DigestUpdate(ctx->get(), bytes.data(), bytes.size()) != 1) return "";
   return FinishSha256(ctx->get());
 }
 

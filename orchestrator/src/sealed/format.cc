@@ -96,12 +96,15 @@ Result<DerivedKeys> DeriveKeys(const SecretBytes& dek, const Header& header) {
   return keys;
 }
 
-std::array<std::uint8_t, 32> HeaderMac(const DerivedKeys& keys, const Header& header) {
+Result<std::array<std::uint8_t, 32>> HeaderMac(const DerivedKeys& keys, const Header& header) {
   const std::vector<std::uint8_t> bytes = EncodeWithoutMac(header);
   std::array<std::uint8_t, 32> mac{};
   unsigned int len = 0;
-  HMAC(EVP_sha256(), keys.mac.data(), static_cast<int>(keys.mac.size()), bytes.data(), bytes.size(),
-       mac.data(), &len);
+  if (HMAC(EVP_sha256(), keys.mac.data(), static_cast<int>(keys.mac.size()), bytes.data(), bytes.size(),
+           mac.data(), &len) == nullptr ||
+      len != mac.size()) {
+    return Fail(Errc::kInternal, "HMAC-SHA256 of the header failed");
+  }
   return mac;
 }
 
@@ -112,7 +115,8 @@ Status VerifyHeader(const Header& header, const DerivedKeys& keys) {
                 "commitment, chunk size, dataset or job was altered)");
   }
   const auto mac = HeaderMac(keys, header);
-  if (CRYPTO_memcmp(mac.data(), header.mac.data(), 32) != 0) {
+  if (!mac) return std::unexpected(mac.error());
+  if (CRYPTO_memcmp(mac->data(), header.mac.data(), 32) != 0) {
     return Fail(Errc::kTampered, "header tampered: the header MAC does not verify");
   }
   return {};

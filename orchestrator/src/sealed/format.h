@@ -29,7 +29,7 @@ struct DerivedKeys {
 [[nodiscard]] Result<DerivedKeys> DeriveKeys(const SecretBytes& dek, const Header& header);
 
 // HMAC-SHA256 under keys.mac over the encoded header without its MAC.
-[[nodiscard]] std::array<std::uint8_t, 32> HeaderMac(const DerivedKeys& keys, const Header& header);
+[[nodiscard]] Result<std::array<std::uint8_t, 32>> HeaderMac(const DerivedKeys& keys, const Header& header);
 
 // Key commitment (constant time), then the header MAC.
 [[nodiscard]] Status VerifyHeader(const Header& header, const DerivedKeys& keys);

@@ -328,7 +328,9 @@ Result<std::pair<Header, internal::DerivedKeys>> NewHeader(const SealOptions& o,
   auto keys = internal::DeriveKeys(*dek, h);
   if (!keys) return std::unexpected(keys.error());
   h.commitment = keys->commitment;
-  h.mac = internal::HeaderMac(*keys, h);
+  auto mac = internal::HeaderMac(*keys, h);
+  if (!mac) return std::unexpected(mac.error());
+  h.mac = *mac;
   h.header_bytes = internal::EncodeHeader(h).size();
   return std::pair{std::move(h), std::move(*keys)};
 }
@@ -346,7 +348,7 @@ Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms, const Sea
   if (!sha || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1) return Fail(Errc::kInternal, "SHA-256 unavailable");
   const std::uint64_t total = TotalOf(in_fd);
   const auto emit = [&](std::span<const std::uint8_t> bytes) -> Status {
-    EVP_DigestUpdate(sha.get(), bytes.data(), bytes.size());
+    if (EVP_DigestUpdate(sha.get(), bytes.data(), bytes.size()) != 1) return Fail(Errc::kInternal, "SHA-256 failed");
     report.sealed_bytes += bytes.size();
     return WriteAll(out_fd, bytes);
   };
@@ -366,7 +368,7 @@ Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms, const Sea
   };
   dir.write = [&](std::span<const std::uint8_t> sealed) { return WriteAll(out_fd, sealed); };
   dir.post = [&](std::span<const std::uint8_t> sealed) -> Status {
-    EVP_DigestUpdate(sha.get(), sealed.data(), sealed.size());
+    if (EVP_DigestUpdate(sha.get(), sealed.data(), sealed.size()) != 1) return Fail(Errc::kInternal, "SHA-256 failed");
     report.sealed_bytes += sealed.size();
     report.plaintext_bytes += sealed.size() - kTagBytes;
     ++report.chunks;
@@ -376,7 +378,10 @@ Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms, const Sea
   RecordReader reader(in_fd, PositionOf(in_fd), dir.record);
   if (auto ok = LaneEngine(reader, dir).Run(); !ok) return std::unexpected(ok.error());
   std::array<std::uint8_t, 32> digest{};
-  EVP_DigestFinal_ex(sha.get(), digest.data(), nullptr);
+  unsigned int digest_len = 0;
+  if (EVP_DigestFinal_ex(sha.get(), digest.data(), &digest_len) != 1 || digest_len != digest.size()) {
+    return Fail(Errc::kInternal, "SHA-256 failed");
+  }
   report.sha256 = "sha256:" + Hex(digest);
   return report;
 }

@@ -45,8 +45,11 @@ struct WrapContext {
 // The canonical associated-data encoding of a wrap, shared by adapters:
 //   "cordon-wrap-v1" 0x00 | u8 len | adapter | u8 len | key name | u32 BE version
 //   | u8 len | dataset | u8 len | job
-[[nodiscard]] std::vector<std::uint8_t> WrapAad(std::string_view adapter, std::string_view key_name,
-                                                std::uint32_t version, const WrapContext& context);
+// (the version big-endian; "key name" is the bare name, "datasets" for
+// kms://local/datasets). A field over 255 bytes is refused (kInvalidArgument),
+// never cut: names differing after byte 255 must not share an AAD.
+[[nodiscard]] Result<std::vector<std::uint8_t>> WrapAad(std::string_view adapter, std::string_view key_name,
+                                                        std::uint32_t version, const WrapContext& context);
 
 struct WrappedKey {
   std::uint32_t version = 0;       // the KEK version that wrapped it

@@ -5,8 +5,11 @@
 // entry carries seq, time, actor, action, job, outcome, details, prev (hash of
 // the previous entry), hash (SHA-256 of the entry's canonical form) and mac
 // (HMAC-SHA256 under a forward-secure key that evolves after every entry and
-// whose old values are overwritten on disk). Ed25519 checkpoints over
-// {origin, size, head hash, time} are appended to <dir>/checkpoints.
+// whose old values are overwritten on disk). The entries are also the leaves
+// of an RFC 6962 Merkle tree whose stored hashes are appended to
+// <dir>/tree.hashes; Ed25519 checkpoints (C2SP tlog-checkpoint) over
+// {origin, size, Merkle root, time} are appended to <dir>/checkpoints.
+// Proofs, tiles and the witness: audit_tlog.h.
 //
 // Guarantees of Append / Begin / Finish:
 //   * durable before return: the entry is written with O_APPEND and
@@ -17,7 +20,9 @@
 //   * serialised across processes by flock(2) on <dir>/audit.lock, so the CLI,
 //     the runner and the daemon may all hold an AuditLog on the same directory.
 //   * a torn last line left by a crash is moved aside intact (torn-*.bin) and
-//     a `log.recovered` entry records it; nothing is silently dropped.
+//     a `log.recovered` entry records it; nothing is silently dropped. A write
+//     that fails (ENOSPC, EIO) is cut back before the error is returned: no
+//     torn line is left behind.
 //   * details must never hold plaintext data or key material. A guard refuses
 //     secret-looking member names (key, secret, password, pin, token, dek, kek,
 //     plaintext, ...), floats, strings over 1 KiB and entries over 16 KiB; it
@@ -71,7 +76,8 @@ enum class KeyErasure { kSynchronous, kPipelined };
 struct Options {
   std::string dir;                               // the config's audit_dir
   std::uint64_t checkpoint_every = 1000;         // sign a checkpoint every N entries
-  std::chrono::seconds checkpoint_interval{300}; // ... and when T has passed (checked on append)
+  std::chrono::seconds checkpoint_interval{300}; // ... and when T has passed (checked on append;
+                                                 // a long-lived process also calls Checkpoint() on a timer)
   std::uint64_t segment_max_bytes = 64ull << 20; // start a new segment beyond this size
   KeyErasure key_erasure = KeyErasure::kSynchronous;
 };
@@ -101,8 +107,10 @@ class AuditLog final {
   // Appends the outcome of `intent`: same action and job, details gain "intent_seq".
   [[nodiscard]] Result<std::uint64_t> Finish(const Intent& intent, std::string outcome,
                                              nlohmann::json details = nlohmann::json::object());
-  // Signs and stores a checkpoint of the current head now (call on clean
-  // shutdown, and from a timer in long-lived idle processes). Returns its text.
+  // Signs and stores a checkpoint of the current head (the Merkle root of every
+  // entry now in the log) and records it in the MAC state (restarting the
+  // interval). Call on clean shutdown and from a timer in long-lived processes
+  // (cordond: every checkpoint_interval). Returns the signed note.
   [[nodiscard]] Result<std::string> Checkpoint();
 
  private:

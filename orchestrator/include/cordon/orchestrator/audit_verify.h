@@ -40,6 +40,13 @@ struct VerifyOptions {
   std::string dir;
   std::optional<std::string> verifier_key_file;
   std::optional<std::string> checkpoint_file;  // a checkpoint kept elsewhere
+  // Witness verifier keys (name+id+base64(0x04||pub), or files holding one)
+  // and how many of them must have cosigned every note in checkpoint_file.
+  std::vector<std::string> witness_keys;
+  std::uint64_t witnesses_required = 0;
+  // Threads that prepare entries (scan, hashes, MACs) ahead of the sequential
+  // walk; 0: one per core.
+  unsigned threads = 0;
 };
 
 struct Finding {
@@ -53,8 +60,10 @@ struct Finding {
 struct VerifyReport {
   std::uint64_t entries = 0;
   std::string head;             // hex hash of the last entry ("" for an empty log)
+  std::string root;             // base64 Merkle root (RFC 6962) of the entries verified
   std::uint64_t bytes = 0;
   std::uint64_t checkpoints = 0;
+  std::uint64_t witnesses = 0;  // witness cosignatures verified on checkpoint_file
   bool macs_checked = false;
   std::optional<Finding> failure;  // the first problem found; unset: the log verifies
 };
