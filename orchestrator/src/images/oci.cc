@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,8 @@ constexpr std::string_view kDockerManifest = "application/vnd.docker.distributio
 constexpr std::string_view kWhiteout = ".wh.";
 constexpr std::string_view kOpaque = ".wh..wh..opq";
 constexpr int kMaxRemoveDepth = 256;
+constexpr std::size_t kMaxEnv = 1024;            // image config Env entries kept
+constexpr std::size_t kMaxEnvBytes = 32 * 1024;  // one NAME=VALUE
 
 bool IsLayerType(const std::string& t) {
   static const std::set<std::string> kTypes = {
@@ -232,8 +235,11 @@ ImageConfig ReadImageConfig(const json& config) {
       if (!e.is_string()) continue;
       const std::string kv = e.get<std::string>();
       const auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) continue;
-      out.env.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+      if (eq == std::string::npos || eq == 0 || kv.size() > kMaxEnvBytes || out.env.size() >= kMaxEnv) continue;
+      const std::string name = kv.substr(0, eq);
+      const bool valid = !std::isdigit(static_cast<unsigned char>(name[0])) &&
+                         std::all_of(name.begin(), name.end(), [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'; });
+      if (valid) out.env.emplace_back(name, kv.substr(eq + 1));
     }
   }
   if (c->contains("WorkingDir") && (*c)["WorkingDir"].is_string()) out.working_dir = (*c)["WorkingDir"];
