@@ -14,6 +14,8 @@
 #include <cstring>
 #include <fstream>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include "cordon/unique_fd.h"
 
@@ -151,31 +153,48 @@ Status DropRootfsStage() {
 }
 
 // ---- GPUs: device nodes into /dev, driver files into /nvidia ----
-std::string Basename(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+// Opened (O_PATH) before the new root hides the host's /tmp, bound from the fds afterwards.
+struct GpuFds {
+  std::vector<std::pair<UniqueFd, std::string>> devices, libraries, tools;  // fd, basename
+};
 
-Status BindGpuDevices(const GpuAccess& gpu) {
-  for (const std::string& dev : gpu.devices) {
-    struct stat st {};
-    if (stat(dev.c_str(), &st) != 0) return FailErrno("GPU device " + dev);
-    if (!S_ISCHR(st.st_mode)) return Fail(Errc::kInvalidArgument, "GPU device " + dev + " is not a character device");
-    const std::string target = R("/dev/") + Basename(dev);
+std::string Basename(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+std::string FdPath(const UniqueFd& fd) { return "/proc/self/fd/" + std::to_string(fd.get()); }
+
+Status OpenGpu(const GpuAccess& gpu, GpuFds& out) {
+  for (const auto& [list, into, device] : {std::tuple{&gpu.devices, &out.devices, true},
+                                           {&gpu.libraries, &out.libraries, false}, {&gpu.tools, &out.tools, false}}) {
+    for (const std::string& path : *list) {
+      UniqueFd fd(open(path.c_str(), O_PATH | O_CLOEXEC));
+      struct stat st {};
+      if (!fd || fstat(fd.get(), &st) != 0) return FailErrno(std::string(device ? "GPU device " : "GPU driver file ") + path);
+      if (device ? !S_ISCHR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        return Fail(Errc::kInvalidArgument, path + (device ? " is not a character device" : " is not a regular file"));
+      }
+      into->emplace_back(std::move(fd), Basename(path));
+    }
+  }
+  return {};
+}
+
+Status BindGpuDevices(const GpuFds& gpu) {
+  for (const auto& [fd, name] : gpu.devices) {
+    const std::string target = R("/dev/") + name;
     if (auto s = WriteText(target, "", 0666); !s) return s;
-    if (auto s = Mount(dev.c_str(), target, nullptr, MS_BIND, nullptr); !s) return s;
+    if (auto s = Mount(FdPath(fd).c_str(), target, nullptr, MS_BIND, nullptr); !s) return s;
     if (auto s = Mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NOEXEC, nullptr); !s) return s;
   }
   return {};
 }
 
-Status BindGpuDriver(const GpuAccess& gpu) {
+Status BindGpuDriver(const GpuFds& gpu) {
   if (gpu.libraries.empty() && gpu.tools.empty()) return {};
   for (const char* d : {"/nvidia", "/nvidia/lib64", "/nvidia/bin"}) {
     if (auto st = MkDir(R(d), 0755); !st) return st;
   }
   for (const auto& [list, dir] : {std::pair{&gpu.libraries, "/nvidia/lib64/"}, {&gpu.tools, "/nvidia/bin/"}}) {
-    for (const std::string& file : *list) {
-      struct stat st {};
-      if (stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return FailErrno("GPU driver file " + file);
-      if (auto s = BindReadOnly(file, R(dir) + Basename(file), false); !s) return s;
+    for (const auto& [fd, name] : *list) {
+      if (auto s = BindReadOnly(FdPath(fd), R(dir) + name, false); !s) return s;
     }
   }
   return {};
@@ -275,7 +294,7 @@ Result<bool> MakeDevNodes() {
   return bind;
 }
 
-Result<bool> MountDev(const GpuAccess* gpu) {
+Result<bool> MountDev(const GpuFds& gpu) {
   if (auto st = MkDir(R("/dev"), 0755); !st) return std::unexpected(st.error());
   if (auto st = Mount("tmpfs", R("/dev"), "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755");
       !st) {
@@ -288,9 +307,7 @@ Result<bool> MountDev(const GpuAccess* gpu) {
                               {"shm", "/tmp"}}) {
     if (symlink(target, (R("/dev/") + name).c_str()) != 0) return FailErrno(std::string("symlink /dev/") + name);
   }
-  if (gpu != nullptr) {
-    if (auto st = BindGpuDevices(*gpu); !st) return std::unexpected(st.error());
-  }
+  if (auto st = BindGpuDevices(gpu); !st) return std::unexpected(st.error());
   if (auto st = Mount(nullptr, R("/dev"), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr);
       !st) {
     return std::unexpected(st.error());
@@ -367,6 +384,12 @@ bool SwapActive() {
 
 Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step) {
   FsOutcome out;
+  GpuFds gpu;
+  if (plan.gpu != nullptr) {
+    if (auto st = Step("open-gpu", failed_step, [&]() -> Status { return OpenGpu(*plan.gpu, gpu); }); !st) {
+      return std::unexpected(st.error());
+    }
+  }
   if (auto st = Step("mount-root-tmpfs", failed_step, MountRoot); !st) return std::unexpected(st.error());
   if (plan.image_is_rootfs) {
     if (auto st = Step("bind-rootfs", failed_step, [&]() -> Status { return BindRootfs(plan); }); !st) {
@@ -378,10 +401,8 @@ Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step
       return std::unexpected(st.error());
     }
   }
-  if (plan.gpu != nullptr) {
-    if (auto st = Step("bind-gpu", failed_step, [&]() -> Status { return BindGpuDriver(*plan.gpu); }); !st) {
-      return std::unexpected(st.error());
-    }
+  if (auto st = Step("bind-gpu", failed_step, [&]() -> Status { return BindGpuDriver(gpu); }); !st) {
+    return std::unexpected(st.error());
   }
   auto noswap = MountScratch(plan);
   if (!noswap) {
@@ -392,7 +413,7 @@ Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step
   if (auto st = Step("bind-scratch-dirs", failed_step, [&]() -> Status { return BindScratchDirs(plan); }); !st) {
     return std::unexpected(st.error());
   }
-  auto dev_bound = MountDev(plan.gpu);
+  auto dev_bound = MountDev(gpu);
   if (!dev_bound) {
     failed_step = "mount-dev";
     return std::unexpected(dev_bound.error());

@@ -65,7 +65,7 @@ struct StageOutContext {
 // (e.g. /dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm) bound into the sandbox's /dev under
 // their own names; `libraries` are bound read-only at /nvidia/lib64/<basename>, `tools` at
 // /nvidia/bin/<basename> (the caller points LD_LIBRARY_PATH/PATH there). Nothing else of the
-// host's /dev or /sys is shown. Each must exist; a missing one fails step bind-gpu.
+// host's /dev or /sys is shown. Each is opened before any mount; a missing one fails step open-gpu.
 struct GpuAccess {
   std::vector<std::string> devices;
   std::vector<std::string> libraries;
