@@ -5,10 +5,10 @@
 # one job through cordond as a plain uid.
 #
 #   oci_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
-#   sections: run hostile gpu daemon
+#   sections: run umoci hostile gpu daemon
 # Needs root and /bin/busybox (busybox-static). KEEP=1 keeps the temp dir.
 set -uo pipefail
-SECTIONS_ALL=(run hostile gpu daemon)
+SECTIONS_ALL=(run umoci hostile gpu daemon)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/e2e.sh"
 e2e_sections oci "$@"
@@ -108,6 +108,25 @@ sec_run() {
   check "the refusal names the tag" reason_has "no manifest is tagged 'v9'"
   ospec "$T/dirpin.yaml" "$T/rootfs" "true" "    image_digest: $DIGEST"
   check "image_digest on a directory image is a spec error" bash -c "! '$C' validate '$T/dirpin.yaml' >/dev/null 2>&1"
+}
+
+# The workflow docs/TRAINERS.md shows: umoci init/new/unpack/repack/config, no daemon, and the
+# pin read from the layout's index.json.
+sec_umoci() {
+  command -v umoci >/dev/null || { fail "umoci is installed (scripts/setup)"; return; }
+  setup_install umoci || { fail "install"; return; }
+  local L="$T/umoci/layout" B="$T/umoci/bundle"
+  umoci init --layout "$L" && umoci new --image "$L:base" && umoci unpack --image "$L:base" "$B" >/dev/null &&
+    mkdir -p "$B/rootfs/bin" "$B/rootfs/app" && cp "$BUSYBOX" "$B/rootfs/bin/busybox" &&
+    ln -s busybox "$B/rootfs/bin/sh" && cp "$T/rootfs/app/train.sh" "$B/rootfs/app/" &&
+    umoci repack --image "$L:v2" "$B" && umoci config --image "$L:v2" --config.env PATH=/bin ||
+    { fail "umoci builds the image"; return; }
+  chmod -R a+rX "$L"
+  local digest; digest=$(jget "$L/index.json" '[m["digest"] for m in d["manifests"] if m.get("annotations",{}).get("org.opencontainers.image.ref.name")=="v2"][0]')
+  ospec "$T/umoci.yaml" "oci:$L:v2" "/app/train.sh" "    image_digest: $digest"
+  orun umoci "$T/umoci.yaml"
+  check "an image made with umoci runs, pinned" test "$(outcome)" = succeeded
+  check "its output is sealed" test "$(cat "$(extract umoci)/model.txt" 2>/dev/null)" = trained
 }
 
 # hostile KIND EXPECT: a layout with that hostile layer is refused, the reason says EXPECT.
