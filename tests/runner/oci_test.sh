@@ -148,7 +148,7 @@ sec_hostile() {
   hostile device "character device"
   hostile tamper "sha256"
   check "nothing escaped into the outside directory" test -z "$(ls -A "$T/outside")"
-  check "no ../ entry landed beside the cache" bash -c "! ls '$STATE_DIR'/escaped-* '$STATE_DIR'/../escaped-* 2>/dev/null | grep -q ."
+  check "no ../ entry landed beside the cache" bash -c "! ls '$STATE_DIR'/images/escaped-* '$STATE_DIR'/escaped-* 2>/dev/null | grep -q ."
   check "no absolute entry landed" bash -c "! ls /tmp/abs-escaped-* 2>/dev/null | grep -q ."
   check "no refused image is left in the cache" bash -c "[ \$(ls '$STATE_DIR/images' | grep -vc '\\.lock\$') = 0 ]"
 }

@@ -90,7 +90,9 @@ Result<UniqueFd> OpenInLayout(int layout_fd, const std::vector<std::string>& par
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const bool last = i + 1 == parts.size();
     shown += (i ? "/" : "") + parts[i];
-    const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? O_NONBLOCK | O_NOCTTY : O_DIRECTORY);
+    // The file is looked at (O_PATH) before it is opened for reading: opening a device node the
+    // layout smuggled in could have side effects even as a read.
+    const int flags = O_NOFOLLOW | O_CLOEXEC | (last ? O_PATH : O_RDONLY | O_DIRECTORY);
     UniqueFd next(::openat(at, parts[i].c_str(), flags));
     if (!next) {
       if (errno == ELOOP || (!last && errno == ENOTDIR)) {
@@ -103,6 +105,11 @@ Result<UniqueFd> OpenInLayout(int layout_fd, const std::vector<std::string>& par
     if (last && !S_ISREG(st.st_mode)) return Fail(Errc::kInvalidData, shown + ": not a regular file");
     if (!Permits(st, reader, last ? S_IRUSR : S_IXUSR)) {
       return Fail(Errc::kPermissionDenied, shown + ": the submitter may not " + (last ? "read" : "search") + " it");
+    }
+    if (last) {
+      const std::string self = "/proc/self/fd/" + std::to_string(next.get());
+      next.reset(::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+      if (!next) return FailErrno(shown);
     }
     cur = std::move(next);
     at = cur.get();
