@@ -1,6 +1,7 @@
 #include "cordon/specs/spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -29,6 +30,8 @@ constexpr std::uint64_t kMinScratch = 1ull << 20;  // 1Mi
 constexpr std::uint64_t kMaxScratch = 1ull << 40;  // 1Ti
 constexpr std::int64_t kMinPids = 2;                // the trainer and one child
 constexpr std::int64_t kMaxPids = 65536;
+constexpr std::int64_t kMaxGpus = 64;
+constexpr std::size_t kMaxImageRef = 128;
 constexpr double kMinCpus = 0.01;
 constexpr double kMaxCpus = 1024;
 constexpr auto kMinTimeout = std::chrono::seconds(1);
@@ -85,6 +88,11 @@ bool IsInputName(std::string_view s) {
 }
 
 }  // namespace
+
+std::string ImageReference(const Trainer& trainer) {
+  if (trainer.image_kind == ImageKind::kDirectory) return trainer.image;
+  return "oci:" + trainer.image + (trainer.image_ref.empty() ? "" : ":" + trainer.image_ref);
+}
 
 bool IsMetricName(std::string_view s) {
   return !s.empty() && s.size() <= 64 && (IsUpper(s.front()) || IsLower(s.front()) || s.front() == '_') &&
@@ -219,12 +227,62 @@ class SpecReader final {
 
   void ReadTrainer(const Node& node, Trainer& trainer) {
     MapReader t(d_, node, "spec.trainer");
-    if (const Node* n = t.Required("image")) {
-      if (auto v = ReadPath(*n, "spec.trainer.image")) trainer.image = *v;
+    if (const Node* n = t.Required("image")) ReadImage(*n, trainer);
+    if (const Node* n = t.Optional("image_digest")) {
+      ReadImageDigest(*n, trainer);
+      if (trainer.image_digest && trainer.image_kind != ImageKind::kOciLayout && !trainer.image.empty()) {
+        d_.Add(*n, "spec.trainer.image_digest: only an OCI image (image: oci:PATH[:TAG]) has a manifest digest to pin");
+      }
     }
     if (const Node* n = t.Required("command")) ReadCommand(*n, trainer);
     if (const Node* n = t.Optional("env")) ReadEnv(*n, trainer);
     t.Finish();
+  }
+
+  // "oci:PATH[:TAG]" as skopeo's oci transport splits it (at the first ':' after the prefix);
+  // anything else is a directory image.
+  void ReadImage(const Node& n, Trainer& trainer) {
+    auto v = yaml::ReadString(d_, n, "spec.trainer.image");
+    if (!v) return;
+    if (!v->starts_with("oci:")) {
+      if (auto p = ReadPath(n, "spec.trainer.image")) trainer.image = *p;
+      return;
+    }
+    const std::string rest = v->substr(4);
+    const auto colon = rest.find(':');
+    const std::string path = rest.substr(0, colon);
+    const std::string ref = colon == std::string::npos ? "" : rest.substr(colon + 1);
+    if (auto ok = CheckHostPath(path); !ok) {
+      d_.Add(n, "spec.trainer.image: the OCI layout " + ok.error().message);
+      return;
+    }
+    if (colon != std::string::npos && !IsImageRef(ref)) {
+      d_.Add(n, "spec.trainer.image: '" + ref + "' is not an image tag (letters, digits and . _ - : @ + /, "
+                "starting with a letter or digit, at most " + std::to_string(kMaxImageRef) + ")");
+      return;
+    }
+    trainer.image_kind = ImageKind::kOciLayout;
+    trainer.image = path;
+    trainer.image_ref = ref;
+  }
+
+  static bool IsImageRef(std::string_view ref) {
+    if (ref.empty() || ref.size() > kMaxImageRef || !std::isalnum(static_cast<unsigned char>(ref[0]))) return false;
+    return std::all_of(ref.begin(), ref.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("._-:@+/").find(c) != std::string_view::npos;
+    });
+  }
+
+  void ReadImageDigest(const Node& n, Trainer& trainer) {
+    auto v = yaml::ReadString(d_, n, "spec.trainer.image_digest");
+    if (!v) return;
+    const bool hex = v->size() == 71 && v->starts_with("sha256:") &&
+                     std::all_of(v->begin() + 7, v->end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f'); });
+    if (!hex) {
+      d_.Add(n, "spec.trainer.image_digest: expected sha256:<64 lowercase hex> (the manifest digest), got '" + *v + "'");
+      return;
+    }
+    trainer.image_digest = *v;
   }
 
   void ReadCommand(const Node& n, Trainer& trainer) {
@@ -386,6 +444,9 @@ class SpecReader final {
     if (const Node* n = m.Optional("scratch")) {
       ReadSize(*n, "spec.resources.scratch", kMinScratch, kMaxScratch, r.scratch_bytes);
     }
+    if (const Node* n = m.Optional("gpus")) {
+      if (auto v = yaml::ReadInt(d_, *n, "spec.resources.gpus", 0, kMaxGpus)) r.gpus = static_cast<std::uint32_t>(*v);
+    }
     m.Finish();
   }
 
@@ -487,7 +548,9 @@ nlohmann::json ToJson(const TrainingJob& job) {
       {"metadata", {{"name", job.name}, {"labels", job.labels}}},
       {"spec",
        {{"trainer",
-         {{"image", job.trainer.image}, {"command", job.trainer.command}, {"env", job.trainer.env}}},
+         {{"image", ImageReference(job.trainer)},
+          {"image_digest", job.trainer.image_digest ? json(*job.trainer.image_digest) : json(nullptr)},
+          {"command", job.trainer.command}, {"env", job.trainer.env}}},
         {"inputs", std::move(inputs)},
         {"output", {{"path", job.output.path}, {"key", job.output.key.ToString()}, {"max_files", job.output.max_files},
                     {"max_bytes", job.output.max_bytes ? json(*job.output.max_bytes) : json(nullptr)}}},
@@ -499,7 +562,8 @@ nlohmann::json ToJson(const TrainingJob& job) {
           {"timeout", FormatDuration(r.timeout)},
           {"timeout_seconds", static_cast<double>(r.timeout.count()) / 1000.0},
           {"scratch", FormatSize(r.scratch_bytes)},
-          {"scratch_bytes", r.scratch_bytes}}},
+          {"scratch_bytes", r.scratch_bytes},
+          {"gpus", r.gpus}}},
         {"network", job.network},
         {"metrics", job.metrics}}}};
 }

@@ -72,7 +72,17 @@ const Case kCases[] = {
     // Unknown keys, with a did-you-mean where one is close.
     {"unknown-top-level-key", "", "extra: 1\n", 24, 1, "unknown field 'extra' in the document; allowed: apiVersion, kind, metadata, spec"},
     {"unknown-trainer-key", "    env:", "    evn:", 9, 5, "unknown field 'evn' in spec.trainer (did you mean 'env'?)"},
-    {"unknown-resources-key", "    pids: 64", "    gpus: 1", 19, 5, "unknown field 'gpus' in spec.resources"},
+    {"unknown-resources-key", "    pids: 64", "    tpus: 1", 19, 5, "unknown field 'tpus' in spec.resources"},
+    // OCI images and GPUs.
+    {"oci-relative-layout", "image: /srv/trainer", "image: oci:srv/trainer:v1", 7, 12, "spec.trainer.image: the OCI layout path 'srv/trainer' is relative"},
+    {"oci-dotdot-layout", "image: /srv/trainer", "image: oci:/srv/../etc:v1", 7, 12, "contains a '..' component"},
+    {"oci-bad-tag", "image: /srv/trainer", "image: \"oci:/srv/trainer:-x\"", 7, 12, "'-x' is not an image tag"},
+    {"oci-empty-tag", "image: /srv/trainer", "image: \"oci:/srv/trainer:\"", 7, 12, "'' is not an image tag"},
+    {"digest-on-directory", "    image: /srv/trainer\n", "    image: /srv/trainer\n    image_digest: sha256:" + std::string(64, 'a') + "\n", 8, 19, "spec.trainer.image_digest: only an OCI image"},
+    {"digest-malformed", "    image: /srv/trainer\n", "    image: oci:/srv/trainer\n    image_digest: sha256:abc\n", 8, 19, "spec.trainer.image_digest: expected sha256:<64 lowercase hex>"},
+    {"digest-uppercase", "    image: /srv/trainer\n", "    image: oci:/srv/trainer\n    image_digest: sha256:" + std::string(64, 'A') + "\n", 8, 19, "expected sha256:<64 lowercase hex>"},
+    {"gpus-negative", "    pids: 64", "    pids: 64\n    gpus: -1", 20, 11, "spec.resources.gpus"},
+    {"gpus-too-many", "    pids: 64", "    pids: 64\n    gpus: 65", 20, 11, "spec.resources.gpus"},
     {"unknown-input-key", "      columns:", "      colums:", 13, 7, "unknown field 'colums' in spec.inputs[0] (did you mean 'columns'?)"},
     {"unknown-metadata-key", "  name: job-1\n", "  name: job-1\n  namespace: x\n", 5, 3, "unknown field 'namespace' in metadata"},
     // Paths.

@@ -112,5 +112,37 @@ spec:
   EXPECT_EQ(r.job->output.key.ToString(), "kms://pkcs11/k.v-1_x");
 }
 
+TEST(Accepts, OciImagesAndGpus) {
+  ParseResult r = LoadSpecFile(Example("oci-image.yaml"));
+  ASSERT_TRUE(r.job.has_value());
+  const Trainer& t = r.job->trainer;
+  EXPECT_EQ(t.image_kind, ImageKind::kOciLayout);
+  EXPECT_EQ(t.image, "/srv/cordon/images/churn");
+  EXPECT_EQ(t.image_ref, "v3");
+  ASSERT_TRUE(t.image_digest.has_value());
+  EXPECT_TRUE(t.image_digest->starts_with("sha256:0d7e"));
+  EXPECT_EQ(ImageReference(t), "oci:/srv/cordon/images/churn:v3");
+  EXPECT_EQ(ToJson(*r.job)["spec"]["trainer"]["image"], "oci:/srv/cordon/images/churn:v3");
+  EXPECT_EQ(r.job->resources.gpus, 0u);
+
+  // skopeo's split: at the first ':' after the prefix; no tag = the layout's only manifest.
+  const std::string base = "apiVersion: cordon/v1\nkind: TrainingJob\nmetadata: {name: g}\nspec:\n"
+                           "  output: {path: /srv/o, key: kms://local/k}\n  resources: {gpus: 2}\n"
+                           "  trainer:\n    command: [/usr/bin/python3]\n    image: ";
+  ParseResult tagged = ParseSpec(base + "\"oci:/srv/img:repo/name:1.0@x\"\n");
+  ASSERT_TRUE(tagged.job.has_value());
+  EXPECT_EQ(tagged.job->trainer.image, "/srv/img");
+  EXPECT_EQ(tagged.job->trainer.image_ref, "repo/name:1.0@x");
+  EXPECT_EQ(tagged.job->resources.gpus, 2u);
+  EXPECT_EQ(ToJson(*tagged.job)["spec"]["resources"]["gpus"], 2);
+  ParseResult bare = ParseSpec(base + "oci:/srv/img\n");
+  ASSERT_TRUE(bare.job.has_value());
+  EXPECT_EQ(bare.job->trainer.image_kind, ImageKind::kOciLayout);
+  EXPECT_EQ(bare.job->trainer.image_ref, "");
+  ParseResult dir = ParseSpec(base + "/srv/img\n");
+  ASSERT_TRUE(dir.job.has_value());
+  EXPECT_EQ(dir.job->trainer.image_kind, ImageKind::kDirectory);
+}
+
 }  // namespace
 }  // namespace cordon::specs

@@ -34,6 +34,7 @@
 #include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_config.h"
 #include "cordon/orchestrator/image_scan.h"
+#include "cordon/orchestrator/oci_image.h"
 #include "cordon/orchestrator/job_store.h"
 #include "cordon/orchestrator/policy.h"
 #include "cordon/orchestrator/protocol.h"
@@ -146,6 +147,7 @@ class Daemon final {
   bool KnownSource(const std::string& token);
   Status CheckQuota(const policy::Grant& grant, const Caller& caller);
   Result<OpenedJob> OpenAndAuthorize(const specs::TrainingJob& job, const Caller& caller);
+  Status CheckTrainerImage(const specs::Trainer& trainer, int image_fd, const Identity& who);
 
   // Jobs.
   void Schedule();
@@ -592,6 +594,24 @@ Status Daemon::CheckQuota(const policy::Grant& grant, const Caller& caller) {
                                            std::to_string(active) + " jobs queued or running (max_queued)");
 }
 
+// A directory image is scanned (nothing in it may reach out of the sandbox); an OCI layout is
+// never shown to the trainer: its index, manifest and config are verified now (read through
+// the fd opened as the submitter) and the pin compared, so a wrong digest is refused at
+// submission; the runner verifies again and unpacks.
+Status Daemon::CheckTrainerImage(const specs::Trainer& trainer, int image_fd, const Identity& who) {
+  if (trainer.image_kind == specs::ImageKind::kOciLayout) {
+    auto image = images::Resolve(image_fd, trainer.image_ref, {}, images::Reader{who.uid, who.groups});
+    if (!image) return std::unexpected(image.error());
+    if (trainer.image_digest && *trainer.image_digest != image->manifest_digest) {
+      return Fail(Errc::kIntegrity, "the manifest digest is " + image->manifest_digest + ", the spec pins " +
+                                        *trainer.image_digest + " (image_digest)");
+    }
+    return {};
+  }
+  const runner::internal::ImageSubmitter submitter{who.uid, who.groups};
+  return runner::internal::CheckImage(image_fd, config_.daemon.socket, runner::internal::HardlinksProtected(), &submitter);
+}
+
 // The policy decides on what the submitter can reach, opened as the submitter:
 // first what the spec says (keys, places, ceilings), then each input's sealed
 // header read through the very fd the runner will read.
@@ -612,11 +632,8 @@ Result<OpenedJob> Daemon::OpenAndAuthorize(const specs::TrainingJob& job, const 
   opened.output = std::move(fds->back());
   fds->pop_back();
   opened.inputs = std::move(*fds);
-  const runner::internal::ImageSubmitter submitter{who.uid, who.groups};
-  if (auto ok = runner::internal::CheckImage(opened.image.get(), config_.daemon.socket,
-                                             runner::internal::HardlinksProtected(), &submitter);
-      !ok) {
-    return Fail(Errc::kPermissionDenied, "trainer.image " + job.trainer.image + ": " + ok.error().message);
+  if (auto ok = CheckTrainerImage(job.trainer, opened.image.get(), who); !ok) {
+    return Fail(Errc::kPermissionDenied, "trainer.image " + specs::ImageReference(job.trainer) + ": " + ok.error().message);
   }
   std::vector<policy::InputFacts> facts;
   for (std::size_t i = 0; i < job.inputs.size(); ++i) {

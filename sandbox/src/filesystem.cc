@@ -1,5 +1,6 @@
 #include "filesystem.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/mount.h>
@@ -8,10 +9,13 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include "cordon/unique_fd.h"
 
@@ -85,16 +89,115 @@ Status BindSystemDirs() {
   return {};
 }
 
-Status BindImage(int image_fd, bool is_tree) {
+Status BindImage(int image_fd, bool is_tree, const std::string& target = R("/job")) {
   if (is_tree) {
-    if (auto st = MkDir(R("/job"), 0755); !st) return st;
-    if (move_mount(image_fd, "", AT_FDCWD, R("/job").c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
-      return FailErrno("move_mount the image tree to /job");
+    if (auto st = MkDir(target, 0755); !st) return st;
+    if (move_mount(image_fd, "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      return FailErrno("move_mount the image tree to " + target);
     }
-    return Mount(nullptr, R("/job"), nullptr, kRoBind, nullptr);
+    return Mount(nullptr, target, nullptr, kRoBind, nullptr);
   }
   const std::string source = "/proc/self/fd/" + std::to_string(image_fd);
-  return BindReadOnly(source, R("/job"), true);
+  return BindReadOnly(source, target, true);
+}
+
+// ---- a rootfs (Policy::rootfs) as "/": staged inside the new root, its entries bound ----
+const std::string kRootfsStage = R("/.rootfs");
+constexpr std::size_t kMaxRootfsEntries = 1024;
+
+// Binds (directories, files) or re-creates (symlinks) each entry of `from` at `to`, but `skip`.
+Status BindEntries(const std::string& from, const std::string& to, std::initializer_list<std::string_view> skip) {
+  UniqueFd dir(open(from.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return errno == ENOENT || errno == ELOOP || errno == ENOTDIR ? Status{} : FailErrno("open " + from);
+  DIR* d = fdopendir(dir.get());
+  if (d == nullptr) return FailErrno("list " + from);
+  (void)dir.release();
+  std::vector<std::string> names;
+  while (const dirent* e = readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (name == "." || name == ".." || std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    names.emplace_back(name);
+  }
+  const int fd = dirfd(d);
+  Status st;
+  if (names.size() > kMaxRootfsEntries) st = Fail(Errc::kInvalidArgument, from + ": too many entries");
+  for (std::size_t i = 0; st && i < names.size(); ++i) {
+    const std::string& name = names[i];
+    struct stat sb {};
+    if (fstatat(fd, name.c_str(), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+      st = FailErrno("stat " + from + "/" + name);
+    } else if (S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)) {
+      st = BindReadOnly(from + "/" + name, to + "/" + name, S_ISDIR(sb.st_mode));
+    } else if (S_ISLNK(sb.st_mode)) {
+      char target[4096];
+      const ssize_t n = readlinkat(fd, name.c_str(), target, sizeof(target) - 1);
+      if (n < 0) st = FailErrno("readlink " + name);
+      else if (target[n] = '\0'; symlink(target, (to + "/" + name).c_str()) != 0) st = FailErrno("symlink " + name);
+    }
+  }
+  closedir(d);
+  return st;
+}
+
+Status BindRootfs(const FsPlan& plan) {
+  if (auto st = BindImage(plan.image_fd, plan.image_is_tree, kRootfsStage); !st) return st;
+  const bool gpu = plan.gpu != nullptr && !plan.gpu->devices.empty();
+  if (gpu) return BindEntries(kRootfsStage, kNewRoot, {"dev", "proc", "sys", "tmp", "data", "out", "etc", "nvidia", ".rootfs"});
+  return BindEntries(kRootfsStage, kNewRoot, {"dev", "proc", "sys", "tmp", "data", "out", "etc", ".rootfs"});
+}
+
+Status DropRootfsStage() {
+  if (umount2(kRootfsStage.c_str(), MNT_DETACH) != 0) return FailErrno("umount the rootfs staging");
+  if (rmdir(kRootfsStage.c_str()) != 0) return FailErrno("rmdir the rootfs staging");
+  return {};
+}
+
+// ---- GPUs: device nodes into /dev, driver files into /nvidia ----
+// Opened (O_PATH) before the new root hides the host's /tmp, bound from the fds afterwards.
+struct GpuFds {
+  std::vector<std::pair<UniqueFd, std::string>> devices, libraries, tools;  // fd, basename
+};
+
+std::string Basename(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+std::string FdPath(const UniqueFd& fd) { return "/proc/self/fd/" + std::to_string(fd.get()); }
+
+Status OpenGpu(const GpuAccess& gpu, GpuFds& out) {
+  for (const auto& [list, into, device] : {std::tuple{&gpu.devices, &out.devices, true},
+                                           {&gpu.libraries, &out.libraries, false}, {&gpu.tools, &out.tools, false}}) {
+    for (const std::string& path : *list) {
+      UniqueFd fd(open(path.c_str(), O_PATH | O_CLOEXEC));
+      struct stat st {};
+      if (!fd || fstat(fd.get(), &st) != 0) return FailErrno(std::string(device ? "GPU device " : "GPU driver file ") + path);
+      if (device ? !S_ISCHR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        return Fail(Errc::kInvalidArgument, path + (device ? " is not a character device" : " is not a regular file"));
+      }
+      into->emplace_back(std::move(fd), Basename(path));
+    }
+  }
+  return {};
+}
+
+Status BindGpuDevices(const GpuFds& gpu) {
+  for (const auto& [fd, name] : gpu.devices) {
+    const std::string target = R("/dev/") + name;
+    if (auto s = WriteText(target, "", 0666); !s) return s;
+    if (auto s = Mount(FdPath(fd).c_str(), target, nullptr, MS_BIND, nullptr); !s) return s;
+    if (auto s = Mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NOEXEC, nullptr); !s) return s;
+  }
+  return {};
+}
+
+Status BindGpuDriver(const GpuFds& gpu) {
+  if (gpu.libraries.empty() && gpu.tools.empty()) return {};
+  for (const char* d : {"/nvidia", "/nvidia/lib64", "/nvidia/bin"}) {
+    if (auto st = MkDir(R(d), 0755); !st) return st;
+  }
+  for (const auto& [list, dir] : {std::pair{&gpu.libraries, "/nvidia/lib64/"}, {&gpu.tools, "/nvidia/bin/"}}) {
+    for (const auto& [fd, name] : *list) {
+      if (auto s = BindReadOnly(FdPath(fd), R(dir) + name, false); !s) return s;
+    }
+  }
+  return {};
 }
 
 Result<bool> MountScratch(const FsPlan& plan) {
@@ -191,7 +294,7 @@ Result<bool> MakeDevNodes() {
   return bind;
 }
 
-Result<bool> MountDev() {
+Result<bool> MountDev(const GpuFds& gpu) {
   if (auto st = MkDir(R("/dev"), 0755); !st) return std::unexpected(st.error());
   if (auto st = Mount("tmpfs", R("/dev"), "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755");
       !st) {
@@ -204,6 +307,7 @@ Result<bool> MountDev() {
                               {"shm", "/tmp"}}) {
     if (symlink(target, (R("/dev/") + name).c_str()) != 0) return FailErrno(std::string("symlink /dev/") + name);
   }
+  if (auto st = BindGpuDevices(gpu); !st) return std::unexpected(st.error());
   if (auto st = Mount(nullptr, R("/dev"), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr);
       !st) {
     return std::unexpected(st.error());
@@ -223,6 +327,12 @@ Status WriteEtc(const FsPlan& plan) {
   if (auto st = WriteText(R("/etc/hostname"), "cordon\n", 0644); !st) return st;
   if (auto st = WriteText(R("/etc/nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files\n", 0644); !st) {
     return st;
+  }
+  // A rootfs brings its own /etc (ld.so.cache, alternatives, ssl, python's config): bound
+  // entry by entry beside the files written here.
+  if (plan.image_is_rootfs) {
+    return BindEntries(kRootfsStage + "/etc", R("/etc"),
+                       {"passwd", "group", "hosts", "hostname", "nsswitch.conf", "resolv.conf"});
   }
   // The dynamic linker's cache and the alternatives links (libblas.so.3 for numpy): no secrets.
   struct stat st {};
@@ -274,9 +384,24 @@ bool SwapActive() {
 
 Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step) {
   FsOutcome out;
+  GpuFds gpu;
+  if (plan.gpu != nullptr) {
+    if (auto st = Step("open-gpu", failed_step, [&]() -> Status { return OpenGpu(*plan.gpu, gpu); }); !st) {
+      return std::unexpected(st.error());
+    }
+  }
   if (auto st = Step("mount-root-tmpfs", failed_step, MountRoot); !st) return std::unexpected(st.error());
-  if (auto st = Step("bind-system-dirs", failed_step, BindSystemDirs); !st) return std::unexpected(st.error());
-  if (auto st = Step("bind-image", failed_step, [&]() -> Status { return BindImage(plan.image_fd, plan.image_is_tree); }); !st) {
+  if (plan.image_is_rootfs) {
+    if (auto st = Step("bind-rootfs", failed_step, [&]() -> Status { return BindRootfs(plan); }); !st) {
+      return std::unexpected(st.error());
+    }
+  } else {
+    if (auto st = Step("bind-system-dirs", failed_step, BindSystemDirs); !st) return std::unexpected(st.error());
+    if (auto st = Step("bind-image", failed_step, [&]() -> Status { return BindImage(plan.image_fd, plan.image_is_tree); }); !st) {
+      return std::unexpected(st.error());
+    }
+  }
+  if (auto st = Step("bind-gpu", failed_step, [&]() -> Status { return BindGpuDriver(gpu); }); !st) {
     return std::unexpected(st.error());
   }
   auto noswap = MountScratch(plan);
@@ -288,7 +413,7 @@ Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step
   if (auto st = Step("bind-scratch-dirs", failed_step, [&]() -> Status { return BindScratchDirs(plan); }); !st) {
     return std::unexpected(st.error());
   }
-  auto dev_bound = MountDev();
+  auto dev_bound = MountDev(gpu);
   if (!dev_bound) {
     failed_step = "mount-dev";
     return std::unexpected(dev_bound.error());
@@ -297,6 +422,9 @@ Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step
   if (auto st = Step("mount-proc", failed_step, MountProc); !st) return std::unexpected(st.error());
   if (auto st = Step("write-etc", failed_step, [&]() -> Status { return WriteEtc(plan); }); !st) {
     return std::unexpected(st.error());
+  }
+  if (plan.image_is_rootfs) {
+    if (auto st = Step("drop-rootfs-stage", failed_step, DropRootfsStage); !st) return std::unexpected(st.error());
   }
   if (auto st = Step("pivot-root", failed_step, PivotRoot); !st) return std::unexpected(st.error());
   return out;

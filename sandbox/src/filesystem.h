@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cordon/error.h"
+#include "cordon/sandbox/sandbox.h"
 
 namespace cordon::sandbox {
 
@@ -18,6 +19,8 @@ struct FsPlan {
   bool allow_swap = false;
   uid_t uid = 65534;
   gid_t gid = 65534;
+  bool image_is_rootfs = false;       // image_fd is the trainer's "/" (Policy::rootfs), not /job
+  const GpuAccess* gpu = nullptr;     // devices and driver files to bind, or none
 };
 
 struct FsOutcome {
@@ -25,8 +28,9 @@ struct FsOutcome {
   bool dev_nodes_bound = false;  // mknod was refused: /dev's nodes are binds of the caller's
 };
 
-// Mounts a tmpfs root with /usr,/lib*,/bin,/sbin,/job,/data,/out,/tmp,/proc,/dev,/etc and
-// pivot_roots into it; the old root is detached. Afterwards "/" is read-only.
+// Mounts a tmpfs root with /usr,/lib*,/bin,/sbin,/job (or the rootfs's top-level entries),
+// /data,/out,/tmp,/proc,/dev,/etc (and /nvidia for GPUs) and pivot_roots into it; the old root
+// is detached. Afterwards "/" is read-only.
 [[nodiscard]] Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step);
 
 // After stage_in: /data entries become root:gid, group-readable, and /data is remounted read-only.

@@ -322,8 +322,8 @@ void JoinAndHarden(const Policy& policy, const InitChannels& ch) {
   });
   Step(rep, "close-inherited-fds", [&]() -> Status {
     std::set<int> keep(policy.init_fds.begin(), policy.init_fds.end());
-    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd, policy.image_fd, policy.output_dir_fd,
-                 ch.image_tree});
+    keep.insert({rep, policy.stdin_fd, policy.stdout_fd, policy.stderr_fd, policy.image_fd, policy.rootfs_fd,
+                 policy.output_dir_fd, ch.image_tree});
     return CloseUnneededFds(keep);
   });
 }
@@ -349,11 +349,14 @@ void BuildSandbox(const Policy& policy, int rep, int image_tree, BuiltSandbox& b
       image.reset(fcntl(image_tree, F_DUPFD_CLOEXEC, 3));
       return image ? Status{} : FailErrno("dup the image tree");
     }
-    image.reset(open(policy.image_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    return image ? Status{} : FailErrno("open " + policy.image_dir);
+    const std::string& dir = policy.rootfs_dir.empty() ? policy.image_dir : policy.rootfs_dir;
+    image.reset(open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    return image ? Status{} : FailErrno("open " + dir);
   });
   std::string failed_step;
   FsPlan plan{image.get(), image_tree >= 0, policy.scratch_bytes, policy.allow_swap, policy.uid, policy.gid};
+  plan.image_is_rootfs = policy.rootfs_fd >= 0 || !policy.rootfs_dir.empty();
+  plan.gpu = &policy.gpu;
   auto fs = BuildRootAndPivot(plan, failed_step);
   if (!fs) FailSetup(rep, failed_step, fs.error().message);
   b.fs = *fs;

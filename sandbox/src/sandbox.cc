@@ -43,7 +43,15 @@ RunResult SetupError(std::string step, std::string message) {
 Status Validate(const Policy& p) {
   if (p.argv.empty()) return Fail(Errc::kInvalidArgument, "no command to run");
   struct stat st {};
-  if (p.image_fd >= 0) {
+  if (p.rootfs_fd >= 0) {
+    if (fstat(p.rootfs_fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Fail(Errc::kInvalidArgument, "rootfs_fd is not a directory");
+    }
+  } else if (!p.rootfs_dir.empty()) {
+    if (p.rootfs_dir.front() != '/' || stat(p.rootfs_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Fail(Errc::kInvalidArgument, "rootfs is not an absolute path of a directory: '" + p.rootfs_dir + "'");
+    }
+  } else if (p.image_fd >= 0) {
     if (fstat(p.image_fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
       return Fail(Errc::kInvalidArgument, "image_fd is not a directory");
     }
@@ -317,8 +325,9 @@ cordon::Result<RunResult> Run(const Policy& policy) {
   if (!cgroup) return SetupError("cgroup", cgroup.error().message);
   UniqueFd cgroup_dir(cgroup->OpenV2Dir());
   UniqueFd image_tree;  // the caller's image fd, as a detached tree the init moves to /job
-  if (policy.image_fd >= 0) {
-    image_tree.reset(open_tree(policy.image_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+  const int tree_source = policy.rootfs_fd >= 0 ? policy.rootfs_fd : policy.rootfs_dir.empty() ? policy.image_fd : -1;
+  if (tree_source >= 0) {
+    image_tree.reset(open_tree(tree_source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
     if (!image_tree) return SetupError("open-image", std::string("open_tree: ") + std::strerror(errno));
   }
   bool in_cgroup = false;

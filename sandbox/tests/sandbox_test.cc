@@ -186,6 +186,84 @@ TEST_F(SandboxTest, ImageAndOutputDirFromFds) {
   EXPECT_TRUE(fs::exists(work_ / "output" / "done"));
 }
 
+// Policy::rootfs: the tree's top-level entries make up "/", nothing of the host's /usr, /lib or
+// /job; /etc is Cordon's files plus the tree's own entries; rootfs_fd wins over the path.
+TEST_F(SandboxTest, RootfsIsTheTrainersRoot) {
+  if (!fs::exists("/bin/busybox")) GTEST_SKIP() << "no /bin/busybox (busybox-static)";
+  const fs::path root = work_ / "rootfs";
+  fs::create_directories(root / "bin");
+  fs::create_directories(root / "etc" / "ssl");
+  fs::copy_file("/bin/busybox", root / "bin" / "busybox");
+  for (const char* applet : {"sh", "ls", "cat", "test"}) fs::create_symlink("busybox", root / "bin" / applet);
+  fs::create_symlink("bin", root / "sbin");
+  std::ofstream(root / "etc" / "release") << "from-the-image\n";
+  std::ofstream(root / "etc" / "passwd") << "evil:x:0:0::/:/bin/sh\n";
+  for (const bool by_fd : {false, true}) {
+    if (out_write_ < 0) {
+      int pp[2];
+      ASSERT_EQ(pipe2(pp, O_CLOEXEC), 0);
+      close(out_read_);
+      out_read_ = pp[0];
+      out_write_ = pp[1];
+    }
+    Policy p = BasePolicy({"/bin/sh", "-c", "ls /; cat /etc/release; cat /etc/passwd; ls -d /etc/ssl"});
+    p.image_dir = "/no/such/image";
+    const int fd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (by_fd) p.rootfs_fd = fd;
+    else p.rootfs_dir = root.string();
+    RunResult result;
+    const std::string out = RunCapture(p, result);
+    close(fd);
+    EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
+    EXPECT_NE(out.find("bin\n"), std::string::npos) << out;
+    EXPECT_EQ(out.find("usr\n"), std::string::npos) << out;
+    EXPECT_EQ(out.find("job\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("from-the-image"), std::string::npos) << out;
+    EXPECT_EQ(out.find("evil:"), std::string::npos) << out;  // Cordon's passwd, not the image's
+    EXPECT_NE(out.find("trainer:x:65534"), std::string::npos) << out;
+    EXPECT_NE(out.find("/etc/ssl"), std::string::npos) << out;
+  }
+}
+
+// Policy::gpu: character devices bound into /dev by name, driver files read-only under /nvidia.
+// A stand-in device (1:3, /dev/null's numbers) takes the place of /dev/nvidia0 here.
+TEST_F(SandboxTest, GpuDevicesAndDriverFilesAreBound) {
+  const fs::path nv0 = work_ / "nvidia0", ctl = work_ / "nvidiactl";
+  ASSERT_EQ(mknod(nv0.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+  ASSERT_EQ(mknod(ctl.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+  ASSERT_EQ(chmod(nv0.c_str(), 0666), 0);  // not the umask's 0644: the trainer opens it for writing
+  std::ofstream(work_ / "libcuda.so.1") << "driver-library\n";
+  std::ofstream(work_ / "nvidia-smi") << "#!/bin/sh\necho smi-ran\n";
+  chmod((work_ / "nvidia-smi").c_str(), 0755);
+  chmod((work_ / "libcuda.so.1").c_str(), 0644);
+  chmod(work_.c_str(), 0755);
+  Policy p = BasePolicy({"/bin/sh", "-c",
+                         "ls /dev | tr '\\n' ' '; echo; echo x > /dev/nvidia0 && echo wrote; "
+                         "cat /nvidia/lib64/libcuda.so.1; /nvidia/bin/nvidia-smi; "
+                         "echo y > /nvidia/lib64/libcuda.so.1 || echo read-only"});
+  p.gpu.devices = {nv0.string(), ctl.string()};
+  p.gpu.libraries = {(work_ / "libcuda.so.1").string()};
+  p.gpu.tools = {(work_ / "nvidia-smi").string()};
+  RunResult result;
+  const std::string out = RunCapture(p, result);
+  EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
+  EXPECT_NE(out.find("nvidia0 nvidiactl"), std::string::npos) << out;
+  EXPECT_NE(out.find("wrote"), std::string::npos) << out;
+  EXPECT_NE(out.find("driver-library"), std::string::npos) << out;
+  EXPECT_NE(out.find("smi-ran"), std::string::npos) << out;
+  EXPECT_NE(out.find("read-only"), std::string::npos) << out;
+}
+
+TEST_F(SandboxTest, AMissingGpuDeviceIsASetupError) {
+  Policy p = BasePolicy({"/bin/true"});
+  p.gpu.devices = {(work_ / "nvidia7").string()};
+  RunResult result;
+  (void)RunCapture(p, result);
+  EXPECT_EQ(result.outcome, Outcome::kSetupError);
+  EXPECT_EQ(result.failed_step, "open-gpu");
+  EXPECT_NE(result.reason.find("nvidia7"), std::string::npos) << result.reason;
+}
+
 // The privileged init (no seccomp) is in an empty net namespace too: the host's loopback
 // listener refuses (another loopback), and nothing beyond loopback is routable.
 TEST_F(SandboxTest, StageInRunsInAnEmptyNetworkNamespace) {

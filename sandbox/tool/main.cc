@@ -1,5 +1,5 @@
 // cordon-sandbox: runs a command in exactly the sandbox a Cordon job gets.
-//   cordon-sandbox --image DIR [--scratch SIZE] [--memory SIZE] [--pids N] [--cpus F]
+//   cordon-sandbox --image DIR | --rootfs DIR [--scratch SIZE] [--memory SIZE] [--pids N] [--cpus F]
 //                  [--timeout DUR] [--result FILE] [--uid N --gid N] [--env K=V]...
 //                  [--cgroup-parent PATH] [--allow-swap] -- CMD ARGS...
 //   cordon-sandbox --probe
@@ -18,7 +18,7 @@ namespace {
 
 struct Flags {
   std::string cgroup_parent;
-  std::string image, scratch = "1Gi", memory = "2Gi", timeout = "1h", result;
+  std::string image, rootfs, scratch = "1Gi", memory = "2Gi", timeout = "1h", result;
   std::uint64_t pids = 256;
   double cpus = 0;
   uid_t uid = 65534;
@@ -32,6 +32,7 @@ void OnSignal(int) { cordon::sandbox::RequestStop(); }
 cordon::Result<cordon::sandbox::Policy> ToPolicy(const Flags& f) {
   cordon::sandbox::Policy p;
   p.image_dir = f.image;
+  p.rootfs_dir = f.rootfs;
   p.argv = f.command;
   p.uid = f.uid;
   p.gid = f.gid;
@@ -90,6 +91,7 @@ int main(int argc, char** argv) {
   Flags f;
   app.add_flag("--probe", f.probe, "print what this host supports and what the sandbox does about gaps");
   app.add_option("--image", f.image, "directory bound read-only at /job");
+  app.add_option("--rootfs", f.rootfs, "directory whose entries make up / instead of the host's /usr, /lib*, /bin");
   app.add_option("--scratch", f.scratch, "size of the noswap tmpfs for /data, /out, /tmp (1Gi)");
   app.add_option("--memory", f.memory, "memory limit, cgroup (2Gi)");
   app.add_option("--pids", f.pids, "pids limit, cgroup (256)");
@@ -112,8 +114,8 @@ int main(int argc, char** argv) {
     std::cout << cordon::sandbox::ProbeHost();
     return 0;
   }
-  if (f.image.empty() || f.command.empty()) {
-    std::cerr << "cordon-sandbox: --image DIR and -- CMD are required (or --probe)\n";
+  if ((f.image.empty() && f.rootfs.empty()) || f.command.empty()) {
+    std::cerr << "cordon-sandbox: --image DIR (or --rootfs DIR) and -- CMD are required (or --probe)\n";
     return 125;
   }
   return RunSandbox(f);

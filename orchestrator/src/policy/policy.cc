@@ -82,6 +82,9 @@ void ReadCeilings(Diagnostics& d, MapReader& m, Grant& g) {
       else g.max_cpus = *v;
     }
   }
+  if (const Node* n = m.Optional("max_gpus")) {
+    if (auto v = yaml::ReadInt(d, *n, m.Path("max_gpus"), 0, 64)) g.max_gpus = static_cast<std::uint32_t>(*v);
+  }
   if (const Node* n = m.Optional("max_queued")) {
     if (auto v = yaml::ReadInt(d, *n, m.Path("max_queued"), 1, 100000)) g.max_queued = static_cast<std::uint32_t>(*v);
   }
@@ -227,6 +230,7 @@ std::string RenderInitialPolicy(uid_t uid) {
          "    max_cpus: 64\n"
          "    max_timeout: 7d\n"
          "    max_queued: 1000\n"
+         "    max_gpus: 0         # resources.gpus ceiling (NVIDIA); 0 = none\n"
          "  # Grant another user, e.g. alice may train on `customers` only:\n"
          "  # - uids: [alice]\n"
          "  #   datasets: [customers]\n"
@@ -264,7 +268,7 @@ Status CheckJob(const Grant& grant, const specs::TrainingJob& job, const std::ve
     return Fail(Errc::kPermissionDenied, "output.path " + job.output.path +
                                              " is not granted: not within the grant's outputs " + List(grant.outputs));
   }
-  if (!PlaceAllowed(grant.images, job.trainer.image)) {
+  if (!PlaceAllowed(grant.images, job.trainer.image)) {  // an OCI image: the layout's directory
     return Fail(Errc::kPermissionDenied, "trainer.image " + job.trainer.image +
                                              " is not granted: not within the grant's images " + List(grant.images));
   }
@@ -279,6 +283,10 @@ Status CheckJob(const Grant& grant, const specs::TrainingJob& job, const std::ve
   if (grant.max_timeout.count() && r.timeout > grant.max_timeout) {
     return Fail(Errc::kPermissionDenied, "timeout " + FormatDuration(r.timeout) + " exceeds the ceiling " +
                                              FormatDuration(grant.max_timeout));
+  }
+  if (r.gpus > grant.max_gpus) {
+    return Fail(Errc::kPermissionDenied, "gpus " + std::to_string(r.gpus) + " exceeds the ceiling max_gpus " +
+                                             std::to_string(grant.max_gpus));
   }
   return {};
 }

@@ -39,6 +39,7 @@
 #include "cordon/orchestrator/image_scan.h"
 #include "metrics.h"
 #include "stage.h"
+#include "trainer_image.h"
 
 namespace cordon::runner {
 namespace {
@@ -141,7 +142,7 @@ class Runner final {
     started_ = std::chrono::system_clock::now();
     if (!Accept()) return report_;
     if (options_.on_started) options_.on_started(report_.job_id);
-    if (!PrepareOutputDir() || !CheckImage() || !CheckInputs()) return Done();
+    if (!PrepareOutputDir() || !CheckImage() || !CheckGpus() || !CheckInputs()) return Done();
     StartLineageHashes();
     if (!UnwrapKeys() || !CheckOutputKey()) return Done();
     RunSandbox();
@@ -285,6 +286,7 @@ class Runner final {
 
   // ---- 2b. the image: opened once, scanned through that fd, bound from it ----
   bool CheckImage() {
+    if (job_.trainer.image_kind == specs::ImageKind::kOciLayout) return PrepareOciImage();
     auto intent = Begin("image.check", {{"image", job_.trainer.image}, {"via_fd", image_fd_.get() >= 0}});
     if (!image_fd_) image_fd_.reset(::open(job_.trainer.image.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     Status ok = image_fd_ ? internal::CheckImage(image_fd_.get(), config_.daemon.socket, internal::HardlinksProtected())
@@ -294,6 +296,38 @@ class Runner final {
       return Reject(JobOutcome::kSetupError, "trainer image " + job_.trainer.image + ": " + ok.error().message);
     }
     return Finish(intent, "ok");
+  }
+
+  // An OCI layout: resolved and verified through its fd (the submitter's), the pin checked,
+  // unpacked once into the image cache; the sandbox gets the cached rootfs, never the layout.
+  bool PrepareOciImage() {
+    const std::string ref = specs::ImageReference(job_.trainer);
+    const json pin = job_.trainer.image_digest ? json(*job_.trainer.image_digest) : json(nullptr);
+    auto intent = Begin("image.check", {{"image", ref}, {"kind", "oci"}, {"image_digest", pin}, {"via_fd", image_fd_.get() >= 0}});
+    if (!image_fd_) image_fd_.reset(::open(job_.trainer.image.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    auto prepared = image_fd_ ? internal::PrepareOci(job_.trainer, image_fd_.get(), config_.state_dir, options_.submitter_uid)
+                              : Result<internal::PreparedOci>(FailErrno("open " + job_.trainer.image));
+    image_fd_.reset();  // the layout is done with: the sandbox never sees it
+    if (!prepared) {
+      Finish(intent, "failed", {{"error", prepared.error().message}});
+      return Reject(JobOutcome::kSetupError, "trainer image " + ref + ": " + prepared.error().message);
+    }
+    oci_ = std::move(*prepared);
+    return Finish(intent, "ok", {{"manifest_digest", oci_->manifest_digest}, {"cached", oci_->cached},
+                                 {"entries", oci_->entries}, {"bytes", oci_->bytes}});
+  }
+
+  // ---- 2c. GPUs: the devices must exist; the driver's files are found as the toolkit does ----
+  bool CheckGpus() {
+    if (job_.resources.gpus == 0) return true;
+    auto intent = Begin("gpu.check", {{"gpus", job_.resources.gpus}});
+    auto found = internal::FindGpus(job_.resources.gpus);
+    if (!found) {
+      Finish(intent, "failed", {{"error", found.error().message}});
+      return Reject(JobOutcome::kSetupError, found.error().message);
+    }
+    gpu_ = std::move(*found);
+    return Finish(intent, "ok", {{"devices", gpu_.devices}, {"libraries", gpu_.libraries.size()}, {"tools", gpu_.tools}});
   }
 
   // ---- 3. inputs: open once, hash through that fd, parse the header ----
@@ -468,6 +502,8 @@ class Runner final {
   UniqueFd hashes_;    // its results: "<input index> sha256:<hex>" lines
   std::set<std::string> declared_metrics_;
   UniqueFd output_fd_, image_fd_, job_dir_;
+  std::optional<internal::PreparedOci> oci_;  // an OCI image, unpacked
+  sandbox::GpuAccess gpu_;
   std::map<std::string, UniqueFd> input_fds_;
   std::optional<audit::Intent> wrap_intent_;  // one write-ahead entry for every output key wrap
   std::uint64_t wraps_ = 0, wrap_failures_ = 0;
@@ -480,7 +516,24 @@ sandbox::Policy Runner::MakePolicy(const Pipe& out, const Pipe& err, const Pipe&
   p.image_dir = job_.trainer.image;  // a label: the sandbox binds image_fd
   p.image_fd = image_fd_.get();
   p.argv = job_.trainer.command;
-  p.env = {job_.trainer.env.begin(), job_.trainer.env.end()};
+  if (oci_) {  // the image config's Env first (PATH for its python3), the spec's over it
+    p.rootfs_dir = oci_->rootfs;
+    p.rootfs_fd = oci_->rootfs_fd.get();
+    for (const auto& [k, v] : oci_->env) {
+      if (!k.starts_with("CORDON_")) p.env[k] = v;
+    }
+  }
+  for (const auto& [k, v] : job_.trainer.env) p.env[k] = v;
+  if (!gpu_.devices.empty()) {
+    p.gpu = gpu_;
+    const auto append = [&](const std::string& key, const std::string& dir, const std::string& fallback) {
+      auto it = p.env.find(key);
+      const std::string base = it != p.env.end() ? it->second : fallback;
+      p.env[key] = base.empty() ? dir : base + ":" + dir;
+    };
+    append("PATH", "/nvidia/bin", "/usr/local/bin:/usr/bin:/bin");
+    append("LD_LIBRARY_PATH", "/nvidia/lib64", "");
+  }
   p.env["CORDON_METRICS"] = internal::kMetricsPath;
   p.env["CORDON_JOB"] = report_.job_id;
   p.uid = config_.sandbox.uid;
@@ -558,7 +611,9 @@ void Runner::RunSandbox() {
   deks_.clear();
   keys->write.reset();
   const sandbox::Policy policy = MakePolicy(*out, *err, *keys, *ctl, *metrics);
-  auto intent = Begin("sandbox.start", {{"image", job_.trainer.image}, {"uid", policy.uid}, {"gid", policy.gid},
+  auto intent = Begin("sandbox.start", {{"image", specs::ImageReference(job_.trainer)},
+                                        {"image_digest", oci_ ? json(oci_->manifest_digest) : json(nullptr)},
+                                        {"gpus", job_.resources.gpus}, {"uid", policy.uid}, {"gid", policy.gid},
                                         {"memory_bytes", policy.memory_bytes}, {"pids", policy.pids},
                                         {"timeout_ms", policy.timeout.count()}, {"scratch_bytes", policy.scratch_bytes}});
   if (!intent) return;
@@ -914,7 +969,8 @@ void Runner::WriteManifest() {
       {"stage_out", {{"max_files", plan_.max_files}, {"max_bytes", plan_.max_bytes},
                      {"deadline_s", plan_.stage_deadline.count() / 1000},
                      {"bytes", stage.bytes}, {"deadline_hit", stage.deadline_hit}}},
-      {"trainer", {{"command", job_.trainer.command}, {"image", job_.trainer.image},
+      {"trainer", {{"command", job_.trainer.command}, {"image", specs::ImageReference(job_.trainer)},
+                   {"image_digest", oci_ ? json(oci_->manifest_digest) : json(nullptr)}, {"gpus", job_.resources.gpus},
                    {"exit_code", r.exit_code}, {"signal", r.signal}, {"sandbox_outcome", sandbox::OutcomeName(r.outcome)}}},
       {"resources", {{"wall_ms", r.wall.count()}, {"cpu_user_ms", r.cpu_user.count()},
                      {"cpu_system_ms", r.cpu_system.count()}, {"peak_memory_bytes", r.peak_memory_bytes},

@@ -27,8 +27,16 @@ namespace cordon::specs {
 inline constexpr std::string_view kApiVersion = "cordon/v1";
 inline constexpr std::string_view kKind = "TrainingJob";
 
+enum class ImageKind {
+  kDirectory,  // `image: /srv/trainers/x`: a host directory, bound read-only at /job
+  kOciLayout,  // `image: oci:/srv/images/x[:TAG]`: an OCI image layout; its rootfs becomes "/"
+};
+
 struct Trainer {
-  std::string image;                        // host directory, bound read-only at /job
+  ImageKind image_kind = ImageKind::kDirectory;
+  std::string image;                        // the host directory: the image, or the OCI layout
+  std::string image_ref;                    // OCI only: the TAG ("" = the layout's only manifest)
+  std::optional<std::string> image_digest;  // OCI only: "sha256:<64 hex>" pin of the manifest
   std::vector<std::string> command;         // argv; command[0] is an absolute path
   std::map<std::string, std::string> env;   // extra environment for the trainer
 };
@@ -64,6 +72,7 @@ struct Resources {
   double cpus = kDefaultCpus;
   std::chrono::milliseconds timeout = kDefaultTimeout;
   std::uint64_t scratch_bytes = kDefaultScratch;
+  std::uint32_t gpus = 0;  // NVIDIA GPUs (/dev/nvidia0..gpus-1); the policy's max_gpus caps it
 };
 
 struct TrainingJob {
@@ -84,6 +93,9 @@ inline constexpr std::size_t kMaxMetrics = 64;
 
 // ^[A-Za-z_][A-Za-z0-9_]{0,63}$: a declared metric name.
 [[nodiscard]] bool IsMetricName(std::string_view name);
+
+// spec.trainer.image as written: the path, or "oci:PATH[:TAG]".
+[[nodiscard]] std::string ImageReference(const Trainer& trainer);
 
 struct ParseResult {
   std::optional<TrainingJob> job;            // set only when diagnostics is empty

@@ -39,6 +39,7 @@ struct Grant {
   double max_cpus = 0;
   std::chrono::milliseconds max_timeout{0};
   std::uint32_t max_queued = 100;     // queued + running jobs of one user
+  std::uint32_t max_gpus = 0;         // resources.gpus ceiling; 0 = no GPU for this grant
 };
 
 struct Policy {

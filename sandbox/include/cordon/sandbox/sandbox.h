@@ -14,9 +14,11 @@
 // - The trainer never runs as uid 0 and no user namespace is used: policy.uid/gid are real,
 //   unprivileged host ids (default 65534). Run() refuses uid 0 / gid 0.
 // - The trainer sees only: /usr, /lib*, /bin, /sbin (read-only, nosuid, nodev), /job (the image,
-//   read-only), /data (read-only after stage_in), /out and /tmp (writable, one noswap tmpfs),
+//   read-only) — or, with a rootfs, that tree's top-level entries instead (read-only, nosuid,
+//   nodev) —, /data (read-only after stage_in), /out and /tmp (writable, one noswap tmpfs),
 //   a new /proc, a minimal /dev and a synthesized /etc (+ the host's ld.so.cache and
-//   alternatives/, read-only). No network but an unused loopback.
+//   alternatives/, or the rootfs's own /etc entries, read-only). No network but an unused
+//   loopback. GPU device nodes and driver files only when Policy::gpu names them.
 // - Callbacks run as root inside the sandbox's namespaces, after pivot_root: they cannot see host
 //   paths except through fds the caller passed (init_fds) or the output_dir fd.
 // - Run() forks with a raw clone(2)/clone3(2): call it only while the calling process is
@@ -58,11 +60,33 @@ struct StageOutContext {
   std::uint64_t seccomp_violations;  // denied syscalls attempted by the job
 };
 
+// GPUs. DANGEROUS: the trainer reaches a kernel driver (the NVIDIA driver's ioctl surface) and
+// the device's memory; give it only to jobs that need it. `devices` are host character devices
+// (e.g. /dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm) bound into the sandbox's /dev under
+// their own names; `libraries` are bound read-only at /nvidia/lib64/<basename>, `tools` at
+// /nvidia/bin/<basename> (the caller points LD_LIBRARY_PATH/PATH there). Nothing else of the
+// host's /dev or /sys is shown. Each is opened before any mount; a missing one fails step open-gpu.
+struct GpuAccess {
+  std::vector<std::string> devices;
+  std::vector<std::string> libraries;
+  std::vector<std::string> tools;
+};
+
 struct Policy {
   std::string image_dir;                  // bound read-only at /job (required unless image_fd >= 0)
   // An fd (O_PATH or O_RDONLY, O_DIRECTORY) of the image, opened by the caller: when >= 0 it is
   // what is bound at /job and image_dir is only a label; no path is looked up for the image.
   int image_fd = -1;
+  // The trainer's "/" from a directory tree (an OCI image's unpacked rootfs) instead of the
+  // host's system directories: each top-level entry but dev, proc, sys, tmp, data, out and etc
+  // is bound read-only, nosuid, nodev (a symlink is re-created as one); /etc is synthesized as
+  // always with the tree's own /etc entries bound beside it (passwd, group, hosts, hostname,
+  // nsswitch.conf, resolv.conf excepted). The tree must not change while jobs use it (Cordon's
+  // image cache is root-owned and written once). With a rootfs, image_dir / image_fd are unused.
+  // rootfs_fd (O_PATH or O_RDONLY, O_DIRECTORY) wins over rootfs_dir, which is then a label.
+  std::string rootfs_dir;
+  int rootfs_fd = -1;
+  GpuAccess gpu;
   std::vector<std::string> argv;          // argv[0] is resolved through PATH inside the sandbox
   std::map<std::string, std::string> env; // the trainer's env, plus PATH/HOME/LANG defaults
   uid_t uid = 65534;
