@@ -66,19 +66,6 @@ Status CloseUnneededFds(std::set<int> keep) {
   return {};
 }
 
-// The interface ioctls are not tied to a protocol family: on an AF_UNIX socket they reach
-// dev_ioctl() all the same, so a service restricted to AF_UNIX (RestrictAddressFamilies=) works.
-// Returns 0 or the errno (EPERM: no CAP_NET_ADMIN over this network namespace).
-int SetLoopbackUp() {
-  UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!s) return errno;
-  ifreq ifr{};
-  std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
-  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return errno;
-  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-  return ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0 ? 0 : errno;
-}
-
 // Without CAP_NET_ADMIN (a service that drops it): a network namespace owned by a user
 // namespace of its own. A child makes both (unshare(CLONE_NEWUSER | CLONE_NEWNET): it holds
 // every capability in them, no id mapping needed), brings lo up there and hands the namespace
@@ -494,6 +481,18 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
 }
 
 }  // namespace
+
+// The interface ioctls are not tied to a protocol family: on an AF_UNIX socket they reach
+// dev_ioctl() all the same, so a service restricted to AF_UNIX (RestrictAddressFamilies=) works.
+int SetLoopbackUp() {
+  UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return errno;
+  ifreq ifr{};
+  std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
+  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return errno;
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  return ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0 ? 0 : errno;
+}
 
 void InitMain(const Policy& policy, const InitChannels& ch) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
