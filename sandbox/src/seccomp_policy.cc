@@ -132,9 +132,12 @@ SeccompPolicyBuilder& SeccompPolicyBuilder::DenyTrainerDefaults() {
   DenyIf("socket", {SCMP_A0_32(SCMP_CMP_GE, kMaxFamily)});
   for (int family : {AF_INET, AF_INET6}) {
     const auto fam = SCMP_A0_32(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family));
-    // No raw IP and no SOCK_PACKET (the type is the low 4 bits; NONBLOCK/CLOEXEC above them).
-    DenyIf("socket", {fam, SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW)});
-    DenyIf("socket", {fam, SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xf, SOCK_PACKET)});
+    // SOCK_STREAM and SOCK_DGRAM only: no raw IP, no SOCK_PACKET, no SEQPACKET/RDM/DCCP (the
+    // type is the low 4 bits; SOCK_NONBLOCK/SOCK_CLOEXEC sit above them).
+    for (int type = 0; type < 16; ++type) {
+      if (type == SOCK_STREAM || type == SOCK_DGRAM) continue;
+      DenyIf("socket", {fam, SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xf, static_cast<scmp_datum_t>(type))});
+    }
     // TCP and UDP only (protocol 0 picks one of them): no SCTP, DCCP, MPTCP... module autoload.
     DenyIf("socket", {fam, SCMP_A2_32(SCMP_CMP_GT, IPPROTO_UDP)});
     for (int proto = 1; proto < IPPROTO_UDP; ++proto) {

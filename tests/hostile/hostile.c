@@ -322,6 +322,7 @@ int main(int argc, char** argv) {
   if (!strcmp(a, "raw6")) TRY("socket", socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6));
   if (!strcmp(a, "packet")) TRY("socket", socket(AF_PACKET, SOCK_RAW, 0));
   if (!strcmp(a, "sctp")) TRY("socket", socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP));
+  if (!strcmp(a, "seqpacket")) TRY("socket", socket(AF_INET, SOCK_SEQPACKET, 0));
   if (!strcmp(a, "netlink")) TRY("socket", socket(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG));
   if (!strcmp(a, "vsock")) TRY("socket", socket(AF_VSOCK, SOCK_STREAM, 0));
   if (!strcmp(a, "read")) return open_path(arg, O_RDONLY);

@@ -206,6 +206,7 @@ TEST_F(HostileTest, RawPacketAndOtherNetlinkSocketsAreRefusedProbes) {
   for (const auto& [kind, err, name] :
        {std::tuple{"raw", "EPERM", "socket(AF_INET)"}, std::tuple{"raw6", "EPERM", "socket(AF_INET6)"},
         std::tuple{"packet", "EPERM", "socket(AF_PACKET)"}, std::tuple{"sctp", "EPROTONOSUPPORT", "socket(AF_INET)"},
+        std::tuple{"seqpacket", "EPROTONOSUPPORT", "socket(AF_INET)"},
         std::tuple{"netlink", "EPROTONOSUPPORT", "socket(AF_NETLINK)"}}) {
     auto r = Run({}, {kind});
     EXPECT_NE(r.out.find(std::string("held socket errno=") + err), std::string::npos) << kind << ": " << r.out;
