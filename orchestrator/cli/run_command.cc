@@ -77,6 +77,7 @@ class RunCommand final : public Command {
     options.spec_path = spec_;
     options.spec_sha256 = sha ? *sha : "";
     options.show_logs = show_logs_;
+    options.logs_to_stderr = json_;  // stdout carries the JSON result only
     options.job_id = job_id_;
     if (submitter_uid_) options.submitter_uid = static_cast<uid_t>(*submitter_uid_);
     options.cgroup_parent = cgroup_parent_;
@@ -174,6 +175,11 @@ class RunCommand final : public Command {
                                                 : json(nullptr)},
                   {"refused_outputs", r.refused}, {"metrics_dropped", r.metrics_dropped},
                   {"manifest", r.manifest}};
+      // Every denied call by name: escapes (a sandbox_violation) and harmless probes.
+      const json resources = r.manifest.is_object() ? r.manifest.value("resources", json::object()) : json::object();
+      for (const char* key : {"seccomp_violations", "violations_by_syscall", "probes", "probes_by_syscall"}) {
+        out[key] = resources.value(key, json(nullptr));
+      }
       std::cout << out.dump(2) << "\n";
       return;
     }

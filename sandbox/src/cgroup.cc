@@ -2,10 +2,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -81,12 +83,57 @@ void RemoveStale(const std::string& parent) {
   closedir(dir);
 }
 
+// ceil(cpus) of the caller's usable CPUs, consecutive from an offset given by the caller's pid
+// (concurrent jobs of one host spread over its CPUs); empty when that is all of them.
+std::vector<int> PickCpus(double cpus) {
+  const std::vector<int> usable = cpus > 0 ? AffinityCpus() : std::vector<int>{};
+  if (usable.empty()) return {};
+  const auto want = static_cast<std::size_t>(std::ceil(cpus));
+  if (want >= usable.size()) return {};
+  std::vector<int> picked;
+  const std::size_t start = static_cast<std::size_t>(getpid()) % usable.size();
+  for (std::size_t i = 0; i < want; ++i) picked.push_back(usable[(start + i) % usable.size()]);
+  std::sort(picked.begin(), picked.end());
+  return picked;
+}
+
 std::string CpuQuota(double cpus) {
   const auto quota = static_cast<long long>(std::llround(cpus * 100000.0));
   return std::to_string(quota < 1000 ? 1000 : quota);
 }
 
 }  // namespace
+
+std::vector<int> AffinityCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (std::size_t cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(static_cast<int>(cpu));
+  }
+  return cpus;
+}
+
+bool PinTo(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu : cpus) {
+    if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(static_cast<std::size_t>(cpu), &set);
+  }
+  return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+std::string CpuList(const std::vector<int>& cpus) {
+  std::string out;
+  for (std::size_t i = 0; i < cpus.size();) {
+    std::size_t j = i;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    out += (out.empty() ? "" : ",") + std::to_string(cpus[i]) + (j > i ? "-" + std::to_string(cpus[j]) : "");
+    i = j + 1;
+  }
+  return out;
+}
 
 CgroupSupport DetectCgroups() {
   CgroupSupport s;
@@ -162,9 +209,14 @@ Result<std::string> PickV2Parent(const CgroupSupport& s, const CgroupLimits& lim
 
 namespace {
 
-Result<std::string> TryV2(const CgroupSupport& s, const CgroupLimits& limits) {
+Result<std::string> TryV2(const CgroupSupport& s, const CgroupLimits& limits, bool cpuset) {
   auto parent = PickV2Parent(s, limits, true);
   if (!parent) return parent;
+  // The cpuset controller is optional: where the parent offers it, it is enabled for the job.
+  if (cpuset && HasWord(Read(*parent + "/cgroup.controllers"), "cpuset") &&
+      !HasWord(Read(*parent + "/cgroup.subtree_control"), "cpuset")) {
+    (void)Write(*parent + "/cgroup.subtree_control", "+cpuset");
+  }
   RemoveStale(*parent);
   const std::string dir = *parent + "/" + JobName();
   if (mkdir(dir.c_str(), 0700) != 0) return FailErrno("cgroup: mkdir " + dir);
@@ -185,6 +237,14 @@ Status ApplyV2(const std::string& dir, const CgroupLimits& limits) {
     if (auto st = Write(dir + "/cpu.max", CpuQuota(limits.cpus) + " 100000"); !st) return st;
   }
   return {};
+}
+
+// v1: a cpuset hierarchy's job directory needs its memory nodes before any task may join.
+Status ApplyV1Cpuset(const std::string& dir, const std::vector<int>& cpus) {
+  std::string mems = Read(dir.substr(0, dir.find_last_of('/')) + "/cpuset.mems");
+  while (!mems.empty() && mems.back() == '\n') mems.pop_back();
+  if (auto st = Write(dir + "/cpuset.mems", mems); !st) return st;
+  return Write(dir + "/cpuset.cpus", CpuList(cpus));
 }
 
 Result<std::string> MakeV1(const std::string& controller, const std::string& name) {
@@ -219,12 +279,15 @@ Status ApplyV1(const std::string& controller, const std::string& dir, const Cgro
 Result<JobCgroup> JobCgroup::Create(const CgroupLimits& limits) {
   JobCgroup cg;
   if (Needed(limits).empty()) return cg;
+  cg.cpus_ = PickCpus(limits.cpus);
   const CgroupSupport support = DetectCgroups();
-  auto v2 = TryV2(support, limits);
+  auto v2 = TryV2(support, limits, !cg.cpus_.empty());
   if (v2) {
     cg.v2_ = true;
     cg.dirs_.push_back(*v2);
     if (auto st = ApplyV2(*v2, limits); !st) return std::unexpected(st.error());
+    cg.cpuset_enforced_ = !cg.cpus_.empty() && access((*v2 + "/cpuset.cpus").c_str(), F_OK) == 0 &&
+                          Write(*v2 + "/cpuset.cpus", CpuList(cg.cpus_));
     return cg;
   }
   const std::string name = JobName();
@@ -236,6 +299,16 @@ Result<JobCgroup> JobCgroup::Create(const CgroupLimits& limits) {
     }
     cg.dirs_.push_back(*dir);
     if (auto st = ApplyV1(c, *dir, limits); !st) return std::unexpected(st.error());
+  }
+  if (!cg.cpus_.empty()) {  // optional: without a usable cpuset hierarchy the init pins itself
+    if (auto dir = MakeV1("cpuset", name); dir) {
+      if (ApplyV1Cpuset(*dir, cg.cpus_)) {
+        cg.dirs_.push_back(*dir);
+        cg.cpuset_enforced_ = true;
+      } else {
+        rmdir(dir->c_str());
+      }
+    }
   }
   return cg;
 }

@@ -46,6 +46,11 @@ class JobCgroup final {
   [[nodiscard]] int OpenV2Dir() const;
   [[nodiscard]] CgroupStats ReadStats() const;
   [[nodiscard]] const char* mode() const { return v2_ ? "v2" : (dirs_.empty() ? "none" : "v1"); }
+  // The ceil(cpus) CPUs the job is pinned to (empty: no CPU limit, or it may use all the
+  // caller's CPUs anyway), and whether a cpuset cgroup enforces them; where none could be
+  // made the init pins itself with sched_setaffinity (best effort) before the trainer starts.
+  [[nodiscard]] const std::vector<int>& cpus() const { return cpus_; }
+  [[nodiscard]] bool cpuset_enforced() const { return cpuset_enforced_; }
 
  private:
   JobCgroup() = default;
@@ -53,7 +58,15 @@ class JobCgroup final {
 
   bool v2_ = false;
   std::vector<std::string> dirs_;  // v2: one directory; v1: one per controller hierarchy
+  std::vector<int> cpus_;
+  bool cpuset_enforced_ = false;
 };
+
+// The calling thread's CPU affinity, ascending; PinTo sets it (false when refused).
+[[nodiscard]] std::vector<int> AffinityCpus();
+bool PinTo(const std::vector<int>& cpus);
+// "0-3,8,10-11": the kernel's cpu list format.
+[[nodiscard]] std::string CpuList(const std::vector<int>& cpus);
 
 // What the host offers, for the probe: "v2: memory pids cpu" or "v1: ..." descriptions.
 struct CgroupSupport {

@@ -66,25 +66,61 @@ Status CloseUnneededFds(std::set<int> keep) {
   return {};
 }
 
-// The interface ioctls are not tied to a protocol family: on an AF_UNIX socket they reach
-// dev_ioctl() all the same, so a service restricted to AF_UNIX (RestrictAddressFamilies=) works.
-// Without CAP_NET_ADMIN (a service that drops it) lo stays down: recorded, not fatal — the
-// trainer's seccomp filter refuses every socket family but AF_UNIX, so it cannot use lo anyway.
-Status LoopbackUp(bool& up) {
-  UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!s) return FailErrno("socket for loopback");
-  ifreq ifr{};
-  std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
-  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return FailErrno("SIOCGIFFLAGS lo");
-  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-  if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return errno == EPERM ? Status{} : FailErrno("SIOCSIFFLAGS lo");
+// Without CAP_NET_ADMIN (a service that drops it): a network namespace owned by a user
+// namespace of its own. A child makes both (unshare(CLONE_NEWUSER | CLONE_NEWNET): it holds
+// every capability in them, no id mapping needed), brings lo up there and hands the namespace
+// back; the init joins it (setns needs CAP_SYS_ADMIN over its owner, which the init has: it is
+// euid 0 in the parent user namespace, the owner's). The trainer, uid 65534 in the initial user
+// namespace, gets no capability in it. Refused where user namespaces are (systemd's
+// RestrictNamespaces= without `user`): lo stays down, recorded.
+Status LoopbackInOwnedNamespace(bool& up) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return FailErrno("socketpair for lo");
+  UniqueFd parent_end(sv[0]), child_end(sv[1]);
+  const pid_t child = fork();
+  if (child < 0) return FailErrno("fork for lo");
+  if (child == 0) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) _exit(2);
+    if (SetLoopbackUp() != 0) _exit(3);
+    const int ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    _exit(ns >= 0 && SendFd(child_end.get(), ns) ? 0 : 4);
+  }
+  child_end.reset();
+  UniqueFd ns(ReceiveFd(parent_end.get()));
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!ns) return Status{};  // user namespaces refused: lo stays down
+  if (setns(ns.get(), CLONE_NEWNET) != 0) return FailErrno("setns into the job's network namespace");
   up = true;
-  return {};
+  return Status{};
 }
+
+Status LoopbackUp(bool& up) {
+  const int err = SetLoopbackUp();
+  if (err == 0) {
+    up = true;
+    return Status{};
+  }
+  if (err != EPERM) return FailErrno("SIOCSIFFLAGS lo", err);
+  return LoopbackInOwnedNamespace(up);
+}
+
+// Thread pools sized to the CPU limit: OpenMP, the BLAS libraries, numexpr, Rust's rayon
+// (polars and others). A value the policy's env sets wins.
+constexpr const char* kThreadVars[] = {
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS", "RAYON_NUM_THREADS"};
 
 std::vector<std::string> BuildEnv(const Policy& policy) {
   std::map<std::string, std::string> env = {
       {"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"HOME", "/tmp"}, {"LANG", "C.UTF-8"}};
+  if (policy.cpus > 0) {
+    auto threads = static_cast<unsigned>(std::ceil(policy.cpus));
+    // The trainer's affinity (a cpuset cgroup or PinTo made it): never more threads than CPUs.
+    if (const auto usable = static_cast<unsigned>(AffinityCpus().size()); usable > 0) threads = std::min(threads, usable);
+    for (const char* var : kThreadVars) env[var] = std::to_string(std::max(threads, 1U));
+  }
   for (const auto& [k, v] : policy.env) env[k] = v;
   std::vector<std::string> out;
   for (const auto& [k, v] : env) out.push_back(k + "=" + v);
@@ -95,13 +131,16 @@ std::vector<std::string> BuildEnv(const Policy& policy) {
 struct Supervisor {
   pid_t trainer = -1;
   uid_t trainer_uid = 65534;
+  gid_t trainer_gid = 65534;
+  std::string exec_path;
   int trainer_status = 0;
   bool trainer_reaped = false;
   bool timed_out = false;
   bool killing = false;
   UniqueFd listener_socket, listener, error_pipe, signals, timer;
-  std::map<int, std::uint32_t> violations;
-  std::uint64_t violations_total = 0;
+  // (nr, detail) -> count, per class (seccomp_policy.h: ClassifyDenied).
+  std::map<std::pair<int, std::int32_t>, std::uint32_t> violations, probes;
+  std::uint64_t violations_total = 0, probes_total = 0;
   ChildFailure child_failure{-1, 0};
   seccomp_notif* req = nullptr;
   seccomp_notif_resp* resp = nullptr;
@@ -126,34 +165,20 @@ void KillAll(Supervisor& s) {
 }
 
 void ReceiveListener(Supervisor& s) {
-  char byte;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  const ssize_t n = recvmsg(s.listener_socket.get(), &msg, MSG_CMSG_CLOEXEC);
-  if (n > 0) {
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    if (c != nullptr && c->cmsg_type == SCM_RIGHTS) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
-      s.listener.reset(fd);
-    }
-  }
+  s.listener.reset(ReceiveFd(s.listener_socket.get()));
   s.listener_socket.reset();
 }
 
 void HandleNotification(Supervisor& s) {
   std::memset(s.req, 0, sizeof(*s.req));
   if (seccomp_notify_receive(s.listener.get(), s.req) != 0) return;  // target died meanwhile
-  ++s.violations_total;
-  ++s.violations[s.req->data.nr];
+  const Denial d = ClassifyDenied(s.req->data.nr, s.req->data.args[0], s.req->data.args[1]);
+  const bool probe = d.kind == DenialKind::kProbe;
+  ++(probe ? s.probes_total : s.violations_total);
+  ++(probe ? s.probes : s.violations)[{s.req->data.nr, d.detail}];
   std::memset(s.resp, 0, sizeof(*s.resp));
   s.resp->id = s.req->id;
-  s.resp->error = -EPERM;
+  s.resp->error = -d.err;
   (void)seccomp_notify_respond(s.listener.get(), s.resp);
 }
 
@@ -260,9 +285,12 @@ void FillFinal(InitReport& r, const Supervisor& s, Clock::time_point started) {
   r.cpu_system_ms = ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
   r.max_rss_kb = ru.ru_maxrss;
   r.violations_total = s.violations_total;
-  for (const auto& [nr, count] : s.violations) {
-    if (r.violation_kinds == std::size(r.violations)) break;
-    r.violations[r.violation_kinds++] = {nr, count};
+  r.probes_total = s.probes_total;
+  for (const auto* counts : {&s.violations, &s.probes}) {
+    for (const auto& [key, count] : *counts) {
+      if (r.denial_kinds == std::size(r.denials)) break;
+      r.denials[r.denial_kinds++] = {key.first, key.second, count, counts == &s.probes ? std::uint8_t{1} : std::uint8_t{0}};
+    }
   }
   if (s.child_failure.step >= 0) {
     r.exec_failed = s.child_failure.step == kChildStepExec ? 1 : 0;
@@ -270,8 +298,10 @@ void FillFinal(InitReport& r, const Supervisor& s, Clock::time_point started) {
     Copy(r.failed_step, sizeof(r.failed_step),
          std::string(s.child_failure.step == kChildStepExec ? "exec-trainer" : "trainer-") +
              (s.child_failure.step == kChildStepExec ? "" : ChildStepName(s.child_failure.step)));
-    Copy(r.message, sizeof(r.message), std::string(ChildStepName(s.child_failure.step)) + ": " +
-                                           std::strerror(s.child_failure.err));
+    Copy(r.message, sizeof(r.message),
+         s.child_failure.step == kChildStepExec
+             ? DescribeExecFailure(s.exec_path, s.child_failure.err, s.trainer_uid, s.trainer_gid)
+             : std::string(ChildStepName(s.child_failure.step)) + ": " + std::strerror(s.child_failure.err));
   }
 }
 
@@ -307,7 +337,14 @@ void JoinAndHarden(const Policy& policy, const InitChannels& ch) {
     if (!ch.already_in_cgroup && ch.cgroup != nullptr) {
       if (auto st = ch.cgroup->JoinSelf(); !st) return st;
     }
-    return unshare(CLONE_NEWCGROUP) == 0 ? Status{} : FailErrno("unshare(CLONE_NEWCGROUP)");
+    if (unshare(CLONE_NEWCGROUP) != 0) return FailErrno("unshare(CLONE_NEWCGROUP)");
+    // No cpuset cgroup could hold the job to its CPUs: pin the init (and so the trainer) with
+    // its affinity instead. Best effort: a caller's seccomp filter may refuse it (systemd's
+    // @resources); the CPU quota still holds.
+    if (ch.cgroup != nullptr && !ch.cgroup->cpuset_enforced() && !ch.cgroup->cpus().empty()) {
+      (void)PinTo(ch.cgroup->cpus());
+    }
+    return Status{};
   });
   Step(rep, "init-harden", []() -> Status {
     if (prctl(PR_SET_DUMPABLE, 0) != 0) return FailErrno("PR_SET_DUMPABLE");
@@ -404,6 +441,8 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
   launch.exec_path = exec_path;
   Step(rep, "fork-trainer", [&]() -> Status {
     s.trainer_uid = policy.uid;
+    s.trainer_gid = policy.gid;
+    s.exec_path = exec_path;
     auto t = ForkTrainer(launch);
     if (!t) return std::unexpected(t.error());
     s.trainer = t->pid;
@@ -425,6 +464,7 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
   report.dev_nodes_bound = b.fs.dev_nodes_bound ? 1 : 0;
   report.hostname_set = b.hostname_set ? 1 : 0;
   report.loopback_up = b.loopback_up ? 1 : 0;
+  Copy(report.cpus, sizeof(report.cpus), CpuList(AffinityCpus()));
   if (report.failed_step[0] == '\0' && policy.stage_out) {
     Status st;
     try {
@@ -444,6 +484,18 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
 }
 
 }  // namespace
+
+// The interface ioctls are not tied to a protocol family: on an AF_UNIX socket they reach
+// dev_ioctl() all the same, so a service restricted to AF_UNIX (RestrictAddressFamilies=) works.
+int SetLoopbackUp() {
+  UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return errno;
+  ifreq ifr{};
+  std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
+  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return errno;
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  return ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0 ? 0 : errno;
+}
 
 void InitMain(const Policy& policy, const InitChannels& ch) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);

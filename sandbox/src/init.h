@@ -21,6 +21,11 @@ struct InitChannels {
   int image_tree = -1;
 };
 
+// Sets lo up in the caller's network namespace through an AF_UNIX socket's ioctl (the interface
+// ioctls reach the device layer from any family). 0 or the errno (EPERM: no CAP_NET_ADMIN over
+// that namespace). Used by the init and by `--probe`.
+[[nodiscard]] int SetLoopbackUp();
+
 // Never returns: exits the init process.
 [[noreturn]] void InitMain(const Policy& policy, const InitChannels& channels);
 

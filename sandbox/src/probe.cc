@@ -3,8 +3,6 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/mount.h>
-#include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +20,7 @@
 #include "cgroup.h"
 #include "cordon/sandbox/sandbox.h"
 #include "filesystem.h"
+#include "init.h"
 
 namespace cordon::sandbox {
 namespace {
@@ -163,25 +162,24 @@ void HardenedService(std::ostringstream& out) {
               ? "carry on without it (hostname_set: false; /etc/hostname still says cordon)"
               : "fail at set-hostname")
       << "\n";
-  const int lo_err = InChild([] {
-    if (unshare(CLONE_NEWNET) != 0) return errno;
-    const int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return errno;
-    ifreq ifr{};
-    std::snprintf(ifr.ifr_name, IFNAMSIZ, "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) return errno;
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-    return ioctl(s, SIOCSIFFLAGS, &ifr) == 0 ? 0 : errno;
+  const int lo_err = InChild([] { return unshare(CLONE_NEWNET) != 0 ? errno : SetLoopbackUp(); });
+  const int owned_err = InChild([] {
+    return unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0 ? errno : SetLoopbackUp();
   });
   const int inet_err = InChild([] {
     const int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     return s >= 0 ? 0 : errno;
   });
-  out << "loopback up through an AF_UNIX socket's ioctl: " << Verdict(lo_err) << "\n  will do: "
-      << (lo_err == 0 ? "bring lo up" : lo_err == EPERM
-              ? "leave lo down (no CAP_NET_ADMIN; loopback_up: false; the trainer may use AF_UNIX only)"
-              : "fail at loopback-up")
-      << "\n  AF_INET sockets: " << Verdict(inet_err) << " -- not needed\n";
+  out << "loopback up through an AF_UNIX socket's ioctl: " << Verdict(lo_err)
+      << "\n  in a network namespace owned by a user namespace of the init's: " << Verdict(owned_err)
+      << "\n  will do: "
+      << (lo_err == 0 ? "bring lo up"
+          : lo_err != EPERM ? "fail at loopback-up"
+          : owned_err == 0 ? "bring lo up in a network namespace the init owns (no CAP_NET_ADMIN needed)"
+                           : "leave lo down (no CAP_NET_ADMIN, user namespaces refused; loopback_up: false)")
+      << "\n  AF_INET sockets: " << Verdict(inet_err)
+      << (inet_err == 0 ? "" : " -- refused to this process and so to every trainer it starts: no loopback TCP/UDP")
+      << "\n";
 }
 
 }  // namespace

@@ -9,9 +9,12 @@ namespace cordon::sandbox {
 
 enum class ReportKind : std::uint32_t { kTrainerStarted = 1, kFinal = 2 };
 
-struct ViolationCount {
+// One kind of denied call: syscall number, detail (socket family, else -1), count, class.
+struct DenialCount {
   std::int32_t nr;
+  std::int32_t detail;
   std::uint32_t count;
+  std::uint8_t probe;  // 1: a harmless probe; 0: an escape attempt (a violation)
 };
 
 struct InitReport {
@@ -27,10 +30,11 @@ struct InitReport {
   std::uint8_t hostname_set = 0;     // sethostname refused (e.g. ProtectHostname=yes): 0
   std::uint8_t loopback_up = 0;      // SIOCSIFFLAGS refused (no CAP_NET_ADMIN): 0
   std::int32_t exec_errno = 0;
+  char cpus[128] = {};  // the CPUs the job ran on, in the kernel's list format
   std::int64_t wall_ms = 0, cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kb = 0;
-  std::uint64_t violations_total = 0;
-  std::uint32_t violation_kinds = 0;
-  ViolationCount violations[64] = {};
+  std::uint64_t violations_total = 0, probes_total = 0;
+  std::uint32_t denial_kinds = 0;
+  DenialCount denials[64] = {};
 };
 static_assert(sizeof(InitReport) < 4096, "must fit one atomic pipe write");
 

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -128,6 +129,20 @@ InitWait WaitForInit(pid_t init, int report_fd, std::chrono::milliseconds timeou
   return w;
 }
 
+}  // namespace
+
+std::string DeniedSummary(const std::map<std::string, std::uint64_t>& counts) {
+  std::vector<std::pair<std::string, std::uint64_t>> sorted(counts.begin(), counts.end());
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::string text = "denied:";
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    text += (i == 0 ? " " : ", ") + sorted[i].first + " \u00d7" + std::to_string(sorted[i].second);
+  }
+  return text;
+}
+
+namespace {
+
 void ApplyTrainerStatus(RunResult& r, const InitReport& rep) {
   const int st = rep.wait_status;
   if (WIFEXITED(st)) {
@@ -146,7 +161,7 @@ void ApplyTrainerStatus(RunResult& r, const InitReport& rep) {
   }
   if (rep.violations_total > 0) {
     r.outcome = Outcome::kViolation;
-    r.reason = "the trainer tried " + std::to_string(rep.violations_total) + " denied syscall(s)";
+    r.reason = DeniedSummary(r.violations_by_syscall);
   }
   if (rep.timed_out) {
     r.outcome = Outcome::kTimeout;
@@ -175,8 +190,10 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
     return r;
   }
   r.seccomp_violations = rep.violations_total;
-  for (std::uint32_t i = 0; i < rep.violation_kinds; ++i) {
-    r.violations_by_syscall[SyscallName(rep.violations[i].nr)] += rep.violations[i].count;
+  r.probes = rep.probes_total;
+  for (std::size_t i = 0; i < std::min<std::size_t>(rep.denial_kinds, std::size(rep.denials)); ++i) {
+    const DenialCount& d = rep.denials[i];
+    (d.probe ? r.probes_by_syscall : r.violations_by_syscall)[DenialName(d.nr, d.detail)] += d.count;
   }
   r.wall = std::chrono::milliseconds(rep.wall_ms);
   r.cpu_user = std::chrono::milliseconds(rep.cpu_user_ms);
@@ -187,6 +204,7 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
   r.dev_nodes = rep.dev_nodes_bound != 0 ? "bind" : "mknod";
   r.hostname_set = rep.hostname_set != 0;
   r.loopback_up = rep.loopback_up != 0;
+  r.cpus_allowed = std::string(rep.cpus, strnlen(rep.cpus, sizeof(rep.cpus)));
   if (rep.trainer_reaped) ApplyTrainerStatus(r, rep);
   if (rep.failed_step[0] != '\0') {
     r.outcome = Outcome::kSetupError;
@@ -259,11 +277,14 @@ std::string RunResult::ToJson() const {
   j["timeout_hit"] = timeout_hit;
   j["seccomp_violations"] = seccomp_violations;
   j["violations_by_syscall"] = violations_by_syscall;
+  j["probes"] = probes;
+  j["probes_by_syscall"] = probes_by_syscall;
   j["cgroup"] = cgroup_mode;
   j["scratch_noswap"] = scratch_noswap;
   j["dev_nodes"] = dev_nodes;
   j["hostname_set"] = hostname_set;
   j["loopback_up"] = loopback_up;
+  j["cpus_allowed"] = cpus_allowed;
   return j.dump(2) + "\n";
 }
 
@@ -295,11 +316,14 @@ std::optional<RunResult> RunResult::FromJson(std::string_view text) {
     r.timeout_hit = j.value("timeout_hit", false);
     r.seccomp_violations = j.value("seccomp_violations", std::uint64_t{0});
     r.violations_by_syscall = j.value("violations_by_syscall", std::map<std::string, std::uint64_t>{});
+    r.probes = j.value("probes", std::uint64_t{0});
+    r.probes_by_syscall = j.value("probes_by_syscall", std::map<std::string, std::uint64_t>{});
     r.cgroup_mode = j.value("cgroup", std::string());
     r.scratch_noswap = j.value("scratch_noswap", false);
     r.dev_nodes = j.value("dev_nodes", std::string("mknod"));
     r.hostname_set = j.value("hostname_set", true);
     r.loopback_up = j.value("loopback_up", true);
+    r.cpus_allowed = j.value("cpus_allowed", std::string());
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;  // a member of the wrong type
   }

@@ -3,8 +3,9 @@
 //
 // Actions:
 // - denied syscalls -> SECCOMP_RET_USER_NOTIF: the sandbox init receives each attempt on the
-//   listener fd, counts it by syscall and answers EPERM. The count cannot be forged or hidden by
-//   the trainer (it happens outside it).
+//   listener fd, classifies it (ClassifyDenied: an escape attempt or a harmless probe), counts
+//   it by name and answers with the class's errno. The counts cannot be forged or hidden by the
+//   trainer (they happen outside it).
 // - clone3 -> ENOSYS, uncounted (its flags live in memory a filter cannot read; libc falls back
 //   to clone(2), whose flags are checked).
 // - any other architecture/ABI (i386 via int 0x80, x32) -> SECCOMP_RET_KILL_PROCESS.
@@ -49,6 +50,20 @@ class SeccompPolicyBuilder final {
   bool built_ = false;
   Status sticky_{};
 };
+
+// A denied call, as the init answers it: escapes (mount, ptrace, bpf, ...) fail the job
+// (VIOLATION); probes (io_uring_setup, a netlink family other than NETLINK_ROUTE, a raw
+// socket, ...) are only counted. detail: the socket family for socket/socketpair, else -1.
+enum class DenialKind : std::uint8_t { kEscape, kProbe };
+struct Denial {
+  DenialKind kind;
+  int err;               // the errno the caller gets
+  std::int32_t detail;
+};
+// Classifies a call the filter handed to the init (nr and its first two arguments).
+[[nodiscard]] Denial ClassifyDenied(int nr, std::uint64_t arg0, std::uint64_t arg1);
+// "mount", "socket(AF_VSOCK)": the name counts are kept under.
+[[nodiscard]] std::string DenialName(int nr, std::int32_t detail);
 
 // The name of a syscall number on the native architecture ("nr-N" when unknown).
 [[nodiscard]] std::string SyscallName(int nr);

@@ -1,11 +1,13 @@
 #include "trainer_exec.h"
 
+#include <elf.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
 #include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -13,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -86,23 +89,6 @@ bool DropAllCaps() {
   return syscall(SYS_capset, &header, data) == 0;
 }
 
-bool SendFd(int socket_fd, int fd) {
-  char byte = 'L';
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  return sendmsg(socket_fd, &msg, MSG_NOSIGNAL) == 1;
-}
-
 bool ResetSignals() {
   sigset_t none;
   sigemptyset(&none);
@@ -157,6 +143,47 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
 
 }  // namespace
 
+namespace {
+
+// One data byte and room for one SCM_RIGHTS fd; on the stack, no allocation (SendFd runs between
+// fork and exec).
+struct FdMessage {
+  char byte = 'L';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  FdMessage() {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+  }
+  FdMessage(const FdMessage&) = delete;
+  FdMessage& operator=(const FdMessage&) = delete;
+};
+
+}  // namespace
+
+bool SendFd(int socket_fd, int fd) {
+  FdMessage m;
+  cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  return sendmsg(socket_fd, &m.msg, MSG_NOSIGNAL) == 1;
+}
+
+int ReceiveFd(int socket_fd) {
+  FdMessage m;
+  if (recvmsg(socket_fd, &m.msg, MSG_CMSG_CLOEXEC) <= 0) return -1;
+  cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
+  if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  return fd;
+}
+
 const char* ChildStepName(std::int32_t step) {
   if (step < 0 || step >= static_cast<std::int32_t>(std::size(kChildSteps))) return "unknown";
   return kChildSteps[step];
@@ -178,6 +205,66 @@ Result<std::string> ResolveExecutable(const std::string& name, const std::string
     start = end + 1;
   }
   return Fail(Errc::kNotFound, name + ": command not found in PATH=" + path);
+}
+
+namespace {
+
+// The path in a "#!" line, or the PT_INTERP of an ELF program; "" when there is none.
+std::string InterpreterOf(int fd, const char* head, std::size_t n) {
+  if (n >= 2 && head[0] == '#' && head[1] == '!') {
+    std::size_t i = 2;
+    while (i < n && (head[i] == ' ' || head[i] == '\t')) ++i;
+    std::size_t end = i;
+    while (end < n && head[end] != ' ' && head[end] != '\t' && head[end] != '\n' && head[end] != '\r') ++end;
+    return std::string(head + i, end - i);
+  }
+  Elf64_Ehdr eh;
+  if (n < sizeof(eh) || std::memcmp(head, ELFMAG, SELFMAG) != 0 || head[EI_CLASS] != ELFCLASS64) return "";
+  std::memcpy(&eh, head, sizeof(eh));
+  for (unsigned i = 0; i < eh.e_phnum && i < 256; ++i) {
+    Elf64_Phdr ph;
+    const auto at = static_cast<off_t>(eh.e_phoff + static_cast<std::uint64_t>(i) * eh.e_phentsize);
+    if (eh.e_phentsize < sizeof(ph) || pread(fd, &ph, sizeof(ph), at) != static_cast<ssize_t>(sizeof(ph))) break;
+    if (ph.p_type != PT_INTERP) continue;
+    char interp[256] = {};
+    const std::size_t len = std::min<std::uint64_t>(ph.p_filesz, sizeof(interp) - 1);
+    if (pread(fd, interp, len, static_cast<off_t>(ph.p_offset)) != static_cast<ssize_t>(len)) break;
+    return std::string(interp, strnlen(interp, len));
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string DescribeExecFailure(const std::string& path, int err, uid_t uid, gid_t gid) {
+  const std::string plain = path + ": " + std::strerror(err);
+  if (err != ENOENT && err != ENOEXEC && err != EACCES && err != ELIBBAD) return plain;
+  // As the trainer would see it: the file system ids of the trainer, never root's.
+  const int old_gid = setfsgid(gid), old_uid = setfsuid(uid);
+  std::string message = plain;
+  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  struct stat st {};
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    char head[512];
+    const ssize_t n = pread(fd, head, sizeof(head), 0);
+    const std::string interp = n > 0 ? InterpreterOf(fd, head, static_cast<std::size_t>(n)) : "";
+    const bool script = n >= 2 && head[0] == '#' && head[1] == '!';
+    const char* what = script ? "interpreter " : "ELF interpreter (dynamic loader) ";
+    struct stat ist {};
+    if (script && interp.empty()) {
+      message = path + ": empty #! line";
+    } else if (!interp.empty() && stat(interp.c_str(), &ist) != 0) {
+      message = path + ": " + what + interp + (errno == ENOENT ? " not found" : std::string(": ") + std::strerror(errno));
+    } else if (!interp.empty() && (!S_ISREG(ist.st_mode) || access(interp.c_str(), X_OK) != 0)) {
+      message = path + ": " + what + interp + " is not executable";
+    } else if (err == ENOEXEC) {
+      message = path + ": not a program (no #! line, not an ELF executable of this architecture)";
+    }
+  }
+  if (fd >= 0) close(fd);
+  setfsuid(static_cast<uid_t>(old_uid));
+  setfsgid(static_cast<gid_t>(old_gid));
+  return message;
 }
 
 Result<Trainer> ForkTrainer(const TrainerLaunch& launch) {

@@ -39,11 +39,21 @@ struct ChildFailure {
   std::int32_t err;
 };
 [[nodiscard]] const char* ChildStepName(std::int32_t step);
+
+// One fd over an AF_UNIX socket (SCM_RIGHTS, one data byte). SendFd makes raw system calls
+// only (safe between fork and exec); ReceiveFd returns the fd (close-on-exec) or -1.
+[[nodiscard]] bool SendFd(int socket_fd, int fd);
+[[nodiscard]] int ReceiveFd(int socket_fd);
 inline constexpr std::int32_t kChildStepExec = 9;
 
 // PATH lookup of argv[0] as root inside the sandbox; absolute or relative paths are kept.
 [[nodiscard]] Result<std::string> ResolveExecutable(const std::string& name, const std::string& path);
 
 [[nodiscard]] Result<Trainer> ForkTrainer(const TrainerLaunch& launch);
+
+// Why execve(path) failed with err, naming what is missing: "/job/bin/train: interpreter
+// /opt/venv/bin/python3 not found", the ELF loader of a dynamically linked program, an empty
+// "#!" line. Looked at with the trainer's file system ids (uid, gid), inside the sandbox.
+[[nodiscard]] std::string DescribeExecFailure(const std::string& path, int err, uid_t uid, gid_t gid);
 
 }  // namespace cordon::sandbox

@@ -378,6 +378,83 @@ TEST_F(SandboxTest, ResultJsonNamesEveryField) {
   }
 }
 
+// A trainer's loopback: a TCP pair over 127.0.0.1 (what torch.distributed's TCPStore, ZMQ or Dask
+// do on one node) and no route anywhere else. Prints "PING ENETUNREACH" when all is right.
+constexpr const char* kLoopbackPy = R"(
+import errno, socket, threading
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+def echo():
+    c, _ = srv.accept(); c.sendall(c.recv(8).upper()); c.close()
+t = threading.Thread(target=echo); t.start()
+cli = socket.create_connection(srv.getsockname(), timeout=5); cli.sendall(b"ping")
+reply = cli.recv(8).decode(); t.join()
+out = socket.socket(); out.settimeout(5)
+try:
+    out.connect(("192.0.2.1", 80)); far = "CONNECTED"
+except OSError as e:
+    far = errno.errorcode[e.errno]
+print(reply, far)
+)";
+
+TEST_F(SandboxTest, LoopbackTcpPairWorksAndNothingElseIsReachable) {
+  Policy p = BasePolicy({"/usr/bin/python3", "-c", kLoopbackPy});
+  RunResult result;
+  const std::string out = RunCapture(p, result);
+  EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason << "\n" << out;
+  EXPECT_EQ(out, "PING ENETUNREACH\n");
+  EXPECT_TRUE(result.loopback_up);
+  EXPECT_EQ(result.seccomp_violations, 0U);
+  EXPECT_EQ(result.probes, 0U);
+}
+
+// cpus: 1 -> one CPU in the affinity (a cpuset cgroup or the init's affinity), the thread
+// pools sized 1; a value the policy's env sets is kept.
+TEST_F(SandboxTest, OneCpuShowsOneCpuAndSizesTheThreadPools) {
+  Policy p = BasePolicy({"/bin/sh", "-c",
+                         "nproc; echo $OMP_NUM_THREADS $MKL_NUM_THREADS $OPENBLAS_NUM_THREADS; "
+                         "/usr/bin/python3 -c 'import os; print(len(os.sched_getaffinity(0)))'"});
+  p.cpus = 1;
+  p.env["OPENBLAS_NUM_THREADS"] = "7";
+  RunResult result;
+  const std::string out = RunCapture(p, result);
+  EXPECT_EQ(result.outcome, Outcome::kOk) << result.reason;
+  EXPECT_EQ(out, "1\n1 1 7\n1\n");
+  EXPECT_EQ(result.cpus_allowed.find_first_of(",-"), std::string::npos) << result.cpus_allowed;
+  EXPECT_FALSE(result.cpus_allowed.empty());
+}
+
+// An exec failure names what is missing: the "#!" interpreter of a console script, the ELF
+// loader of a dynamically linked program (the file itself exists in both cases).
+TEST_F(SandboxTest, ExecFailuresNameTheMissingInterpreter) {
+  const fs::path script = work_ / "image" / "train";
+  std::ofstream(script) << "#!/opt/venv/bin/python3\nprint('never')\n";
+  chmod(script.c_str(), 0755);
+  RunResult result;
+  RunCapture(BasePolicy({"/job/train"}), result);
+  EXPECT_EQ(result.outcome, Outcome::kSetupError);
+  EXPECT_EQ(result.failed_step, "exec-trainer");
+  EXPECT_EQ(result.reason, "exec-trainer: /job/train: interpreter /opt/venv/bin/python3 not found");
+  EXPECT_EQ(result.ShellStatus(), 127);
+
+  // /bin/true with its PT_INTERP renamed to a loader that does not exist (same length).
+  std::string elf = Slurp("/bin/true");
+  const std::string loader = "/lib64/ld-linux-x86-64.so.2";
+  const std::size_t at = elf.find(loader + '\0');
+  if (at == std::string::npos) GTEST_SKIP() << "not an x86-64 glibc /bin/true";
+  elf.replace(at, loader.size(), "/lib64/ld-absent-x86-64.so2");
+  const fs::path program = work_ / "image" / "prog";
+  std::ofstream(program, std::ios::binary) << elf;
+  chmod(program.c_str(), 0755);
+  int p2[2];
+  ASSERT_EQ(pipe2(p2, O_CLOEXEC), 0);
+  close(out_read_);  // a fresh pipe for the second run (RunCapture closed the write end)
+  out_read_ = p2[0];
+  out_write_ = p2[1];
+  RunCapture(BasePolicy({"/job/prog"}), result);
+  EXPECT_EQ(result.reason,
+            "exec-trainer: /job/prog: ELF interpreter (dynamic loader) /lib64/ld-absent-x86-64.so2 not found");
+}
+
 TEST(RunResultJson, RoundTripsAndRejectsGarbage) {
   RunResult r;
   r.outcome = Outcome::kViolation;
@@ -388,6 +465,9 @@ TEST(RunResultJson, RoundTripsAndRejectsGarbage) {
   r.memory_limit_hit = true;
   r.seccomp_violations = 2;
   r.violations_by_syscall = {{"mount", 1}, {"ptrace", 1}};
+  r.probes = 3;
+  r.probes_by_syscall = {{"io_uring_setup", 2}, {"socket(AF_PACKET)", 1}};
+  r.cpus_allowed = "0-1";
   r.cgroup_mode = "v1";
   r.scratch_noswap = true;
   const auto back = RunResult::FromJson(r.ToJson());
@@ -403,18 +483,28 @@ TEST(RunResultJson, RoundTripsAndRejectsGarbage) {
 // (mknod/mknodat -> EPERM, sethostname -> EPERM, socket(AF_INET/AF_INET6) -> EAFNOSUPPORT) and,
 // for the shipped unit, its CapabilityBoundingSet (no CAP_MKNOD, CAP_NET_ADMIN, CAP_KILL,
 // CAP_SYS_RESOURCE). The sandbox must still run the job.
-enum class Caller { kPlain, kFiltered, kShippedUnit };
+// kUnitWithLoopback: the shipped unit with the loopback drop-in (scripts/systemd/
+// loopback.conf): `user` in RestrictNamespaces=, AF_INET/AF_INET6/AF_NETLINK allowed, still no
+// CAP_NET_ADMIN: lo comes up in a network namespace the init owns.
+enum class Caller { kPlain, kFiltered, kShippedUnit, kUnitWithLoopback };
 
 class HardenedCallerTest : public SandboxTest {
  protected:
-  static bool FilterLikeSystemd() {
+  static bool FilterLikeSystemd(bool refuse_user_namespaces, bool refuse_inet) {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (ctx == nullptr) return false;
     bool ok = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) == 0;
+    if (refuse_user_namespaces) {  // RestrictNamespaces= without `user`
+      for (int nr : {SCMP_SYS(unshare), SCMP_SYS(clone)}) {
+        ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1,
+                                    SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)) == 0;
+      }
+    }
     for (int nr : {SCMP_SYS(mknod), SCMP_SYS(mknodat), SCMP_SYS(sethostname)}) {
       ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) == 0;
     }
     for (int family : {AF_INET, AF_INET6}) {
+      if (!refuse_inet) break;
       ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
                                   SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))) == 0;
     }
@@ -440,9 +530,9 @@ class HardenedCallerTest : public SandboxTest {
     return syscall(SYS_capset, &h, d) == 0;
   }
 
-  static bool Refused() {
+  static bool Refused(bool inet) {
     return mknod("/tmp/cordon-never", S_IFCHR | 0600, makedev(1, 3)) != 0 && errno == EPERM &&
-           socket(AF_INET, SOCK_DGRAM, 0) < 0 && errno == EAFNOSUPPORT;
+           (!inet || (socket(AF_INET, SOCK_DGRAM, 0) < 0 && errno == EAFNOSUPPORT));
   }
 
   // Runs the policy in a child process set up as `caller` and returns the RunResult it reports
@@ -453,9 +543,12 @@ class HardenedCallerTest : public SandboxTest {
     const pid_t pid = fork();
     if (pid == 0) {
       close(res[0]);
-      if (caller != Caller::kPlain && !FilterLikeSystemd()) _exit(3);
-      if (caller == Caller::kShippedUnit && !DropLikeTheUnit()) _exit(4);
-      if (caller != Caller::kPlain && !Refused()) _exit(5);  // the test would prove nothing
+      const bool loopback = caller == Caller::kUnitWithLoopback;
+      if (caller != Caller::kPlain && !FilterLikeSystemd(caller == Caller::kShippedUnit, !loopback)) _exit(3);
+      if ((caller == Caller::kShippedUnit || caller == Caller::kUnitWithLoopback) && !DropLikeTheUnit()) {
+        _exit(4);
+      }
+      if (caller != Caller::kPlain && !Refused(!loopback)) _exit(5);  // the test would prove nothing
       auto r = sandbox::Run(p);
       const std::string json = r ? r->ToJson() : std::string();
       _exit(write(res[1], json.data(), json.size()) == static_cast<ssize_t>(json.size()) ? 0 : 6);
@@ -520,6 +613,18 @@ TEST_F(HardenedCallerTest, ShippedUnitsCapabilitiesStillRunTheJob) {
   EXPECT_FALSE(result->hostname_set);
   EXPECT_FALSE(result->loopback_up);
   EXPECT_LT(result->wall.count(), 10000) << "the background process was not killed";
+}
+
+// No CAP_NET_ADMIN, user namespaces allowed: lo is up in a network namespace owned by a user
+// namespace of the init's; the trainer's loopback TCP works, there is still no route out.
+TEST_F(HardenedCallerTest, WithoutNetAdminLoopbackComesUpInANamespaceTheInitOwns) {
+  std::string output;
+  Policy p = BasePolicy({"/usr/bin/python3", "-c", kLoopbackPy});
+  auto result = RunInChild(p, Caller::kUnitWithLoopback, output);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->outcome, Outcome::kOk) << result->reason << "\n" << output;
+  EXPECT_TRUE(result->loopback_up);
+  EXPECT_EQ(output, "PING ENETUNREACH\n");
 }
 
 TEST_F(HardenedCallerTest, UnrestrictedCallerMknodsAndSetsTheHostname) {

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -49,14 +50,54 @@ static int report(const char* what, long rc, int err) {
   return 1;
 }
 
+/* To a port on 127.0.0.1: the job's own loopback, never the host's. TCP is refused there; a
+ * UDP datagram goes out and the port-unreachable answer comes back as ECONNREFUSED. */
 static int net(int family, int type, int port) {
   int s = socket(family, type, 0);
   if (s < 0) return report("socket", s, errno);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int rc = connect(s, (struct sockaddr*)&a, sizeof(a));
-  if (rc == 0 && type == SOCK_DGRAM) rc = (int)send(s, "pii", 3, 0) == 3 ? 0 : -1;
-  return report("connect", rc, errno);
+  if (rc != 0 || type != SOCK_DGRAM) return report("connect", rc, errno);
+  if (send(s, "pii", 3, 0) != 3) return report("send", -1, errno);
+  struct timeval tv = {2, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char buf[8];
+  long rc2 = recv(s, buf, sizeof(buf), 0);
+  return report("recv", rc2, errno);
+}
+
+/* Anywhere but loopback: the empty network namespace has no route. */
+static int egress(void) {
+  int escaped = 0;
+  struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons(80)};
+  inet_pton(AF_INET, "192.0.2.1", &v4.sin_addr);
+  struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(80)};
+  inet_pton(AF_INET6, "2001:db8::1", &v6.sin6_addr);
+  const struct {
+    const char* what;
+    int family, type;
+    const struct sockaddr* to;
+    socklen_t len;
+  } tries[] = {{"tcp4", AF_INET, SOCK_STREAM, (struct sockaddr*)&v4, sizeof(v4)},
+               {"udp4", AF_INET, SOCK_DGRAM, (struct sockaddr*)&v4, sizeof(v4)},
+               {"tcp6", AF_INET6, SOCK_STREAM, (struct sockaddr*)&v6, sizeof(v6)},
+               {"udp6", AF_INET6, SOCK_DGRAM, (struct sockaddr*)&v6, sizeof(v6)}};
+  for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); ++i) {
+    int s = socket(tries[i].family, tries[i].type, 0);
+    long rc = tries[i].type == SOCK_STREAM ? connect(s, tries[i].to, tries[i].len)
+                                           : sendto(s, "pii", 3, 0, tries[i].to, tries[i].len);
+    escaped |= report(tries[i].what, rc, errno);
+    close(s);
+  }
+  return escaped;
+}
+
+/* A socket the sandbox allows: prints "<what> socket ok". */
+static int allowed_socket(const char* what, int family, int type, int protocol) {
+  int s = socket(family, type, protocol);
+  printf("%s socket %s\n", what, s >= 0 ? "ok" : strerrorname_np(errno));
+  return s < 0;
 }
 
 static int open_path(const char* path, int flags) {
@@ -273,15 +314,17 @@ int main(int argc, char** argv) {
   const char* arg = argc > 2 ? argv[2] : "";
   if (!strcmp(a, "tcp")) return net(AF_INET, SOCK_STREAM, atoi(arg));
   if (!strcmp(a, "udp")) return net(AF_INET, SOCK_DGRAM, atoi(arg));
-  if (!strcmp(a, "tcp6")) TRY("socket", socket(AF_INET6, SOCK_STREAM, 0));
+  if (!strcmp(a, "egress")) return egress();
+  if (!strcmp(a, "tcp6")) return allowed_socket("tcp6", AF_INET6, SOCK_STREAM, 0);
+  if (!strcmp(a, "netlink-route")) return allowed_socket("netlink-route", AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+  if (!strcmp(a, "unix")) return allowed_socket("unix", AF_UNIX, SOCK_STREAM, 0);
   if (!strcmp(a, "raw")) TRY("socket", socket(AF_INET, SOCK_RAW, IPPROTO_RAW));
+  if (!strcmp(a, "raw6")) TRY("socket", socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6));
   if (!strcmp(a, "packet")) TRY("socket", socket(AF_PACKET, SOCK_RAW, 0));
-  if (!strcmp(a, "netlink")) TRY("socket", socket(AF_NETLINK, SOCK_RAW, 0));
-  if (!strcmp(a, "unix")) {
-    int s = socket(AF_UNIX, SOCK_STREAM, 0);
-    printf("unix socket %s\n", s >= 0 ? "ok" : strerrorname_np(errno));
-    return s < 0;
-  }
+  if (!strcmp(a, "sctp")) TRY("socket", socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP));
+  if (!strcmp(a, "seqpacket")) TRY("socket", socket(AF_INET, SOCK_SEQPACKET, 0));
+  if (!strcmp(a, "netlink")) TRY("socket", socket(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG));
+  if (!strcmp(a, "vsock")) TRY("socket", socket(AF_VSOCK, SOCK_STREAM, 0));
   if (!strcmp(a, "read")) return open_path(arg, O_RDONLY);
   if (!strcmp(a, "write")) return open_path(arg, O_WRONLY);
   if (!strcmp(a, "create")) return open_path(arg, O_WRONLY | O_CREAT);

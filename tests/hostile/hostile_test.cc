@@ -22,6 +22,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -161,21 +163,30 @@ TEST_F(HostileTest, RefusesToRunOutsideTheSandbox) {
   EXPECT_EQ(WEXITSTATUS(rc), 3);
 }
 
+// 127.0.0.1 inside the job is the job's own loopback: the host's listener on the same port is
+// in another network namespace and never sees a byte.
 TEST_F(HostileTest, TcpToHostLoopbackListener) {
   Listener l(SOCK_STREAM);
   auto r = Run({}, {"tcp", std::to_string(l.port())});
-  EXPECT_HELD(r, "held socket errno=EPERM");
-  EXPECT_EQ(r.result["violations_by_syscall"]["socket"], 1);
-  EXPECT_EQ(r.result["outcome"], "VIOLATION");
+  EXPECT_HELD(r, "held connect errno=ECONNREFUSED");
+  EXPECT_EQ(r.result["outcome"], "OK");
+  EXPECT_EQ(r.result["loopback_up"], true);
   EXPECT_FALSE(l.ReceivedAnything());
 }
 
 TEST_F(HostileTest, UdpToHostLoopbackListener) {
   Listener l(SOCK_DGRAM);
   auto r = Run({}, {"udp", std::to_string(l.port())});
-  EXPECT_HELD(r, "held socket errno=EPERM");
-  EXPECT_EQ(r.result["violations_by_syscall"]["socket"], 1);
+  EXPECT_HELD(r, "held recv errno=ECONNREFUSED");
   EXPECT_FALSE(l.ReceivedAnything());
+}
+
+TEST_F(HostileTest, NoRouteToAnyNonLoopbackAddress) {
+  auto r = Run({}, {"egress"});
+  for (const char* what : {"tcp4", "udp4", "tcp6", "udp6"}) {
+    EXPECT_HELD(r, std::string("held ") + what + " errno=ENETUNREACH");
+  }
+  EXPECT_EQ(r.result["outcome"], "OK");
 }
 
 TEST_F(HostileTest, NetNamespaceHasOnlyLoopbackAndNoHostSockets) {
@@ -189,15 +200,35 @@ TEST_F(HostileTest, NetNamespaceHasOnlyLoopbackAndNoHostSockets) {
   EXPECT_EQ(tcp.out.find(port_hex), std::string::npos) << "host listener visible:\n" << tcp.out;
 }
 
-TEST_F(HostileTest, RawPacketNetlinkAndInet6Sockets) {
-  for (const char* kind : {"raw", "packet", "netlink", "tcp6"}) {
+// Raw and packet sockets, other IP protocols and other netlink families stay refused: harmless
+// probes inside the job's own network namespace (counted, named, the job goes on).
+TEST_F(HostileTest, RawPacketAndOtherNetlinkSocketsAreRefusedProbes) {
+  for (const auto& [kind, err, name] :
+       {std::tuple{"raw", "EPERM", "socket(AF_INET)"}, std::tuple{"raw6", "EPERM", "socket(AF_INET6)"},
+        std::tuple{"packet", "EPERM", "socket(AF_PACKET)"}, std::tuple{"sctp", "EPROTONOSUPPORT", "socket(AF_INET)"},
+        std::tuple{"seqpacket", "EPROTONOSUPPORT", "socket(AF_INET)"},
+        std::tuple{"netlink", "EPROTONOSUPPORT", "socket(AF_NETLINK)"}}) {
     auto r = Run({}, {kind});
-    EXPECT_HELD(r, "held socket errno=EPERM");
-    EXPECT_EQ(r.result["violations_by_syscall"]["socket"], 1) << kind;
+    EXPECT_NE(r.out.find(std::string("held socket errno=") + err), std::string::npos) << kind << ": " << r.out;
+    EXPECT_EQ(r.result["probes_by_syscall"][name], 1) << kind << r.result.dump();
+    EXPECT_EQ(r.result["seccomp_violations"], 0) << kind;
+    EXPECT_EQ(r.result["outcome"], "OK") << kind;
   }
-  auto unix_ok = Run({}, {"unix"});
-  EXPECT_NE(unix_ok.out.find("unix socket ok"), std::string::npos) << unix_ok.out;
-  EXPECT_EQ(unix_ok.result["outcome"], "OK");
+  for (const char* kind : {"unix", "tcp6", "netlink-route"}) {
+    auto ok = Run({}, {kind});
+    EXPECT_NE(ok.out.find(std::string(kind) + " socket ok"), std::string::npos) << ok.out;
+    EXPECT_EQ(ok.result["outcome"], "OK");
+    EXPECT_EQ(ok.result["probes"], 0);
+  }
+}
+
+// A family that reaches past the network namespace (vsock: the hypervisor) is an escape attempt.
+TEST_F(HostileTest, VsockIsAnEscapeAttempt) {
+  auto r = Run({}, {"vsock"});
+  EXPECT_HELD(r, "held socket errno=EAFNOSUPPORT");
+  EXPECT_EQ(r.result["violations_by_syscall"]["socket(AF_VSOCK)"], 1) << r.result.dump();
+  EXPECT_EQ(r.result["outcome"], "VIOLATION");
+  EXPECT_EQ(r.result["reason"], "denied: socket(AF_VSOCK) \u00d71");
 }
 
 TEST_F(HostileTest, HostSecretsAndStateAreNotVisible) {
@@ -302,7 +333,13 @@ TEST_F(HostileTest, RefusesUidZero) {
 
 class DeniedSyscallTest : public HostileTest, public ::testing::WithParamInterface<const char*> {};
 
-TEST_P(DeniedSyscallTest, AnsweredEpermAndCounted) {
+std::string ParamName(const std::string& param) {
+  std::string n = param;
+  for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return n;
+}
+
+TEST_P(DeniedSyscallTest, EscapeAnsweredEpermCountedAndNamed) {
   const std::string name = GetParam();
   auto r = Run({}, {"syscall", name});
   EXPECT_HELD(r, "held " + name + " errno=EPERM");
@@ -310,25 +347,46 @@ TEST_P(DeniedSyscallTest, AnsweredEpermAndCounted) {
   EXPECT_EQ(r.result["violations_by_syscall"][counted], 1) << r.result.dump();
   EXPECT_EQ(r.result["seccomp_violations"], 1);
   EXPECT_EQ(r.result["outcome"], "VIOLATION");
+  EXPECT_EQ(r.result["reason"], "denied: " + counted + " \u00d71");
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    EveryDeniedSyscall, DeniedSyscallTest,
+    EveryEscapeCall, DeniedSyscallTest,
     ::testing::Values("mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "clone",
-                      "ptrace", "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open",
-                      "keyctl", "add_key", "request_key", "userfaultfd", "io_uring_setup",
-                      "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load",
+                      "ptrace", "process_vm_readv", "process_vm_writev", "bpf",
+                      "keyctl", "add_key", "request_key", "userfaultfd", "kexec_load", "kexec_file_load",
                       "init_module", "finit_module", "delete_module", "open_by_handle_at",
-                      "name_to_handle_at", "fanotify_init", "syslog", "acct", "swapon", "swapoff",
-                      "reboot", "settimeofday", "personality", "TIOCSTI", "TIOCSTI-high-bits",
+                      "fanotify_init", "acct", "swapon", "swapoff",
+                      "reboot", "settimeofday", "TIOCSTI", "TIOCSTI-high-bits",
                       "TIOCLINUX", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
-                      "open_tree", "mount_setattr", "pidfd_getfd", "kcmp", "clock_settime",
-                      "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "quotactl",
+                      "open_tree", "mount_setattr", "pidfd_getfd", "clock_settime",
+                      "sethostname", "setdomainname", "quotactl",
                       "iopl", "ioperm", "vhangup", "uselib", "lookup_dcookie"),
-    [](const ::testing::TestParamInfo<const char*>& param) {
-      std::string n = param.param;
-      for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-      return n;
+    [](const ::testing::TestParamInfo<const char*>& param) { return ParamName(param.param); });
+
+// Harmless probes: answered with the errno a library expects, counted and named, the job's
+// outcome untouched.
+class ProbeTest : public HostileTest, public ::testing::WithParamInterface<std::pair<const char*, const char*>> {};
+
+TEST_P(ProbeTest, AnsweredCountedNeverAViolation) {
+  const auto [name, err] = GetParam();
+  auto r = Run({}, {"syscall", name});
+  EXPECT_HELD(r, std::string("held ") + name + " errno=" + err);
+  EXPECT_EQ(r.result["probes_by_syscall"][name], 1) << r.result.dump();
+  EXPECT_EQ(r.result["probes"], 1);
+  EXPECT_EQ(r.result["seccomp_violations"], 0);
+  EXPECT_EQ(r.result["outcome"], "OK");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryProbe, ProbeTest,
+    ::testing::Values(std::pair{"io_uring_setup", "ENOSYS"}, std::pair{"io_uring_enter", "ENOSYS"},
+                      std::pair{"io_uring_register", "ENOSYS"}, std::pair{"perf_event_open", "EACCES"},
+                      std::pair{"syslog", "EPERM"}, std::pair{"kcmp", "EPERM"},
+                      std::pair{"name_to_handle_at", "EOPNOTSUPP"}, std::pair{"adjtimex", "EPERM"},
+                      std::pair{"clock_adjtime", "EPERM"}, std::pair{"personality", "EPERM"}),
+    [](const ::testing::TestParamInfo<std::pair<const char*, const char*>>& param) {
+      return ParamName(param.param.first);
     });
 
 TEST_F(HostileTest, DescendantsAreFilteredAndCountedToo) {

@@ -38,7 +38,7 @@ printf 'a,b\n1,2\n3,"unterminated\n' |
 spec() {
   local name="$1" image="$2" command="$3"; shift 3
   local columns="" pin_line="" timeout=60s memory=512Mi input="$T/sealed/customers.sealed" key=kms://local/models
-  local out="$T/out/$name" scratch=128Mi metrics="" output_extra=""
+  local out="$T/out/$name" scratch=128Mi metrics="" output_extra="" cpus=""
   for kv in "$@"; do
     case "$kv" in
       columns=*) columns="      columns: ${kv#columns=}" ;;
@@ -51,6 +51,7 @@ spec() {
       metrics=*) metrics="  metrics: ${kv#metrics=}" ;;
       output_extra=*) output_extra="    ${kv#output_extra=}" ;;
       scratch=*) scratch="${kv#scratch=}" ;;
+      cpus=*) cpus=", cpus: ${kv#cpus=}" ;;
     esac
   done
   cat >"$T/specs/$name.yaml" <<SPEC
@@ -71,7 +72,7 @@ $pin_line
     path: $out
     key: $key
 $output_extra
-  resources: {memory: $memory, timeout: $timeout, scratch: $scratch, pids: 64}
+  resources: {memory: $memory, timeout: $timeout, scratch: $scratch, pids: 64$cpus}
 $metrics
 SPEC
 }
@@ -160,7 +161,32 @@ spec violation "$img" "$SH, \"unshare --mount true; exit 0\"]"
 run violation
 check "violation exit 13" test "$rc" = 13
 check "violation outcome" test "$(outcome)" = sandbox_violation
-check "violation names the syscall" has "$(jget "$J" 'd["manifest"]["resources"]')" "seccomp_violations"
+check "violation: --json names the escape call" test "$(jget "$J" 'd["violations_by_syscall"]')" = "{'unshare': 1}"
+check "violation: the manifest names it" test "$(jget "$J" 'd["manifest"]["resources"]["violations_by_syscall"]')" = "{'unshare': 1}"
+check "violation: the reason names it" has "$(jget "$J" 'd["reason"]')" "denied: unshare ×1"
+check "violation: audited by name" has "$("$bin/cordon" audit show --job "$(jget "$J" 'd["job_id"]')" --action trainer.exited --json)" '"violations":{"unshare":1}'
+# --- what a real trainer needs: loopback TCP, name probes, a CPU count that tells the truth;
+# no egress; a harmless probe (a packet socket) is counted, never a failure; --json --show-logs
+# keeps stdout for the JSON (the trainer's output goes to stderr) ---
+spec net "$src/tests/runner/trainers/net" '[/usr/bin/python3, /job/net.py]' cpus=1
+J="$T/net.json"; "$bin/cordon" run --json --show-logs "$T/specs/net.yaml" >"$J" 2>"$T/net.err"; rc=$?
+check "--json --show-logs: stdout is one JSON object" "$PY" -c 'import json,sys; json.load(open(sys.argv[1]))' "$J"
+check "--json --show-logs: the trainer's output went to stderr" grep -q '"tcp4": "PING"' "$T/net.err"
+check "net job succeeded despite a probe" test "$rc,$(outcome)" = "0,succeeded"
+N="$(extract net)/net.json"
+check "loopback TCP pair (IPv4 and IPv6) inside the job" test "$(jget "$N" 'd["tcp4"], d["tcp6"]')" = "('PING', 'PING')"
+check "getaddrinfo(AI_ADDRCONFIG) answers" test "$(jget "$N" 'd["addrconfig"]')" = "['127.0.0.1']"
+check "no egress: TCP/UDP to non-loopback addresses unreachable" test "$(jget "$N" 'd["egress_tcp4"], d["egress_tcp6"], d["egress_udp4"]')" = "('ENETUNREACH', 'ENETUNREACH', 'ENETUNREACH')"
+check "packet socket refused" test "$(jget "$N" 'd["packet"]')" = EPERM
+check "the probe is counted and named, no violation" test "$(jget "$J" 'd["probes_by_syscall"], d["seccomp_violations"]')" = "({'socket(AF_PACKET)': 1}, 0)"
+check "cpus: 1 shows one CPU" test "$(jget "$N" 'd["affinity"]')" = 1
+check "cpus: 1 sets the thread pools to 1" test "$(jget "$N" 'sorted(set(d["threads_env"].values()))')" = "['1']"
+# --- a console script whose interpreter is not in the sandbox: the trainer's fault, named ---
+mkdir -p "$T/img-venv/bin"; printf '#!/opt/venv/bin/python3\nprint("never")\n' >"$T/img-venv/bin/train"; chmod 0755 "$T/img-venv/bin/train"
+spec venv "$T/img-venv" '[/job/bin/train]'
+run venv
+check "missing interpreter: trainer_failed (10)" test "$rc,$(outcome)" = "10,trainer_failed"
+check "missing interpreter: named" test "$(jget "$J" 'd["reason"]')" = "/job/bin/train: interpreter /opt/venv/bin/python3 not found"
 
 # --- input_rejected ---
 spec badpin "$img" "$SH, \"exit 0\"]" "pin=sha256:$(printf '0%.0s' $(seq 64))"

@@ -202,8 +202,9 @@ check "and the service restarted" test "$(c 'systemctl show -p NRestarts --value
 c 'rm -rf /run/systemd/system/cordond.service.d; systemctl daemon-reload'
 
 # --- cordon-sandbox --probe under the unit's restrictions: it names the path it will take ---
+unit_value() { grep "^$1=" "$src/scripts/systemd/cordond.service" | cut -d= -f2-; }
 c "systemd-run --wait --pipe --quiet -p PrivateDevices=yes -p ProtectHostname=yes -p RestrictAddressFamilies=AF_UNIX \
-   -p 'CapabilityBoundingSet=$(grep '^CapabilityBoundingSet=' "$src/scripts/systemd/cordond.service" | cut -d= -f2-)' \
+   -p 'CapabilityBoundingSet=$(unit_value CapabilityBoundingSet)' -p 'RestrictNamespaces=$(unit_value RestrictNamespaces)' \
    /cordon-build/bin/cordon-sandbox --probe" >"$T/probe.txt" 2>&1
 check "probe under PrivateDevices=: binds the /dev nodes" grep -q "dev_nodes: bind" "$T/probe.txt"
 check "probe under ProtectHostname=: carries on without sethostname" grep -q "hostname_set: false" "$T/probe.txt"
@@ -215,6 +216,24 @@ echo "$sec" | grep -E '✗' | sed 's/^/  /'
 exposure=$(echo "$sec" | sed -n 's/.*Overall exposure level for cordond.service: \([0-9.]*\).*/\1/p')
 echo "systemd-analyze security cordond: exposure $exposure (checked <= $EXPOSURE_MAX)"
 check "exposure $exposure <= $EXPOSURE_MAX" python3 -c "import sys; sys.exit(0 if float('$exposure' or 99) <= $EXPOSURE_MAX else 1)"
+
+# --- the loopback drop-in (opt-in, scripts/systemd/loopback.conf): a trainer's loopback TCP works
+# under the unit without CAP_NET_ADMIN, and there is still no route out ---
+c 'install -D -m 0644 /src/scripts/systemd/loopback.conf /etc/systemd/system/cordond.service.d/loopback.conf
+   install -m 0644 /src/tests/runner/trainers/net/net.py /srv/cordon/trainers/py/net.py
+   systemctl daemon-reload && systemctl restart cordond' >/dev/null 2>&1
+spec net /srv/cordon/outputs/alice /usr/bin/python3, /job/net.py
+nid=$(alice cordon submit /tmp/net.yaml 2>&1 | tail -n1)
+alice cordon wait "$nid" >/dev/null 2>&1
+st=$(alice cordon status "$nid" --json 2>/dev/null)
+check "loopback drop-in: the net job succeeded ($(field reason <<<"$st" 2>/dev/null))" test "$(field state <<<"$st")" = succeeded
+net=$(c "rm -rf /root/x-$nid; cordon outputs extract /srv/cordon/outputs/alice/$nid /root/x-$nid >/dev/null 2>&1 && cat /root/x-$nid/net.json")
+check "loopback drop-in: TCP over lo inside the job, no route out ($net)" python3 -c '
+import json, sys; d = json.loads(sys.argv[1])
+sys.exit(0 if (d["tcp4"], d["egress_tcp4"], d["egress_udp4"]) == ("PING", "ENETUNREACH", "ENETUNREACH") else 1)' "$net"
+sec=$(c 'systemd-analyze security cordond --no-pager' 2>&1)
+echo "with the loopback drop-in: exposure $(echo "$sec" | sed -n 's/.*Overall exposure level for cordond.service: \([0-9.]*\).*/\1/p') (printed, not checked)"
+c 'rm -f /etc/systemd/system/cordond.service.d/loopback.conf; systemctl daemon-reload && systemctl restart cordond' >/dev/null 2>&1
 
 # --- the journal, as a consumer reads it ---
 c 'journalctl -u cordond -o json --no-pager' >"$T/journal.json"

@@ -640,7 +640,7 @@ void Runner::RunSandbox() {
           {"wall_ms", r.wall.count()}, {"peak_memory_bytes", r.peak_memory_bytes},
           {"memory_limit_hit", r.memory_limit_hit}, {"pids_limit_hit", r.pids_limit_hit},
           {"timeout_hit", r.timeout_hit}, {"seccomp_violations", r.seccomp_violations},
-          {"violations", r.violations_by_syscall}, {"reason", r.reason}});
+          {"violations", r.violations_by_syscall}, {"probes_by_syscall", r.probes_by_syscall}, {"reason", r.reason}});
 }
 
 void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pipe& ctl, Pipe& result) {
@@ -698,8 +698,9 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
 
 void Runner::OnLog(std::string_view bytes, bool is_stderr) {
   if (options_.show_logs) {
-    (is_stderr ? std::cerr : std::cout) << bytes;
-    (is_stderr ? std::cerr : std::cout).flush();
+    std::ostream& echo = is_stderr || options_.logs_to_stderr ? std::cerr : std::cout;
+    echo << bytes;
+    echo.flush();
   }
   const std::size_t room = kMaxLogBytes - std::min(kMaxLogBytes, run_.log.size());
   if (bytes.size() > room) run_.log_truncated = true;
@@ -881,7 +882,9 @@ void Runner::ClassifyResult() {
       Reject(g_cancel ? JobOutcome::kCancelled : JobOutcome::kSetupError, g_cancel ? "cancelled" : "the sandbox was killed from outside");
       return;
     case Outcome::kSetupError:
-      if (run_.input_error) {
+      if (r.failed_step == "exec-trainer") {  // the image's fault: a missing command or interpreter
+        Reject(JobOutcome::kTrainerFailed, r.reason.substr(std::min(r.reason.size(), r.failed_step.size() + 2)));
+      } else if (run_.input_error) {
         Reject(JobOutcome::kInputRejected, "input '" + run_.input_error->value("input", "") + "': " +
                                              run_.input_error->value("message", ""));
       } else {
@@ -976,6 +979,9 @@ void Runner::WriteManifest() {
                      {"cpu_system_ms", r.cpu_system.count()}, {"peak_memory_bytes", r.peak_memory_bytes},
                      {"memory_limit_hit", r.memory_limit_hit}, {"pids_limit_hit", r.pids_limit_hit},
                      {"timeout_hit", r.timeout_hit}, {"seccomp_violations", r.seccomp_violations},
+                     {"violations_by_syscall", r.violations_by_syscall}, {"probes", r.probes},
+                     {"probes_by_syscall", r.probes_by_syscall}, {"cpus_allowed", r.cpus_allowed},
+                     {"loopback_up", r.loopback_up},
                      {"cgroup_mode", r.cgroup_mode}, {"scratch_noswap", r.scratch_noswap}}},
       {"metrics", run_.last_metrics.value_or(json(nullptr))},
       {"metrics_declared", job_.metrics},

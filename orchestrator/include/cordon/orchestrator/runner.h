@@ -111,6 +111,7 @@ struct RunOptions {
   int output_fd = -1;
   int image_fd = -1;
   bool show_logs = false;     // also echo the trainer's stdout/stderr to ours
+  bool logs_to_stderr = false;  // echo both to our stderr (stdout carries JSON only: --json)
   // Called with each sanitised metrics line (declared names only) while the trainer runs.
   std::function<void(const nlohmann::json& metrics)> on_metrics;
   // Called once the job id is known and the job is accepted.

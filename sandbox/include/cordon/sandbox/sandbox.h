@@ -137,8 +137,12 @@ struct RunResult {
   std::uint64_t peak_memory_bytes = 0;
   bool memory_limit_hit = false, pids_limit_hit = false, timeout_hit = false;
   bool cpu_throttled = false;  // the CPU quota held the job back (a quota slows, never kills)
+  // Denied calls, by name ("mount", "socket(AF_VSOCK)"): escape attempts (they make the
+  // outcome kViolation) and harmless probes (answered with an errno, only counted).
   std::uint64_t seccomp_violations = 0;
   std::map<std::string, std::uint64_t> violations_by_syscall;
+  std::uint64_t probes = 0;
+  std::map<std::string, std::uint64_t> probes_by_syscall;
   std::string cgroup_mode;     // "v2", "v1" or "none"
   bool scratch_noswap = false; // false only when allow_swap let a swappable tmpfs through
   // How the sandbox adapted to a hardened caller (systemd's PrivateDevices=, ProtectHostname=):
@@ -149,6 +153,9 @@ struct RunResult {
   std::string dev_nodes = "mknod";
   bool hostname_set = true;
   bool loopback_up = true;
+  // The CPUs the job ran on ("0-3,8"): with a CPU limit, ceil(cpus) of the caller's, held by a
+  // cpuset cgroup where the host offers one, else by the init's affinity.
+  std::string cpus_allowed;
   // The shell convention: exit_code, 128+signal, 125 for a set-up failure.
   [[nodiscard]] int ShellStatus() const;
   [[nodiscard]] std::string ToJson() const;
@@ -156,6 +163,9 @@ struct RunResult {
   // its result back); nullopt when `text` is not such an object.
   [[nodiscard]] static std::optional<RunResult> FromJson(std::string_view text);
 };
+
+// "denied: mount ×3, bpf ×1" (most frequent first): the reason of a kViolation.
+[[nodiscard]] std::string DeniedSummary(const std::map<std::string, std::uint64_t>& counts);
 
 // Builds the sandbox, runs the trainer and tears everything down. Errors inside the sandbox are
 // reported in the RunResult (kSetupError); the returned error is only for a bad policy.
