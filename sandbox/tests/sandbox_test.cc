@@ -481,12 +481,13 @@ TEST(RunResultJson, RoundTripsAndRejectsGarbage) {
 // What systemd's PrivateDevices=yes, ProtectHostname=yes and RestrictAddressFamilies=AF_UNIX do
 // to the service, done for real in a child process: a seccomp filter of the same effect
 // (mknod/mknodat -> EPERM, sethostname -> EPERM, socket(AF_INET/AF_INET6) -> EAFNOSUPPORT) and,
-// for the shipped unit, its CapabilityBoundingSet (no CAP_MKNOD, CAP_NET_ADMIN, CAP_KILL,
+// for the unit, its CapabilityBoundingSet (no CAP_MKNOD, CAP_NET_ADMIN, CAP_KILL,
 // CAP_SYS_RESOURCE). The sandbox must still run the job.
-// kUnitWithLoopback: the shipped unit with the loopback drop-in (scripts/systemd/
-// loopback.conf): `user` in RestrictNamespaces=, AF_INET/AF_INET6/AF_NETLINK allowed, still no
-// CAP_NET_ADMIN: lo comes up in a network namespace the init owns.
-enum class Caller { kPlain, kFiltered, kShippedUnit, kUnitWithLoopback };
+// kShippedUnit: scripts/systemd/cordond.service: `user` in RestrictNamespaces=,
+// AF_INET/AF_INET6/AF_NETLINK allowed, no CAP_NET_ADMIN: lo comes up in a network namespace the
+// init owns. kNoLoopbackUnit: with the opt-in drop-in scripts/systemd/no-loopback.conf
+// (AF_UNIX only, no user namespaces).
+enum class Caller { kPlain, kFiltered, kNoLoopbackUnit, kShippedUnit };
 
 class HardenedCallerTest : public SandboxTest {
  protected:
@@ -543,9 +544,9 @@ class HardenedCallerTest : public SandboxTest {
     const pid_t pid = fork();
     if (pid == 0) {
       close(res[0]);
-      const bool loopback = caller == Caller::kUnitWithLoopback;
-      if (caller != Caller::kPlain && !FilterLikeSystemd(caller == Caller::kShippedUnit, !loopback)) _exit(3);
-      if ((caller == Caller::kShippedUnit || caller == Caller::kUnitWithLoopback) && !DropLikeTheUnit()) {
+      const bool loopback = caller == Caller::kShippedUnit;
+      if (caller != Caller::kPlain && !FilterLikeSystemd(caller == Caller::kNoLoopbackUnit, !loopback)) _exit(3);
+      if ((caller == Caller::kNoLoopbackUnit || caller == Caller::kShippedUnit) && !DropLikeTheUnit()) {
         _exit(4);
       }
       if (caller != Caller::kPlain && !Refused(!loopback)) _exit(5);  // the test would prove nothing
@@ -601,11 +602,12 @@ TEST_F(HardenedCallerTest, MknodSethostnameAndInetRefusedStillRunsTheJob) {
   EXPECT_TRUE(result->loopback_up);  // through the AF_UNIX socket: AF_INET was refused
 }
 
-// The shipped unit's capability set too: no CAP_NET_ADMIN (lo stays down, recorded), no CAP_KILL
+// The unit's capability set with no-loopback.conf: no CAP_NET_ADMIN and no user namespaces (lo
+// stays down, recorded), no CAP_KILL
 // (the init still kills the trainer's background process at once: no wait for the timeout).
-TEST_F(HardenedCallerTest, ShippedUnitsCapabilitiesStillRunTheJob) {
+TEST_F(HardenedCallerTest, NoLoopbackUnitsCapabilitiesStillRunTheJob) {
   std::string output;
-  auto result = RunInChild(CheckingPolicy(false), Caller::kShippedUnit, output);
+  auto result = RunInChild(CheckingPolicy(false), Caller::kNoLoopbackUnit, output);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->outcome, Outcome::kOk) << result->reason;
   EXPECT_EQ(output, "16\n3\nfull\ncordon\n");
@@ -620,7 +622,7 @@ TEST_F(HardenedCallerTest, ShippedUnitsCapabilitiesStillRunTheJob) {
 TEST_F(HardenedCallerTest, WithoutNetAdminLoopbackComesUpInANamespaceTheInitOwns) {
   std::string output;
   Policy p = BasePolicy({"/usr/bin/python3", "-c", kLoopbackPy});
-  auto result = RunInChild(p, Caller::kUnitWithLoopback, output);
+  auto result = RunInChild(p, Caller::kShippedUnit, output);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->outcome, Outcome::kOk) << result->reason << "\n" << output;
   EXPECT_TRUE(result->loopback_up);
