@@ -172,6 +172,9 @@ class RunCommand final : public Command {
                   {"index", r.index ? json{{"file", r.index->file}, {"sha256", r.index->sha256}} : json(nullptr)},
                   {"trainer_log", r.trainer_log ? json{{"file", r.trainer_log->file}, {"sha256", r.trainer_log->sha256}}
                                                 : json(nullptr)},
+                  {"metrics_series", r.metrics_series ? json{{"file", r.metrics_series->file},
+                                                             {"sha256", r.metrics_series->sha256}}
+                                                      : json(nullptr)},
                   {"refused_outputs", r.refused}, {"metrics_dropped", r.metrics_dropped},
                   {"manifest", r.manifest}};
       std::cout << out.dump(2) << "\n";

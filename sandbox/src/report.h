@@ -28,6 +28,9 @@ struct InitReport {
   std::uint8_t loopback_up = 0;      // SIOCSIFFLAGS refused (no CAP_NET_ADMIN): 0
   std::int32_t exec_errno = 0;
   std::int64_t wall_ms = 0, cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kb = 0;
+  std::uint64_t scratch_size = 0, scratch_peak = 0, scratch_final = 0;
+  std::uint64_t scratch_data = 0, scratch_out = 0, scratch_tmp = 0;
+  std::uint8_t scratch_full = 0;
   std::uint64_t violations_total = 0;
   std::uint32_t violation_kinds = 0;
   ViolationCount violations[64] = {};
