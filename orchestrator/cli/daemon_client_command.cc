@@ -180,6 +180,11 @@ class ClientCommand final : public Command {
     if (json_ || op_ == "status") {
       if (json_) std::cout << job.dump(2) << "\n";
       else PrintTable(json::array({job}));
+      if (!json_ && job.contains("metrics") && job["metrics"].is_object()) {  // a running job's latest
+        std::string line;
+        for (const auto& [k, v] : job["metrics"].items()) line += " " + k + "=" + v.dump();
+        std::cout << "metrics:" << line << "\n";
+      }
     } else {
       std::cout << job.value("job_id", "") << " " << job.value("state", "") << " " << job.value("outcome", "") << "\n";
     }

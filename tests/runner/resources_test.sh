@@ -4,11 +4,11 @@
 # numbers; live outputs are sealed while the trainer runs and survive a kill -9 of the runner.
 #
 #   resources_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
-#   sections: scratch memory live live_crash
+#   sections: scratch memory live live_crash metrics
 # Each section has its own installation; any one runs alone (ctest -R '^runner\.live$').
 # Needs root. KEEP=1 keeps the temp dir; E2E_VERBOSE=1 prints passes.
 set -uo pipefail
-SECTIONS_ALL=(scratch memory live live_crash)
+SECTIONS_ALL=(scratch memory live live_crash metrics)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/e2e.sh"
 e2e_sections runner "$@"
@@ -125,6 +125,28 @@ section_live_crash() {
   "$C" outputs extract "$dir" "$W/x2" >/dev/null 2>&1
   check "live crash: extract still works after the crash" test "$(cat "$W/x2/ckpt/e1.pt" 2>/dev/null)" = epoch-1-weights
   check "live crash: the audit log verifies" e2e_audit_verify
+}
+
+# ---------------------------------------------------------------- metrics
+# Every accepted metrics line is kept, once, with its time, as metrics.jsonl.sealed; the last
+# one (written just before exit, which the relay may not have seen) too.
+section_metrics() {
+  fresh metrics || return 1
+  cat >"$W/img/run.sh" <<'TRAINER'
+for e in 1 2; do echo "{\"epoch\": $e, \"loss\": 0.$((9 - e)), \"secret\": 1}" >>"$CORDON_METRICS"; sleep 0.6; done
+echo "{\"epoch\": 3, \"loss\": 0.5}" >>"$CORDON_METRICS"
+TRAINER
+  job series argv='["/bin/sh", "/job/run.sh"]' metrics='[epoch, loss]'
+  run series
+  check "metrics: job succeeded" test "$(jget "$J" 'd["outcome"]')" = succeeded
+  local dir series; dir=$(jget "$J" 'd["output_dir"]')
+  series=$("$C" unseal "$dir/metrics.jsonl.sealed" - 2>/dev/null)
+  check "metrics: metrics.jsonl holds each line once, in order, declared names only" test \
+    "$(jget - '[(l["epoch"], l["loss"], sorted(l)) for l in d]' <<<"[$(paste -sd, <<<"$series")]")" = \
+    "[(1, 0.8, ['epoch', 'loss', 't']), (2, 0.7, ['epoch', 'loss', 't']), (3, 0.5, ['epoch', 'loss', 't'])]"
+  check "metrics: times in order" test "$(jget - 'all(a["t"] <= b["t"] for a, b in zip(d, d[1:]))' <<<"[$(paste -sd, <<<"$series")]")" = True
+  check "metrics: named in the manifest" test "$(jget "$J" 'd["manifest"]["metrics_series"]["lines"]')" = 3
+  check "metrics: the sealed file's hash in --json" test "$(jget "$J" 'd["metrics_series"]["sha256"]')" = "sha256:$(sha256sum "$dir/metrics.jsonl.sealed" | cut -d' ' -f1)"
 }
 
 for s in "${sections[@]}"; do "section_$s" || fail "$s: set-up failed"; done
