@@ -2,9 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/fsuid.h>
 #include <sys/inotify.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,26 +10,13 @@
 #include <cstring>
 
 #include "cordon/sandbox/sandbox.h"
+#include "fs_identity.h"
 
 namespace cordon::sandbox {
 namespace {
 
 // No IN_DONT_FOLLOW: the path is /proc/self/fd/N, a magic link to a directory opened O_NOFOLLOW.
 constexpr std::uint32_t kDirMask = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR | IN_EXCL_UNLINK;
-
-// Runs `op` with the trainer's file-system identity (this thread; PDEATHSIG re-armed after).
-template <class Op>
-auto AsUser(uid_t uid, gid_t gid, Op op) {
-  int death_signal = 0;
-  (void)prctl(PR_GET_PDEATHSIG, &death_signal);
-  setfsgid(gid);
-  setfsuid(uid);
-  auto result = op();
-  setfsuid(0);
-  setfsgid(0);
-  if (death_signal != 0) (void)prctl(PR_SET_PDEATHSIG, death_signal);
-  return result;
-}
 
 // /out/<rel> opened component by component, no link followed; -1 when any step fails.
 int OpenDir(const std::string& rel) {
@@ -71,7 +56,7 @@ bool LiveWatch::Inside(const std::string& path) const {
 // files (pending: written before the watch existed, they would send no event).
 void LiveWatch::AddDir(const std::string& rel, int depth) {
   if (depth > kMaxLiveDepth || dirs_.size() >= kMaxLiveWatches || !Relevant(rel)) return;
-  AsUser(uid_, gid_, [&] {
+  AsFsUser(uid_, gid_, [&] {
     UniqueFd dir(OpenDir(rel));
     if (!dir) return 0;
     const std::string proc = "/proc/self/fd/" + std::to_string(dir.get());

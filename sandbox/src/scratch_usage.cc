@@ -2,14 +2,14 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/fsuid.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
 #include <algorithm>
 #include <cstring>
 #include <string>
+
+#include "fs_identity.h"
 
 namespace cordon::sandbox {
 
@@ -59,18 +59,13 @@ void Sum(Walk& w, int dir_fd, int depth) {
 }  // namespace
 
 std::uint64_t AllocatedBytes(const char* path, uid_t uid, gid_t gid, std::size_t max_entries) {
-  int death_signal = 0;  // a change of fsuid clears it (prctl(2)): armed again after
-  (void)prctl(PR_GET_PDEATHSIG, &death_signal);
-  setfsgid(gid);
-  setfsuid(uid);
-  Walk w;
-  w.max_entries = max_entries;
-  const int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd >= 0) Sum(w, fd, 0);
-  setfsuid(0);
-  setfsgid(0);
-  if (death_signal != 0) (void)prctl(PR_SET_PDEATHSIG, death_signal);
-  return w.bytes;
+  return AsFsUser(uid, gid, [&] {
+    Walk w;
+    w.max_entries = max_entries;
+    const int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) Sum(w, fd, 0);
+    return w.bytes;
+  });
 }
 
 }  // namespace cordon::sandbox
