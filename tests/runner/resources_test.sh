@@ -67,7 +67,7 @@ section_memory() {
 }
 
 # ---------------------------------------------------------------- live outputs
-# A checkpoint written twice, one renamed in, a link and a final model: each live version is
+# A checkpoint written twice, one renamed in, hostile files and a final model: each live version is
 # sealed while the trainer runs, audited once, and the final stage-out seals only what changed.
 section_live() {
   fresh live || return 1
@@ -78,6 +78,8 @@ sleep 0.8
 echo epoch2 >/out/checkpoints/model.pt
 echo deep >/out/checkpoints/deep/d.tmp && mv /out/checkpoints/deep/d.tmp /out/checkpoints/deep/d.pt
 ln -s /etc/passwd /out/checkpoints/link.pt
+echo h >/out/checkpoints/h1.pt; ln /out/checkpoints/h1.pt /out/checkpoints/h2.pt
+mkfifo /out/checkpoints/fifo.pt; truncate -s 100G /out/checkpoints/sparse.pt
 echo other >/out/not-live.txt
 sleep 1.5
 echo final >/out/model.txt
@@ -91,7 +93,8 @@ TRAINER
   check "live: two versions of the checkpoint and the renamed one audited live" test "$(grep -c '"live":true' <<<"$sealed")" = 3
   check "live: versions numbered" has "$sealed" '"version":2'
   check "live: 3 live + 2 final outputs, nothing sealed twice" test "$(jget "$J" 'len(d["outputs"])')" = 5
-  check "live: the link refused at the end" test "$(jget "$J" 'd["refused_outputs"]')" = "{'symlink': 1}"
+  check "live: links, FIFOs and sparse giants are never sealed live, refused at the end" \
+    test "$(jget "$J" 'sorted(d["refused_outputs"].items())')" = "[('byte_cap', 1), ('fifo', 1), ('hard_link', 2), ('symlink', 1)]"
   local x="$W/x"
   "$C" outputs extract "$(jget "$J" 'd["output_dir"]')" "$x" >/dev/null 2>&1
   check "live: extract restores the last version" test "$(cat "$x/checkpoints/model.pt" 2>/dev/null)" = epoch2

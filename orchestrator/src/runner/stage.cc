@@ -498,7 +498,7 @@ Status StageIn(const StagePlan& plan) {
 Status SealLive(const StagePlan& plan, SealLedger& ledger, int output_dir_fd, std::string_view path) {
   const std::string rel(path);
   const bool inside = std::any_of(plan.live.begin(), plan.live.end(), [&](const std::string& p) { return rel.starts_with(p); });
-  if (!inside || output_dir_fd < 0 || PathJson(rel).is_null()) return {};
+  if (!inside || output_dir_fd < 0 || ledger.live_seals >= kMaxLiveSeals || PathJson(rel).is_null()) return {};
   UniqueFd in = OpenLiveFile(plan, rel);
   struct stat st {};
   if (!in || ::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) return {};
@@ -518,6 +518,7 @@ Status SealLive(const StagePlan& plan, SealLedger& ledger, int output_dir_fd, st
     return st_ok;
   }
   ledger.sealed_count = n;
+  ++ledger.live_seals;
   ledger.sealed_bytes += report->plaintext_bytes;
   const std::uint32_t version = std::max<std::uint32_t>(NextVersion(ledger, rel), 1);
   ledger.live[rel] = VersionOf(st, version);

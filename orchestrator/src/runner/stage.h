@@ -34,6 +34,9 @@ inline constexpr const char* kIndexDataset = "index";
 // host crash leaves it beside them); removed once index.sealed, which holds them too, is durable.
 inline constexpr const char* kLiveIndexFile = "index.live.sealed";
 inline constexpr const char* kLiveIndexDataset = "index-live";
+// Live seals per job at most (each is audited and rewrites the live index); past that, files
+// under the live prefixes wait for the final stage-out like any other.
+inline constexpr std::size_t kMaxLiveSeals = 1000;
 // "out-000042": the n-th output's dataset name; its file is that plus ".sealed".
 [[nodiscard]] std::string OutputDataset(std::size_t n);
 
@@ -91,6 +94,7 @@ struct SealLedger {
     std::uint32_t version = 0;
   };
   std::map<std::string, Version> live;  // /out-relative path -> its last live version
+  std::size_t live_seals = 0;
 };
 
 // Decrypts every input into /data, projected; starts the metrics relay.
