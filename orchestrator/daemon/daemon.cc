@@ -471,6 +471,30 @@ void Daemon::Handle(const std::shared_ptr<Connection>& conn, const protocol::Req
   }
 }
 
+namespace {
+
+// What a finished job used, for `cordon status`: numbers from the runner's manifest only.
+json ResourcesOf(const json& report) {
+  const json::json_pointer at("/manifest/resources");
+  if (!report.contains(at) || !report[at].is_object()) return nullptr;
+  const json& res = report[at];
+  json out = json::object();
+  for (const char* key : {"peak_memory_bytes", "memory_limit_bytes", "max_rss_bytes"}) {
+    if (res.contains(key) && res[key].is_number_unsigned()) out[key] = res[key];
+  }
+  if (const auto s = res.find("scratch"); s != res.end() && s->is_object()) {
+    json scratch = json::object();
+    for (const char* key : {"size_bytes", "peak_bytes", "final_bytes"}) {
+      if (s->contains(key) && (*s)[key].is_number_unsigned()) scratch[key] = (*s)[key];
+    }
+    if (s->contains("full") && (*s)["full"].is_boolean()) scratch["full"] = (*s)["full"];
+    out["scratch"] = scratch;
+  }
+  return out;
+}
+
+}  // namespace
+
 json Daemon::WithLiveMetrics(json job) const {
   if (job.value("state", "") != "running") return job;
   auto text = ReadFileLimited(store_->JobDir(job.value("job_id", "")) + "/" + kLiveStatusFile, kMaxLiveStatusBytes);
@@ -806,6 +830,7 @@ void Daemon::OnRunnerExit(RunnerExit exit) {
         r->trainer_log_file = log->at("file").get<std::string>();
         r->trainer_log_sha256 = log->at("sha256").get<std::string>();
       }
+      r->resources = ResourcesOf(report);
     }
   } catch (const json::exception& e) {
     outcome = "setup_error";

@@ -134,7 +134,7 @@ assert isinstance(a,list) and a and all({"job_id","name","state","outcome","subm
 sec_metrics() {
   fresh metrics || return 1
   printf '%s\n' "apiVersion: cordon/v1" "kind: TrainingJob" "metadata: {name: live}" "spec:" \
-    "  trainer: {image: $img, command: [/bin/sh, -c, 'echo \"{\\\"epoch\\\": 3, \\\"loss\\\": 0.25, \\\"row\\\": 7}\" >>\$CORDON_METRICS; sleep 30']}" \
+    "  trainer: {image: $img, command: [/bin/sh, -c, 'echo \"{\\\"epoch\\\": 3, \\\"loss\\\": 0.25, \\\"row\\\": 7}\" >>\$CORDON_METRICS; sleep 5']}" \
     "  output: {path: $W/out, key: kms://local/models}" \
     "  resources: {memory: 256Mi, timeout: 60s, scratch: 16Mi, pids: 32}" "  metrics: [epoch, loss]" >"$W/specs/live.yaml"
   chmod 0644 "$W/specs/live.yaml"
@@ -143,7 +143,9 @@ sec_metrics() {
   check "status: a running job's latest metrics (declared names only)" e2e_wait_for 20 shows
   check "status --json: metrics" test "$("$C" status "$id" --json 2>/dev/null | jget - 'sorted(d["metrics"].items())')" = "[('epoch', 3), ('loss', 0.25)]"
   check "status: the job is still running" test "$(state "$id")" = running
-  "$C" cancel "$id" >/dev/null 2>&1
+  e2e_wait_for 30 e2e_is_final "$id"
+  check "status: a finished job's memory and scratch use" has "$("$C" status "$id" 2>/dev/null)" "limit 272 MiB; scratch: peak "
+  check "status --json: resources" test "$("$C" status "$id" --json 2>/dev/null | jget - 'd["resources"]["scratch"]["size_bytes"]')" = $((16 << 20))
 }
 
 # uids: identity from SO_PEERCRED; visibility; logs.
