@@ -421,7 +421,54 @@ class SpecReader final {
       std::uint64_t bytes = 0;
       if (ReadSize(*n, "spec.output.max_bytes", 1, kMaxScratch, bytes)) output.max_bytes = bytes;
     }
+    if (const Node* n = m.Optional("live")) ReadLive(*n, output);
     m.Finish();
+  }
+
+  // spec.output.live: relative directory prefixes under /out, normalised to end in '/'.
+  void ReadLive(const Node& n, Output& output) {
+    const std::string where = "spec.output.live";
+    auto dirs = yaml::ReadStringList(d_, n, where, Output::kMaxLiveDirs);
+    if (!dirs) return;
+    std::set<std::string> seen;
+    bool ok = true;
+    for (std::size_t i = 0; i < dirs->size(); ++i) {
+      std::string dir = (*dirs)[i];
+      const std::string at = where + "[" + std::to_string(i) + "]";
+      if (auto bad = LiveDirProblem(dir)) {
+        d_.Add(n.items[i], at + ": " + *bad);
+        ok = false;
+        continue;
+      }
+      if (dir.back() != '/') dir += '/';
+      if (!seen.insert(dir).second) {
+        d_.Add(n.items[i], at + ": '" + dir + "' is listed twice");
+        ok = false;
+      }
+      (*dirs)[i] = dir;
+    }
+    if (ok) output.live = std::move(*dirs);
+  }
+
+  static std::optional<std::string> LiveDirProblem(const std::string& dir) {
+    if (dir.empty() || dir == "/") return "a live directory must name a directory under /out, e.g. checkpoints/";
+    if (dir.front() == '/') return "'" + dir + "' is absolute: give a path relative to /out, e.g. checkpoints/";
+    if (dir.size() > 255) return "a live directory is at most 255 bytes";
+    for (const char c : dir) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "a live directory holds no control characters";
+    }
+    std::size_t depth = 0;
+    for (std::size_t at = 0; at < dir.size();) {
+      const std::size_t slash = dir.find('/', at);
+      const std::string part = dir.substr(at, slash == std::string::npos ? std::string::npos : slash - at);
+      if (part.empty() || part == "." || part == "..") {
+        return "'" + dir + "' has an empty, '.' or '..' component";
+      }
+      if (++depth > 15) return "'" + dir + "' is nested deeper than 15 directories";
+      if (slash == std::string::npos) break;
+      at = slash + 1;
+    }
+    return std::nullopt;
   }
 
   void ReadResources(const Node& node, Resources& r) {
@@ -553,7 +600,8 @@ nlohmann::json ToJson(const TrainingJob& job) {
           {"command", job.trainer.command}, {"env", job.trainer.env}}},
         {"inputs", std::move(inputs)},
         {"output", {{"path", job.output.path}, {"key", job.output.key.ToString()}, {"max_files", job.output.max_files},
-                    {"max_bytes", job.output.max_bytes ? json(*job.output.max_bytes) : json(nullptr)}}},
+                    {"max_bytes", job.output.max_bytes ? json(*job.output.max_bytes) : json(nullptr)},
+                    {"live", job.output.live}}},
         {"resources",
          {{"memory", FormatSize(r.memory_bytes)},
           {"memory_bytes", r.memory_bytes},

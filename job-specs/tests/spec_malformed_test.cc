@@ -161,6 +161,13 @@ const Case kCases[] = {
     {"key-no-scheme", "key: kms://local/models", "key: local/models", 16, 10, "'local/models' is not a key reference"},
     {"key-no-name", "key: kms://local/models", "key: kms://local/", 16, 10, "key name '' must match"},
     {"key-bad-adapter", "key: kms://local/models", "key: kms://Local/models", 16, 10, "adapter 'Local' must match"},
+    // Live outputs (spec.output.live): relative directory prefixes under /out.
+    {"live-absolute", "key: kms://local/models", "key: kms://local/models\n    live: [/etc/]", 17, 12, "spec.output.live[0]: '/etc/' is absolute"},
+    {"live-dotdot", "key: kms://local/models", "key: kms://local/models\n    live: [ckpt/../../x]", 17, 12, "'ckpt/../../x' has an empty, '.' or '..' component"},
+    {"live-duplicate", "key: kms://local/models", "key: kms://local/models\n    live: [ckpt, ckpt/]", 17, 18, "spec.output.live[1]: 'ckpt/' is listed twice"},
+    {"live-root", "key: kms://local/models", "key: kms://local/models\n    live: [/]", 17, 12, "must name a directory under /out"},
+    {"live-too-many", "key: kms://local/models", "key: kms://local/models\n    live: [a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q]", 17, 11, "spec.output.live"},
+    {"live-not-a-list", "key: kms://local/models", "key: kms://local/models\n    live: checkpoints/", 17, 11, "spec.output.live"},
     // Resources.
     {"memory-bad-suffix", "memory: 1Gi", "memory: 1GB", 18, 13, "spec.resources.memory: '1GB' has an unknown size suffix 'GB'"},
     {"memory-too-small", "memory: 1Gi", "memory: 1Mi", 18, 13, "spec.resources.memory: 1Mi is out of range: allowed 16Mi..1Ti"},

@@ -71,6 +71,16 @@ TEST(Defaults, FilledInWhenAbsent) {
   EXPECT_TRUE(r.job->metrics.empty());  // nothing declared: no metric passes
   EXPECT_EQ(r.job->output.max_files, Output::kDefaultMaxFiles);
   EXPECT_FALSE(r.job->output.max_bytes.has_value());  // the scratch size
+  EXPECT_TRUE(r.job->output.live.empty());             // nothing sealed while the job runs
+}
+
+TEST(Accepts, LiveDirectoriesNormalisedWithATrailingSlash) {
+  ParseResult r = ParseSpec(
+      "apiVersion: cordon/v1\nkind: TrainingJob\nmetadata: {name: j}\nspec:\n"
+      "  trainer: {image: /srv/t, command: [/job/run]}\n"
+      "  output: {path: /srv/out, key: kms://local/models, live: [checkpoints, runs/best/]}\n");
+  ASSERT_TRUE(r.job.has_value()) << (r.diagnostics.empty() ? "" : r.diagnostics[0].message);
+  EXPECT_EQ(r.job->output.live, (std::vector<std::string>{"checkpoints/", "runs/best/"}));
 }
 
 TEST(Json, NormalisedSpecHasDefaultsAndSchemaShape) {

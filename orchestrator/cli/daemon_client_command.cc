@@ -83,6 +83,19 @@ void PrintTable(const json& jobs) {
   }
 }
 
+std::string Mi(const json& bytes) {
+  return bytes.is_number_unsigned() ? std::to_string(bytes.get<std::uint64_t>() >> 20) + " MiB" : std::string("?");
+}
+
+// "memory: peak 300 MiB (largest process 280 MiB), limit 2048 MiB; scratch: peak 700 MiB of 1024 MiB"
+void PrintResources(const json& r) {
+  const json scratch = r.value("scratch", json::object());
+  std::cout << "memory: peak " << Mi(r.value("peak_memory_bytes", json())) << " (largest process "
+            << Mi(r.value("max_rss_bytes", json())) << "), limit " << Mi(r.value("memory_limit_bytes", json()))
+            << "; scratch: peak " << Mi(scratch.value("peak_bytes", json())) << " of " << Mi(scratch.value("size_bytes", json()))
+            << (scratch.value("full", false) ? " (full)" : "") << "\n";
+}
+
 class ClientCommand final : public Command {
  public:
   ClientCommand(CLI::App& app, std::string op, const std::string& help) : op_(std::move(op)) {
@@ -180,6 +193,12 @@ class ClientCommand final : public Command {
     if (json_ || op_ == "status") {
       if (json_) std::cout << job.dump(2) << "\n";
       else PrintTable(json::array({job}));
+      if (!json_ && job.contains("resources") && job["resources"].is_object()) PrintResources(job["resources"]);
+      if (!json_ && job.contains("metrics") && job["metrics"].is_object()) {  // a running job's latest
+        std::string line;
+        for (const auto& [k, v] : job["metrics"].items()) line += " " + k + "=" + v.dump();
+        std::cout << "metrics:" << line << "\n";
+      }
     } else {
       std::cout << job.value("job_id", "") << " " << job.value("state", "") << " " << job.value("outcome", "") << "\n";
     }

@@ -42,12 +42,13 @@ class OutputsCommand final : public Command {
       return ReportError("outputs extract", done.error());
     }
     const json summary = {{"job", done->job}, {"files", done->files}, {"bytes", done->bytes},
-                          {"refused", done->refused}, {"dest", dest_}};
+                          {"refused", done->refused}, {"superseded", done->superseded},
+                          {"live_index", done->live_index}, {"dest", dest_}};
     audited->Done(summary, nullptr);
     if (json_) std::cout << summary.dump(2) << "\n";
     else std::cerr << "extracted " << done->files << " file(s), " << done->bytes << " bytes, of job " << done->job
                    << " into " << dest_ << (done->refused ? " (" + std::to_string(done->refused) + " refused by the job)" : "")
-                   << "\n";
+                   << (done->live_index ? " from the live index (the job has not finished)" : "") << "\n";
     return kExitOk;
   }
 

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <tuple>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -51,6 +52,9 @@ class RunCommand final : public Command {
     sub_->add_option("--image-fd", image_fd_,
                      "inherited O_DIRECTORY (or O_PATH) fd of spec.trainer.image (for cordond): what /job binds")
         ->check(CLI::NonNegativeNumber);
+    sub_->add_option("--status-file", status_file_,
+                     "keep the latest accepted metrics in FILE ({\"metrics\": {...}, \"t\": unix ms}, replaced "
+                     "at most once a second) while the trainer runs (for cordond's `cordon status JOB`)");
     sub_->add_flag("--die-with-parent", die_with_parent_,
                    "stop the job (SIGKILL) when the parent process dies (for cordond)");
     sub_->footer(
@@ -93,9 +97,18 @@ class RunCommand final : public Command {
       job_id = id;
       if (!json_) std::cerr << "cordon: job " << id << " started\n";
     };
-    if (tty) {
+    std::optional<std::chrono::steady_clock::time_point> status_written;
+    if (tty || !status_file_.empty()) {
       options.on_metrics = [&](const json& metrics) {
-        const auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start);
+        const auto now = std::chrono::steady_clock::now();
+        if (!status_file_.empty() && (!status_written || now - *status_written >= std::chrono::seconds(1))) {
+          status_written = now;
+          const auto t = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch());
+          (void)WriteFileAtomic(status_file_, json{{"metrics", metrics}, {"t", t.count()}}.dump() + "\n", 0600);
+        }
+        if (!tty) return;
+        const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - start);
         std::string line;
         for (const auto& [k, v] : metrics.items()) line += " " + k + "=" + v.dump();
         std::cerr << "\r\033[K[" << job_id << " " << secs.count() << "s]" << line << std::flush;
@@ -173,6 +186,9 @@ class RunCommand final : public Command {
                   {"index", r.index ? json{{"file", r.index->file}, {"sha256", r.index->sha256}} : json(nullptr)},
                   {"trainer_log", r.trainer_log ? json{{"file", r.trainer_log->file}, {"sha256", r.trainer_log->sha256}}
                                                 : json(nullptr)},
+                  {"metrics_series", r.metrics_series ? json{{"file", r.metrics_series->file},
+                                                             {"sha256", r.metrics_series->sha256}}
+                                                      : json(nullptr)},
                   {"refused_outputs", r.refused}, {"metrics_dropped", r.metrics_dropped},
                   {"manifest", r.manifest}};
       // Every denied call by name: escapes (a sandbox_violation) and harmless probes.
@@ -198,6 +214,7 @@ class RunCommand final : public Command {
   CLI::App* sub_ = nullptr;
   std::string spec_;
   bool json_ = false;
+  std::string status_file_;
   bool show_logs_ = false;
   bool die_with_parent_ = false;
   std::string job_id_;

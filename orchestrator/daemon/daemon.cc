@@ -84,6 +84,12 @@ json PublicJob(const JobRecord& r) {
   return j;
 }
 
+// The runner's live status (`cordon run --status-file`): the latest accepted metrics, written
+// by the runner (root) in the job's state directory. Small and already sanitised (declared
+// names, numbers and booleans); anything else there is ignored.
+constexpr const char* kLiveStatusFile = "live.json";
+constexpr std::uint64_t kMaxLiveStatusBytes = 16 * 1024;
+
 ReplyCode CodeFor(const Error& e) {
   return e.code == Errc::kPermissionDenied ? ReplyCode::kDenied : ReplyCode::kError;
 }
@@ -133,6 +139,7 @@ class Daemon final {
   // Requests.
   void Handle(const std::shared_ptr<Connection>& conn, const protocol::Request& request);
   void OnSubmit(const std::shared_ptr<Connection>& conn, const protocol::Request& request);
+  json WithLiveMetrics(json job) const;
   void OnWait(const std::shared_ptr<Connection>& conn, const JobRecord& r);
   void OnCancel(const std::shared_ptr<Connection>& conn, JobRecord& r);
   void OnLogs(const std::shared_ptr<Connection>& conn, const JobRecord& r);
@@ -478,13 +485,48 @@ void Daemon::Handle(const std::shared_ptr<Connection>& conn, const protocol::Req
     return conn->Send(ErrorReply(ReplyCode::kNotFound, "no job " + request.job + " of yours"));
   }
   switch (request.op) {
-    case Op::kStatus: return conn->Send({{"ok", true}, {"job", PublicJob(*r)}});
+    case Op::kStatus: return conn->Send({{"ok", true}, {"job", WithLiveMetrics(PublicJob(*r))}});
     case Op::kWait: return OnWait(conn, *r);
     case Op::kCancel: return OnCancel(conn, *r);
     case Op::kLogs: return OnLogs(conn, *r);
     case Op::kPing:
     case Op::kSubmit: break;
   }
+}
+
+namespace {
+
+// What a finished job used, for `cordon status`: numbers from the runner's manifest only.
+json ResourcesOf(const json& report) {
+  const json::json_pointer at("/manifest/resources");
+  if (!report.contains(at) || !report[at].is_object()) return nullptr;
+  const json& res = report[at];
+  json out = json::object();
+  for (const char* key : {"peak_memory_bytes", "memory_limit_bytes", "max_rss_bytes"}) {
+    if (res.contains(key) && res[key].is_number_unsigned()) out[key] = res[key];
+  }
+  if (const auto s = res.find("scratch"); s != res.end() && s->is_object()) {
+    json scratch = json::object();
+    for (const char* key : {"size_bytes", "peak_bytes", "final_bytes"}) {
+      if (s->contains(key) && (*s)[key].is_number_unsigned()) scratch[key] = (*s)[key];
+    }
+    if (s->contains("full") && (*s)["full"].is_boolean()) scratch["full"] = (*s)["full"];
+    out["scratch"] = scratch;
+  }
+  return out;
+}
+
+}  // namespace
+
+json Daemon::WithLiveMetrics(json job) const {
+  if (job.value("state", "") != "running") return job;
+  auto text = ReadFileLimited(store_->JobDir(job.value("job_id", "")) + "/" + kLiveStatusFile, kMaxLiveStatusBytes);
+  if (!text) return job;
+  const json live = json::parse(*text, nullptr, false);
+  if (!live.is_object() || !live.contains("metrics") || !live["metrics"].is_object()) return job;
+  job["metrics"] = live["metrics"];
+  if (live.contains("t") && live["t"].is_number_integer()) job["metrics_at_ms"] = live["t"];
+  return job;
 }
 
 void Daemon::OnSubmit(const std::shared_ptr<Connection>& conn, const protocol::Request& request) {
@@ -742,7 +784,8 @@ void Daemon::Schedule() {
 Result<std::vector<std::string>> Daemon::RunnerArgs(const JobRecord& record, const specs::TrainingJob& job,
                                                     const OpenedJob& opened, std::vector<int>& pass_fds) {
   std::vector<std::string> argv = {options_.cordon_bin, "--config", config_.path, "run", "--json", "--die-with-parent",
-                                   "--job-id", record.job_id, "--submitter-uid", std::to_string(record.submitter)};
+                                   "--job-id", record.job_id, "--submitter-uid", std::to_string(record.submitter),
+                                   "--status-file", store_->JobDir(record.job_id) + "/" + kLiveStatusFile};
   for (std::size_t i = 0; i < job.inputs.size(); ++i) {
     argv.insert(argv.end(), {"--input-fd", job.inputs[i].name + "=" + std::to_string(opened.inputs[i].get())});
     pass_fds.push_back(opened.inputs[i].get());
@@ -825,6 +868,7 @@ void Daemon::OnRunnerExit(RunnerExit exit) {
         r->trainer_log_file = log->at("file").get<std::string>();
         r->trainer_log_sha256 = log->at("sha256").get<std::string>();
       }
+      r->resources = ResourcesOf(report);
     }
   } catch (const json::exception& e) {
     outcome = "setup_error";

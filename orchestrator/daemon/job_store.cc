@@ -51,7 +51,7 @@ json JobRecord::ToJson() const {
           {"started_at", started_at}, {"finished_at", finished_at},
           {"pid", pid},               {"pid_start", pid_start},
           {"exit_status", exit_status}, {"output_dir", output_dir},
-          {"outputs", outputs},
+          {"outputs", outputs},        {"resources", resources},
           {"output_dir_id", output_dir_ino ? json{{"dev", output_dir_dev}, {"ino", output_dir_ino}} : json(nullptr)},
           {"trainer_log", trainer_log_sha256.empty() ? json(nullptr)
                                                      : json{{"file", trainer_log_file}, {"sha256", trainer_log_sha256}}}};
@@ -80,6 +80,7 @@ Result<JobRecord> JobRecord::FromJson(const json& j) {
     r.exit_status = j.at("exit_status").get<int>();
     r.output_dir = j.at("output_dir").get<std::string>();
     r.outputs = j.at("outputs");
+    if (const auto res = j.find("resources"); res != j.end() && res->is_object()) r.resources = *res;
     if (const auto id = j.find("output_dir_id"); id != j.end() && id->is_object()) {
       r.output_dir_dev = id->at("dev").get<std::uint64_t>();
       r.output_dir_ino = id->at("ino").get<std::uint64_t>();

@@ -24,12 +24,15 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 
 #include "cordon/unique_fd.h"
 #include "cgroup.h"
 #include "filesystem.h"
+#include "live_watch.h"
+#include "scratch_usage.h"
 #include "seccomp_policy.h"
 #include "report.h"
 #include "trainer_exec.h"
@@ -144,6 +147,9 @@ struct Supervisor {
   ChildFailure child_failure{-1, 0};
   seccomp_notif* req = nullptr;
   seccomp_notif_resp* resp = nullptr;
+  ScratchMeter scratch;
+  LiveWatch live;
+  std::function<void(const std::string&)> on_live;  // empty: no live outputs
 };
 
 // kill(-1) reaches every process of this pid namespace the init may signal but the init itself.
@@ -210,14 +216,24 @@ void HandleSignals(Supervisor& s) {
   }
 }
 
+// Live outputs quiet for LiveWatch::kQuiet go out while the trainer runs; once it is dead the
+// final stage-out takes whatever is still pending.
+void FlushLive(Supervisor& s) {
+  if (!s.on_live || s.killing || s.trainer_reaped || !s.live.has_pending()) return;
+  for (const std::string& path : s.live.TakeQuiet(LiveWatch::Clock::now())) s.on_live(path);
+}
+
 void EventLoop(Supervisor& s) {
   for (;;) {
     if (s.killing) KillEveryTrainerProcess(s.trainer_uid);
     if (Reap(s) && s.trainer_reaped) return;
-    pollfd fds[5] = {{s.signals.get(), POLLIN, 0}, {s.timer.get(), POLLIN, 0},
+    s.scratch.Sample();  // at least every 100 ms: the scratch's peak
+    FlushLive(s);
+    pollfd fds[6] = {{s.signals.get(), POLLIN, 0}, {s.timer.get(), POLLIN, 0},
                      {s.listener_socket.get(), POLLIN, 0}, {s.listener.get(), POLLIN, 0},
-                     {s.error_pipe.get(), POLLIN, 0}};
-    if (poll(fds, 5, s.killing ? 10 : -1) < 0 && errno != EINTR) return;
+                     {s.error_pipe.get(), POLLIN, 0}, {s.live.fd(), POLLIN, 0}};
+    if (poll(fds, 6, s.killing ? 10 : 100) < 0 && errno != EINTR) return;
+    if (fds[5].revents & POLLIN) s.live.OnReadable();
     if (fds[0].revents & POLLIN) HandleSignals(s);
     if (fds[1].revents & POLLIN) {
       s.timed_out = true;
@@ -303,6 +319,20 @@ void FillFinal(InitReport& r, const Supervisor& s, Clock::time_point started) {
              ? DescribeExecFailure(s.exec_path, s.child_failure.err, s.trainer_uid, s.trainer_gid)
              : std::string(ChildStepName(s.child_failure.step)) + ": " + std::strerror(s.child_failure.err));
   }
+}
+
+// Every process is dead: the scratch as the trainer left it.
+void FillScratch(InitReport& r, const Policy& policy, Supervisor& s) {
+  ScratchMeter& meter = s.scratch;
+  meter.Sample();
+  r.scratch_size = meter.size();
+  r.scratch_peak = meter.peak();
+  r.scratch_final = meter.last();
+  r.scratch_full = meter.full() ? 1 : 0;
+  if (r.scratch_size == 0) return;
+  r.scratch_data = AllocatedBytes("/data", policy.uid, policy.gid);
+  r.scratch_out = AllocatedBytes("/out", policy.uid, policy.gid);
+  r.scratch_tmp = AllocatedBytes("/tmp", policy.uid, policy.gid);
 }
 
 template <class F>
@@ -436,6 +466,21 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
     if (policy.stdin_fd < 0) dev_null.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
     return PrepareSupervisor(s, policy);
   });
+  Step(rep, "watch-outputs", [&]() -> Status {
+    s.scratch = ScratchMeter(UniqueFd(open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC)));
+    s.scratch.Sample();
+    if (policy.live_dirs.empty() || !policy.live_output) return Status{};
+    if (!s.live.Start(policy.live_dirs, policy.uid, policy.gid)) return FailErrno("inotify on /out");
+    const int out_fd = b.output_dir.get();
+    s.on_live = [&policy, out_fd](const std::string& path) {
+      try {
+        policy.live_output(LiveOutputContext{policy.init_fds, out_fd, path});
+      } catch (const std::exception&) {
+        // a live seal that failed is retried by the final stage-out
+      }
+    };
+    return Status{};
+  });
   TrainerLaunch launch = MakeLaunch(policy, b.seccomp, ch.memory_cgroup,
                                     policy.stdin_fd >= 0 ? policy.stdin_fd : dev_null.get());
   launch.exec_path = exec_path;
@@ -456,7 +501,7 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
 }
 
 // Phase 4: everything is dead; stage_out, drop the scratch, report.
-[[noreturn]] void Finish(const Policy& policy, int rep, const BuiltSandbox& b, const Supervisor& s,
+[[noreturn]] void Finish(const Policy& policy, int rep, const BuiltSandbox& b, Supervisor& s,
                          Clock::time_point started) {
   InitReport report;
   FillFinal(report, s, started);
@@ -465,6 +510,7 @@ void StartTrainer(const Policy& policy, const InitChannels& ch, const BuiltSandb
   report.hostname_set = b.hostname_set ? 1 : 0;
   report.loopback_up = b.loopback_up ? 1 : 0;
   Copy(report.cpus, sizeof(report.cpus), CpuList(AffinityCpus()));
+  FillScratch(report, policy, s);
   if (report.failed_step[0] == '\0' && policy.stage_out) {
     Status st;
     try {

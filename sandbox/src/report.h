@@ -32,6 +32,9 @@ struct InitReport {
   std::int32_t exec_errno = 0;
   char cpus[128] = {};  // the CPUs the job ran on, in the kernel's list format
   std::int64_t wall_ms = 0, cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kb = 0;
+  std::uint64_t scratch_size = 0, scratch_peak = 0, scratch_final = 0;
+  std::uint64_t scratch_data = 0, scratch_out = 0, scratch_tmp = 0;
+  std::uint8_t scratch_full = 0;
   std::uint64_t violations_total = 0, probes_total = 0;
   std::uint32_t denial_kinds = 0;
   DenialCount denials[64] = {};

@@ -77,6 +77,10 @@ Status Validate(const Policy& p) {
   return {};
 }
 
+// tmpfs pages are charged to the memory cgroup of the process that writes them: the job's limit
+// holds the trainer's memory and its scratch, so `memory` means the trainer's own.
+std::uint64_t MemoryLimit(const Policy& p) { return p.memory_bytes == 0 ? 0 : p.memory_bytes + p.scratch_bytes; }
+
 // Reads whole InitReport records; returns false on EOF without one.
 bool ReadReport(int fd, InitReport& out) {
   char* p = reinterpret_cast<char*>(&out);
@@ -200,6 +204,14 @@ RunResult Compose(const InitWait& w, const CgroupStats& stats, const char* cgrou
   r.cpu_system = std::chrono::milliseconds(rep.cpu_system_ms);
   if (r.peak_memory_bytes == 0) r.peak_memory_bytes = static_cast<std::uint64_t>(rep.max_rss_kb) * 1024;
   r.timeout_hit = rep.timed_out != 0;
+  r.max_rss_bytes = static_cast<std::uint64_t>(rep.max_rss_kb) * 1024;
+  r.scratch_size_bytes = rep.scratch_size;
+  r.scratch_peak_bytes = rep.scratch_peak;
+  r.scratch_final_bytes = rep.scratch_final;
+  r.scratch_data_bytes = rep.scratch_data;
+  r.scratch_out_bytes = rep.scratch_out;
+  r.scratch_tmp_bytes = rep.scratch_tmp;
+  r.scratch_full = rep.scratch_full != 0;
   r.scratch_noswap = rep.scratch_noswap != 0;
   r.dev_nodes = rep.dev_nodes_bound != 0 ? "bind" : "mknod";
   r.hostname_set = rep.hostname_set != 0;
@@ -271,6 +283,11 @@ std::string RunResult::ToJson() const {
   j["cpu_user_ms"] = cpu_user.count();
   j["cpu_system_ms"] = cpu_system.count();
   j["peak_memory_bytes"] = peak_memory_bytes;
+  j["memory_limit_bytes"] = memory_limit_bytes;
+  j["max_rss_bytes"] = max_rss_bytes;
+  j["scratch"] = {{"size_bytes", scratch_size_bytes}, {"peak_bytes", scratch_peak_bytes},
+                  {"final_bytes", scratch_final_bytes}, {"full", scratch_full},
+                  {"final_by_dir", {{"/data", scratch_data_bytes}, {"/out", scratch_out_bytes}, {"/tmp", scratch_tmp_bytes}}}};
   j["memory_limit_hit"] = memory_limit_hit;
   j["pids_limit_hit"] = pids_limit_hit;
   j["cpu_throttled"] = cpu_throttled;
@@ -310,6 +327,19 @@ std::optional<RunResult> RunResult::FromJson(std::string_view text) {
     r.cpu_user = std::chrono::milliseconds(j.value("cpu_user_ms", std::int64_t{0}));
     r.cpu_system = std::chrono::milliseconds(j.value("cpu_system_ms", std::int64_t{0}));
     r.peak_memory_bytes = j.value("peak_memory_bytes", std::uint64_t{0});
+    r.memory_limit_bytes = j.value("memory_limit_bytes", std::uint64_t{0});
+    r.max_rss_bytes = j.value("max_rss_bytes", std::uint64_t{0});
+    if (const auto s = j.find("scratch"); s != j.end() && s->is_object()) {
+      r.scratch_size_bytes = s->value("size_bytes", std::uint64_t{0});
+      r.scratch_peak_bytes = s->value("peak_bytes", std::uint64_t{0});
+      r.scratch_final_bytes = s->value("final_bytes", std::uint64_t{0});
+      r.scratch_full = s->value("full", false);
+      if (const auto d = s->find("final_by_dir"); d != s->end() && d->is_object()) {
+        r.scratch_data_bytes = d->value("/data", std::uint64_t{0});
+        r.scratch_out_bytes = d->value("/out", std::uint64_t{0});
+        r.scratch_tmp_bytes = d->value("/tmp", std::uint64_t{0});
+      }
+    }
     r.memory_limit_hit = j.value("memory_limit_hit", false);
     r.pids_limit_hit = j.value("pids_limit_hit", false);
     r.cpu_throttled = j.value("cpu_throttled", false);
@@ -345,7 +375,7 @@ cordon::Result<RunResult> Run(const Policy& policy) {
   if (pipe2(report, O_CLOEXEC) != 0) return SetupError("pipes", std::strerror(errno));
   UniqueFd report_read(report[0]), report_write(report[1]);
 
-  auto cgroup = JobCgroup::Create({policy.memory_bytes, policy.pids, policy.cpus, policy.cgroup_parent});
+  auto cgroup = JobCgroup::Create({MemoryLimit(policy), policy.pids, policy.cpus, policy.cgroup_parent});
   if (!cgroup) return SetupError("cgroup", cgroup.error().message);
   UniqueFd cgroup_dir(cgroup->OpenV2Dir());
   UniqueFd image_tree;  // the caller's image fd, as a detached tree the init moves to /job
@@ -372,6 +402,7 @@ cordon::Result<RunResult> Run(const Policy& policy) {
   InitWait w = WaitForInit(init, report_read.get(), policy.timeout);
   g_init.store(0);
   RunResult r = Compose(w, cgroup->ReadStats(), cgroup->mode());
+  if (cgroup->mode() != std::string_view("none")) r.memory_limit_bytes = MemoryLimit(policy);
   if (g_stop_requested.load() && r.outcome != Outcome::kSetupError) {
     r.outcome = Outcome::kExternalKill;
     r.reason = "stop requested";

@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   app.add_option("--image", f.image, "directory bound read-only at /job");
   app.add_option("--rootfs", f.rootfs, "directory whose entries make up / instead of the host's /usr, /lib*, /bin");
   app.add_option("--scratch", f.scratch, "size of the noswap tmpfs for /data, /out, /tmp (1Gi)");
-  app.add_option("--memory", f.memory, "memory limit, cgroup (2Gi)");
+  app.add_option("--memory", f.memory, "the trainer's memory; the cgroup limit is this plus the scratch (2Gi)");
   app.add_option("--pids", f.pids, "pids limit, cgroup (256)");
   app.add_option("--cpus", f.cpus, "CPU quota in CPUs (0 = none)");
   app.add_option("--timeout", f.timeout, "wall-clock timeout (1h)");

@@ -6,14 +6,14 @@
 #
 #   daemon_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
 #   sections: startup submit uids policy hostile spool cancel sighup fairness
-#             load kill9 sigterm sd_notify install
+#             load kill9 sigterm sd_notify install metrics
 # Each section starts from its own fresh installation and daemon (fresh), so
 # any one runs alone: ctest -R '^daemon\.cancel$', or daemon_test.sh cancel.
 # Other uids are plain numbers (no accounts): files are chown'd to them and
 # clients run under setpriv (as_uid). BIN_DIR defaults to build/bin of this
 # tree. Needs root. KEEP=1 keeps the temp dir; E2E_VERBOSE=1 prints passes.
 set -uo pipefail
-SECTIONS_ALL=(startup submit uids policy hostile spool cancel sighup fairness load kill9 sigterm sd_notify install)
+SECTIONS_ALL=(startup submit uids policy hostile spool cancel sighup fairness load kill9 sigterm sd_notify install metrics)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/e2e.sh"
 e2e_sections daemon "$@"   # [--bin BIN_DIR] [SECTION...]: sets BIN and sections
@@ -128,6 +128,24 @@ assert isinstance(a,list) and a and all({"job_id","name","state","outcome","subm
   idb=$(submit "$W/specs/biglog.yaml")
   "$C" wait "$idb" >/dev/null
   check "logs: a 3 MB log reaches a slow reader whole" test "$("$C" logs "$idb" 2>/dev/null | (sleep 1; wc -c))" = 3000000
+}
+
+# metrics: `cordon status JOB` shows a running job's latest accepted metrics.
+sec_metrics() {
+  fresh metrics || return 1
+  printf '%s\n' "apiVersion: cordon/v1" "kind: TrainingJob" "metadata: {name: live}" "spec:" \
+    "  trainer: {image: $img, command: [/bin/sh, -c, 'echo \"{\\\"epoch\\\": 3, \\\"loss\\\": 0.25, \\\"row\\\": 7}\" >>\$CORDON_METRICS; sleep 5']}" \
+    "  output: {path: $W/out, key: kms://local/models}" \
+    "  resources: {memory: 256Mi, timeout: 60s, scratch: 16Mi, pids: 32}" "  metrics: [epoch, loss]" >"$W/specs/live.yaml"
+  chmod 0644 "$W/specs/live.yaml"
+  local id; id=$(submit "$W/specs/live.yaml")
+  shows() { has "$("$C" status "$id" 2>/dev/null)" "metrics: epoch=3 loss=0.25"; }
+  check "status: a running job's latest metrics (declared names only)" e2e_wait_for 20 shows
+  check "status --json: metrics" test "$("$C" status "$id" --json 2>/dev/null | jget - 'sorted(d["metrics"].items())')" = "[('epoch', 3), ('loss', 0.25)]"
+  check "status: the job is still running" test "$(state "$id")" = running
+  e2e_wait_for 30 e2e_is_final "$id"
+  check "status: a finished job's memory and scratch use" has "$("$C" status "$id" 2>/dev/null)" "limit 272 MiB; scratch: peak "
+  check "status --json: resources" test "$("$C" status "$id" --json 2>/dev/null | jget - 'd["resources"]["scratch"]["size_bytes"]')" = $((16 << 20))
 }
 
 # uids: identity from SO_PEERCRED; visibility; logs.

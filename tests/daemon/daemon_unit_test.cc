@@ -12,13 +12,13 @@
 namespace cordon {
 namespace {
 
-specs::TrainingJob Job(const std::string& memory = "256Mi") {
+specs::TrainingJob Job(const std::string& memory = "256Mi", const std::string& scratch = "64Mi") {
   auto parsed = specs::ParseSpec(
       "apiVersion: cordon/v1\nkind: TrainingJob\nmetadata: {name: t}\nspec:\n"
       "  trainer: {image: /opt/img, command: [/bin/true]}\n"
       "  inputs: [{name: d, path: /srv/d.sealed}]\n"
       "  output: {path: /srv/out, key: kms://local/models}\n"
-      "  resources: {memory: " + memory + "}\n");
+      "  resources: {memory: " + memory + ", scratch: " + scratch + "}\n");
   EXPECT_TRUE(parsed.job.has_value());
   return *parsed.job;
 }
@@ -67,6 +67,12 @@ TEST(Policy, DatasetKeyAndCeilings) {
   EXPECT_NE(other.error().message.find("payroll"), std::string::npos);
   EXPECT_FALSE(policy::CheckJob(g, Job(), {{"/srv/d.sealed", "customers", "kms://local/other"}}));
   EXPECT_FALSE(policy::CheckJob(g, Job("2Gi"), {ok}));
+  // The scratch is RAM too (a noswap tmpfs charged to the job): max_memory holds memory + scratch.
+  EXPECT_TRUE(policy::CheckJob(g, Job("512Mi", "512Mi"), {ok}));
+  auto both = policy::CheckJob(g, Job("768Mi", "512Mi"), {ok});
+  ASSERT_FALSE(both);
+  EXPECT_NE(both.error().message.find("memory 768Mi + scratch 512Mi exceeds the ceiling max_memory 1Gi"), std::string::npos)
+      << both.error().message;
 }
 
 // The policy grants places: output.path and trainer.image must be equal to or

@@ -419,8 +419,9 @@ TEST_F(HostileTest, ForkBombHitsPidsLimit) {
 }
 
 TEST_F(HostileTest, MemoryHogIsOomKilled) {
-  auto r = Run({"--memory", "64Mi"}, {"memhog"});
+  auto r = Run({"--memory", "48Mi", "--scratch", "16Mi"}, {"memhog"});
   EXPECT_EQ(r.result["memory_limit_hit"], true) << r.result.dump();
+  EXPECT_EQ(r.result["memory_limit_bytes"], 64ULL << 20) << "the trainer's memory plus the scratch";
   EXPECT_EQ(r.result["signal"], SIGKILL);
   EXPECT_EQ(r.result["outcome"], "SIGNALED");
   EXPECT_EQ(r.status, 128 + SIGKILL);

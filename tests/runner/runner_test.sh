@@ -104,7 +104,7 @@ check "churn outcome" test "$(outcome)" = succeeded
 check "churn json has job_id" test -n "$(jget "$J" 'd["job_id"]')"
 check "churn json exit_code" test "$(jget "$J" 'd["exit_code"]')" = 0
 check "churn outputs: Cordon-made names only" test "$(jget "$J" '[o["file"] for o in d["outputs"]]')" = "['out-000001.sealed', 'out-000002.sealed']"
-check "churn host files" test "$(ls "$(jget "$J" 'd["output_dir"]')" | tr '\n' ' ')" = "index.sealed manifest.json out-000001.sealed out-000002.sealed trainer.log.sealed "
+check "churn host files" test "$(ls "$(jget "$J" 'd["output_dir"]')" | tr '\n' ' ')" = "index.sealed manifest.json metrics.jsonl.sealed out-000001.sealed out-000002.sealed trainer.log.sealed "
 check "churn manifest metrics" test "$(jget "$J" 'd["manifest"]["metrics"]["epoch"]')" = 3
 check "churn manifest input hash" test "$(jget "$J" 'd["manifest"]["inputs"][0]["sha256"]')" = "$pin"
 dir=$(jget "$J" 'd["output_dir"]')

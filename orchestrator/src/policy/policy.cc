@@ -273,8 +273,11 @@ Status CheckJob(const Grant& grant, const specs::TrainingJob& job, const std::ve
                                              " is not granted: not within the grant's images " + List(grant.images));
   }
   const auto& r = job.resources;
-  if (grant.max_memory && r.memory_bytes > grant.max_memory) {
-    return Fail(Errc::kPermissionDenied, "memory " + FormatSize(r.memory_bytes) + " exceeds the ceiling " +
+  // Both are RAM the job may pin (the scratch is a noswap tmpfs charged to the job's cgroup):
+  // the ceiling holds their sum.
+  if (grant.max_memory && r.memory_bytes + r.scratch_bytes > grant.max_memory) {
+    return Fail(Errc::kPermissionDenied, "memory " + FormatSize(r.memory_bytes) + " + scratch " +
+                                             FormatSize(r.scratch_bytes) + " exceeds the ceiling max_memory " +
                                              FormatSize(grant.max_memory));
   }
   if (grant.max_cpus > 0 && r.cpus > grant.max_cpus) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -75,6 +76,7 @@ struct Entry {
   std::string file;                // out-NNNNNN.sealed
   std::vector<std::string> parts;  // the relative path's components
   std::string sha256;
+  std::uint64_t version = 0;       // a live output's version (0: sealed once, at the end)
 };
 
 Result<Entry> CheckEntry(const json& entry) {
@@ -87,6 +89,10 @@ Result<Entry> CheckEntry(const json& entry) {
   const json* sha = text("sha256");
   if (file == nullptr || path == nullptr || sha == nullptr) return Fail(Errc::kInvalidData, "the index holds a malformed entry");
   Entry out{file->get<std::string>(), {}, sha->get<std::string>()};
+  if (auto v = entry.find("version"); v != entry.end()) {
+    if (!v->is_number_unsigned()) return Fail(Errc::kInvalidData, "the index holds a malformed entry");
+    out.version = v->get<std::uint64_t>();
+  }
   const bool cordon_name = out.file.size() == 17 && out.file.starts_with("out-") && out.file.ends_with(".sealed") &&
                            std::all_of(out.file.begin() + 4, out.file.begin() + 10, [](char c) { return c >= '0' && c <= '9'; });
   if (!cordon_name) return Fail(Errc::kInvalidData, "the index names a file Cordon does not make");
@@ -122,18 +128,27 @@ Status ExtractOne(int job_fd, int dest_fd, const Entry& entry, const sealed::Key
 Result<Extracted> ExtractOutputs(const std::string& job_dir, const std::string& dest, const sealed::KeyManagers& kms) {
   UniqueFd job_fd(::open(job_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!job_fd) return FailErrno(job_dir);
-  UniqueFd index_fd(::openat(job_fd.get(), "index.sealed", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  // A job still running (or one a host crash stopped) has no index.sealed yet: its live outputs
+  // are listed in index.live.sealed.
+  std::string index_file = "index.sealed", index_dataset = "index";
+  UniqueFd index_fd(::openat(job_fd.get(), index_file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!index_fd && errno == ENOENT) {
+    index_fd.reset(::openat(job_fd.get(), "index.live.sealed", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (index_fd) index_file = "index.live.sealed", index_dataset = "index-live";
+    else errno = ENOENT;
+  }
   if (!index_fd) return FailErrno(job_dir + "/index.sealed");
   Extracted done;
+  done.live_index = index_dataset != "index";
   std::string text;
-  auto report = UnsealChecked(index_fd.get(), kms, "index", done.job, [&](std::span<const std::uint8_t> p) -> Status {
+  auto report = UnsealChecked(index_fd.get(), kms, index_dataset, done.job, [&](std::span<const std::uint8_t> p) -> Status {
     if (text.size() + p.size() > kMaxIndexBytes) return Fail(Errc::kInvalidData, "the index is too large");
     text.append(reinterpret_cast<const char*>(p.data()), p.size());
     return {};
   });
-  if (!report) return std::unexpected(WithContext(report.error(), "index.sealed"));
+  if (!report) return std::unexpected(WithContext(report.error(), index_file));
   const json index = json::parse(text, nullptr, false);
-  if (!index.is_array()) return Fail(Errc::kInvalidData, "index.sealed does not hold a JSON array");
+  if (!index.is_array()) return Fail(Errc::kInvalidData, index_file + " does not hold a JSON array");
   // Every entry is checked before DEST exists: a bad index writes nothing.
   std::vector<Entry> entries;
   for (const json& entry : index) {
@@ -146,6 +161,18 @@ Result<Extracted> ExtractOutputs(const std::string& job_dir, const std::string& 
     if (!checked) return std::unexpected(checked.error());
     entries.push_back(std::move(*checked));
   }
+  // A path sealed in several versions (live outputs) is restored once: its highest version.
+  std::map<std::vector<std::string>, std::size_t> latest;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    auto [it, fresh] = latest.try_emplace(entries[i].parts, i);
+    if (!fresh && entries[i].version >= entries[it->second].version) it->second = i;
+  }
+  std::vector<Entry> restore;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (latest.at(entries[i].parts) == i) restore.push_back(std::move(entries[i]));
+  }
+  done.superseded = entries.size() - restore.size();
+  entries = std::move(restore);
   if (::mkdir(dest.c_str(), 0700) != 0) return FailErrno("create " + dest);
   UniqueFd dest_fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dest_fd) return FailErrno(dest);

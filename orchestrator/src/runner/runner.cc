@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <deque>
 #include <set>
 #include <chrono>
 #include <cstring>
@@ -54,6 +55,9 @@ constexpr std::chrono::minutes kStageOutDeadline{10};
 // Sealed outputs audited one by one; the rest only in the job's output.staged summary.
 constexpr std::size_t kMaxOutputsAudited = 5;
 constexpr const char* kTrainerLogFile = "trainer.log.sealed";
+constexpr const char* kMetricsSeriesFile = "metrics.jsonl.sealed";
+constexpr std::size_t kMaxMetricsSeriesBytes = 16u << 20;  // then the series notes its truncation
+constexpr std::size_t kMetricsTailLines = 16;              // stage-out re-sends at most this many
 constexpr const char* kManifestFile = "manifest.json";
 
 bool IsCordonOutputFile(const std::string& file) {
@@ -62,7 +66,8 @@ bool IsCordonOutputFile(const std::string& file) {
 }
 
 bool IsCordonOutputDataset(const std::string& dataset) {
-  return dataset == internal::kIndexDataset || IsCordonOutputFile(dataset + ".sealed");
+  return dataset == internal::kIndexDataset || dataset == internal::kLiveIndexDataset ||
+         IsCordonOutputFile(dataset + ".sealed");
 }
 
 volatile std::sig_atomic_t g_cancel = 0;
@@ -126,6 +131,13 @@ struct SandboxRun {
   std::optional<json> input_error;
   std::string metrics_buffer;
   std::string result_text;
+  // The time series: accepted lines as JSONL; the raw text of the last kMetricsTailLines the
+  // relay delivered (to skip those stage-out sends again); the lines stage-out sent.
+  std::string metrics_series;
+  std::uint64_t metrics_series_lines = 0;
+  bool metrics_series_truncated = false;
+  std::deque<std::string> metrics_recent;
+  std::vector<std::string> metrics_tail;
 };
 
 class Runner final {
@@ -148,6 +160,7 @@ class Runner final {
     RunSandbox();
     FinishLineageHashes();
     SealTrainerLog();
+    SealMetricsSeries();
     WriteManifest();
     return Done();
   }
@@ -469,7 +482,9 @@ class Runner final {
   void OnLog(std::string_view bytes, bool is_stderr);
   void OnMetricsBytes(std::string_view bytes);
   bool AcceptMetrics(std::string_view line);
+  void AcceptMetricsTail();
   void OnOutput(const json& parsed);
+  void OnLiveOutput(const json& parsed);
   void RecordStageOut();
   void ClassifyResult();
 
@@ -482,7 +497,10 @@ class Runner final {
 
   // ---- 7b. the trainer log and the manifest ----
   Result<std::string> WriteInJobDir(const std::string& name, const std::function<Status(int fd)>& fill);
+  std::optional<OutputFile> SealBuffer(const std::string& file, const std::string& dataset, const std::string& action,
+                                       std::string& text, json details);
   void SealTrainerLog();
+  void SealMetricsSeries();
   void WriteManifest();
   JobReport Done();
 
@@ -493,6 +511,7 @@ class Runner final {
   JobReport& report_;
   sealed::KeyManagers managers_;
   internal::StagePlan plan_;
+  internal::SealLedger ledger_;  // used by the sandbox init's copy of this object
   std::vector<SecretBytes> deks_;
   json inputs_json_ = json::array();
   SandboxRun run_;
@@ -559,11 +578,21 @@ sandbox::Policy Runner::MakePolicy(const Pipe& out, const Pipe& err, const Pipe&
   plan_.max_files = job_.output.max_files;
   plan_.max_bytes = job_.output.max_bytes.value_or(job_.resources.scratch_bytes);
   plan_.stage_deadline = kStageOutDeadline;
+  plan_.live = job_.output.live;
   p.init_fds = {plan_.keys_fd, plan_.ctl_fd, plan_.metrics_fd};
   for (const auto& input : plan_.inputs) p.init_fds.push_back(input.fd);
   const internal::StagePlan& plan = plan_;
   p.stage_in = [&plan](const sandbox::StageInContext&) { return internal::StageIn(plan); };
-  p.stage_out = [&plan](const sandbox::StageOutContext& ctx) { return internal::StageOut(plan, ctx.output_dir_fd); };
+  internal::SealLedger& ledger = ledger_;
+  p.stage_out = [&plan, &ledger](const sandbox::StageOutContext& ctx) {
+    return internal::StageOut(plan, ledger, ctx.output_dir_fd);
+  };
+  p.live_dirs = job_.output.live;
+  if (!p.live_dirs.empty()) {
+    p.live_output = [&plan, &ledger](const sandbox::LiveOutputContext& ctx) {
+      (void)internal::SealLive(plan, ledger, ctx.output_dir_fd, ctx.path);  // else: the final stage-out
+    };
+  }
   return p;
 }
 
@@ -630,6 +659,7 @@ void Runner::RunSandbox() {
   result->write.reset();
   CloseInputs();
   Supervise(supervisor, *out, *err, *metrics, *ctl, *result);
+  AcceptMetricsTail();
   ClassifyResult();
   RecordStageOut();
   const sandbox::RunResult& r = *run_.result;
@@ -638,6 +668,8 @@ void Runner::RunSandbox() {
   Record("trainer.exited", r.outcome == sandbox::Outcome::kOk ? "ok" : "failed",
          {{"sandbox_outcome", sandbox::OutcomeName(r.outcome)}, {"exit_code", r.exit_code}, {"signal", r.signal},
           {"wall_ms", r.wall.count()}, {"peak_memory_bytes", r.peak_memory_bytes},
+          {"memory_limit_bytes", r.memory_limit_bytes}, {"max_rss_bytes", r.max_rss_bytes},
+          {"scratch_peak_bytes", r.scratch_peak_bytes}, {"scratch_full", r.scratch_full},
           {"memory_limit_hit", r.memory_limit_hit}, {"pids_limit_hit", r.pids_limit_hit},
           {"timeout_hit", r.timeout_hit}, {"seccomp_violations", r.seccomp_violations},
           {"violations", r.violations_by_syscall}, {"probes_by_syscall", r.probes_by_syscall}, {"reason", r.reason}});
@@ -713,6 +745,8 @@ void Runner::OnMetricsBytes(std::string_view bytes) {
   while ((nl = run_.metrics_buffer.find('\n')) != std::string::npos) {
     const std::string line = run_.metrics_buffer.substr(0, nl);
     run_.metrics_buffer.erase(0, nl + 1);
+    run_.metrics_recent.push_back(line);
+    if (run_.metrics_recent.size() > kMetricsTailLines) run_.metrics_recent.pop_front();
     if (AcceptMetrics(line) && options_.on_metrics) options_.on_metrics(*run_.last_metrics);
   }
   if (run_.metrics_buffer.size() > kMaxMetricLine) run_.metrics_buffer.clear();  // an endless line
@@ -731,7 +765,7 @@ bool Runner::OnControl(int fd) {
   }
   const std::string body = message.substr(1);
   if (type == static_cast<char>(Msg::kMetrics)) {
-    (void)AcceptMetrics(body);
+    if (run_.metrics_tail.size() < kMetricsTailLines) run_.metrics_tail.push_back(body);
     return true;
   }
   json parsed = json::parse(body, nullptr, false);
@@ -755,6 +789,8 @@ void Runner::OnInitMessage(char type, const json& parsed) {
     }
   } else if (type == static_cast<char>(Msg::kOutput)) {
     OnOutput(parsed);
+  } else if (type == static_cast<char>(Msg::kLiveOutput)) {
+    OnLiveOutput(parsed);
   } else if (type == static_cast<char>(Msg::kIndex)) {
     report_.index = OutputFile{internal::kIndexFile, report_.output_dir + "/" + internal::kIndexFile,
                                parsed.value("size", std::uint64_t{0}), parsed.value("sha256", "")};
@@ -773,7 +809,34 @@ bool Runner::AcceptMetrics(std::string_view line) {
   report_.metrics_dropped += clean->dropped;
   if (clean->values.empty()) return false;
   run_.last_metrics = std::move(clean->values);
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  json point = {{"t", now.count()}};
+  point.update(*run_.last_metrics);
+  const std::string text = point.dump() + "\n";
+  if (run_.metrics_series.size() + text.size() > kMaxMetricsSeriesBytes) {
+    run_.metrics_series_truncated = true;
+  } else {
+    run_.metrics_series += text;
+    ++run_.metrics_series_lines;
+  }
   return true;
+}
+
+// The lines stage-out re-sent are the file's last ones; the relay delivered a prefix of the
+// file. Skip the longest head of the tail that the relay's last lines end with.
+void Runner::AcceptMetricsTail() {
+  const auto& tail = run_.metrics_tail;
+  const auto& recent = run_.metrics_recent;
+  std::size_t skip = 0;
+  for (std::size_t j = std::min(tail.size(), recent.size()); j > 0; --j) {
+    if (std::equal(tail.begin(), tail.begin() + static_cast<std::ptrdiff_t>(j), recent.end() - static_cast<std::ptrdiff_t>(j))) {
+      skip = j;
+      break;
+    }
+  }
+  for (std::size_t i = skip; i < tail.size(); ++i) (void)AcceptMetrics(tail[i]);
+  run_.metrics_tail.clear();
 }
 
 void Runner::OnOutput(const json& parsed) {
@@ -784,6 +847,17 @@ void Runner::OnOutput(const json& parsed) {
   if (run_.outputs_audited++ < kMaxOutputsAudited) {
     Record("output.sealed", "ok", {{"file", out.file}, {"size", out.size}, {"sha256", out.sha256}});
   }
+  report_.outputs.push_back(std::move(out));
+}
+
+// A live output: sealed and durable while the trainer runs. Each version is audited (the caps
+// bound them: max_files counts live and final outputs together).
+void Runner::OnLiveOutput(const json& parsed) {
+  const std::string file = parsed.value("file", "");
+  if (!IsCordonOutputFile(file)) return;
+  OutputFile out{file, report_.output_dir + "/" + file, parsed.value("size", std::uint64_t{0}), parsed.value("sha256", "")};
+  Record("output.sealed", "ok", {{"file", out.file}, {"size", out.size}, {"sha256", out.sha256}, {"live", true},
+                                 {"version", parsed.value("version", std::uint64_t{0})}});
   report_.outputs.push_back(std::move(out));
 }
 
@@ -845,6 +919,40 @@ void Runner::OnWrapRequest(int fd, std::string& message) {
   ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
 }
 
+// "1.0 GiB", "900 MiB", "12 KiB": sizes in reasons, for people (FormatSize is exact, for specs).
+std::string Approx(std::uint64_t bytes) {
+  constexpr std::array<const char*, 4> kUnits{"KiB", "MiB", "GiB", "TiB"};
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  double value = static_cast<double>(bytes);
+  std::size_t unit = 0;
+  for (value /= 1024; value >= 1024 && unit + 1 < kUnits.size(); value /= 1024) ++unit;
+  char text[32];
+  std::snprintf(text, sizeof text, value < 10 ? "%.1f %s" : "%.0f %s", value, kUnits[unit]);
+  return text;
+}
+
+std::string ScratchByDir(const sandbox::RunResult& r) {
+  return "/out " + Approx(r.scratch_out_bytes) + ", /data " + Approx(r.scratch_data_bytes) + ", /tmp " +
+         Approx(r.scratch_tmp_bytes);
+}
+
+// "memory limit 1.1 GiB (memory 1 GiB + scratch 128 MiB) reached: trainer RSS peak 300 MiB, scratch 700 MiB (...)"
+std::string MemoryKillReason(const sandbox::RunResult& r, const specs::Resources& spec) {
+  std::string reason = "memory limit " + Approx(r.memory_limit_bytes) + " (memory " + FormatSize(spec.memory_bytes) +
+                       " + scratch " + FormatSize(spec.scratch_bytes) + ") reached: trainer RSS peak " +
+                       Approx(r.max_rss_bytes);
+  if (r.scratch_size_bytes == 0) return reason + ", scratch use unknown (the sandbox init itself was killed)";
+  return reason + ", scratch " + Approx(std::max(r.scratch_peak_bytes, r.scratch_final_bytes)) + " at its peak (" +
+         ScratchByDir(r) + " at the end)";
+}
+
+// "scratch full: 1.0 GiB of 1.0 GiB used (/out 900 MiB, /data 100 MiB, /tmp 24 KiB); " or "".
+std::string ScratchFullNote(const sandbox::RunResult& r) {
+  if (!r.scratch_full) return "";
+  return "scratch full: " + Approx(std::max(r.scratch_peak_bytes, r.scratch_final_bytes)) + " of " +
+         Approx(r.scratch_size_bytes) + " used (" + ScratchByDir(r) + "); ";
+}
+
 void Runner::ClassifyResult() {
   const sandbox::RunResult& r = *run_.result;
   report_.trainer_exit_code = r.exit_code;
@@ -854,18 +962,17 @@ void Runner::ClassifyResult() {
   // The OOM killer may have picked a child of the trainer, which then exits non-zero.
   if ((r.outcome == Outcome::kOk && r.exit_code != 0) || r.outcome == Outcome::kSignaled) {
     if (r.memory_limit_hit) {
-      Reject(JobOutcome::kMemoryLimit, "the memory limit (" + FormatSize(job_.resources.memory_bytes) +
-                                           ") killed a process of the job");
+      Reject(JobOutcome::kMemoryLimit, MemoryKillReason(r, job_.resources));
       return;
     }
   }
   switch (r.outcome) {
     case Outcome::kOk:
       if (r.exit_code == 0) return;
-      Reject(JobOutcome::kTrainerFailed, "the trainer exited with status " + std::to_string(r.exit_code));
+      Reject(JobOutcome::kTrainerFailed, ScratchFullNote(r) + "the trainer exited with status " + std::to_string(r.exit_code));
       return;
     case Outcome::kSignaled:
-      Reject(JobOutcome::kTrainerFailed, "the trainer died of signal " + std::to_string(r.signal));
+      Reject(JobOutcome::kTrainerFailed, ScratchFullNote(r) + "the trainer died of signal " + std::to_string(r.signal));
       return;
     case Outcome::kTimeout:
       Reject(JobOutcome::kTimeout, "the job ran past its timeout of " + FormatDuration(job_.resources.timeout));
@@ -913,36 +1020,58 @@ Result<std::string> Runner::WriteInJobDir(const std::string& name, const std::fu
   return sealed::Sha256Fd(out.get());
 }
 
-void Runner::SealTrainerLog() {
-  if (!run_.result || !job_dir_) return;
-  if (run_.log_truncated) run_.log += "\n[cordon: log truncated at " + std::to_string(kMaxLogBytes) + " bytes]\n";
-  auto intent = Begin("log.seal", {{"bytes", run_.log.size()}, {"truncated", run_.log_truncated}});
-  UniqueFd memfd(::memfd_create("cordon-trainer-log", MFD_CLOEXEC));
-  Result<std::string> written = Fail(Errc::kIo, "cannot buffer the trainer log");
+// Seals `text` (cleansed after) into the job directory as `file` (dataset `dataset`), audited
+// write-ahead as `action`; nullopt (and the job failed) when that did not work.
+std::optional<OutputFile> Runner::SealBuffer(const std::string& file, const std::string& dataset, const std::string& action,
+                                             std::string& text, json details) {
+  auto intent = Begin(action, std::move(details));
+  UniqueFd memfd(::memfd_create("cordon-runner-buffer", MFD_CLOEXEC));
+  Result<std::string> written = Fail(Errc::kIo, "cannot buffer " + dataset);
   std::uint64_t plaintext = 0;
   auto kms = managers_.get(job_.output.key.adapter);
   if (!kms) written = std::unexpected(kms.error());
-  if (kms && memfd && ::write(memfd.get(), run_.log.data(), run_.log.size()) == static_cast<ssize_t>(run_.log.size())) {
+  if (kms && memfd && ::write(memfd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size())) {
     sealed::SealOptions o;
     o.key = job_.output.key;
-    o.dataset = "trainer.log";
+    o.dataset = dataset;
     o.job = report_.job_id;
     ::lseek(memfd.get(), 0, SEEK_SET);
-    written = WriteInJobDir(kTrainerLogFile, [&](int fd) -> Status {
+    written = WriteInJobDir(file, [&](int fd) -> Status {
       auto sealed = sealed::SealStream(memfd.get(), fd, **kms, o);
       if (!sealed) return std::unexpected(sealed.error());
       plaintext = sealed->plaintext_bytes;
       return {};
     });
   }
-  OPENSSL_cleanse(run_.log.data(), run_.log.size());
+  OPENSSL_cleanse(text.data(), text.size());
   if (!written) {
     Finish(intent, "failed", {{"error", written.error().message}});
-    Reject(JobOutcome::kSetupError, "sealing the trainer log: " + written.error().message);
-    return;
+    Reject(JobOutcome::kSetupError, "sealing " + file + ": " + written.error().message);
+    return std::nullopt;
   }
-  Finish(intent, "ok", {{"file", kTrainerLogFile}, {"sha256", *written}});
-  report_.trainer_log = OutputFile{kTrainerLogFile, report_.output_dir + "/" + kTrainerLogFile, plaintext, *written};
+  Finish(intent, "ok", {{"file", file}, {"sha256", *written}});
+  return OutputFile{file, report_.output_dir + "/" + file, plaintext, *written};
+}
+
+void Runner::SealTrainerLog() {
+  if (!run_.result || !job_dir_) return;
+  if (run_.log_truncated) run_.log += "\n[cordon: log truncated at " + std::to_string(kMaxLogBytes) + " bytes]\n";
+  const json details = {{"bytes", run_.log.size()}, {"truncated", run_.log_truncated}};
+  report_.trainer_log = SealBuffer(kTrainerLogFile, "trainer.log", "log.seal", run_.log, details);
+}
+
+// metrics.jsonl.sealed: the accepted metrics lines with the time the runner received each.
+void Runner::SealMetricsSeries() {
+  if (!run_.result || !job_dir_ || run_.metrics_series_lines == 0) return;
+  if (run_.metrics_series_truncated) run_.metrics_series += "{\"cordon\":\"truncated\"}\n";
+  const json details = {{"lines", run_.metrics_series_lines}, {"truncated", run_.metrics_series_truncated}};
+  report_.metrics_series = SealBuffer(kMetricsSeriesFile, "metrics", "metrics.seal", run_.metrics_series, details);
+}
+
+json ScratchJson(const sandbox::RunResult& r) {
+  return {{"size_bytes", r.scratch_size_bytes}, {"peak_bytes", r.scratch_peak_bytes},
+          {"final_bytes", r.scratch_final_bytes}, {"full", r.scratch_full},
+          {"final_by_dir", {{"/data", r.scratch_data_bytes}, {"/out", r.scratch_out_bytes}, {"/tmp", r.scratch_tmp_bytes}}}};
 }
 
 json OutputJson(const OutputFile& o) { return {{"file", o.file}, {"size", o.size}, {"sha256", o.sha256}}; }
@@ -968,6 +1097,11 @@ void Runner::WriteManifest() {
                                      {"entries", run_.index_entries}}
                               : json(nullptr)},
       {"trainer_log", report_.trainer_log ? OutputJson(*report_.trainer_log) : json(nullptr)},
+      {"metrics_series", report_.metrics_series ? json{{"file", report_.metrics_series->file},
+                                                       {"size", report_.metrics_series->size},
+                                                       {"sha256", report_.metrics_series->sha256},
+                                                       {"lines", run_.metrics_series_lines}}
+                                                : json(nullptr)},
       {"refused_outputs", {{"total", stage.refused_total}, {"by_kind", report_.refused}}},
       {"stage_out", {{"max_files", plan_.max_files}, {"max_bytes", plan_.max_bytes},
                      {"deadline_s", plan_.stage_deadline.count() / 1000},
@@ -977,6 +1111,8 @@ void Runner::WriteManifest() {
                    {"exit_code", r.exit_code}, {"signal", r.signal}, {"sandbox_outcome", sandbox::OutcomeName(r.outcome)}}},
       {"resources", {{"wall_ms", r.wall.count()}, {"cpu_user_ms", r.cpu_user.count()},
                      {"cpu_system_ms", r.cpu_system.count()}, {"peak_memory_bytes", r.peak_memory_bytes},
+                     {"memory_limit_bytes", r.memory_limit_bytes}, {"max_rss_bytes", r.max_rss_bytes},
+                     {"scratch", ScratchJson(r)},
                      {"memory_limit_hit", r.memory_limit_hit}, {"pids_limit_hit", r.pids_limit_hit},
                      {"timeout_hit", r.timeout_hit}, {"seccomp_violations", r.seccomp_violations},
                      {"violations_by_syscall", r.violations_by_syscall}, {"probes", r.probes},

@@ -193,16 +193,11 @@ struct OutputWalk {
   const StagePlan& plan;
   int out_dir_fd;
   RemoteWrapper wrapper;
+  SealLedger& ledger;
   std::chrono::steady_clock::time_point deadline{};
   std::size_t examined = 0;
-  std::size_t sealed_count = 0;
-  std::uint64_t sealed_bytes = 0;
   std::vector<std::string> temps{};  // ".out-NNNNNN.partial", renamed once all are synced
-  // The index's plaintext, built as text (a JSON tree of 30,000 entries costs ~5x the memory,
-  // charged to the job's cgroup), and what goes to the runner for each sealed output.
-  std::string index = "[";
-  std::size_t index_entries = 0;
-  std::vector<json> sealed{};
+  std::vector<json> sealed{};        // what goes to the runner for each output sealed now
   std::map<std::string, std::uint64_t> refused{};  // kind -> count
   std::size_t refused_total = 0;
   bool deadline_hit = false;
@@ -221,8 +216,29 @@ json PathJson(const std::string& rel) {
 }
 
 void AddToIndex(OutputWalk& walk, const json& entry) {
-  if (walk.index_entries++ > 0) walk.index += ',';
-  walk.index += entry.dump();
+  if (walk.ledger.index_entries++ > 0) walk.ledger.index += ',';
+  walk.ledger.index += entry.dump();
+}
+
+std::int64_t Nanos(const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; }
+
+SealLedger::Version VersionOf(const struct stat& st, std::uint32_t version) {
+  return {st.st_dev, st.st_ino, st.st_size, Nanos(st.st_mtim), Nanos(st.st_ctim), version};
+}
+
+// The file's last live version, when it is exactly this file unchanged (a write changes ctime).
+bool SealedLiveUnchanged(const SealLedger& ledger, const std::string& rel, const struct stat& st) {
+  const auto it = ledger.live.find(rel);
+  if (it == ledger.live.end()) return false;
+  const SealLedger::Version now = VersionOf(st, it->second.version);
+  const SealLedger::Version& was = it->second;
+  return now.dev == was.dev && now.ino == was.ino && now.size == was.size && now.mtime_ns == was.mtime_ns &&
+         now.ctime_ns == was.ctime_ns;
+}
+
+std::uint32_t NextVersion(const SealLedger& ledger, const std::string& rel) {
+  const auto it = ledger.live.find(rel);
+  return it == ledger.live.end() ? 0 : it->second.version + 1;
 }
 
 // A refusal: counted by kind, the path kept for the sealed index only.
@@ -254,26 +270,30 @@ Result<sealed::Report> SealInto(OutputWalk& walk, int in, const std::string& tem
 }
 
 Status SealOne(OutputWalk& walk, int dir_fd, const std::string& entry, const std::string& rel) {
-  if (walk.sealed_count >= walk.plan.max_files) return Refuse(walk, rel, "file_cap"), Status{};
-  if (PastDeadline(walk)) return Refuse(walk, rel, "deadline"), Status{};
+  SealLedger& ledger = walk.ledger;
   UniqueFd in(AsTrainer(walk.plan, [&] { return ::openat(dir_fd, entry.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); }));
   struct stat st {};
-  if (!in || ::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Refuse(walk, rel, "unreadable"), Status{};
+  const bool readable = in && ::fstat(in.get(), &st) == 0 && S_ISREG(st.st_mode);
+  if (readable && st.st_nlink == 1 && SealedLiveUnchanged(ledger, rel, st)) return {};  // its live version stands
+  if (ledger.sealed_count >= walk.plan.max_files) return Refuse(walk, rel, "file_cap"), Status{};
+  if (PastDeadline(walk)) return Refuse(walk, rel, "deadline"), Status{};
+  if (!readable) return Refuse(walk, rel, "unreadable"), Status{};
   if (st.st_nlink != 1) return Refuse(walk, rel, "hard_link"), Status{};  // it may alias another file
   const auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size > walk.plan.max_bytes - std::min(walk.plan.max_bytes, walk.sealed_bytes)) {
+  if (size > walk.plan.max_bytes - std::min(walk.plan.max_bytes, ledger.sealed_bytes)) {
     return Refuse(walk, rel, "byte_cap"), Status{};  // sparse, or past the job's byte cap
   }
   json entry_json = {{"path", PathJson(rel)}};
   if (entry_json["path"].is_null()) return Refuse(walk, rel, "name"), Status{};
-  const std::size_t n = ++walk.sealed_count;
+  const std::size_t n = ++ledger.sealed_count;
   const std::string dataset = OutputDataset(n);
   auto report = SealInto(walk, in.get(), "." + dataset + ".partial", dataset);
   if (!report) return std::unexpected(report.error());
-  walk.sealed_bytes += report->plaintext_bytes;
+  ledger.sealed_bytes += report->plaintext_bytes;
   entry_json["file"] = dataset + ".sealed";
   entry_json["size"] = report->plaintext_bytes;
   entry_json["sha256"] = report->sha256;
+  if (const std::uint32_t version = NextVersion(ledger, rel); version > 0) entry_json["version"] = version;
   AddToIndex(walk, entry_json);
   walk.sealed.push_back({{"file", dataset + ".sealed"}, {"size", report->plaintext_bytes}, {"sha256", report->sha256}});
   return {};
@@ -339,8 +359,8 @@ Status CommitOutputs(OutputWalk& walk) {
 }
 
 Status SealIndex(OutputWalk& walk) {
-  walk.index += ']';
-  const std::string& text = walk.index;
+  walk.ledger.index += ']';
+  const std::string& text = walk.ledger.index;
   UniqueFd memfd(::memfd_create("cordon-output-index", MFD_CLOEXEC));
   if (!memfd || !WriteAll(memfd.get(), text)) return FailErrno("buffer the output index");
   ::lseek(memfd.get(), 0, SEEK_SET);
@@ -356,8 +376,50 @@ Status SealIndex(OutputWalk& walk) {
   walk.temps.clear();
   if (::fsync(walk.out_dir_fd) != 0) return FailErrno("fsync the job directory");
   Report(walk.plan.ctl_fd, Msg::kIndex, {{"file", kIndexFile}, {"size", report->plaintext_bytes},
-                                         {"sha256", report->sha256}, {"entries", walk.index_entries}});
+                                         {"sha256", report->sha256}, {"entries", walk.ledger.index_entries}});
   return {};
+}
+
+// The live index: every live version so far, sealed under its own dataset name and put in
+// place of the previous one (rename over it: a crash leaves the old one or the new one).
+Status WriteLiveIndex(OutputWalk& walk) {
+  const std::string text = walk.ledger.index + "]";
+  UniqueFd memfd(::memfd_create("cordon-live-index", MFD_CLOEXEC));
+  if (!memfd || !WriteAll(memfd.get(), text)) return FailErrno("buffer the live index");
+  ::lseek(memfd.get(), 0, SEEK_SET);
+  const std::string temp = std::string(".") + kLiveIndexFile + ".partial";
+  auto report = SealInto(walk, memfd.get(), temp, kLiveIndexDataset);
+  walk.temps.clear();
+  if (!report) {
+    (void)::unlinkat(walk.out_dir_fd, temp.c_str(), 0);
+    return std::unexpected(report.error());
+  }
+  UniqueFd written(::openat(walk.out_dir_fd, temp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!written || ::fsync(written.get()) != 0) return FailErrno("fsync " + temp);
+  if (::renameat(walk.out_dir_fd, temp.c_str(), walk.out_dir_fd, kLiveIndexFile) != 0) {
+    return FailErrno(std::string("rename ") + kLiveIndexFile);
+  }
+  if (::fsync(walk.out_dir_fd) != 0) return FailErrno("fsync the job directory");
+  return {};
+}
+
+// /out/<path> opened component by component as the trainer, no link followed.
+UniqueFd OpenLiveFile(const StagePlan& plan, std::string_view path) {
+  return UniqueFd(AsTrainer(plan, [&] {
+    UniqueFd dir(::open("/out", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    std::size_t at = 0;
+    for (int depth = 0; dir; ++depth) {
+      const std::size_t slash = path.find('/', at);
+      const std::string part(path.substr(at, slash == std::string_view::npos ? std::string_view::npos : slash - at));
+      if (part.empty() || part == "." || part == ".." || depth > kMaxOutputDepth) return -1;
+      if (slash == std::string_view::npos) {
+        return ::openat(dir.get(), part.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+      }
+      dir.reset(::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      at = slash + 1;
+    }
+    return -1;
+  }));
 }
 
 void ReportOutputs(const OutputWalk& walk) {
@@ -433,12 +495,47 @@ Status StageIn(const StagePlan& plan) {
   return {};
 }
 
-Status StageOut(const StagePlan& plan, int output_dir_fd) {
+Status SealLive(const StagePlan& plan, SealLedger& ledger, int output_dir_fd, std::string_view path) {
+  const std::string rel(path);
+  const bool inside = std::any_of(plan.live.begin(), plan.live.end(), [&](const std::string& p) { return rel.starts_with(p); });
+  if (!inside || output_dir_fd < 0 || ledger.live_seals >= kMaxLiveSeals || PathJson(rel).is_null()) return {};
+  UniqueFd in = OpenLiveFile(plan, rel);
+  struct stat st {};
+  if (!in || ::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) return {};
+  if (SealedLiveUnchanged(ledger, rel, st)) return {};
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (ledger.sealed_count >= plan.max_files || size > plan.max_bytes - std::min(plan.max_bytes, ledger.sealed_bytes)) {
+    return {};  // the final stage-out refuses it, counted
+  }
+  OutputWalk walk{plan, output_dir_fd, RemoteWrapper(plan.ctl_fd, plan.output_key), ledger};
+  const std::size_t n = ledger.sealed_count + 1;
+  const std::string dataset = OutputDataset(n);
+  auto report = SealInto(walk, in.get(), "." + dataset + ".partial", dataset);
+  Status st_ok = report ? CommitOutputs(walk) : Status(std::unexpected(report.error()));
+  if (st_ok && ::fsync(output_dir_fd) != 0) st_ok = FailErrno("fsync the job directory");
+  if (!st_ok) {
+    for (const std::string& temp : walk.temps) ::unlinkat(output_dir_fd, temp.c_str(), 0);
+    return st_ok;
+  }
+  ledger.sealed_count = n;
+  ++ledger.live_seals;
+  ledger.sealed_bytes += report->plaintext_bytes;
+  const std::uint32_t version = std::max<std::uint32_t>(NextVersion(ledger, rel), 1);
+  ledger.live[rel] = VersionOf(st, version);
+  AddToIndex(walk, {{"path", rel}, {"file", dataset + ".sealed"}, {"size", report->plaintext_bytes},
+                    {"sha256", report->sha256}, {"live", true}, {"version", version}});
+  Status indexed = WriteLiveIndex(walk);
+  Report(plan.ctl_fd, Msg::kLiveOutput, {{"file", dataset + ".sealed"}, {"size", report->plaintext_bytes},
+                                         {"sha256", report->sha256}, {"version", version}});
+  return indexed;
+}
+
+Status StageOut(const StagePlan& plan, SealLedger& ledger, int output_dir_fd) {
   SendFinalMetrics(plan);
   if (output_dir_fd < 0) return Fail(Errc::kInternal, "no output directory");
   UniqueFd out(AsTrainer(plan, [] { return ::open("/out", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); }));
   if (!out) return FailErrno("open /out");
-  OutputWalk walk{plan, output_dir_fd, RemoteWrapper(plan.ctl_fd, plan.output_key)};
+  OutputWalk walk{plan, output_dir_fd, RemoteWrapper(plan.ctl_fd, plan.output_key), ledger};
   walk.deadline = std::chrono::steady_clock::now() + plan.stage_deadline;
   Status st = WalkDir(walk, out.get(), "", 0);
   if (st) st = CommitOutputs(walk);
@@ -447,9 +544,13 @@ Status StageOut(const StagePlan& plan, int output_dir_fd) {
     for (const std::string& temp : walk.temps) ::unlinkat(output_dir_fd, temp.c_str(), 0);
     return st;
   }
+  if (!ledger.live.empty()) {  // index.sealed holds every live version: the live index goes
+    (void)::unlinkat(output_dir_fd, kLiveIndexFile, 0);
+    (void)::fsync(output_dir_fd);
+  }
   ReportOutputs(walk);
   Report(plan.ctl_fd, Msg::kStageSummary,
-         {{"sealed", walk.sealed_count}, {"bytes", walk.sealed_bytes},
+         {{"sealed", ledger.sealed_count}, {"bytes", ledger.sealed_bytes},
           {"refused", walk.refused}, {"refused_total", walk.refused_total}, {"deadline_hit", walk.deadline_hit}});
   return {};
 }

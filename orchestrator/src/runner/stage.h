@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,13 @@ inline constexpr std::size_t kMaxRefusalReports = 5;
 // The host names Cordon gives what stage-out writes into the job directory.
 inline constexpr const char* kIndexFile = "index.sealed";
 inline constexpr const char* kIndexDataset = "index";
+// While the job runs: the index of the live outputs sealed so far, replaced after each one (a
+// host crash leaves it beside them); removed once index.sealed, which holds them too, is durable.
+inline constexpr const char* kLiveIndexFile = "index.live.sealed";
+inline constexpr const char* kLiveIndexDataset = "index-live";
+// Live seals per job at most (each is audited and rewrites the live index); past that, files
+// under the live prefixes wait for the final stage-out like any other.
+inline constexpr std::size_t kMaxLiveSeals = 1000;
 // "out-000042": the n-th output's dataset name; its file is that plus ".sealed".
 [[nodiscard]] std::string OutputDataset(std::size_t n);
 
@@ -43,6 +51,7 @@ enum class Msg : char {
   kStageSummary = 'S',  // init -> runner: JSON {sealed, bytes, refused: {kind: count}, deadline_hit}
   kMetrics = 'M',       // init -> runner: the trainer's last metrics line
   kInputError = 'I',    // init -> runner: JSON {input, code, message}
+  kLiveOutput = 'L',    // init -> runner: JSON {file, size, sha256, version}: sealed while the trainer runs
 };
 
 struct InputPlan {
@@ -64,6 +73,28 @@ struct StagePlan {
   std::uint64_t max_files = 10000;       // outputs sealed at most; the rest is refused (file_cap)
   std::uint64_t max_bytes = 0;           // plaintext bytes sealed at most, all outputs together
   std::chrono::milliseconds stage_deadline{10 * 60 * 1000};  // stage-out's own wall clock
+  std::vector<std::string> live;         // spec.output.live: /out-relative prefixes ending in '/'
+};
+
+// What has been sealed for the job so far, live and final together: the caps count both, and
+// the final stage-out does not seal again a file whose live version is unchanged. Lives in the
+// sandbox init (a copy made by the clone), touched only by its one thread.
+struct SealLedger {
+  std::size_t sealed_count = 0;
+  std::uint64_t sealed_bytes = 0;
+  // The index's plaintext, built as text (a JSON tree of 30,000 entries costs ~5x the memory,
+  // charged to the job's cgroup).
+  std::string index = "[";
+  std::size_t index_entries = 0;
+  struct Version {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = 0;
+    std::int64_t mtime_ns = 0, ctime_ns = 0;
+    std::uint32_t version = 0;
+  };
+  std::map<std::string, Version> live;  // /out-relative path -> its last live version
+  std::size_t live_seals = 0;
 };
 
 // Decrypts every input into /data, projected; starts the metrics relay.
@@ -77,7 +108,15 @@ struct StagePlan {
 // {path, refused}) as index.sealed under the same key. Only Cordon-made names,
 // counts and hashes go to ctl_fd; a relative path under /out exists on the host
 // only inside index.sealed. Errors name Cordon-made files only.
-[[nodiscard]] Status StageOut(const StagePlan& plan, int output_dir_fd);
+// A file already sealed live and unchanged since (same inode, size, mtime and ctime) is not
+// sealed again: the index's entry for that path is its last live version.
+[[nodiscard]] Status StageOut(const StagePlan& plan, SealLedger& ledger, int output_dir_fd);
+
+// While the trainer runs: seals /out/<path> (under a plan.live prefix) if it is a regular file
+// with one link, changed since its last live version and within the caps, as the next
+// out-NNNNNN.sealed (durable before it is reported), replaces index.live.sealed, and reports
+// kLiveOutput. Anything else is left to the final stage-out, which refuses or seals it.
+[[nodiscard]] Status SealLive(const StagePlan& plan, SealLedger& ledger, int output_dir_fd, std::string_view path);
 
 // Sends one datagram; the runner side uses it too.
 [[nodiscard]] Status SendMessage(int fd, Msg type, std::string_view payload);

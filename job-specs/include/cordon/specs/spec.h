@@ -58,6 +58,10 @@ struct Output {
   // total, are refused (counted, never sealed). max_bytes unset: the scratch size.
   std::uint64_t max_files = kDefaultMaxFiles;
   std::optional<std::uint64_t> max_bytes;
+  // Live outputs: /out-relative directory prefixes ("checkpoints/", always ending in '/') whose
+  // files are sealed while the trainer runs, each time one is closed after a write or renamed in.
+  static constexpr std::size_t kMaxLiveDirs = 16;
+  std::vector<std::string> live;
 };
 
 struct Resources {

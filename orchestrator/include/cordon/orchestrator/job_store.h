@@ -50,6 +50,10 @@ struct JobRecord {
   std::string trainer_log_file;    // a Cordon-made name inside output_dir
   std::string trainer_log_sha256;  // "sha256:<hex>" of the sealed log
   nlohmann::json outputs = nlohmann::json::array();
+  // Once final: what the job used (from the runner's manifest): peak_memory_bytes,
+  // memory_limit_bytes, max_rss_bytes and scratch {size_bytes, peak_bytes, final_bytes, full};
+  // null before.
+  nlohmann::json resources = nullptr;
 
   [[nodiscard]] nlohmann::json ToJson() const;
   [[nodiscard]] static Result<JobRecord> FromJson(const nlohmann::json& j);

@@ -23,6 +23,8 @@ namespace cordon::runner {
 struct Extracted {
   std::string job;  // the job id in the index's header
   std::uint64_t files = 0, bytes = 0, refused = 0;
+  std::uint64_t superseded = 0;  // older live versions of a path, not restored
+  bool live_index = false;       // the job has not finished: index.live.sealed was read
 };
 
 [[nodiscard]] Result<Extracted> ExtractOutputs(const std::string& job_dir, const std::string& dest,

@@ -35,7 +35,7 @@ struct Grant {
   // or lie beneath one of these absolute directories; "*" = any. Absent = none.
   std::vector<std::string> outputs;
   std::vector<std::string> images;
-  std::uint64_t max_memory = 0;       // 0 = no ceiling beyond the spec's own
+  std::uint64_t max_memory = 0;       // ceiling on memory + scratch (both RAM); 0 = none
   double max_cpus = 0;
   std::chrono::milliseconds max_timeout{0};
   std::uint32_t max_queued = 100;     // queued + running jobs of one user

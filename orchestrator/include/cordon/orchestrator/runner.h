@@ -81,6 +81,9 @@ struct JobReport {
   int trainer_signal = 0;
   std::vector<OutputFile> outputs;      // the trainer's outputs, in index order
   std::optional<OutputFile> trainer_log;
+  // metrics.jsonl.sealed: every accepted metrics line, {"t": unix ms, declared members...}
+  // (only when the spec declares metrics and the trainer reported some).
+  std::optional<OutputFile> metrics_series;
   std::optional<OutputFile> index;      // index.sealed: the outputs' relative paths
   std::string output_dir;               // <output.path>/<job id>
   std::optional<std::pair<dev_t, ino_t>> output_dir_id;  // fstat of the job directory Cordon made

@@ -72,6 +72,17 @@ struct GpuAccess {
   std::vector<std::string> tools;
 };
 
+// What live_output sees: the trainer is STILL RUNNING. `path` is /out-relative and lies under one
+// of Policy::live_dirs; the file there was closed after a write or renamed in, and no further
+// event for it came for a quarter of a second. The trainer controls the path and may change the
+// file at any moment: open each component with O_NOFOLLOW and check what was opened. It runs in
+// the init's event loop: while it runs, seccomp notifications and the timeout wait.
+struct LiveOutputContext {
+  const std::vector<int>& init_fds;
+  int output_dir_fd;
+  std::string_view path;
+};
+
 struct Policy {
   std::string image_dir;                  // bound read-only at /job (required unless image_fd >= 0)
   // An fd (O_PATH or O_RDONLY, O_DIRECTORY) of the image, opened by the caller: when >= 0 it is
@@ -91,7 +102,10 @@ struct Policy {
   std::map<std::string, std::string> env; // the trainer's env, plus PATH/HOME/LANG defaults
   uid_t uid = 65534;
   gid_t gid = 65534;
-  std::uint64_t memory_bytes = 2ULL << 30;   // cgroup memory (and swap) limit; 0 = none
+  // The trainer's own memory. The scratch tmpfs's pages are charged to the job's memory cgroup, so
+  // its limit is memory_bytes + scratch_bytes (swap: none); 0 = no memory cgroup. Without a
+  // memory cgroup RLIMIT_AS is memory_bytes (tmpfs pages are not address space).
+  std::uint64_t memory_bytes = 2ULL << 30;
   std::uint64_t pids = 256;                  // cgroup pids limit (threads count); 0 = none
   double cpus = 0;                           // cgroup CPU quota in CPUs; 0 = none
   std::chrono::milliseconds timeout{3600 * 1000};  // wall clock for the trainer
@@ -114,7 +128,14 @@ struct Policy {
   int stderr_fd = 2;
   std::function<Status(const StageInContext&)> stage_in;
   std::function<Status(const StageOutContext&)> stage_out;
+  // /out-relative directory prefixes ("checkpoints/"): files under them are handed to
+  // live_output while the trainer runs (inotify, /out watched as the trainer's uid, at most
+  // kMaxLiveWatches directories, kMaxLiveDepth deep). Empty or no live_output: nothing is watched.
+  std::vector<std::string> live_dirs;
+  std::function<void(const LiveOutputContext&)> live_output;
 };
+inline constexpr std::size_t kMaxLiveWatches = 4096;
+inline constexpr int kMaxLiveDepth = 16;
 
 enum class Outcome {
   kOk,            // the trainer exited by itself (exit_code says how)
@@ -134,7 +155,16 @@ struct RunResult {
   int signal = 0;              // the signal that killed the trainer, or 0
   std::chrono::milliseconds wall{0};   // trainer start to the last process reaped
   std::chrono::milliseconds cpu_user{0}, cpu_system{0};  // every process of the job
-  std::uint64_t peak_memory_bytes = 0;
+  std::uint64_t peak_memory_bytes = 0;  // the job's cgroup: the trainer's memory and the scratch
+  std::uint64_t memory_limit_bytes = 0; // the cgroup limit applied: memory + scratch (0: none)
+  std::uint64_t max_rss_bytes = 0;      // the largest resident set of any one process of the job
+  // The scratch tmpfs: its size, the most and the last bytes in use (sampled every 100 ms while
+  // the trainer runs; the last after every process died), and where the last were (allocated
+  // bytes of /data, /out and /tmp; a tree past 100,000 entries is counted that far). scratch_full:
+  // free space fell under min(1 MiB, 1% of the scratch) at some sample.
+  std::uint64_t scratch_size_bytes = 0, scratch_peak_bytes = 0, scratch_final_bytes = 0;
+  std::uint64_t scratch_data_bytes = 0, scratch_out_bytes = 0, scratch_tmp_bytes = 0;
+  bool scratch_full = false;
   bool memory_limit_hit = false, pids_limit_hit = false, timeout_hit = false;
   bool cpu_throttled = false;  // the CPU quota held the job back (a quota slows, never kills)
   // Denied calls, by name ("mount", "socket(AF_VSOCK)"): escape attempts (they make the
