@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <set>
 #include <chrono>
@@ -37,6 +38,7 @@
 #include "cordon/sandbox/sandbox.h"
 #include "cordon/unique_fd.h"
 #include "cordon/orchestrator/image_scan.h"
+#include "integrity.h"
 #include "metrics.h"
 #include "stage.h"
 
@@ -123,6 +125,7 @@ struct SandboxRun {
   bool overran = false;              // killed past the timeout + the stage-out deadline
   std::uint64_t index_entries = 0;   // entries in index.sealed
   std::optional<json> input_error;
+  std::map<std::string, orchestrator::ExpectationResult> expectations;  // input name -> result
   std::string metrics_buffer;
   std::string result_text;
 };
@@ -146,6 +149,7 @@ class Runner final {
     if (!UnwrapKeys() || !CheckOutputKey()) return Done();
     RunSandbox();
     FinishLineageHashes();
+    QuarantineRejectedInputs();
     SealTrainerLog();
     WriteManifest();
     return Done();
@@ -340,10 +344,14 @@ class Runner final {
     auto info = sealed::OpenSealed(fd.get());
     if (!info) return reject(info.error().message);
     const sealed::Header& h = info->header;
+    if (!CheckNotQuarantined(input, h.dataset, fd.get(), sha, intent)) return false;
     inputs_json_.push_back({{"name", input.name}, {"path", input.path}, {"sha256", sha.empty() ? json(nullptr) : json(sha)},
                             {"dataset", h.dataset}, {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
                             {"sealed_bytes", info->sealed_bytes}, {"columns", input.columns}});
-    plan_.inputs.push_back({input.name, fd.release(), h, input.columns});
+    plan_.inputs.push_back({input.name, fd.release(), h, input.columns, input.expect,
+                            input.expect && input.expect->max_drift
+                                ? internal::LastGoodSummaries(config_.state_dir, h.dataset)
+                                : std::nullopt});
     json details = {{"dataset", h.dataset}, {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
                     {"pinned", input.sha256.has_value()}};
     if (!sha.empty()) details["sha256"] = sha;
@@ -438,6 +446,11 @@ class Runner final {
   void OnOutput(const json& parsed);
   void RecordStageOut();
   void ClassifyResult();
+  // ---- the data checkpoint (integrity.h): quarantine at step 2, `expect:` results ----
+  bool CheckNotQuarantined(const specs::Input& input, const std::string& dataset, int fd, std::string& sha,
+                           const audit::Intent& intent);
+  void OnExpectations(const json& parsed);
+  void QuarantineRejectedInputs();
 
   void CloseInputs() {
     for (auto& input : plan_.inputs) {
@@ -689,7 +702,9 @@ bool Runner::OnControl(int fd) {
 }
 
 void Runner::OnInitMessage(char type, const json& parsed) {
-  if (type == static_cast<char>(Msg::kInputError)) {
+  if (type == static_cast<char>(Msg::kExpectations)) {
+    OnExpectations(parsed);
+  } else if (type == static_cast<char>(Msg::kInputError)) {
     run_.input_error = parsed;
     Record("input.rejected", "failed", parsed);
   } else if (type == static_cast<char>(Msg::kRefused)) {
@@ -833,6 +848,64 @@ void Runner::ClassifyResult() {
         Reject(JobOutcome::kSetupError, "sandbox step " + r.failed_step + ": " + r.reason);
       }
       return;
+  }
+}
+
+// Step 2: a quarantined version (or dataset) is refused before any key is touched.
+bool Runner::CheckNotQuarantined(const specs::Input& input, const std::string& dataset, int fd, std::string& sha,
+                                 const audit::Intent& intent) {
+  auto why = internal::QuarantineReason(config_.state_dir, dataset, fd, sha);
+  if (why && !*why) return true;
+  const std::string reason = why ? **why : "the dataset registry cannot be read: " + why.error().message;
+  Finish(intent, "failed", {{"error", why ? "quarantined" : "registry unreadable"}});
+  Record("input.quarantined", "denied", {{"input", input.name}, {"dataset", dataset},
+                                         {"sha256", sha.empty() ? json(nullptr) : json(sha)}});
+  return Reject(why ? JobOutcome::kInputRejected : JobOutcome::kSetupError,
+                "input '" + input.name + "' (" + input.path + "): " + reason);
+}
+
+// The init's typed result of an input's `expect:` checks: aggregates only.
+// The audit entry carries the failed checks with their observed values.
+void Runner::OnExpectations(const json& parsed) {
+  const std::string input = parsed.value("input", "");
+  auto result = orchestrator::ExpectationResult::FromJson(parsed.value("result", json()));
+  const auto plan = std::find_if(plan_.inputs.begin(), plan_.inputs.end(), [&](const auto& i) { return i.name == input; });
+  if (!result || plan == plan_.inputs.end() || run_.expectations.contains(input)) return;
+  json failed = result->ToJson()["failed"];
+  json details = {{"input", input}, {"dataset", plan->header.dataset}, {"rows", result->rows},
+                  {"checks", result->checks}, {"failed", failed}, {"baseline_known", result->baseline_known}};
+  if (result->drift) details["drift"] = {{"value", std::to_string(*result->drift)}, {"column", result->drift_column}};
+  for (json& f : details["failed"]) {  // the log refuses floats: numbers as text
+    for (const char* k : {"observed", "expected"}) {
+      if (f[k].is_number_float()) f[k] = std::to_string(f[k].get<double>());
+      if (f[k].is_object()) {
+        for (auto& [name, value] : f[k].items()) {
+          if (value.is_number_float()) value = std::to_string(value.get<double>());
+        }
+      }
+    }
+  }
+  Record("input.expectations", result->passed ? "ok" : "failed", std::move(details));
+  run_.expectations.emplace(input, std::move(*result));
+}
+
+// After a failed `expect:`: that version is quarantined (by its sealed sha256).
+void Runner::QuarantineRejectedInputs() {
+  for (const auto& [name, result] : run_.expectations) {
+    if (result.passed) continue;
+    for (const json& in : inputs_json_) {
+      if (in["name"] != name) continue;
+      const std::string sha = in["sha256"].is_string() ? in["sha256"].get<std::string>() : "";
+      const std::string dataset = in.value("dataset", "");
+      const std::string reason = "job " + report_.job_id + ": " + std::to_string(result.failures.size()) +
+                                 " expectation(s) failed on input '" + name + "'";
+      Status done = sha.empty() ? Status(Fail(Errc::kIo, "its sha256 is unknown"))
+                                : internal::QuarantineVersion(config_.state_dir, dataset, sha, in.value("path", ""),
+                                                              report_.job_id, reason);
+      Record("dataset.quarantined", done ? "ok" : "failed",
+             {{"dataset", dataset}, {"sha256", sha}, {"reason", reason}, {"by", "expectations"},
+              {"error", done ? "" : done.error().message}});
+    }
   }
 }
 
