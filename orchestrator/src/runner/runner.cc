@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <cmath>
 #include <csignal>
 #include <ctime>
@@ -67,6 +68,17 @@ bool IsCordonOutputDataset(const std::string& dataset) {
 }
 
 volatile std::sig_atomic_t g_cancel = 0;
+volatile std::sig_atomic_t g_halt = 0;  // SIGUSR1 (`cordon halt`): kill the sandbox now, stage out nothing
+
+// `cordon halt`: the sandbox's init (the supervisor's child) and the
+// supervisor die by SIGKILL at once, so stage-out never runs; the trainer's
+// log, held here, is still sealed and the job finishes as cancelled.
+void KillSandboxNow(pid_t supervisor) {
+  std::ifstream children("/proc/" + std::to_string(supervisor) + "/task/" + std::to_string(supervisor) + "/children");
+  pid_t child = 0;
+  while (children >> child) ::kill(child, SIGKILL);
+  ::kill(supervisor, SIGKILL);
+}
 
 struct Pipe {
   UniqueFd read, write;
@@ -604,7 +616,7 @@ void Runner::RunSandbox() {
 void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pipe& ctl, Pipe& result) {
   std::array<pollfd, 5> fds{{{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}, {metrics.read.get(), POLLIN, 0},
                               {ctl.read.get(), POLLIN, 0}, {result.read.get(), POLLIN, 0}}};
-  bool cancel_sent = false;
+  bool cancel_sent = false, halt_sent = false;
   char buffer[65536];
   // The sandbox enforces the trainer's timeout and stage-out its own deadline;
   // this is the backstop if either is outlived (a stuck seal, a wedged init).
@@ -613,6 +625,10 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
   const auto hard_stop = std::chrono::steady_clock::now() + job_.resources.timeout + kStageOutDeadline +
                          stage_in + std::chrono::minutes(2);
   while (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[4].fd >= 0) {
+    if (g_halt && !halt_sent) {
+      KillSandboxNow(supervisor);
+      halt_sent = true;
+    }
     if ((g_cancel || std::chrono::steady_clock::now() > hard_stop) && !cancel_sent) {
       run_.overran = !g_cancel;
       ::kill(supervisor, SIGTERM);
@@ -809,6 +825,10 @@ void Runner::ClassifyResult() {
   report_.trainer_exit_code = r.exit_code;
   report_.trainer_signal = r.signal;
   if (failed_) return;
+  if (g_halt) {
+    Reject(JobOutcome::kCancelled, "halted (cordon halt): the sandbox was killed; nothing it produced was sealed");
+    return;
+  }
   using sandbox::Outcome;
   // The OOM killer may have picked a child of the trainer, which then exits non-zero.
   if ((r.outcome == Outcome::kOk && r.exit_code != 0) || r.outcome == Outcome::kSignaled) {
@@ -1064,6 +1084,9 @@ void RequestCancel() { g_cancel = 1; }
 Result<JobReport> RunJob(const orchestrator::Config& config, const specs::TrainingJob& job,
                          const RunOptions& options) {
   if (auto hardened = HardenKeyHoldingProcess(); !hardened) return std::unexpected(hardened.error());
+  struct sigaction halt {};
+  halt.sa_handler = [](int) { g_halt = 1; };
+  ::sigaction(SIGUSR1, &halt, nullptr);
   auto log = audit::AuditLog::Open(orchestrator::AuditOptionsFor(config));
   if (!log) return std::unexpected(WithContext(log.error(), "audit log " + config.audit_dir));
   JobReport report;
