@@ -66,6 +66,10 @@ std::optional<audit::Intent> IncidentContext::Begin(const std::string& action, j
   e.details = Clipped(std::move(details));
   e.details["via"] = via;
   e.actor = Actor();
+  subject_ = nlohmann::json::object();
+  for (const char* k : {"dataset", "key_ref", "version"}) {
+    if (e.details.contains(k)) subject_[k] = e.details[k];
+  }
   auto intent = log->Begin(std::move(e));
   if (!intent) {
     std::cerr << "cordon: refusing to act without an audit record: " << intent.error().message << "\n";
@@ -76,7 +80,11 @@ std::optional<audit::Intent> IncidentContext::Begin(const std::string& action, j
 
 void IncidentContext::Done(const std::optional<audit::Intent>& intent, bool ok, json details) {
   if (!intent) return;
-  auto done = log->Finish(*intent, ok ? "ok" : "failed", Clipped(std::move(details)));
+  details = Clipped(std::move(details));
+  for (const auto& [k, v] : subject_.items()) {
+    if (!details.contains(k)) details[k] = v;
+  }
+  auto done = log->Finish(*intent, ok ? "ok" : "failed", std::move(details));
   if (!done) std::cerr << "cordon: warning: the audit log did not record the outcome: " << done.error().message << "\n";
 }
 

@@ -45,6 +45,7 @@ struct IncidentContext {
 
  private:
   std::optional<sealed::KeyManagers> kms_;
+  nlohmann::json subject_;  // the last intent's dataset / key_ref / version, repeated in its outcome
   audit::Actor Actor() const;
 };
 

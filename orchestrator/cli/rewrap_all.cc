@@ -38,7 +38,7 @@ struct Journal {
   std::string path;
   UniqueFd fd;
   std::map<std::string, std::string> begun;  // path -> sha before (no D yet)
-  std::map<std::string, std::string> done;   // sha before -> sha after
+  std::map<std::string, std::pair<std::string, std::string>> done;  // path -> (sha before, sha after)
 
   Status Append(char tag, const std::string& sha, const std::string& file) {
     const std::string line = std::string(1, tag) + " " + sha + " " + file + "\n";
@@ -54,14 +54,13 @@ Result<Journal> OpenJournal(const std::string& dir, const KeyRef& key) {
   j.path = dir + "/rewrap-" + name + ".journal";
   std::ifstream in(j.path);
   std::string line;
-  std::map<std::string, std::string> last_sha;  // path -> sha of its last B
   while (std::getline(in, line)) {
     if (line.size() < 3 + 71 || (line[0] != 'B' && line[0] != 'D') || line[1] != ' ') continue;  // a torn last line
     const std::string sha = line.substr(2, 71), file = line.substr(74);
     if (line[0] == 'B') {
       j.begun[file] = sha;
     } else if (j.begun.contains(file)) {
-      j.done[j.begun[file]] = sha;
+      j.done[file] = {j.begun[file], sha};
       j.begun.erase(file);
     }
   }
@@ -122,7 +121,7 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
   for (const std::string& dir : dirs) Walk(dir, files, examined);
   auto journal = OpenJournal(ctx.registry->dir(), *key);
   if (!journal) return ReportError("rewrap", journal.error());
-  auto intent = ctx.Begin("key.rewrap_all", {{"key", key->ToString()}, {"target_version", target},
+  auto intent = ctx.Begin("key.rewrap_all", {{"key_ref", key->ToString()}, {"target_version", target},
                                              {"files_considered", files.size()}, {"resumed", !journal->begun.empty() || !journal->done.empty()},
                                              {"dirs", dirs.size()}});
   if (!intent) return kExitFailure;
@@ -134,7 +133,7 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
       if (e.path().filename().string().starts_with("." + p.filename().string() + ".cordon-tmp.")) fs::remove(e.path(), ec);
     }
     auto sha = sealed::Sha256File(path);
-    if (sha && *sha != before) journal->done[before] = *sha;
+    if (sha && *sha != before) journal->done[path] = {before, *sha};
   }
   std::vector<Candidate> todo;
   std::size_t current = 0, other_keys = 0, not_sealed = 0;
@@ -158,7 +157,7 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
     Result<sealed::Report> report = st ? sealed::RewrapFile(path, ctx.kms(), *key) : Result<sealed::Report>(std::unexpected(st.error()));
     if (report) st = journal->Append('D', report->sha256, path);
     if (report && st) {
-      journal->done[*before] = report->sha256;
+      journal->done[path] = {*before, report->sha256};
       ++rewrapped;
     } else {
       ++failed;
@@ -179,13 +178,11 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
     for (const std::string& name : *names) {
       auto updated = ctx.registry->Update(name, [&](datasets::Dataset& d) -> Status {
         for (auto& v : d.versions) {
-          for (std::size_t n = 0; n < 8; ++n) {  // a file rewrapped more than once: follow the chain
-            const auto it = journal->done.find(v.aliases.empty() ? v.id : v.aliases.back());
-            if (it == journal->done.end() || v.Matches(it->second)) break;
-            v.aliases.push_back(it->second);
-            ++aliases;
-            if (v.key_ref == key->ToString()) v.key_version = target;
-          }
+          const auto it = journal->done.find(v.path);
+          if (it == journal->done.end() || !v.Matches(it->second.first) || v.Matches(it->second.second)) continue;
+          v.aliases.push_back(it->second.second);
+          ++aliases;
+          if (v.key_ref == key->ToString()) v.key_version = target;
         }
         return Status{};
       });

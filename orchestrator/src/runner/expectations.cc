@@ -283,7 +283,7 @@ void ExpectationEvaluator::CheckDrift(ExpectationResult& r) {
   if (!baseline_) return;  // nothing known good yet: recorded as such, not a failure
   double worst = 0;
   std::string worst_column;
-  for (std::size_t i = 0; i < columns_.size(); ++i) {
+  for (std::size_t i = 0; i < columns_.size(); ++i) {  // each column past the limit is a failure
     const auto good = baseline_->find(columns_[i]);
     if (good == baseline_->end()) continue;
     const auto now = r.summaries.find(columns_[i]);
@@ -292,14 +292,12 @@ void ExpectationEvaluator::CheckDrift(ExpectationResult& r) {
       worst = d;
       worst_column = columns_[i];
     }
+    if (d > *expect_.max_drift && r.failures.size() < kMaxReportedFailures) {
+      r.failures.push_back({"max_drift", columns_[i], d, *expect_.max_drift});
+    }
   }
   r.drift = worst;
   r.drift_column = worst_column;
-  if (worst > *expect_.max_drift) {
-    if (r.failures.size() < kMaxReportedFailures) {
-      r.failures.push_back({"max_drift", worst_column, worst, *expect_.max_drift});
-    }
-  }
 }
 
 ExpectationResult ExpectationEvaluator::Finish(const std::vector<bool>& present, std::uint64_t rows) {
