@@ -84,7 +84,16 @@ void IncidentContext::Done(const std::optional<audit::Intent>& intent, bool ok, 
   for (const auto& [k, v] : subject_.items()) {
     if (!details.contains(k)) details[k] = v;
   }
-  auto done = log->Finish(*intent, ok ? "ok" : "failed", std::move(details));
+  // As AuditLog::Finish does (same action and job, intent_seq), but under the caller's identity.
+  details["intent_seq"] = intent->seq;
+  details["via"] = via;
+  audit::Event e;
+  e.action = intent->action;
+  e.job = intent->job;
+  e.outcome = ok ? "ok" : "failed";
+  e.details = std::move(details);
+  e.actor = Actor();
+  auto done = log->Append(e);
   if (!done) std::cerr << "cordon: warning: the audit log did not record the outcome: " << done.error().message << "\n";
 }
 

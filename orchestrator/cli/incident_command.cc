@@ -209,9 +209,14 @@ std::vector<std::pair<std::string, std::string>> JobInputs(const IncidentContext
   std::map<std::string, std::pair<std::string, std::string>> by_input;  // input name -> (dataset, sha)
   auto entries = audit::ReadEntries(ctx.config.audit_dir, {job, std::nullopt, std::string("input.*")});
   if (!entries) return {};
+  std::map<std::uint64_t, std::string> input_of_intent;  // an outcome names its input only through intent_seq
   for (const json& e : *entries) {
     const json d = e.value("details", json::object());
-    const std::string input = d.value("input", "");
+    std::string input = d.contains("input") && d["input"].is_string() ? d["input"].get<std::string>() : "";
+    if (!input.empty()) input_of_intent[e.value("seq", std::uint64_t{0})] = input;
+    if (input.empty() && d.contains("intent_seq") && d["intent_seq"].is_number_unsigned()) {
+      input = input_of_intent[d["intent_seq"].get<std::uint64_t>()];
+    }
     if (input.empty()) continue;
     auto& slot = by_input[input];
     if (d.contains("dataset") && d["dataset"].is_string()) slot.first = d["dataset"].get<std::string>();
