@@ -123,12 +123,13 @@ Status CsvProjector::EndField() {
     }
     header_.push_back(std::move(field_));
   } else if (field_index_ < keep_.size() && keep_[field_index_]) {
+    const bool selected = IsSelected(slot_of_field_, field_index_);
     if (IsSelected(observed_slot_of_field_, field_index_)) {
-      observed_slots_[static_cast<std::size_t>(observed_slot_of_field_[field_index_])] = field_;
+      std::string& slot = observed_slots_[static_cast<std::size_t>(observed_slot_of_field_[field_index_])];
+      if (selected) slot.assign(field_);
+      else slot.swap(field_);  // keeps both buffers' capacity: no allocation per field
     }
-    if (IsSelected(slot_of_field_, field_index_)) {
-      slots_[static_cast<std::size_t>(slot_of_field_[field_index_])] = std::move(field_);
-    }
+    if (selected) slots_[static_cast<std::size_t>(slot_of_field_[field_index_])].swap(field_);
   }
   field_.clear();
   field_bytes_ = 0;

@@ -13,6 +13,16 @@ using specs::ColumnType;
 
 bool ParseDouble(std::string_view v, double& out) {
   if (v.empty()) return false;
+  // Fast path: a plain non-negative integer of up to 15 digits (exact in a double).
+  if (v.size() <= 15 && v.front() >= '0' && v.front() <= '9') {
+    std::uint64_t n = 0;
+    std::size_t i = 0;
+    for (; i < v.size() && v[i] >= '0' && v[i] <= '9'; ++i) n = n * 10 + static_cast<std::uint64_t>(v[i] - '0');
+    if (i == v.size()) {
+      out = static_cast<double>(n);
+      return true;
+    }
+  }
   if (v.front() == '+') v.remove_prefix(1);
   const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   return ec == std::errc() && ptr == v.data() + v.size() && std::isfinite(out);
@@ -23,11 +33,17 @@ bool IsInteger(std::string_view v) {
   return !v.empty() && v.size() <= 19 && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+bool EqualsLower(std::string_view v, std::string_view lower) {
+  if (v.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const char c = v[i] >= 'A' && v[i] <= 'Z' ? static_cast<char>(v[i] - 'A' + 'a') : v[i];
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
 bool IsBoolean(std::string_view v) {
-  if (v == "0" || v == "1") return true;
-  std::string lower(v.substr(0, 6));
-  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return v.size() <= 5 && (lower == "true" || lower == "false");
+  return v == "0" || v == "1" || EqualsLower(v, "true") || EqualsLower(v, "false");
 }
 
 bool MatchesType(ColumnType type, std::string_view v, bool numeric) {
@@ -41,6 +57,7 @@ bool MatchesType(ColumnType type, std::string_view v, bool numeric) {
 }
 
 std::uint64_t HashOf(std::string_view v) { return std::hash<std::string_view>{}(v); }
+
 
 template <class T>
 bool Get(const json& j, const char* key, T& out) {
@@ -109,21 +126,23 @@ std::optional<Summaries> SummariesFromJson(const json& j) {
   return out;
 }
 
-void ColumnAccumulator::Add(std::string_view v) {
+bool ColumnAccumulator::Add(std::string_view v, double* number) {
   ++s_.count;
   if (v.empty()) {
     ++s_.nulls;
-    return;
+    return false;
   }
   double d = 0;
-  if (ParseDouble(v, d)) {
+  const bool numeric = ParseDouble(v, d);
+  if (numeric) {
+    if (number != nullptr) *number = d;
     if (s_.numeric == 0 || d < s_.min) s_.min = d;
     if (s_.numeric == 0 || d > s_.max) s_.max = d;
     s_.sum += d;
     ++s_.numeric;
     if (IsInteger(v)) ++s_.integers;
   }
-  if (IsBoolean(v)) ++s_.booleans;
+  if (v.size() <= 5 && IsBoolean(v)) ++s_.booleans;
   if (track_distinct_ && !s_.distinct_capped) {
     distinct_.insert(HashOf(v));
     if (distinct_.size() > kMaxDistinctTracked) {
@@ -131,6 +150,7 @@ void ColumnAccumulator::Add(std::string_view v) {
       distinct_.clear();
     }
   }
+  return numeric;
 }
 
 ColumnSummary ColumnAccumulator::Summary() const {
@@ -201,7 +221,6 @@ ExpectationEvaluator::ExpectationEvaluator(specs::Expectations expect, std::opti
     Column state;
     state.expect = &c;
     state.acc = ColumnAccumulator(false);
-    if (c.allowed) state.allowed.insert(c.allowed->begin(), c.allowed->end());
     state_.push_back(std::move(state));
   }
   if (expect_.max_drift && baseline_) {
@@ -218,16 +237,15 @@ Status ExpectationEvaluator::Record(std::span<const std::string> fields) {
   for (std::size_t i = 0; i < n; ++i) {
     Column& c = state_[i];
     const std::string& v = fields[i];
-    c.acc.Add(v);
+    double d = 0;
+    const bool numeric = c.acc.Add(v, &d);
     if (c.expect == nullptr || v.empty()) continue;
     const specs::ColumnExpectation& e = *c.expect;
-    double d = 0;
-    const bool numeric = (e.type || e.min || e.max) && ParseDouble(v, d);
     if (e.type && !MatchesType(*e.type, v, numeric)) ++c.wrong_type;
     if ((e.min || e.max) && !numeric) ++c.wrong_type;
     if (numeric && e.min && d < *e.min) ++c.below;
     if (numeric && e.max && d > *e.max) ++c.above;
-    if (e.allowed && !c.allowed.contains(v)) ++c.not_allowed;
+    if (e.allowed && std::find(e.allowed->begin(), e.allowed->end(), v) == e.allowed->end()) ++c.not_allowed;
     if (e.unique) c.hashes.push_back(HashOf(v));
   }
   return {};
