@@ -156,19 +156,6 @@ Opened OpenIncidentContext(const GlobalOptions& global, const std::string& comma
 
 namespace {
 
-Result<UniqueFd> ConnectTo(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return FailErrno("socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Fail(Errc::kInvalidArgument, path + ": socket path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return FailErrno("cannot reach cordond at " + path + " (is it running?)");
-  }
-  return fd;
-}
-
 Result<std::string> Exchange(int fd, const std::string& line) {
   for (std::string_view rest = line; !rest.empty();) {
     const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
@@ -189,6 +176,19 @@ Result<std::string> Exchange(int fd, const std::string& line) {
 
 }  // namespace
 
+Result<UniqueFd> ConnectToDaemon(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return FailErrno("socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return Fail(Errc::kInvalidArgument, path + ": socket path too long");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    return FailErrno("cannot reach cordond at " + path + " (is it running?)");
+  }
+  return fd;
+}
+
 int ForwardToDaemon(const GlobalOptions& global, const std::vector<std::string>& argv) {
   std::string socket = "/run/cordon/cordon.sock";
   if (const char* env = std::getenv("CORDON_SOCKET"); env && *env) {
@@ -196,7 +196,7 @@ int ForwardToDaemon(const GlobalOptions& global, const std::vector<std::string>&
   } else if (auto config = orchestrator::LoadConfig(orchestrator::ResolveConfigPath(global.config))) {
     socket = config->daemon.socket;
   }
-  auto fd = ConnectTo(socket);
+  auto fd = ConnectToDaemon(socket);
   if (!fd) {
     std::cerr << "cordon " << argv[0] << ": not root, and " << fd.error().message << "\n";
     return kExitUnavailable;

@@ -20,6 +20,7 @@
 #include "cordon/orchestrator/config.h"
 #include "cordon/orchestrator/datasets.h"
 #include "cordon/orchestrator/sealed.h"
+#include "cordon/unique_fd.h"
 
 namespace cordon::cli {
 
@@ -64,6 +65,9 @@ struct Opened {
 // `admin` request, prints what the command printed there, and returns its
 // exit status (kExitDenied when the caller is not an admin).
 [[nodiscard]] int ForwardToDaemon(const GlobalOptions& global, const std::vector<std::string>& argv);
+
+// A connected socket to cordond at `path` (the error says whether it is running).
+[[nodiscard]] Result<UniqueFd> ConnectToDaemon(const std::string& path);
 
 // "DATASET" or "DATASET@VERSION".
 struct DatasetRef {

@@ -10,25 +10,15 @@
 namespace cordon::cli {
 namespace {
 
-std::string Iso8601(std::int64_t unix_seconds) {
-  if (unix_seconds == 0) return "-";
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 nlohmann::json KeyJson(const kms::KeyInfo& k) {
   return {{"key", "kms://" + k.adapter + "/" + k.name}, {"adapter", k.adapter}, {"name", k.name},
           {"versions", k.versions}, {"current_version", k.current()}, {"disabled", k.disabled},
-          {"created", Iso8601(k.created_unix)}};
+          {"created", Iso8601Utc(k.created_unix)}};
 }
 
 void PrintKey(const kms::KeyInfo& k) {
   std::cout << "kms://" << k.adapter << "/" << k.name << "  version " << k.current() << " (of "
-            << k.versions.size() << ")  created " << Iso8601(k.created_unix)
+            << k.versions.size() << ")  created " << Iso8601Utc(k.created_unix)
             << (k.disabled ? "  DISABLED" : "") << "\n";
 }
 

@@ -100,6 +100,17 @@ TEST(Expectations, EachCheckFailsWithItsObservedValue) {
   for (const char* leak : {"\"a\"", "\"b\"", "\"7\"", "note"}) EXPECT_EQ(text.find(leak), std::string::npos) << leak;
 }
 
+TEST(Expectations, UniqueCountsDuplicatesInALargeColumn) {
+  const auto e = Parse("        columns: {id: {unique: true}}\n");
+  std::string csv = "id\n";
+  for (int i = 0; i < 20000; ++i) csv += std::to_string(i) + "\n";
+  EXPECT_TRUE(Evaluate(e, csv, {}, std::nullopt, 4096).result.passed);
+  csv += "17\n19999\n17\n";
+  const Pass run = Evaluate(e, csv, {}, std::nullopt, 4096);
+  ASSERT_TRUE(Failed(run.result, "unique", "id"));
+  EXPECT_EQ(Failed(run.result, "unique", "id")->observed["duplicate_values"], 3);
+}
+
 TEST(Expectations, DriftAgainstTheLastKnownGoodVersion) {
   const auto e = Parse("        max_drift: 0.2\n");
   // The good version: 10% churn; the poisoned one: labels flipped on a slice.

@@ -89,7 +89,7 @@ sha() { sha256sum "$1" | awk '{print "sha256:" $1}'; }
 
 # ---------------------------------------------------------------- drill
 sec_drill() {
-  fresh drill || return 1
+  fresh drill || { fail "drill: set-up failed"; return 1; }
   churn_csv "$W/good.csv" 0; churn_csv "$W/bad.csv" 1
   local v1 v2 r rc job1 job2 job3 job4 out
   v1=$("$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/churn-v1.sealed" 2>/dev/null | tail -n1)
@@ -160,7 +160,7 @@ sec_drill() {
 
 # ---------------------------------------------------------------- crash
 sec_crash() {
-  fresh crash || return 1
+  fresh crash || { fail "crash: set-up failed"; return 1; }
   local i n=400 pid journal rc
   mkdir -m 0755 "$D/many"
   for ((i = 0; i < n; i++)); do printf 'x,%d\n' "$i" >"$W/p$i"; done
@@ -189,7 +189,7 @@ sec_crash() {
 
 # ---------------------------------------------------------------- admin
 sec_admin() {
-  fresh admin || return 1
+  fresh admin || { fail "admin: set-up failed"; return 1; }
   churn_csv "$W/good.csv" 0
   local v1 out rc job
   v1=$("$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/churn.sealed" 2>/dev/null | tail -n1)
@@ -204,7 +204,7 @@ users:
     outputs: ["*"]
     images: ["*"]
 POL
-  e2e_daemon_start --grace 3s || return 1
+  e2e_daemon_start --grace 3s || { fail "admin: cordond did not start"; return 1; }
   out=$(as_uid 4102 "$C" quarantine "churn@$v1" --reason "not mine" 2>&1); rc=$?
   check "a non-admin is refused through cordond (exit 3)" test "$rc" = 3
   check "... and the refusal is audited" has "$(audit_of request.refused)" "not an admin"
