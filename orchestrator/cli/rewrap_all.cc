@@ -5,7 +5,8 @@
 //
 // Which files: every version the dataset registry knows, the registry's hash
 // key, and every sealed file found under each --dir (walked without following
-// symbolic links). Resumable: a journal in the registry directory gets
+// symbolic links). Resumable: a rerun skips every file already at the newest
+// version. For the registry's files a journal in the registry directory gets
 // "B <sha256 before> <path>" (fdatasync'd) before each file and
 // "D <sha256 after> <path>" after it; a rerun first settles a B without its D
 // (the file either still has the old header, and is redone, or has the new one,
@@ -69,16 +70,26 @@ Result<Journal> OpenJournal(const std::string& dir, const KeyRef& key) {
   return j;
 }
 
-// Every sealed file under `dir` (regular files only; links are not followed).
+// Every regular file under `dir` (links are not followed). A rewrap's temp
+// file (".NAME.cordon-tmp.XXXXXX") left by a crash beside NAME is removed.
 void Walk(const std::string& dir, std::set<std::string>& out, std::size_t& examined) {
   std::error_code ec;
+  std::vector<fs::path> temps;
   for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
        it.increment(ec)) {
-    if (++examined > 1'000'000) return;
+    if (++examined > 1'000'000) break;
     if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
     const std::string name = it->path().filename().string();
-    if (name.starts_with(".") && name.find(".cordon-tmp.") != std::string::npos) continue;
+    if (name.starts_with(".") && name.find(".cordon-tmp.") != std::string::npos) {
+      temps.push_back(it->path());
+      continue;
+    }
     out.insert(it->path().string());
+  }
+  for (const fs::path& temp : temps) {
+    const std::string name = temp.filename().string();
+    const std::string base = name.substr(1, name.find(".cordon-tmp.") - 1);
+    if (out.contains((temp.parent_path() / base).string())) fs::remove(temp, ec);
   }
 }
 
@@ -108,15 +119,16 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
   if (!info) return ReportError("rewrap", info.error());
   const std::uint32_t target = info->current();
   // The files: the registry's versions and hash key, and the --dir trees.
-  std::set<std::string> files;
+  std::set<std::string> files, registered;
   std::size_t examined = 0;
   if (auto names = ctx.registry->Names()) {
     for (const std::string& name : *names) {
       if (auto d = ctx.registry->Load(name); d && *d) {
-        for (const auto& v : (*d)->versions) if (!v.path.empty()) files.insert(v.path);
+        for (const auto& v : (*d)->versions) if (!v.path.empty()) registered.insert(v.path);
       }
     }
   }
+  files = registered;
   files.insert(ctx.registry->HashKeyPath());
   for (const std::string& dir : dirs) Walk(dir, files, examined);
   auto journal = OpenJournal(ctx.registry->dir(), *key);
@@ -152,12 +164,15 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
   json failures = json::array();
   for (std::size_t i = 0; i < todo.size(); ++i) {
     const std::string& path = todo[i].path;
-    auto before = sealed::Sha256File(path);
-    Status st = before ? journal->Append('B', *before, path) : Status(std::unexpected(before.error()));
+    // The journal is for the registry's files (their new hash becomes an alias); any other
+    // file needs none: a rerun tells done from not done by the header's key version.
+    const bool journaled = registered.contains(path);
+    Result<std::string> before = journaled ? sealed::Sha256File(path) : Result<std::string>("");
+    Status st = !before ? Status(std::unexpected(before.error())) : journaled ? journal->Append('B', *before, path) : Status{};
     Result<sealed::Report> report = st ? sealed::RewrapFile(path, ctx.kms(), *key) : Result<sealed::Report>(std::unexpected(st.error()));
-    if (report) st = journal->Append('D', report->sha256, path);
+    if (report && journaled) st = journal->Append('D', report->sha256, path);
     if (report && st) {
-      journal->done[path] = {*before, report->sha256};
+      if (journaled) journal->done[path] = {*before, report->sha256};
       ++rewrapped;
     } else {
       ++failed;
