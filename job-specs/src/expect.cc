@@ -94,8 +94,9 @@ void ReadColumns(Diagnostics& d, const Node& node, const std::string& where, Exp
   }
   for (const auto& entry : node.entries) {
     const std::string& name = entry.key.value;
-    if (name.empty() || name.find_first_of("\r\n") != std::string::npos) {
-      d.Add(entry.key, where + ": a column name must be non-empty and on one line");
+    if (name.empty() || name.size() > kMaxExpectColumnBytes || name.find_first_of("\r\n") != std::string::npos) {
+      d.Add(entry.key, where + ": a column name must be 1.." + std::to_string(kMaxExpectColumnBytes) +
+                           " bytes on one line");
       continue;
     }
     e.columns.push_back(ReadColumn(d, name, entry.value, where + "." + name));

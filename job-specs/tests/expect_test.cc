@@ -55,7 +55,7 @@ TEST(Expect, NoExpectMeansNone) {
 }
 
 struct Bad {
-  const char* expect;
+  std::string expect;
   const char* message;  // a substring of the one diagnostic
 };
 
@@ -87,7 +87,8 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"        columns: {age: {typo: 1}}\n", "unknown"},
         Bad{"        max_drift: -0.1\n", "expect.max_drift"},
         Bad{"        {}\n", "no checks"},
-        Bad{"        [1]\n", "expect"}));
+        Bad{"        [1]\n", "expect"},
+        Bad{"        columns: {" + std::string(300, 'c') + ": {unique: true}}\n", "a column name must be 1..256 bytes"}));
 
 }  // namespace
 }  // namespace cordon::specs

@@ -57,6 +57,7 @@ struct Expectations {
 };
 
 inline constexpr std::size_t kMaxExpectColumns = 1024;
+inline constexpr std::size_t kMaxExpectColumnBytes = 256;  // a column name (it reaches the audit log)
 inline constexpr std::size_t kMaxAllowedValues = 1024;
 inline constexpr std::size_t kMaxAllowedValueBytes = 256;
 
