@@ -373,6 +373,7 @@ class SpecReader final {
       }
     }
     if (const Node* n = m.Optional("columns")) ReadColumns(*n, where + ".columns", input);
+    if (const Node* n = m.Optional("expect")) ReadExpectations(d_, *n, where + ".expect", input.expect);
     m.Finish();
     return input;
   }
@@ -586,6 +587,7 @@ nlohmann::json ToJson(const TrainingJob& job) {
     json i = {{"name", input.name}, {"path", input.path}};
     i["sha256"] = input.sha256 ? json(*input.sha256) : json(nullptr);
     i["columns"] = input.columns;
+    if (input.expect) i["expect"] = ToJson(*input.expect);
     inputs.push_back(std::move(i));
   }
   const Resources& r = job.resources;

@@ -42,6 +42,7 @@ struct KeyFile {
   std::int64_t created = 0;
   bool disabled = false;
   std::vector<KekVersion> versions;
+  std::vector<std::uint32_t> retired;  // versions disabled one by one (DisableVersion)
 };
 
 // A std::string that is cleansed when it goes out of scope (file text with KEKs in hex).
@@ -129,6 +130,7 @@ Result<KeyFile> ParseKeyFile(std::string_view text) {
     if (w[0] == "name" && w.size() == 2) key.name = std::string(w[1]);
     else if (w[0] == "created" && w.size() == 2 && ParseNumber(w[1], key.created)) {}
     else if (w[0] == "disabled" && w.size() == 2 && (w[1] == "0" || w[1] == "1")) key.disabled = w[1] == "1";
+    else if (std::uint32_t n = 0; w[0] == "retired" && w.size() == 2 && ParseNumber(w[1], n)) key.retired.push_back(n);
     else if (w[0] == "version") {
       if (auto ok = ParseVersionLine(w, key); !ok) return fail(ok.error().message);
     } else {
@@ -146,6 +148,7 @@ void Render(const KeyFile& key, CleansedString& out) {
   out.text += kMagicLine;
   out.text += "\nname " + key.name + "\ncreated " + std::to_string(key.created) + "\ndisabled " +
               (key.disabled ? "1" : "0") + "\n";
+  for (const std::uint32_t n : key.retired) out.text += "retired " + std::to_string(n) + "\n";
   for (const KekVersion& v : key.versions) {
     out.text += "version " + std::to_string(v.version) + " " + std::to_string(v.created) + " " +
                 Hex(v.key_id) + " ";
@@ -231,7 +234,7 @@ class LocalKeyring final : public KeyManager {
     if (auto ok = CheckName(name); !ok) return std::unexpected(ok.error());
     auto lock = Lock();
     if (!lock) return std::unexpected(lock.error());
-    KeyFile key{std::string(name), Now(), false, {}};
+    KeyFile key{std::string(name), Now(), false, {}, {}};
     auto v1 = NewVersion(1);
     if (!v1) return std::unexpected(v1.error());
     key.versions.push_back(std::move(*v1));
@@ -296,6 +299,24 @@ class LocalKeyring final : public KeyManager {
     return Store(*key, Overwrite::kReplace);
   }
 
+  Status DisableVersion(std::string_view name, std::uint32_t version) override {
+    auto lock = Lock();
+    if (!lock) return std::unexpected(lock.error());
+    auto key = Load(name);
+    if (!key) return std::unexpected(key.error());
+    const std::string ref = "kms://local/" + std::string(name);
+    if (std::none_of(key->versions.begin(), key->versions.end(), [&](const KekVersion& k) { return k.version == version; })) {
+      return Fail(Errc::kKeyUnknown, ref + " has no version " + std::to_string(version));
+    }
+    if (version == key->versions.back().version) {
+      return Fail(Errc::kInvalidArgument, ref + " version " + std::to_string(version) +
+                                              " is the current one: rotate first, rewrap, then disable it");
+    }
+    if (std::find(key->retired.begin(), key->retired.end(), version) != key->retired.end()) return {};
+    key->retired.push_back(version);
+    return Store(*key, Overwrite::kReplace);
+  }
+
   Result<WrappedKey> Wrap(std::string_view name, const SecretBytes& dek,
                           const WrapContext& context) override {
     if (dek.size() != kDekBytes) return Fail(Errc::kInvalidArgument, "a data key is 32 bytes");
@@ -327,6 +348,10 @@ class LocalKeyring final : public KeyManager {
     if (key->disabled) return Disabled(name);
     const auto v = std::find_if(key->versions.begin(), key->versions.end(),
                                 [&](const KekVersion& k) { return k.version == version; });
+    if (std::find(key->retired.begin(), key->retired.end(), version) != key->retired.end()) {
+      return Fail(Errc::kKeyDisabled, ref + " version " + std::to_string(version) +
+                                          " is disabled (retired after a rotation): unwrap is refused");
+    }
     if (v == key->versions.end()) {
       return Fail(Errc::kKeyUnknown, ref + " has no version " + std::to_string(version) +
                                          " (it has 1.." + std::to_string(key->versions.back().version) + ")");

@@ -161,6 +161,27 @@ TEST_F(LocalKeyringTest, DisableRefusesWrapAndUnwrap) {
   EXPECT_TRUE(list->front().disabled);
 }
 
+TEST_F(LocalKeyringTest, DisableVersionRetiresOnlyThatOldVersion) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  auto v1 = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_TRUE(v1);
+  EXPECT_EQ(km_->DisableVersion("k", 1).error().code, Errc::kInvalidArgument);  // the current one
+  ASSERT_TRUE(km_->Rotate("k"));
+  auto v2 = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(km_->DisableVersion("k", 7).error().code, Errc::kKeyUnknown);
+  ASSERT_TRUE(km_->DisableVersion("k", 1));
+  ASSERT_TRUE(km_->DisableVersion("k", 1));  // idempotent
+  EXPECT_EQ(km_->Unwrap("k", 1, v1->blob, {"d", ""}).error().code, Errc::kKeyDisabled);
+  EXPECT_TRUE(km_->Unwrap("k", 2, v2->blob, {"d", ""}));
+  EXPECT_TRUE(km_->Wrap("k", dek, {"d", ""}));
+  // It survives a reload of the key file.
+  auto again = kms::OpenKeyManager("local", {dir_, std::nullopt});
+  ASSERT_TRUE(again);
+  EXPECT_EQ((*again)->Unwrap("k", 1, v1->blob, {"d", ""}).error().code, Errc::kKeyDisabled);
+}
+
 TEST_F(LocalKeyringTest, RecreatedKeyIsWrongKey) {
   ASSERT_TRUE(km_->Create("k"));
   SecretBytes dek = Dek();

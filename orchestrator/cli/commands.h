@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cordon/orchestrator/exit_codes.h"
 
@@ -33,6 +34,10 @@ std::unique_ptr<Command> MakeInspectCommand(CLI::App& app);
 std::unique_ptr<Command> MakeAuditCommand(CLI::App& app);
 std::unique_ptr<Command> MakeRunCommand(CLI::App& app);
 std::unique_ptr<Command> MakeOutputsCommand(CLI::App& app);  // outputs extract
+// The dataset registry and incident response (incident_cli.h): datasets; quarantine,
+// release, restore, halt, incident report.
+std::unique_ptr<Command> MakeDatasetsCommand(CLI::App& app);
+std::vector<std::unique_ptr<Command>> MakeIncidentCommands(CLI::App& app);
 // cordond's clients: op is submit, status, list, cancel, wait or logs.
 std::unique_ptr<Command> MakeDaemonClientCommand(CLI::App& app, const std::string& op);
 

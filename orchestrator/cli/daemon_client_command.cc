@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "incident_cli.h"
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/config.h"
 #include "cordon/orchestrator/protocol.h"
@@ -22,18 +23,7 @@ namespace {
 
 using nlohmann::json;
 
-Result<UniqueFd> Connect(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return FailErrno("socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Fail(Errc::kInvalidArgument, path + ": socket path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return FailErrno("cannot reach cordond at " + path + " (is it running?)");
-  }
-  return fd;
-}
+Result<UniqueFd> Connect(const std::string& path) { return ConnectToDaemon(path); }
 
 Status SendAll(int fd, std::string_view data) {
   while (!data.empty()) {

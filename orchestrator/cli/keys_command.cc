@@ -1,32 +1,24 @@
 // cordon keys create|list|rotate|disable
 #include <ctime>
 #include <iostream>
+#include <unistd.h>
 
 #include "cordon/key_ref.h"
+#include "incident_cli.h"
 #include "sealed_cli.h"
 
 namespace cordon::cli {
 namespace {
 
-std::string Iso8601(std::int64_t unix_seconds) {
-  if (unix_seconds == 0) return "-";
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 nlohmann::json KeyJson(const kms::KeyInfo& k) {
   return {{"key", "kms://" + k.adapter + "/" + k.name}, {"adapter", k.adapter}, {"name", k.name},
           {"versions", k.versions}, {"current_version", k.current()}, {"disabled", k.disabled},
-          {"created", Iso8601(k.created_unix)}};
+          {"created", Iso8601Utc(k.created_unix)}};
 }
 
 void PrintKey(const kms::KeyInfo& k) {
   std::cout << "kms://" << k.adapter << "/" << k.name << "  version " << k.current() << " (of "
-            << k.versions.size() << ")  created " << Iso8601(k.created_unix)
+            << k.versions.size() << ")  created " << Iso8601Utc(k.created_unix)
             << (k.disabled ? "  DISABLED" : "") << "\n";
 }
 
@@ -43,6 +35,8 @@ class KeysCommand final : public Command {
       s->add_option("name", name_, "key name, or kms://ADAPTER/NAME")->required();
       s->add_option("--adapter", adapter_, "local (default) or pkcs11");
     }
+    for (CLI::App* s : {rotate_, disable_, list_}) AddCallerOption(s, caller_uid_);
+    disable_->add_option("--version", version_, "disable only this old version (after rotate + rewrap --all)");
     list_->add_option("--adapter", adapter_, "only this adapter");
     list_->add_flag("--json", json_, "print a JSON array");
     sub_->footer(
@@ -53,6 +47,12 @@ class KeysCommand final : public Command {
   CLI::App* sub() const override { return sub_; }
 
   int Run(const GlobalOptions& global) override {
+    if (::geteuid() != 0 && (rotate_->parsed() || disable_->parsed()) && !caller_uid_) {
+      // A policy admin: through cordond, which runs it as root and audits the admin's uid.
+      std::vector<std::string> argv = {"keys", rotate_->parsed() ? "rotate" : "disable", name_, "--adapter", adapter_};
+      if (version_) argv.insert(argv.end(), {"--version", std::to_string(*version_)});
+      return ForwardToDaemon(global, argv);
+    }
     kms::Options options;
     auto managers = KeyManagersFromConfig(global, "keys", &options);
     if (!managers) return kExitInvalid;
@@ -67,13 +67,16 @@ class KeysCommand final : public Command {
     if (!km) return ReportError("keys", km.error());
     const std::string ref = "kms://" + adapter_ + "/" + name_;
     const std::string op = create_->parsed() ? "key.created" : rotate_->parsed() ? "key.rotated" : "key.disabled";
-    auto audited = AuditedOperation::Begin(global, "keys", op, {{"key", ref}});
+    nlohmann::json details = {{"key", ref}};
+    if (version_) details["version"] = *version_;
+    if (caller_uid_) details["on_behalf_of_uid"] = *caller_uid_;  // cordond ran it for this admin
+    auto audited = AuditedOperation::Begin(global, "keys", version_ ? "key.version_disabled" : op, details);
     if (!audited) return kExitFailure;
     Result<kms::KeyInfo> info = Fail(Errc::kInternal, "no operation");
     if (create_->parsed()) info = (*km)->Create(name_);
     if (rotate_->parsed()) info = (*km)->Rotate(name_);
     if (disable_->parsed()) {
-      auto ok = (*km)->Disable(name_);
+      auto ok = version_ ? (*km)->DisableVersion(name_, *version_) : (*km)->Disable(name_);
       info = ok ? (*km)->Describe(name_) : Result<kms::KeyInfo>(std::unexpected(ok.error()));
     }
     if (!info) {
@@ -113,6 +116,8 @@ class KeysCommand final : public Command {
   std::string name_;
   std::string adapter_ = "local";
   bool json_ = false;
+  std::optional<std::uint32_t> version_;
+  std::optional<uid_t> caller_uid_;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // cordon rewrap FILE [--key kms://ADAPTER/NAME]
 #include <iostream>
 
+#include "incident_cli.h"
 #include "sealed_cli.h"
 
 namespace cordon::cli {
@@ -10,8 +11,13 @@ class RewrapCommand final : public Command {
  public:
   explicit RewrapCommand(CLI::App& app) {
     sub_ = app.add_subcommand("rewrap", "re-wrap a sealed file's data key (key rotation)");
-    sub_->add_option("file", file_, "sealed file, replaced atomically")->required();
-    sub_->add_option("--key", key_, "wrap under this key instead (default: the file's key)");
+    sub_->add_option("file", file_, "sealed file, replaced atomically");
+    sub_->add_option("--key", key_, "wrap under this key instead (default: the file's key); with --all: the key rotated");
+    sub_->add_flag("--all", all_, "every sealed file under an older version of --key: the registry's and --dir's "
+                                  "(resumable; progress on stderr)");
+    sub_->add_option("--dir", dirs_, "with --all: also every sealed file under DIR (repeatable)");
+    sub_->add_flag("--json", json_, "with --all: print the summary as JSON");
+    AddCallerOption(sub_, caller_uid_);
     sub_->footer(
         "Wraps the file's data key under the newest version of its key (or of --key). Only the\n"
         "header changes; chunks are copied byte for byte, never decrypted. The file is replaced\n"
@@ -23,6 +29,11 @@ class RewrapCommand final : public Command {
   CLI::App* sub() const override { return sub_; }
 
   int Run(const GlobalOptions& global) override {
+    if (all_ != file_.empty() || (all_ && key_.empty())) {
+      std::cerr << "cordon rewrap: give FILE, or --all --key kms://ADAPTER/NAME\n";
+      return kExitInvalid;
+    }
+    if (all_) return RewrapAll(global, key_, dirs_, json_, caller_uid_);
     std::optional<KeyRef> target;
     if (!key_.empty()) {
       auto key = ParseKeyRef(key_);
@@ -50,6 +61,9 @@ class RewrapCommand final : public Command {
  private:
   CLI::App* sub_ = nullptr;
   std::string file_, key_;
+  bool all_ = false, json_ = false;
+  std::vector<std::string> dirs_;
+  std::optional<uid_t> caller_uid_;
 };
 
 }  // namespace

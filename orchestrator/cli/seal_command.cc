@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cordon/units.h"
+#include "incident_cli.h"
 #include "sealed_cli.h"
 
 namespace cordon::cli {
@@ -16,9 +17,12 @@ class SealCommand final : public Command {
     sub_->add_option("--chunk-size", chunk_, "plaintext bytes per chunk (default 1Mi; 16 to 64Mi)");
     sub_->add_option("in", in_, "plaintext file, or - for stdin")->required();
     sub_->add_option("out", out_, "sealed file to create (must not exist)")->required();
+    sub_->add_flag("--no-register", no_register_, "do not record the version in the dataset registry");
     sub_->footer(
         "OUT appears only when complete. The last line on stdout is sha256:<hex> of OUT,\n"
-        "the pin a job spec uses. Progress is shown when stderr is a terminal.\n" +
+        "the pin a job spec uses. Progress is shown when stderr is a terminal.\n"
+        "As root the new version is recorded in the dataset registry (`cordon datasets`): who,\n"
+        "when, row count, column summaries and a keyed content digest, from one pass over OUT.\n" +
         std::string(kSealedExitFooter));
   }
 
@@ -53,6 +57,8 @@ class SealCommand final : public Command {
     audited->Done(ReportJson("seal", *report), nullptr);
     std::cerr << "sealed " << report->plaintext_bytes << " bytes of '" << report->dataset << "' under "
               << report->key.ToString() << " v" << report->kek_version << " into " << out_ << "\n";
+    // A registry failure is reported (stderr, audit log) but the sealed file stands.
+    if (!no_register_) (void)RegisterSealed(global, out_, *report);
     std::cout << report->sha256 << "\n";
     return kExitOk;
   }
@@ -60,6 +66,7 @@ class SealCommand final : public Command {
  private:
   CLI::App* sub_ = nullptr;
   std::string key_, dataset_, chunk_, in_, out_;
+  bool no_register_ = false;
 };
 
 }  // namespace

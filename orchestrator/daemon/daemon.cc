@@ -27,6 +27,7 @@
 #include <memory>
 #include <spdlog/spdlog.h>
 
+#include "admin_ops.h"
 #include "control_server.h"
 #include "journal.h"
 #include "metrics_file.h"
@@ -143,6 +144,7 @@ class Daemon final {
   void OnWait(const std::shared_ptr<Connection>& conn, const JobRecord& r);
   void OnCancel(const std::shared_ptr<Connection>& conn, JobRecord& r);
   void OnLogs(const std::shared_ptr<Connection>& conn, const JobRecord& r);
+  void OnAdmin(const std::shared_ptr<Connection>& conn, const protocol::Request& request);
   Result<UniqueFd> OpenTrainerLog(const JobRecord& r);
   bool MayView(const Caller& c, const JobRecord& r) const {
     return c.id.uid == r.submitter || policy::IsAdmin(policy_, c.id);
@@ -472,6 +474,7 @@ void Daemon::Handle(const std::shared_ptr<Connection>& conn, const protocol::Req
   const Caller& caller = conn->caller();
   if (request.op == Op::kPing) return conn->Send({{"ok", true}, {"running", supervisor_.size()}, {"degraded", degraded_}});
   if (request.op == Op::kSubmit) return OnSubmit(conn, request);
+  if (request.op == Op::kAdmin) return OnAdmin(conn, request);
   if (request.op == Op::kStatus && request.job.empty()) {
     json jobs = json::array();
     for (JobRecord* r : store_->All()) {
@@ -490,7 +493,8 @@ void Daemon::Handle(const std::shared_ptr<Connection>& conn, const protocol::Req
     case Op::kCancel: return OnCancel(conn, *r);
     case Op::kLogs: return OnLogs(conn, *r);
     case Op::kPing:
-    case Op::kSubmit: break;
+    case Op::kSubmit:
+    case Op::kAdmin: break;
   }
 }
 
@@ -624,6 +628,31 @@ void Daemon::OnLogs(const std::shared_ptr<Connection>& conn, const JobRecord& r)
     }
     conn->Close();
   });
+}
+
+// `admin`: a dataset or incident-response command, for policy admins only,
+// run as a child `cordon ... --caller-uid UID` (admin_ops.h).
+void Daemon::OnAdmin(const std::shared_ptr<Connection>& conn, const protocol::Request& request) {
+  const Caller& caller = conn->caller();
+  std::string line;
+  for (const std::string& arg : request.argv) line += (line.empty() ? "" : " ") + arg;
+  if (!policy::IsAdmin(policy_, caller.id)) {
+    Refuse(caller, "admin " + line, "not an admin in policy.yaml");
+    return conn->Send(ErrorReply(ReplyCode::kDenied, "uid " + std::to_string(caller.id.uid) + " is not an admin in policy.yaml"));
+  }
+  if (const std::string why = protocol::AdminCommandRefusal(request.argv); !why.empty()) {
+    Refuse(caller, "admin " + line, why);
+    return conn->Send(ErrorReply(ReplyCode::kInvalid, why));
+  }
+  if (!AuditEvent("admin.request", "", "accepted", {{"command", Clip(line)}}, caller)) {
+    return conn->Send(ErrorReply(ReplyCode::kAuditUnavailable, "the audit log cannot record the request; nothing was done"));
+  }
+  conn->StopTimer();
+  const bool started = RunAdminCommand(io_, options_.cordon_bin, config_.path, request.argv, caller.id.uid,
+                                       [conn](AdminResult r) {
+                                         conn->Send({{"ok", true}, {"exit", r.exit_status}, {"stdout", r.out}, {"stderr", r.err}});
+                                       });
+  if (!started) conn->Send(ErrorReply(ReplyCode::kError, "cannot start " + options_.cordon_bin));
 }
 
 // ---------------------------------------------------------------- submission

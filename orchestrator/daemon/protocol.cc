@@ -1,5 +1,6 @@
 #include "cordon/orchestrator/protocol.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -8,9 +9,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<Op, const char*>, 6> kOps{{
+constexpr std::array<std::pair<Op, const char*>, 7> kOps{{
     {Op::kPing, "ping"}, {Op::kSubmit, "submit"}, {Op::kStatus, "status"},
-    {Op::kWait, "wait"}, {Op::kCancel, "cancel"}, {Op::kLogs, "logs"},
+    {Op::kWait, "wait"}, {Op::kCancel, "cancel"}, {Op::kLogs, "logs"}, {Op::kAdmin, "admin"},
 }};
 
 constexpr std::array<std::pair<ReplyCode, const char*>, 10> kCodes{{
@@ -43,7 +44,47 @@ Status ReadString(const json& object, const char* key, std::size_t max, std::str
   return {};
 }
 
+Status ReadArgv(const json& j, Request& r) {
+  const auto it = j.find("argv");
+  if (it == j.end()) {
+    return r.op == Op::kAdmin ? Status(std::unexpected(Invalid("admin needs \"argv\""))) : Status{};
+  }
+  if (r.op != Op::kAdmin) return std::unexpected(Invalid("only admin takes \"argv\""));
+  if (!it->is_array() || it->empty() || it->size() > kMaxAdminArgs) {
+    return std::unexpected(Invalid("\"argv\" must be a list of 1 to 32 strings"));
+  }
+  for (const json& arg : *it) {
+    if (!arg.is_string() || arg.get_ref<const std::string&>().size() > kMaxAdminArgBytes) {
+      return std::unexpected(Invalid("\"argv\" must be a list of strings of at most 4096 bytes"));
+    }
+    r.argv.push_back(arg.get<std::string>());
+  }
+  return {};
+}
+
 }  // namespace
+
+std::string AdminCommandRefusal(const std::vector<std::string>& argv) {
+  static constexpr std::array<std::string_view, 8> kCommands{"datasets", "quarantine", "release", "restore",
+                                                             "halt",     "incident",   "rewrap",  "keys"};
+  if (argv.empty()) return "no command";
+  if (std::find(kCommands.begin(), kCommands.end(), argv[0]) == kCommands.end()) {
+    return "'" + argv[0] + "' is not a command an admin runs through cordond (datasets, quarantine, release, "
+           "restore, halt, incident, rewrap, keys)";
+  }
+  if (argv[0] == "keys" && (argv.size() < 2 || (argv[1] != "rotate" && argv[1] != "disable" && argv[1] != "list"))) {
+    return "keys: only rotate, disable and list run through cordond";
+  }
+  if (argv[0] == "rewrap" && std::find(argv.begin(), argv.end(), "--all") == argv.end()) {
+    return "rewrap: only rewrap --all runs through cordond";
+  }
+  for (const std::string& arg : argv) {
+    if (arg == "--" || arg.starts_with("--config") || arg.starts_with("--caller-uid") || arg.find('\0') != std::string::npos) {
+      return "argument '" + arg.substr(0, 64) + "' is not allowed through cordond";
+    }
+  }
+  return "";
+}
 
 const char* OpName(Op op) {
   for (const auto& [value, name] : kOps) {
@@ -100,15 +141,15 @@ Result<Request> ParseRequest(std::string_view line) {
                                          "\": identity comes from the socket (SO_PEERCRED), never from a request"});
       }
     }
-    if (key != "op" && key != "spec" && key != "spec_path" && key != "job") {
-      return std::unexpected(Invalid("unknown request member (allowed: op, spec, spec_path, job)"));
+    if (key != "op" && key != "spec" && key != "spec_path" && key != "job" && key != "argv") {
+      return std::unexpected(Invalid("unknown request member (allowed: op, spec, spec_path, job, argv)"));
     }
   }
   Request r;
   std::string op;
   if (auto s = ReadString(j, "op", 16, op); !s) return std::unexpected(s.error());
   const auto parsed = ParseOp(op);
-  if (!parsed) return std::unexpected(Invalid("\"op\" must be one of ping, submit, status, wait, cancel, logs"));
+  if (!parsed) return std::unexpected(Invalid("\"op\" must be one of ping, submit, status, wait, cancel, logs, admin"));
   r.op = *parsed;
   for (auto [key, max, out] : {std::tuple{"spec", kMaxRequestBytes, &r.spec},
                                std::tuple{"spec_path", std::size_t{4096}, &r.spec_path},
@@ -122,6 +163,7 @@ Result<Request> ParseRequest(std::string_view line) {
   if (r.op != Op::kSubmit && (j.contains("spec") || j.contains("spec_path"))) {
     return std::unexpected(Invalid("only submit takes \"spec\""));
   }
+  if (auto s = ReadArgv(j, r); !s) return std::unexpected(s.error());
   return r;
 }
 
@@ -132,6 +174,7 @@ std::string EncodeRequest(const Request& request) {
     if (!request.spec_path.empty()) j["spec_path"] = request.spec_path;
   }
   if (!request.job.empty()) j["job"] = request.job;
+  if (request.op == Op::kAdmin) j["argv"] = request.argv;
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 

@@ -60,8 +60,27 @@ TEST(Protocol, IdentityMembersAreDenied) {
   }
 }
 
+TEST(Protocol, AdminRequestsAreBoundedAndFiltered) {
+  auto ok = p::ParseRequest(R"({"op":"admin","argv":["quarantine","churn@sha256:ab","--reason","x"]})");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->argv.size(), 4u);
+  EXPECT_EQ(p::AdminCommandRefusal(ok->argv), "");
+  EXPECT_FALSE(p::ParseRequest(R"({"op":"admin"})"));
+  EXPECT_FALSE(p::ParseRequest(R"({"op":"admin","argv":[]})"));
+  EXPECT_FALSE(p::ParseRequest(R"({"op":"admin","argv":[1]})"));
+  EXPECT_FALSE(p::ParseRequest(R"({"op":"status","argv":["datasets"]})"));
+  EXPECT_FALSE(p::ParseRequest(R"({"op":"admin","argv":["datasets"],"uid":0})"));
+  EXPECT_NE(p::AdminCommandRefusal({"run", "/spec.yaml"}), "");
+  EXPECT_NE(p::AdminCommandRefusal({"keys", "create", "k"}), "");
+  EXPECT_NE(p::AdminCommandRefusal({"rewrap", "/some/file"}), "");
+  EXPECT_NE(p::AdminCommandRefusal({"datasets", "list", "--config=/tmp/evil.yaml"}), "");
+  EXPECT_NE(p::AdminCommandRefusal({"datasets", "list", "--caller-uid", "0"}), "");
+  EXPECT_NE(p::AdminCommandRefusal({"release", "--", "x"}), "");
+  EXPECT_EQ(p::AdminCommandRefusal({"rewrap", "--all", "--key", "kms://local/k"}), "");
+}
+
 TEST(Protocol, RoundTripsAndRepliesNeverThrow) {
-  p::Request req{p::Op::kSubmit, "a: \xc3\xa9\n", "/x.yaml", ""};
+  p::Request req{p::Op::kSubmit, "a: \xc3\xa9\n", "/x.yaml", "", {}};
   auto back = p::ParseRequest(p::EncodeRequest(req));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->spec, req.spec);

@@ -39,9 +39,20 @@ Status CsvProjector::Error(const std::string& what) {
   return Fail(Errc::kInvalidData, "CSV row " + std::to_string(row_ + 1) + ": " + what);
 }
 
+void CsvProjector::Observe(std::vector<std::string> columns, Observer observer) {
+  observed_ = std::move(columns);
+  observer_ = std::move(observer);
+  observed_slots_.assign(observed_.size(), std::string());
+}
+
+void CsvProjector::ObserveAll(Observer observer) {
+  observe_all_ = true;
+  observer_ = std::move(observer);
+}
+
 void CsvProjector::Append(char c) {
-  // Header fields are kept (to find the columns); data fields only when selected.
-  if (row_ == 0 || IsSelected(slot_of_field_, field_index_)) field_ += c;
+  // Header fields are kept (to find the columns); data fields only when selected or observed.
+  if (row_ == 0 || (field_index_ < keep_.size() && keep_[field_index_])) field_ += c;
 }
 
 Status CsvProjector::Feed(std::string_view data) {
@@ -111,8 +122,14 @@ Status CsvProjector::EndField() {
                    " columns");
     }
     header_.push_back(std::move(field_));
-  } else if (IsSelected(slot_of_field_, field_index_)) {
-    slots_[static_cast<std::size_t>(slot_of_field_[field_index_])] = std::move(field_);
+  } else if (field_index_ < keep_.size() && keep_[field_index_]) {
+    const bool selected = IsSelected(slot_of_field_, field_index_);
+    if (IsSelected(observed_slot_of_field_, field_index_)) {
+      std::string& slot = observed_slots_[static_cast<std::size_t>(observed_slot_of_field_[field_index_])];
+      if (selected) slot.assign(field_);
+      else slot.swap(field_);  // keeps both buffers' capacity: no allocation per field
+    }
+    if (selected) slots_[static_cast<std::size_t>(slot_of_field_[field_index_])].swap(field_);
   }
   field_.clear();
   field_bytes_ = 0;
@@ -127,12 +144,21 @@ Status CsvProjector::EndRecord() {
     return Error("has " + std::to_string(field_index_) + " fields; the header has " +
                  std::to_string(slot_of_field_.size()));
   } else {
-    for (std::size_t i = 0; i < slots_.size(); ++i) {
-      if (i != 0) out_ += ',';
-      AppendField(out_, slots_[i]);
-      slots_[i].clear();
+    if (observer_) {
+      if (auto ok = observer_(observed_slots_); !ok) {
+        failed_ = true;
+        return ok;
+      }
+      for (std::string& field : observed_slots_) field.clear();
     }
-    out_ += '\n';
+    if (!columns_.empty()) {
+      for (std::size_t i = 0; i < slots_.size(); ++i) {
+        if (i != 0) out_ += ',';
+        AppendField(out_, slots_[i]);
+        slots_[i].clear();
+      }
+      out_ += '\n';
+    }
   }
   ++row_;
   field_index_ = 0;
@@ -142,8 +168,12 @@ Status CsvProjector::EndRecord() {
 Status CsvProjector::HeaderDone() {
   std::map<std::string_view, std::size_t> index;
   for (std::size_t i = 0; i < header_.size(); ++i) {
-    if (!index.emplace(header_[i], i).second &&
-        std::find(columns_.begin(), columns_.end(), header_[i]) != columns_.end()) {
+    if (!index.emplace(header_[i], i).second && observe_all_) {
+      return Error("column '" + header_[i] + "' appears twice in the header");
+    }
+    if (index.at(header_[i]) != i &&
+        (std::find(columns_.begin(), columns_.end(), header_[i]) != columns_.end() ||
+         std::find(observed_.begin(), observed_.end(), header_[i]) != observed_.end())) {
       return Error("column '" + header_[i] + "' appears twice in the header; the projection is ambiguous");
     }
   }
@@ -158,14 +188,32 @@ Status CsvProjector::HeaderDone() {
     }
     slot_of_field_[it->second] = static_cast<int>(slot);
   }
+  ObserveHeader(index);
+  keep_.assign(header_.size(), 0);
+  for (std::size_t i = 0; i < header_.size(); ++i) keep_[i] = slot_of_field_[i] >= 0 || observed_slot_of_field_[i] >= 0;
   for (std::size_t i = 0; i < columns_.size(); ++i) {
     if (i != 0) out_ += ',';
     AppendField(out_, columns_[i]);
   }
-  out_ += '\n';
+  if (!columns_.empty()) out_ += '\n';
   header_.clear();
   header_.shrink_to_fit();
   return {};
+}
+
+void CsvProjector::ObserveHeader(const std::map<std::string_view, std::size_t>& index) {
+  if (observe_all_) {
+    observed_ = header_;
+    observed_slots_.assign(observed_.size(), std::string());
+  }
+  observed_slot_of_field_.assign(header_.size(), -1);
+  observed_present_.assign(observed_.size(), false);
+  for (std::size_t slot = 0; slot < observed_.size(); ++slot) {
+    const auto it = index.find(observed_[slot]);
+    if (it == index.end()) continue;
+    observed_slot_of_field_[it->second] = static_cast<int>(slot);
+    observed_present_[slot] = true;
+  }
 }
 
 Status CsvProjector::Flush() {

@@ -14,12 +14,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <deque>
 #include <set>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <cmath>
 #include <csignal>
 #include <ctime>
@@ -38,6 +40,7 @@
 #include "cordon/sandbox/sandbox.h"
 #include "cordon/unique_fd.h"
 #include "cordon/orchestrator/image_scan.h"
+#include "integrity.h"
 #include "metrics.h"
 #include "stage.h"
 #include "trainer_image.h"
@@ -71,6 +74,17 @@ bool IsCordonOutputDataset(const std::string& dataset) {
 }
 
 volatile std::sig_atomic_t g_cancel = 0;
+volatile std::sig_atomic_t g_halt = 0;  // SIGUSR1 (`cordon halt`): kill the sandbox now, stage out nothing
+
+// `cordon halt`: the sandbox's init (the supervisor's child) and the
+// supervisor die by SIGKILL at once, so stage-out never runs; the trainer's
+// log, held here, is still sealed and the job finishes as cancelled.
+void KillSandboxNow(pid_t supervisor) {
+  std::ifstream children("/proc/" + std::to_string(supervisor) + "/task/" + std::to_string(supervisor) + "/children");
+  pid_t child = 0;
+  while (children >> child) ::kill(child, SIGKILL);
+  ::kill(supervisor, SIGKILL);
+}
 
 struct Pipe {
   UniqueFd read, write;
@@ -129,6 +143,7 @@ struct SandboxRun {
   bool overran = false;              // killed past the timeout + the stage-out deadline
   std::uint64_t index_entries = 0;   // entries in index.sealed
   std::optional<json> input_error;
+  std::map<std::string, orchestrator::ExpectationResult> expectations;  // input name -> result
   std::string metrics_buffer;
   std::string result_text;
   // The time series: accepted lines as JSONL; the raw text of the last kMetricsTailLines the
@@ -159,6 +174,7 @@ class Runner final {
     if (!UnwrapKeys() || !CheckOutputKey()) return Done();
     RunSandbox();
     FinishLineageHashes();
+    QuarantineRejectedInputs();
     SealTrainerLog();
     SealMetricsSeries();
     WriteManifest();
@@ -387,10 +403,14 @@ class Runner final {
     auto info = sealed::OpenSealed(fd.get());
     if (!info) return reject(info.error().message);
     const sealed::Header& h = info->header;
+    if (!CheckNotQuarantined(input, h.dataset, fd.get(), sha, intent)) return false;
     inputs_json_.push_back({{"name", input.name}, {"path", input.path}, {"sha256", sha.empty() ? json(nullptr) : json(sha)},
                             {"dataset", h.dataset}, {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
                             {"sealed_bytes", info->sealed_bytes}, {"columns", input.columns}});
-    plan_.inputs.push_back({input.name, fd.release(), h, input.columns});
+    plan_.inputs.push_back({input.name, fd.release(), h, input.columns, input.expect,
+                            input.expect && input.expect->max_drift
+                                ? internal::LastGoodSummaries(config_.state_dir, h.dataset)
+                                : std::nullopt});
     json details = {{"dataset", h.dataset}, {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
                     {"pinned", input.sha256.has_value()}};
     if (!sha.empty()) details["sha256"] = sha;
@@ -487,6 +507,11 @@ class Runner final {
   void OnLiveOutput(const json& parsed);
   void RecordStageOut();
   void ClassifyResult();
+  // ---- the data checkpoint (integrity.h): quarantine at step 2, `expect:` results ----
+  bool CheckNotQuarantined(const specs::Input& input, const std::string& dataset, int fd, std::string& sha,
+                           const audit::Intent& intent);
+  void OnExpectations(const json& parsed);
+  void QuarantineRejectedInputs();
 
   void CloseInputs() {
     for (auto& input : plan_.inputs) {
@@ -678,7 +703,7 @@ void Runner::RunSandbox() {
 void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pipe& ctl, Pipe& result) {
   std::array<pollfd, 5> fds{{{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}, {metrics.read.get(), POLLIN, 0},
                               {ctl.read.get(), POLLIN, 0}, {result.read.get(), POLLIN, 0}}};
-  bool cancel_sent = false;
+  bool cancel_sent = false, halt_sent = false;
   char buffer[65536];
   // The sandbox enforces the trainer's timeout and stage-out its own deadline;
   // this is the backstop if either is outlived (a stuck seal, a wedged init).
@@ -687,6 +712,10 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
   const auto hard_stop = std::chrono::steady_clock::now() + job_.resources.timeout + kStageOutDeadline +
                          stage_in + std::chrono::minutes(2);
   while (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[4].fd >= 0) {
+    if (g_halt && !halt_sent) {
+      KillSandboxNow(supervisor);
+      halt_sent = true;
+    }
     if ((g_cancel || std::chrono::steady_clock::now() > hard_stop) && !cancel_sent) {
       run_.overran = !g_cancel;
       ::kill(supervisor, SIGTERM);
@@ -779,7 +808,9 @@ bool Runner::OnControl(int fd) {
 }
 
 void Runner::OnInitMessage(char type, const json& parsed) {
-  if (type == static_cast<char>(Msg::kInputError)) {
+  if (type == static_cast<char>(Msg::kExpectations)) {
+    OnExpectations(parsed);
+  } else if (type == static_cast<char>(Msg::kInputError)) {
     run_.input_error = parsed;
     Record("input.rejected", "failed", parsed);
   } else if (type == static_cast<char>(Msg::kRefused)) {
@@ -958,6 +989,10 @@ void Runner::ClassifyResult() {
   report_.trainer_exit_code = r.exit_code;
   report_.trainer_signal = r.signal;
   if (failed_) return;
+  if (g_halt) {
+    Reject(JobOutcome::kCancelled, "halted (cordon halt): the sandbox was killed; nothing it produced was sealed");
+    return;
+  }
   using sandbox::Outcome;
   // The OOM killer may have picked a child of the trainer, which then exits non-zero.
   if ((r.outcome == Outcome::kOk && r.exit_code != 0) || r.outcome == Outcome::kSignaled) {
@@ -998,6 +1033,64 @@ void Runner::ClassifyResult() {
         Reject(JobOutcome::kSetupError, "sandbox step " + r.failed_step + ": " + r.reason);
       }
       return;
+  }
+}
+
+// Step 2: a quarantined version (or dataset) is refused before any key is touched.
+bool Runner::CheckNotQuarantined(const specs::Input& input, const std::string& dataset, int fd, std::string& sha,
+                                 const audit::Intent& intent) {
+  auto why = internal::QuarantineReason(config_.state_dir, dataset, fd, sha);
+  if (why && !*why) return true;
+  const std::string reason = why ? **why : "the dataset registry cannot be read: " + why.error().message;
+  Finish(intent, "failed", {{"error", why ? "quarantined" : "registry unreadable"}});
+  Record("input.quarantined", "denied", {{"input", input.name}, {"dataset", dataset},
+                                         {"sha256", sha.empty() ? json(nullptr) : json(sha)}});
+  return Reject(why ? JobOutcome::kInputRejected : JobOutcome::kSetupError,
+                "input '" + input.name + "' (" + input.path + "): " + reason);
+}
+
+// The init's typed result of an input's `expect:` checks: aggregates only.
+// The audit entry carries the failed checks with their observed values.
+void Runner::OnExpectations(const json& parsed) {
+  const std::string input = parsed.value("input", "");
+  auto result = orchestrator::ExpectationResult::FromJson(parsed.value("result", json()));
+  const auto plan = std::find_if(plan_.inputs.begin(), plan_.inputs.end(), [&](const auto& i) { return i.name == input; });
+  if (!result || plan == plan_.inputs.end() || run_.expectations.contains(input)) return;
+  json failed = result->ToJson()["failed"];
+  json details = {{"input", input}, {"dataset", plan->header.dataset}, {"rows", result->rows},
+                  {"checks", result->checks}, {"failed", failed}, {"baseline_known", result->baseline_known}};
+  if (result->drift) details["drift"] = {{"value", std::to_string(*result->drift)}, {"column", result->drift_column}};
+  for (json& f : details["failed"]) {  // the log refuses floats: numbers as text
+    for (const char* k : {"observed", "expected"}) {
+      if (f[k].is_number_float()) f[k] = std::to_string(f[k].get<double>());
+      if (f[k].is_object()) {
+        for (auto& [name, value] : f[k].items()) {
+          if (value.is_number_float()) value = std::to_string(value.get<double>());
+        }
+      }
+    }
+  }
+  Record("input.expectations", result->passed ? "ok" : "failed", std::move(details));
+  run_.expectations.emplace(input, std::move(*result));
+}
+
+// After a failed `expect:`: that version is quarantined (by its sealed sha256).
+void Runner::QuarantineRejectedInputs() {
+  for (const auto& [name, result] : run_.expectations) {
+    if (result.passed) continue;
+    for (const json& in : inputs_json_) {
+      if (in["name"] != name) continue;
+      const std::string sha = in["sha256"].is_string() ? in["sha256"].get<std::string>() : "";
+      const std::string dataset = in.value("dataset", "");
+      const std::string reason = "job " + report_.job_id + ": " + std::to_string(result.failures.size()) +
+                                 " expectation(s) failed on input '" + name + "'";
+      Status done = sha.empty() ? Status(Fail(Errc::kIo, "its sha256 is unknown"))
+                                : internal::QuarantineVersion(config_.state_dir, dataset, sha, in.value("path", ""),
+                                                              report_.job_id, reason);
+      Record("dataset.quarantined", done ? "ok" : "failed",
+             {{"dataset", dataset}, {"sha256", sha}, {"reason", reason}, {"by", "expectations"},
+              {"error", done ? "" : done.error().message}});
+    }
   }
 }
 
@@ -1189,6 +1282,9 @@ void RequestCancel() { g_cancel = 1; }
 Result<JobReport> RunJob(const orchestrator::Config& config, const specs::TrainingJob& job,
                          const RunOptions& options) {
   if (auto hardened = HardenKeyHoldingProcess(); !hardened) return std::unexpected(hardened.error());
+  struct sigaction halt {};
+  halt.sa_handler = [](int) { g_halt = 1; };
+  ::sigaction(SIGUSR1, &halt, nullptr);
   auto log = audit::AuditLog::Open(orchestrator::AuditOptionsFor(config));
   if (!log) return std::unexpected(WithContext(log.error(), "audit log " + config.audit_dir));
   JobReport report;

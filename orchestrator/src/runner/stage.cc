@@ -160,13 +160,15 @@ Status CreateMetricsFile(const StagePlan& plan) {  // the trainer's own file in 
   return {};
 }
 
-Status DecryptInput(const InputPlan& input, SecretBytes dek) {
+Status DecryptInput(const InputPlan& input, SecretBytes dek, int ctl_fd) {
   const std::string path = "/data/" + input.name;
   UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out) return FailErrno("create " + path);
   const auto write_out = [&](std::string_view bytes) { return WriteAll(out.get(), bytes); };
   Status result;
-  if (input.columns.empty()) {
+  if (input.expect) {
+    result = DecryptWithExpectations(input, dek, out.get(), ctl_fd);
+  } else if (input.columns.empty()) {
     auto report = sealed::UnsealWithKey(input.fd, input.header, dek, [&](std::span<const std::uint8_t> p) {
       return WriteAll(out.get(), p);
     });
@@ -483,7 +485,7 @@ Status StageIn(const StagePlan& plan) {
   for (const InputPlan& input : plan.inputs) {
     SecretBytes dek(kms::kDekBytes);
     Status st = ReadExactly(plan.keys_fd, dek.data(), dek.size());
-    if (st) st = DecryptInput(input, std::move(dek));
+    if (st) st = DecryptInput(input, std::move(dek), plan.ctl_fd);
     if (!st) {
       Report(plan.ctl_fd, Msg::kInputError,
              {{"input", input.name}, {"code", ErrcName(st.error().code)}, {"message", st.error().message}});

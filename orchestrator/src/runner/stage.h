@@ -13,6 +13,7 @@
 
 #include "cordon/error.h"
 #include "cordon/key_ref.h"
+#include "cordon/orchestrator/expectations.h"
 #include "cordon/orchestrator/sealed.h"
 
 namespace cordon::runner::internal {
@@ -52,6 +53,7 @@ enum class Msg : char {
   kMetrics = 'M',       // init -> runner: the trainer's last metrics line
   kInputError = 'I',    // init -> runner: JSON {input, code, message}
   kLiveOutput = 'L',    // init -> runner: JSON {file, size, sha256, version}: sealed while the trainer runs
+  kExpectations = 'V',  // init -> runner: JSON {input, result: ExpectationResult} (aggregates only)
 };
 
 struct InputPlan {
@@ -59,7 +61,14 @@ struct InputPlan {
   int fd = -1;       // the sealed file, opened by the runner
   sealed::Header header;
   std::vector<std::string> columns;
+  std::optional<specs::Expectations> expect;           // `expect:` checks, run while decrypting
+  std::optional<orchestrator::Summaries> baseline;     // the last known good version's (max_drift)
 };
+
+// Decrypts `input` into out_fd (projected when it has columns) and runs its
+// `expect:` checks in the same pass; the result goes to ctl_fd as
+// kExpectations. A failed check is an error (kInvalidData) naming the checks.
+[[nodiscard]] Status DecryptWithExpectations(const InputPlan& input, const SecretBytes& dek, int out_fd, int ctl_fd);
 
 struct StagePlan {
   std::vector<InputPlan> inputs;

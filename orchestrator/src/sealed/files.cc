@@ -221,8 +221,9 @@ namespace {
 // Writes `header` then FILE's chunk bytes (from `old_header_bytes` on,
 // copied verbatim) to a temp file beside FILE with FILE's mode, and renames
 // it over FILE: temp + fsync + rename + fsync dir.
-Status ReplaceHeader(const std::string& file, int fd, mode_t mode, std::uint64_t old_header_bytes,
+Status ReplaceHeader(const std::string& file, int fd, const struct stat& st, std::uint64_t old_header_bytes,
                      std::span<const std::uint8_t> header) {
+  const mode_t mode = st.st_mode;
   const std::string temp = TempBeside(file);
   UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!out) return FailErrno("create " + temp);
@@ -230,6 +231,8 @@ Status ReplaceHeader(const std::string& file, int fd, mode_t mode, std::uint64_t
     ::unlink(temp.c_str());
     return std::unexpected(std::move(e));
   };
+  // Root rewrapping another user's file (`cordon rewrap --all`) keeps its owner.
+  if (::geteuid() == 0 && ::fchown(out.get(), st.st_uid, st.st_gid) != 0) return fail(FailErrno("chown " + temp).error());
   if (::fchmod(out.get(), mode & 07777) != 0) return fail(FailErrno("chmod " + temp).error());
   if (auto ok = WriteAll(out.get(), header); !ok) return fail(ok.error());
   if (auto ok = CopyRest(fd, old_header_bytes, out.get()); !ok) return fail(ok.error());
@@ -274,7 +277,7 @@ Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const
   auto header = Rewrapped(old, *dek, **new_km, target);
   if (!header) return std::unexpected(header.error());
   const std::vector<std::uint8_t> bytes = internal::EncodeHeader(*header);
-  if (auto ok = ReplaceHeader(file, fd->get(), st.st_mode, old.header_bytes, bytes); !ok) {
+  if (auto ok = ReplaceHeader(file, fd->get(), st, old.header_bytes, bytes); !ok) {
     return std::unexpected(ok.error());
   }
   auto sha = Sha256File(file);

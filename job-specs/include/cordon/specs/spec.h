@@ -20,6 +20,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "cordon/key_ref.h"
+#include "cordon/specs/expect.h"
 #include "cordon/specs/strict_yaml.h"
 
 namespace cordon::specs {
@@ -46,6 +47,7 @@ struct Input {
   std::string path;                    // the sealed file on the host
   std::optional<std::string> sha256;   // pin of the sealed file's bytes, 64 lowercase hex
   std::vector<std::string> columns;    // CSV projection; empty = every column
+  std::optional<Expectations> expect;  // data checks before the trainer (expect.h)
 };
 
 struct Output {

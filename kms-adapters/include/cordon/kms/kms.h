@@ -75,6 +75,15 @@ class KeyManager {
   [[nodiscard]] virtual Result<KeyInfo> Describe(std::string_view name) = 0;
   [[nodiscard]] virtual Result<KeyInfo> Rotate(std::string_view name) = 0;
   [[nodiscard]] virtual Status Disable(std::string_view name) = 0;
+  // Retires one old version after a rotation (every file rewrapped off it):
+  // Unwrap with it is refused (kKeyDisabled) from then on; the other versions
+  // keep working. The current version cannot be retired (rotate first). Not
+  // reversible through this interface. Adapters without it: kUnsupported.
+  [[nodiscard]] virtual Status DisableVersion(std::string_view name, std::uint32_t version) {
+    (void)name;
+    (void)version;
+    return Fail(Errc::kUnsupported, "this KMS adapter cannot disable a single key version");
+  }
 
   // Wraps `dek` under the current version of `name`.
   [[nodiscard]] virtual Result<WrappedKey> Wrap(std::string_view name, const SecretBytes& dek,

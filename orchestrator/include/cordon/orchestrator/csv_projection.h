@@ -15,11 +15,20 @@
 //
 // Errors name the row (1 = the header) and what is wrong; after an error the
 // projector refuses further input.
+//
+// Observation (the `expect:` checks, in the same pass): Observe() names
+// columns whose values of each data record go to an observer, whether or not
+// they are projected. An observed column missing from the header is not an
+// error (observed_present() says which are there; the observer then gets an
+// empty field for it). With no projected columns at all the projector writes
+// nothing and only observes.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -30,15 +39,25 @@ namespace cordon::orchestrator {
 class CsvProjector final {
  public:
   using Sink = std::function<Status(std::string_view)>;
+  using Observer = std::function<Status(std::span<const std::string> fields)>;
 
   struct Limits {
     std::size_t max_field_bytes = 16u << 20;  // one field (selected or not)
     std::size_t max_header_fields = 16384;
   };
 
-  // `columns`: non-empty, unique names. `sink` receives projected bytes.
+  // `columns`: unique names (empty: project nothing, observe only). `sink` receives projected bytes.
   CsvProjector(std::vector<std::string> columns, Sink sink);
   CsvProjector(std::vector<std::string> columns, Sink sink, Limits limits);
+
+  // Before the first Feed: the observed columns (unique) and who gets their fields, in that order.
+  void Observe(std::vector<std::string> columns, Observer observer);
+  // Before the first Feed: observe every column of the header, in header order
+  // (a header naming a column twice is then an error).
+  void ObserveAll(Observer observer);
+  [[nodiscard]] const std::vector<std::string>& observed_columns() const { return observed_; }
+  // After the header: for each observed column, whether the header has it.
+  [[nodiscard]] const std::vector<bool>& observed_present() const { return observed_present_; }
 
   [[nodiscard]] Status Feed(std::string_view data);
   // Ends the input: an unterminated last record is completed; an open quote is an error.
@@ -53,6 +72,7 @@ class CsvProjector final {
   Status EndField();
   Status EndRecord();
   Status HeaderDone();
+  void ObserveHeader(const std::map<std::string_view, std::size_t>& index);
   Status Flush();
   Status Error(const std::string& what);
   void Append(char c);
@@ -69,6 +89,13 @@ class CsvProjector final {
   std::vector<std::string> header_;
   std::vector<int> slot_of_field_;       // header index -> output slot, -1 = dropped
   std::vector<std::string> slots_;       // selected fields of the current record
+  std::vector<char> keep_;               // header index -> field kept (selected or observed)
+  std::vector<std::string> observed_;    // observed column names
+  Observer observer_;
+  bool observe_all_ = false;
+  std::vector<int> observed_slot_of_field_;  // header index -> observed slot, -1 = not observed
+  std::vector<std::string> observed_slots_;
+  std::vector<bool> observed_present_;
   std::string out_;                      // output buffer flushed to the sink
 };
 

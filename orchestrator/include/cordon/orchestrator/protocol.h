@@ -1,6 +1,8 @@
 // cordond's control protocol (docs/DAEMON.md), shared by the daemon and the
 // `cordon` client: one JSON object per line. A request is
 //   {"op": "ping"|"submit"|"status"|"wait"|"cancel"|"logs", "spec": TEXT, "spec_path": PATH, "job": ID}
+// or, for policy admins, {"op": "admin", "argv": [COMMAND, ARG...]} (an incident-response or
+// dataset command that cordond runs as root on their behalf; AdminCommandAllowed says which).
 // and a reply {"ok": true, ...} or {"ok": false, "code": CODE, "error": TEXT}.
 //
 // Security contract: ParseRequest is the only decoder of bytes a local user
@@ -14,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -24,7 +27,7 @@ namespace cordon::protocol {
 inline constexpr std::size_t kMaxRequestBytes = 1 << 20;  // one line, spec text included
 inline constexpr std::size_t kMaxJobIdBytes = 128;
 
-enum class Op { kPing, kSubmit, kStatus, kWait, kCancel, kLogs };
+enum class Op { kPing, kSubmit, kStatus, kWait, kCancel, kLogs, kAdmin };
 [[nodiscard]] const char* OpName(Op op);
 [[nodiscard]] std::optional<Op> ParseOp(std::string_view name);
 
@@ -48,7 +51,15 @@ struct Request {
   std::string spec;       // submit: the YAML text
   std::string spec_path;  // submit: where the client read it (informational)
   std::string job;        // status (optional), wait, cancel, logs
+  std::vector<std::string> argv;  // admin: the command and its arguments
 };
+
+inline constexpr std::size_t kMaxAdminArgs = 32;
+inline constexpr std::size_t kMaxAdminArgBytes = 4096;
+// The commands an admin may run through cordond, and never an argument that
+// would change whose config, identity or options parsing applies (--config,
+// --caller-uid, a bare "--"). "" when allowed, else why not.
+[[nodiscard]] std::string AdminCommandRefusal(const std::vector<std::string>& argv);
 
 // Errc::kPermissionDenied for a member naming an identity; Errc::kInvalidArgument
 // for everything else malformed. The message is safe to send back and to audit.

@@ -1,0 +1,276 @@
+#include "incident_cli.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "cordon/orchestrator/audit_config.h"
+#include "cordon/orchestrator/protocol.h"
+#include "cordon/orchestrator/sealed_kms.h"
+#include "cordon/unique_fd.h"
+#include "sealed_cli.h"
+
+namespace cordon::cli {
+namespace {
+
+using nlohmann::json;
+
+// Audit strings stay well under the log's 1 KiB guard.
+json Clipped(json details) {
+  for (auto& [k, v] : details.items()) {
+    if (v.is_string() && v.get_ref<const std::string&>().size() > 480) v = v.get<std::string>().substr(0, 480) + "...";
+  }
+  return details;
+}
+
+}  // namespace
+
+void AddCallerOption(CLI::App* sub, std::optional<uid_t>& caller_uid) {
+  sub->add_option("--caller-uid", caller_uid, "set by cordond: the admin it acts for")->group("");
+}
+
+std::string Iso8601Utc(std::int64_t unix_seconds) {
+  if (unix_seconds == 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+const sealed::KeyManagers& IncidentContext::kms() {
+  if (!kms_) kms_ = sealed::CachedKeyManagers(orchestrator::KmsOptionsFrom(config));
+  return *kms_;
+}
+
+audit::Actor IncidentContext::Actor() const {
+  audit::Actor a;
+  a.uid = caller.uid;
+  a.user = caller.user;
+  a.pid = ::getpid();
+  a.process = via == "cordond" ? "cordon-via-cordond" : "cordon";
+  return a;
+}
+
+std::optional<audit::Intent> IncidentContext::Begin(const std::string& action, json details, const std::string& job) {
+  audit::Event e;
+  e.action = action;
+  e.job = job;
+  e.details = Clipped(std::move(details));
+  e.details["via"] = via;
+  e.actor = Actor();
+  subject_ = nlohmann::json::object();
+  for (const char* k : {"dataset", "key_ref", "version"}) {
+    if (e.details.contains(k)) subject_[k] = e.details[k];
+  }
+  auto intent = log->Begin(std::move(e));
+  if (!intent) {
+    std::cerr << "cordon: refusing to act without an audit record: " << intent.error().message << "\n";
+    return std::nullopt;
+  }
+  return *intent;
+}
+
+void IncidentContext::Done(const std::optional<audit::Intent>& intent, bool ok, json details) {
+  if (!intent) return;
+  details = Clipped(std::move(details));
+  for (const auto& [k, v] : subject_.items()) {
+    if (!details.contains(k)) details[k] = v;
+  }
+  // As AuditLog::Finish does (same action and job, intent_seq), but under the caller's identity.
+  details["intent_seq"] = intent->seq;
+  details["via"] = via;
+  audit::Event e;
+  e.action = intent->action;
+  e.job = intent->job;
+  e.outcome = ok ? "ok" : "failed";
+  e.details = std::move(details);
+  e.actor = Actor();
+  auto done = log->Append(e);
+  if (!done) std::cerr << "cordon: warning: the audit log did not record the outcome: " << done.error().message << "\n";
+}
+
+bool IncidentContext::Record(const std::string& action, const std::string& outcome, json details) {
+  audit::Event e;
+  e.action = action;
+  e.outcome = outcome;
+  e.details = Clipped(std::move(details));
+  e.details["via"] = via;
+  e.actor = Actor();
+  auto seq = log->Append(e);
+  if (!seq) std::cerr << "cordon: the audit log cannot record: " << seq.error().message << "\n";
+  return seq.has_value();
+}
+
+Opened OpenIncidentContext(const GlobalOptions& global, const std::string& command, std::optional<uid_t> caller_uid,
+                           bool needs_registry) {
+  Opened out;
+  if (::geteuid() != 0) {
+    if (caller_uid) {
+      std::cerr << "cordon " << command << ": --caller-uid is cordond's, not a user's\n";
+      out.exit_status = kExitDenied;
+      return out;
+    }
+    out.forward = true;
+    return out;
+  }
+  if (auto hardened = HardenKeyHoldingProcess(); !hardened) {
+    std::cerr << "cordon " << command << ": warning: " << hardened.error().message << "\n";
+  }
+  auto config = orchestrator::LoadConfig(orchestrator::ResolveConfigPath(global.config));
+  if (!config) {
+    std::cerr << "cordon " << command << ": " << config.error().message << "\n";
+    out.exit_status = kExitInvalid;
+    return out;
+  }
+  IncidentContext ctx;
+  ctx.config = std::move(*config);
+  ctx.caller = datasets::CallerFor(caller_uid);
+  ctx.via = caller_uid ? "cordond" : "local";
+  auto log = audit::AuditLog::Open(orchestrator::AuditOptionsFor(ctx.config));
+  if (!log) {
+    std::cerr << "cordon " << command << ": refusing to act without an audit record: " << log.error().message << "\n";
+    out.exit_status = kExitFailure;
+    return out;
+  }
+  ctx.log = std::move(*log);
+  if (needs_registry) {
+    auto registry = datasets::Registry::Open(ctx.config.state_dir);
+    if (!registry) {
+      std::cerr << "cordon " << command << ": " << registry.error().message << "\n";
+      out.exit_status = kExitFailure;
+      return out;
+    }
+    ctx.registry = std::move(*registry);
+  }
+  out.context = std::move(ctx);
+  return out;
+}
+
+namespace {
+
+Result<std::string> Exchange(int fd, const std::string& line) {
+  for (std::string_view rest = line; !rest.empty();) {
+    const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return FailErrno("send to cordond");
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  std::string reply;
+  char chunk[65536];
+  while (reply.find('\n') == std::string::npos && reply.size() < (16u << 20)) {
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Fail(Errc::kIo, "cordond closed the connection without a reply");
+    reply.append(chunk, static_cast<std::size_t>(n));
+  }
+  return reply.substr(0, reply.find('\n'));
+}
+
+}  // namespace
+
+Result<UniqueFd> ConnectToDaemon(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return FailErrno("socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return Fail(Errc::kInvalidArgument, path + ": socket path too long");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    return FailErrno("cannot reach cordond at " + path + " (is it running?)");
+  }
+  return fd;
+}
+
+int ForwardToDaemon(const GlobalOptions& global, const std::vector<std::string>& argv) {
+  std::string socket = "/run/cordon/cordon.sock";
+  if (const char* env = std::getenv("CORDON_SOCKET"); env && *env) {
+    socket = env;
+  } else if (auto config = orchestrator::LoadConfig(orchestrator::ResolveConfigPath(global.config))) {
+    socket = config->daemon.socket;
+  }
+  auto fd = ConnectToDaemon(socket);
+  if (!fd) {
+    std::cerr << "cordon " << argv[0] << ": not root, and " << fd.error().message << "\n";
+    return kExitUnavailable;
+  }
+  protocol::Request request;
+  request.op = protocol::Op::kAdmin;
+  request.argv = argv;
+  auto line = Exchange(fd->get(), protocol::EncodeRequest(request));
+  auto reply = line ? protocol::ParseReply(*line) : Result<protocol::Reply>(std::unexpected(line.error()));
+  if (!reply) {
+    std::cerr << "cordon " << argv[0] << ": " << reply.error().message << "\n";
+    return kExitFailure;
+  }
+  if (!reply->ok) {
+    std::cerr << "cordon " << argv[0] << ": cordond: " << reply->error << "\n";
+    switch (reply->code) {
+      case protocol::ReplyCode::kDenied: return kExitDenied;
+      case protocol::ReplyCode::kBusy:
+      case protocol::ReplyCode::kAuditUnavailable:
+      case protocol::ReplyCode::kStopping: return kExitUnavailable;
+      case protocol::ReplyCode::kInvalid: return kExitInvalid;
+      default: return kExitFailure;
+    }
+  }
+  std::cout << reply->body.value("stdout", "");
+  std::cerr << reply->body.value("stderr", "");
+  return reply->body.value("exit", kExitFailure);
+}
+
+DatasetRef ParseDatasetRef(const std::string& text) {
+  const std::size_t at = text.rfind('@');
+  if (at == std::string::npos) return {text, ""};
+  return {text.substr(0, at), text.substr(at + 1)};
+}
+
+bool RegisterSealed(const GlobalOptions& global, const std::string& path, const sealed::Report& report) {
+  Opened opened = OpenIncidentContext(global, "seal", std::nullopt);
+  if (!opened.context) {
+    if (opened.forward) std::cerr << "cordon seal: note: not registered (the dataset registry is root's)\n";
+    return opened.forward;
+  }
+  IncidentContext& ctx = *opened.context;
+  const auto fail = [&](const Error& e) {
+    std::cerr << "cordon seal: the file is sealed but not registered: " << e.message << "\n";
+    ctx.Record("dataset.registered", "failed", {{"dataset", report.dataset}, {"sha256", report.sha256},
+                                                 {"error", e.message}});
+    return false;
+  };
+  std::error_code ec;
+  const std::string absolute = std::filesystem::absolute(path, ec).lexically_normal().string();
+  auto hash_key = ctx.registry->HashKey(ctx.kms(), report.key);
+  if (!hash_key) return fail(hash_key.error());
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return fail(FailErrno("open " + path).error());
+  auto info = sealed::OpenSealed(fd.get());
+  if (!info) return fail(info.error());
+  auto profile = datasets::ProfileSealed(fd.get(), ctx.kms(), *hash_key, false);
+  if (!profile) return fail(profile.error());
+  const std::int64_t now = std::time(nullptr);
+  auto updated = ctx.registry->Update(report.dataset, [&](datasets::Dataset& d) -> Status {
+    if (d.Find(report.sha256) == nullptr) {
+      d.versions.push_back(datasets::VersionFrom(report.sha256, absolute, info->header, *profile, ctx.caller, now));
+    }
+    if (!d.quarantined) d.current = report.sha256;
+    d.events.push_back({now, "sealed", report.sha256, ctx.caller, "", ""});
+    return {};
+  });
+  if (!updated) return fail(updated.error());
+  ctx.Record("dataset.registered", "ok",
+             {{"dataset", report.dataset}, {"sha256", report.sha256}, {"path", absolute},
+              {"rows", profile->rows ? json(*profile->rows) : json(nullptr)},
+              {"content_digest", profile->content_digest}, {"key_ref", report.key.ToString()},
+              {"key_version", report.kek_version}});
+  return true;
+}
+
+}  // namespace cordon::cli

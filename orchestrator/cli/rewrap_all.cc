@@ -1,0 +1,228 @@
+// cordon rewrap --all --key kms://ADAPTER/NAME [--dir DIR]...: after `cordon keys
+// rotate NAME`, every sealed file wrapped under an older version of NAME is
+// rewrapped under its newest version (header only; RewrapFile replaces each
+// file atomically, so a crash never leaves a damaged file).
+//
+// Which files: every version the dataset registry knows, the registry's hash
+// key, and every sealed file found under each --dir (walked without following
+// symbolic links). Resumable: a rerun skips every file already at the newest
+// version. For the registry's files a journal in the registry directory gets
+// "B <sha256 before> <path>" (fdatasync'd) before each file and
+// "D <sha256 after> <path>" after it; a rerun first settles a B without its D
+// (the file either still has the old header, and is redone, or has the new one,
+// and is recorded), skips every file already at the newest version, and at the
+// end records the new sha256s as aliases of the registry's versions (a version
+// keeps its identity). The journal is removed when a pass completes.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "cordon/file_io.h"
+#include "cordon/unique_fd.h"
+#include "incident_cli.h"
+#include "sealed_cli.h"
+
+namespace cordon::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct Journal {
+  std::string path;
+  UniqueFd fd;
+  std::map<std::string, std::string> begun;  // path -> sha before (no D yet)
+  std::map<std::string, std::pair<std::string, std::string>> done;  // path -> (sha before, sha after)
+
+  Status Append(char tag, const std::string& sha, const std::string& file) {
+    const std::string line = std::string(1, tag) + " " + sha + " " + file + "\n";
+    if (auto ok = WriteAll(fd.get(), line); !ok) return ok;
+    return ::fdatasync(fd.get()) == 0 ? Status{} : Status(FailErrno("fdatasync " + path));
+  }
+};
+
+Result<Journal> OpenJournal(const std::string& dir, const KeyRef& key) {
+  Journal j;
+  std::string name;
+  for (const char c : key.ToString()) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  j.path = dir + "/rewrap-" + name + ".journal";
+  std::ifstream in(j.path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() < 3 + 71 || (line[0] != 'B' && line[0] != 'D') || line[1] != ' ') continue;  // a torn last line
+    const std::string sha = line.substr(2, 71), file = line.substr(74);
+    if (line[0] == 'B') {
+      j.begun[file] = sha;
+    } else if (j.begun.contains(file)) {
+      j.done[file] = {j.begun[file], sha};
+      j.begun.erase(file);
+    }
+  }
+  j.fd.reset(::open(j.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!j.fd) return FailErrno("open " + j.path);
+  return j;
+}
+
+// Every regular file under `dir` (links are not followed). A rewrap's temp
+// file (".NAME.cordon-tmp.XXXXXX") left by a crash beside NAME is removed.
+void Walk(const std::string& dir, std::set<std::string>& out, std::size_t& examined) {
+  std::error_code ec;
+  std::vector<fs::path> temps;
+  for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (++examined > 1'000'000) break;
+    if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
+    const std::string name = it->path().filename().string();
+    if (name.starts_with(".") && name.find(".cordon-tmp.") != std::string::npos) {
+      temps.push_back(it->path());
+      continue;
+    }
+    out.insert(it->path().string());
+  }
+  for (const fs::path& temp : temps) {
+    const std::string name = temp.filename().string();
+    const std::string base = name.substr(1, name.find(".cordon-tmp.") - 1);
+    if (out.contains((temp.parent_path() / base).string())) fs::remove(temp, ec);
+  }
+}
+
+struct Candidate {
+  std::string path;
+  std::uint32_t version = 0;
+};
+
+}  // namespace
+
+int RewrapAll(const GlobalOptions& global, const std::string& key_text, const std::vector<std::string>& dirs,
+              bool json_out, std::optional<uid_t> caller_uid) {
+  Opened opened = OpenIncidentContext(global, "rewrap", caller_uid);
+  if (opened.forward) {
+    std::vector<std::string> argv = {"rewrap", "--all", "--key", key_text};
+    for (const std::string& d : dirs) argv.insert(argv.end(), {"--dir", d});
+    if (json_out) argv.push_back("--json");
+    return ForwardToDaemon(global, argv);
+  }
+  if (!opened.context) return opened.exit_status;
+  IncidentContext& ctx = *opened.context;
+  auto key = ParseKeyRef(key_text);
+  if (!key) return ReportError("rewrap", key.error());
+  auto km = ctx.kms().get(key->adapter);
+  if (!km) return ReportError("rewrap", km.error());
+  auto info = (*km)->Describe(key->name);
+  if (!info) return ReportError("rewrap", info.error());
+  const std::uint32_t target = info->current();
+  // The files: the registry's versions and hash key, and the --dir trees.
+  std::set<std::string> files, registered;
+  std::size_t examined = 0;
+  if (auto names = ctx.registry->Names()) {
+    for (const std::string& name : *names) {
+      if (auto d = ctx.registry->Load(name); d && *d) {
+        for (const auto& v : (*d)->versions) if (!v.path.empty()) registered.insert(v.path);
+      }
+    }
+  }
+  files = registered;
+  files.insert(ctx.registry->HashKeyPath());
+  for (const std::string& dir : dirs) Walk(dir, files, examined);
+  auto journal = OpenJournal(ctx.registry->dir(), *key);
+  if (!journal) return ReportError("rewrap", journal.error());
+  auto intent = ctx.Begin("key.rewrap_all", {{"key_ref", key->ToString()}, {"target_version", target},
+                                             {"files_considered", files.size()}, {"resumed", !journal->begun.empty() || !journal->done.empty()},
+                                             {"dirs", dirs.size()}});
+  if (!intent) return kExitFailure;
+  // Settle what a crash left: a begun file either has the new header (done) or the old (redo).
+  for (const auto& [path, before] : journal->begun) {
+    const fs::path p(path);
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(p.parent_path(), ec)) {
+      if (e.path().filename().string().starts_with("." + p.filename().string() + ".cordon-tmp.")) fs::remove(e.path(), ec);
+    }
+    auto sha = sealed::Sha256File(path);
+    if (sha && *sha != before) journal->done[path] = {before, *sha};
+  }
+  std::vector<Candidate> todo;
+  std::size_t current = 0, other_keys = 0, not_sealed = 0;
+  for (const std::string& path : files) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) { ++not_sealed; continue; }
+    auto sealed_info = sealed::OpenSealed(fd.get());
+    if (!sealed_info) { ++not_sealed; continue; }
+    if (!(sealed_info->header.key == *key)) { ++other_keys; continue; }
+    if (sealed_info->header.kek_version >= target) { ++current; continue; }
+    todo.push_back({path, sealed_info->header.kek_version});
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t rewrapped = 0, failed = 0;
+  json failures = json::array();
+  for (std::size_t i = 0; i < todo.size(); ++i) {
+    const std::string& path = todo[i].path;
+    // The journal is for the registry's files (their new hash becomes an alias); any other
+    // file needs none: a rerun tells done from not done by the header's key version.
+    const bool journaled = registered.contains(path);
+    Result<std::string> before = journaled ? sealed::Sha256File(path) : Result<std::string>("");
+    Status st = !before ? Status(std::unexpected(before.error())) : journaled ? journal->Append('B', *before, path) : Status{};
+    Result<sealed::Report> report = st ? sealed::RewrapFile(path, ctx.kms(), *key) : Result<sealed::Report>(std::unexpected(st.error()));
+    if (report && journaled) st = journal->Append('D', report->sha256, path);
+    if (report && st) {
+      if (journaled) journal->done[path] = {*before, report->sha256};
+      ++rewrapped;
+    } else {
+      ++failed;
+      const std::string why = report ? st.error().message : report.error().message;
+      if (failures.size() < 20) failures.push_back({{"path", path}, {"error", why}});
+      std::cerr << "cordon rewrap: " << path << ": " << why << "\n";
+    }
+    if ((i + 1) % 100 == 0 || i + 1 == todo.size()) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::cerr << "rewrap: " << (i + 1) << "/" << todo.size() << " files ("
+                << static_cast<long long>(secs > 0 ? static_cast<double>(i + 1) / secs : 0) << " files/s)\n";
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // A version keeps its identity; its file's new sha256 becomes an alias.
+  std::size_t aliases = 0;
+  if (auto names = ctx.registry->Names()) {
+    for (const std::string& name : *names) {
+      auto updated = ctx.registry->Update(name, [&](datasets::Dataset& d) -> Status {
+        for (auto& v : d.versions) {
+          const auto it = journal->done.find(v.path);
+          if (it == journal->done.end() || !v.Matches(it->second.first) || v.Matches(it->second.second)) continue;
+          v.aliases.push_back(it->second.second);
+          ++aliases;
+          if (v.key_ref == key->ToString()) v.key_version = target;
+        }
+        return Status{};
+      });
+      if (!updated) ++failed;
+    }
+  }
+  const json summary = {{"key", key->ToString()}, {"target_version", target}, {"files_considered", files.size()},
+                        {"rewrapped", rewrapped}, {"already_current", current}, {"other_keys", other_keys},
+                        {"not_sealed", not_sealed}, {"failed", failed}, {"registry_aliases", aliases},
+                        {"seconds", std::to_string(secs)},
+                        {"files_per_second", std::to_string(secs > 0 ? static_cast<double>(rewrapped) / secs : 0)}};
+  ctx.Done(intent, failed == 0, json{{"rewrapped", rewrapped}, {"already_current", current}, {"failed", failed},
+                                     {"failures", failures}, {"registry_aliases", aliases}});
+  if (failed == 0) {
+    journal->fd.reset();
+    ::unlink(journal->path.c_str());
+  }
+  if (json_out) {
+    std::cout << summary.dump(2) << "\n";
+  } else {
+    std::cout << "rewrapped " << rewrapped << " file(s) to " << key->ToString() << " v" << target << " ("
+              << current << " already current, " << failed << " failed) in " << secs << " s: "
+              << (secs > 0 ? static_cast<double>(rewrapped) / secs : 0) << " files/s\n";
+  }
+  return failed == 0 ? kExitOk : kExitFailure;
+}
+
+}  // namespace cordon::cli

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# The poisoning drill and the incident-response commands end to end, with real
+# keys, real sealed data, the real sandbox and a real cordond
+# (docs/INCIDENT-RESPONSE.md is the runbook these sections follow).
+#
+#   incident_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
+#   sections: drill crash admin
+#     drill: seal a good version, train; seal a poisoned one (labels flipped on a
+#            slice, out-of-range ages); the job with `expect:` is stopped before
+#            training (input_rejected, each failed check with its observed value
+#            in the audit log, no plaintext), the version is quarantined, diff
+#            shows the change, restore brings back the good one, retraining
+#            succeeds, rotate + rewrap --all + disable the old version, and the
+#            incident report lists every step.
+#     crash: kill -9 during `rewrap --all`; the rerun resumes; no file damaged.
+#     admin: through cordond: a non-admin is refused, an admin quarantines,
+#            reads the registry and halts a running job (audited with their uid).
+# Needs root. KEEP=1 keeps the temp dir; E2E_VERBOSE=1 prints passes.
+set -uo pipefail
+SECTIONS_ALL=(drill crash admin)
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib/e2e.sh"
+e2e_sections incident "$@"
+e2e_init "$BIN" incident
+command -v setpriv >/dev/null || e2e_skip "setpriv missing"
+img="$src/tests/runner/trainers/sh"
+
+# fresh SECTION: an installation under $T/SECTION (W) with keys datasets/models, data dir D.
+fresh() {
+  W="$T/$1"; D="$W/data"
+  mkdir -m 0755 "$W" "$D" "$W/specs" && mkdir -m 0777 "$W/out" || return 1
+  e2e_install "$W/inst" || return 1
+  local k
+  for k in datasets models; do "$C" keys create "$k" >/dev/null 2>&1 || return 1; done
+  MARK=$(e2e_marker PIIQ)
+}
+
+# churn_csv FILE poisoned: 200 rows (id,age,churned,note); 10% churn. Poisoned:
+# churned flipped to 1 on rows 0..79 and ages of 999 on rows 0..4. Every note holds MARK.
+churn_csv() {
+  "$PY" - "$1" "$2" "$MARK" <<'PYCSV'
+import sys
+path, poisoned, mark = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+with open(path, "w") as f:
+    f.write("id,age,churned,note\n")
+    for i in range(200):
+        age = 20 + (i * 7) % 60
+        churned = 1 if i % 10 == 0 else 0
+        if poisoned and i < 80: churned = 1
+        if poisoned and i < 5: age = 999
+        f.write(f"{i},{age},{churned},{mark}-{i}\n")
+PYCSV
+}
+
+# train_spec FILE INPUT: a job on INPUT with the drill's expectations.
+train_spec() {
+  cat >"$1" <<SPEC
+apiVersion: cordon/v1
+kind: TrainingJob
+metadata:
+  name: churn-train
+spec:
+  trainer:
+    image: $img
+    command: [/bin/sh, -c, "wc -l < /data/customers > /out/model.txt"]
+  inputs:
+    - name: customers
+      path: $2
+      columns: [age, churned]
+      expect:
+        rows: {min: 100, max: 100000}
+        columns:
+          id: {type: integer, unique: true}
+          age: {type: integer, min: 0, max: 120, max_null_fraction: 0.0}
+          churned: {allowed: ["0", "1"]}
+        max_drift: 0.2
+  output:
+    path: $W/out
+    key: kms://local/models
+  resources: {memory: 256Mi, timeout: 60s, scratch: 16Mi, pids: 32}
+SPEC
+  chmod 0644 "$1"
+}
+
+run_job() { "$C" run --json "$1" 2>"$W/run.err"; }  # prints the --json report
+job_of() { jget - 'd["job_id"]' <<<"$1"; }
+audit_of() { "$C" audit show --json --action "$1" 2>/dev/null; }
+sha() { sha256sum "$1" | awk '{print "sha256:" $1}'; }
+
+# ---------------------------------------------------------------- drill
+sec_drill() {
+  fresh drill || { fail "drill: set-up failed"; return 1; }
+  churn_csv "$W/good.csv" 0; churn_csv "$W/bad.csv" 1
+  local v1 v2 r rc job1 job2 job3 job4 out
+  v1=$("$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/churn-v1.sealed" 2>/dev/null | tail -n1)
+  cp "$D/churn-v1.sealed" "$D/churn.sealed"   # published
+  check "seal registers the version (rows, digest, who)" \
+    test "$("$C" datasets show churn --json | jget - '(d["versions"][0]["rows"], d["versions"][0]["sealed_by"]["uid"], d["versions"][0]["content_digest"][:12])')" = "(200, 0, 'hmac-sha256:')"
+  check "mark-good records the last known good" "$C" datasets mark-good churn "$v1"
+  train_spec "$W/specs/train.yaml" "$D/churn.sealed"
+  r=$(run_job "$W/specs/train.yaml"); rc=$?; job1=$(job_of "$r")
+  check "the good version trains (exit 0)" test "$rc" = 0
+  check "its expectations passed, audited" has "$(audit_of input.expectations)" "\"job\":\"$job1\""
+
+  # The poisoned batch: sealed, published over the same path.
+  v2=$("$C" seal --key kms://local/datasets --name churn "$W/bad.csv" "$D/churn-v2.sealed" 2>/dev/null | tail -n1)
+  cp "$D/churn-v2.sealed" "$D/churn.sealed"
+  r=$(run_job "$W/specs/train.yaml"); rc=$?; job2=$(job_of "$r")
+  check "poisoned: input_rejected (exit 14)" test "$rc" = 14
+  check "poisoned: the reason names the failed checks" has "$(jget - 'd["reason"]' <<<"$r")" "expectations failed"
+  out=$(audit_of input.expectations | grep "\"job\":\"$job2\"")
+  check "audit: the failed max check with its observed value (999)" has "$out" '"check":"max"'
+  check "audit: observed max 999" has "$out" '999'
+  check "audit: the drift against the last known good (churned)" has "$out" '"check":"max_drift","column":"churned"'
+  check "audit: no plaintext (the note marker) anywhere in the log" sh -c "! grep -rq '$MARK' '$AUDIT_DIR' '$STATE_DIR'"
+  check "stopped before training: nothing sealed from the trainer" sh -c "! ls '$W/out/$job2'/out-*.sealed 2>/dev/null"
+  check "the poisoned version is quarantined" \
+    test "$("$C" datasets show churn --json | jget - '[v["quarantined"] for v in d["versions"] if v["version"] == "'"$v2"'"][0]')" = True
+  r=$(run_job "$W/specs/train.yaml"); rc=$?; job3=$(job_of "$r")
+  check "a job naming the quarantined version fails at step 2 (exit 14)" test "$rc" = 14
+  check "... with a clear error" has "$(jget - 'd["reason"]' <<<"$r")" "is quarantined"
+  check "... before any key was unwrapped" sh -c "! '$C' audit show --json --job '$job3' --action key.unwrap | grep -q ."
+
+  out=$("$C" datasets diff churn "$v1" "$v2" --json)
+  local changed
+  changed=$("$PY" -c 'import sys; a=set(open(sys.argv[1]).read().split()); b=set(open(sys.argv[2]).read().split()); print((len(b-a), len(a-b)))' "$W/good.csv" "$W/bad.csv")
+  check "diff: rows added/removed by keyed row hash $changed" \
+    test "$(jget - '(d["rows_added"], d["rows_removed"])' <<<"$out")" = "$changed"
+  check "diff: age and churned summaries changed, id and note did not" \
+    test "$(jget - '(sorted(d["columns_changed"]), d["columns"]["age"]["to"]["max"])' <<<"$out")" = "(['age', 'churned'], 999.0)"
+  check "diff: no plaintext in its output" hasnt "$out" "$MARK"
+
+  check "restore refuses the quarantined version" sh -c "! '$C' restore churn --to '$v2' 2>/dev/null"
+  check "restore brings back the good version" "$C" restore churn --to "$v1" --install "$D/churn.sealed"
+  check "the installed file is the good version" test "$(sha "$D/churn.sealed")" = "$v1"
+  r=$(run_job "$W/specs/train.yaml"); rc=$?; job4=$(job_of "$r")
+  check "retraining succeeds (exit 0)" test "$rc" = 0
+
+  check "keys rotate datasets" "$C" keys rotate datasets
+  out=$("$C" rewrap --all --key kms://local/datasets --dir "$D" --json 2>/dev/null)
+  check "rewrap --all: every file of the key (v1, v2, published copy, hash key)" test "$(jget - 'd["rewrapped"]' <<<"$out")" -ge 4
+  check "rewrap --all: a second pass has nothing left" \
+    test "$("$C" rewrap --all --key kms://local/datasets --dir "$D" --json 2>/dev/null | jget - 'd["rewrapped"]')" = 0
+  check "keys disable the old version" "$C" keys disable datasets --version 1
+  check "the versions keep their identity (alias = new file hash)" \
+    test "$("$C" datasets show churn --json | jget - 'len([v for v in d["versions"] if v["aliases"]])')" = 2
+  r=$(run_job "$W/specs/train.yaml"); rc=$?
+  check "training after rotation + disable succeeds" test "$rc" = 0
+
+  out=$("$C" incident report --dataset churn --json)
+  local a
+  for a in dataset.registered dataset.mark_good input.expectations dataset.quarantined dataset.diff dataset.restore \
+           key.rotated key.rewrap_all key.version_disabled job.finished output.sealed; do
+    check "incident report lists $a" has "$(jget - '" ".join(sorted(set(e["action"] for e in d["timeline"])))' <<<"$out")" "$a"
+  done
+  check "incident report lists every job that read it" \
+    test "$(jget - 'len([j for j in ["'"$job1"'","'"$job2"'","'"$job4"'"] if j in d["jobs"]])' <<<"$out")" = 3
+  check "the audit log verifies" e2e_audit_verify
+}
+
+# ---------------------------------------------------------------- crash
+sec_crash() {
+  fresh crash || { fail "crash: set-up failed"; return 1; }
+  local i n=400 pid journal rc
+  mkdir -m 0755 "$D/many"
+  for ((i = 0; i < n; i++)); do printf 'x,%d\n' "$i" >"$W/p$i"; done
+  for ((i = 0; i < n; i++)); do "$C" seal --no-register --key kms://local/datasets --name f$i "$W/p$i" "$D/many/f$i.sealed" >/dev/null 2>&1; done
+  "$C" keys rotate datasets >/dev/null
+  journal="$STATE_DIR/datasets/rewrap-kms___local_datasets.journal"
+  "$C" rewrap --all --key kms://local/datasets --dir "$D" >/dev/null 2>"$W/progress" &
+  pid=$!
+  e2e_wait_for 60 grep -q '^rewrap: 100/' "$W/progress"
+  check "killed mid-pass (kill -9 while it ran)" kill -9 "$pid"
+  wait "$pid" 2>/dev/null
+  local at_v2 ok=0
+  at_v2=$(for f in "$D"/many/*.sealed; do "$C" inspect --json "$f" 2>/dev/null | jget - 'd["key_version"]'; done | grep -c '^2$')
+  check "the crash left some files done and some not ($at_v2 of $n at v2)" test "$at_v2" -gt 0 -a "$at_v2" -lt "$n"
+  "$C" rewrap --all --key kms://local/datasets --dir "$D" >"$W/resume.out" 2>&1; rc=$?
+  check "the rerun completes (exit 0)" test "$rc" = 0
+  check "the journal is gone" test ! -e "$journal"
+  for ((i = 0; i < n; i++)); do
+    [ "$("$C" unseal "$D/many/f$i.sealed" - 2>/dev/null)" = "$(cat "$W/p$i")" ] && ok=$((ok + 1))
+  done
+  check "every file unseals to its plaintext ($ok of $n)" test "$ok" = "$n"
+  check "every file is at the new version" \
+    test "$(for f in "$D"/many/*.sealed; do "$C" inspect --json "$f" 2>/dev/null | jget - 'd["key_version"]'; done | grep -c '^2$')" = "$n"
+  check "no temp file left" sh -c "! ls -a '$D/many' | grep -q cordon-tmp"
+}
+
+# ---------------------------------------------------------------- admin
+sec_admin() {
+  fresh admin || { fail "admin: set-up failed"; return 1; }
+  churn_csv "$W/good.csv" 0
+  local v1 out rc job
+  v1=$("$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/churn.sealed" 2>/dev/null | tail -n1)
+  chmod 0644 "$D/churn.sealed"
+  cat >"$INST/policy.yaml" <<POL
+admins:
+  uids: [0, 4101]
+users:
+  - uids: [0, 4101, 4102]
+    datasets: ["*"]
+    keys: ["*"]
+    outputs: ["*"]
+    images: ["*"]
+POL
+  e2e_daemon_start --grace 3s || { fail "admin: cordond did not start"; return 1; }
+  out=$(as_uid 4102 "$C" quarantine "churn@$v1" --reason "not mine" 2>&1); rc=$?
+  check "a non-admin is refused through cordond (exit 3)" test "$rc" = 3
+  check "... and the refusal is audited" has "$(audit_of request.refused)" "not an admin"
+  check "a non-admin cannot read the registry either" sh -c "! as_uid 4102 '$C' datasets list >/dev/null 2>&1" 2>/dev/null
+  as_uid 4101 "$C" quarantine "churn@$v1" --reason "admin drill" >/dev/null 2>&1; rc=$?
+  check "an admin quarantines through cordond (exit 0)" test "$rc" = 0
+  out=$(audit_of dataset.quarantine | tail -n1)
+  check "audited with the admin's uid" test "$(jget - '(d["actor"]["uid"], d["details"]["via"])' <<<"$out")" = "(4101, 'cordond')"
+  check "the admin reads the registry through cordond" \
+    test "$(as_uid 4101 "$C" datasets show churn --json 2>/dev/null | jget - 'd["versions"][0]["quarantined"]')" = True
+  check "an admin's forged --caller-uid is refused" sh -c "! as_uid 4101 '$C' datasets list --caller-uid 0 >/dev/null 2>&1"
+  as_uid 4101 "$C" release "churn@$v1" >/dev/null 2>&1
+  # halt: a running job is stopped at once; its inputs are quarantined; the log is sealed.
+  cat >"$W/specs/long.yaml" <<SPEC
+apiVersion: cordon/v1
+kind: TrainingJob
+metadata: {name: long}
+spec:
+  trainer: {image: $img, command: [/bin/sh, -c, "echo started; sleep 50; echo x > /out/model.txt"]}
+  inputs: [{name: customers, path: $D/churn.sealed}]
+  output: {path: $W/out, key: kms://local/models}
+  resources: {memory: 256Mi, timeout: 60s, scratch: 16Mi, pids: 32}
+SPEC
+  chmod 0644 "$W/specs/long.yaml"
+  job=$("$C" submit "$W/specs/long.yaml" 2>/dev/null | tail -n1)
+  e2e_wait_for 20 e2e_is_running "$job"
+  e2e_wait_for 20 sh -c "pgrep -f 'sleep 50' >/dev/null"
+  as_uid 4101 "$C" halt "$job" --reason "suspected poisoning" >/dev/null 2>&1; rc=$?
+  check "an admin halts a running job (exit 0)" test "$rc" = 0
+  e2e_wait_for 20 e2e_is_final "$job"
+  check "the halted job ended cancelled" test "$("$C" status "$job" --json | jget - 'd["outcome"]')" = cancelled
+  check "nothing it produced was sealed" sh -c "! ls '$W/out/$job'/out-*.sealed 2>/dev/null"
+  check "its log was sealed" test -f "$W/out/$job/trainer.log.sealed"
+  check "its input was quarantined" \
+    test "$("$C" datasets show churn --json | jget - 'd["quarantined"] or d["versions"][0]["quarantined"]')" = True
+  check "the halt is audited with the admin's uid" test "$(audit_of job.halt | tail -n1 | jget - 'd["actor"]["uid"]')" = 4101
+  e2e_daemon_stop
+}
+
+for s in "${sections[@]}"; do echo "# section $s"; "sec_$s"; done
+e2e_summary
