@@ -59,13 +59,21 @@ audit::Actor IncidentContext::Actor() const {
   return a;
 }
 
-std::optional<audit::Intent> IncidentContext::Begin(const std::string& action, json details, const std::string& job) {
+// An event under the caller's identity, its details clipped and marked with how it came.
+audit::Event IncidentContext::Event(const std::string& action, const std::string& job, const std::string& outcome,
+                                    json details) const {
   audit::Event e;
   e.action = action;
   e.job = job;
+  e.outcome = outcome;
   e.details = Clipped(std::move(details));
   e.details["via"] = via;
   e.actor = Actor();
+  return e;
+}
+
+std::optional<audit::Intent> IncidentContext::Begin(const std::string& action, json details, const std::string& job) {
+  audit::Event e = Event(action, job, "", std::move(details));
   subject_ = nlohmann::json::object();
   for (const char* k : {"dataset", "key_ref", "version"}) {
     if (e.details.contains(k)) subject_[k] = e.details[k];
@@ -86,25 +94,12 @@ void IncidentContext::Done(const std::optional<audit::Intent>& intent, bool ok, 
   }
   // As AuditLog::Finish does (same action and job, intent_seq), but under the caller's identity.
   details["intent_seq"] = intent->seq;
-  details["via"] = via;
-  audit::Event e;
-  e.action = intent->action;
-  e.job = intent->job;
-  e.outcome = ok ? "ok" : "failed";
-  e.details = std::move(details);
-  e.actor = Actor();
-  auto done = log->Append(e);
+  auto done = log->Append(Event(intent->action, intent->job, ok ? "ok" : "failed", std::move(details)));
   if (!done) std::cerr << "cordon: warning: the audit log did not record the outcome: " << done.error().message << "\n";
 }
 
 bool IncidentContext::Record(const std::string& action, const std::string& outcome, json details) {
-  audit::Event e;
-  e.action = action;
-  e.outcome = outcome;
-  e.details = Clipped(std::move(details));
-  e.details["via"] = via;
-  e.actor = Actor();
-  auto seq = log->Append(e);
+  auto seq = log->Append(Event(action, "", outcome, std::move(details)));
   if (!seq) std::cerr << "cordon: the audit log cannot record: " << seq.error().message << "\n";
   return seq.has_value();
 }

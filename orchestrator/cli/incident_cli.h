@@ -48,6 +48,8 @@ struct IncidentContext {
   std::optional<sealed::KeyManagers> kms_;
   nlohmann::json subject_;  // the last intent's dataset / key_ref / version, repeated in its outcome
   audit::Actor Actor() const;
+  audit::Event Event(const std::string& action, const std::string& job, const std::string& outcome,
+                     nlohmann::json details) const;
 };
 
 // Root: the config, the audit log, the registry, the caller (getuid, or
