@@ -50,6 +50,11 @@ struct JobRecord {
   std::string trainer_log_file;    // a Cordon-made name inside output_dir
   std::string trainer_log_sha256;  // "sha256:<hex>" of the sealed log
   nlohmann::json outputs = nlohmann::json::array();
+  // Where the job runs: "local" (a child of cordond) or "slurm" (docs/SCALE-OUT.md).
+  std::string executor = "local";
+  std::string slurm_job_id;  // "" until sbatch answered
+  std::string node;          // the Slurm node it ran on, once known
+  bool cancel_requested = false;  // slurm: `cordon cancel` was asked (scancel sent)
 
   [[nodiscard]] nlohmann::json ToJson() const;
   [[nodiscard]] static Result<JobRecord> FromJson(const nlohmann::json& j);
