@@ -967,9 +967,9 @@ void Daemon::OnSlurmEnded(SlurmEnd end) {
     const json outcome = report.value("outcome", json());
     // Cancelled, but not by Cordon: scancel behind its back, preemption, a node drain.
     if (outcome == "cancelled" && !r->cancel_requested) {
-      const std::string why = "stopped from outside Cordon: Slurm job " + r->slurm_job_id + " was signalled (" +
-                              (end.slurm_state.empty() ? std::string("scancel, preemption or a node failure") : end.slurm_state) +
-                              "); the runner sealed what it had";
+      const std::string why = "stopped from outside Cordon: Slurm job " + r->slurm_job_id +
+                              " was cancelled or signalled in Slurm (scancel, preemption, a node drain); "
+                              "the runner sealed what it had";
       AuditEvent("job.interrupted", r->job_id, "interrupted", {{"slurm_job_id", r->slurm_job_id}, {"reason", Clip(why)}});
       r->output_dir = report.value("output_dir", json("")).is_string() ? report["output_dir"].get<std::string>() : "";
       SetFinal(*r, JobState::kInterrupted, "interrupted", why);
