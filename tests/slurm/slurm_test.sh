@@ -114,6 +114,27 @@ sec_twenty() {
     has "$("$C" audit show --json --action node.checkpoint | head -n1)" "\"origin\":\"$(head -n1 <("$C" --config "$NCFG" audit checkpoint 2>/dev/null))\""
   check "twenty: the central audit log verifies" e2e_audit_verify
   check "twenty: the node audit log verifies" "$C" --config "$NCFG" audit verify --verifier-key "$NVERIFIER"
+  check "twenty: audit verify --node-checkpoints: the node log holds every checkpoint the centre recorded" \
+    "$C" audit verify --verifier-key "$VERIFIER" --node-checkpoints "$NAUDIT" --node-verifier-key "$NVERIFIER"
+  # A node log rolled back after the centre anchored it, consistently (its own
+  # checkpoints cut too, so it verifies on its own): caught.
+  local cut="$W/node-audit-cut"
+  cp -a "$NAUDIT" "$cut"
+  "$PY" - "$cut" <<'PY'
+import glob, sys
+d = sys.argv[1]; keep = 60
+seg = sorted(glob.glob(d + "/audit-*.jsonl"))[0]
+lines = open(seg).read().splitlines(True)[:keep]
+open(seg, "w").write("".join(lines))
+notes, cur = [], []
+for line in open(d + "/checkpoints").read().splitlines(True):
+    cur.append(line)
+    if line.startswith("\u2014 "): notes.append("".join(cur)); cur = []
+open(d + "/checkpoints", "w").write("\n".join(n.lstrip("\n") for n in notes if int(n.lstrip("\n").split("\n")[1]) <= keep) + "")
+PY
+  check "twenty: the rolled-back copy verifies on its own" "$C" audit verify --dir "$cut"
+  check "twenty: --node-checkpoints catches a node log rolled back after anchoring" \
+    bash -c '! "$1" audit verify --node-checkpoints "$2" >/dev/null 2>&1' - "$C" "$cut"
   check "twenty: the central and node logs are distinct" test "$(e2e_cfg_get audit_dir)" != "$NAUDIT"
   check "twenty: logs unseals the trainer's output" has "$("$C" logs "${ids[0]}" 2>/dev/null)" "$MARK"
   check "twenty: the trainer's marker is in no Slurm file (spool, state, logs)" test -z "$(grep -rlaF -- "$MARK" "$SLURM_DIR")"
