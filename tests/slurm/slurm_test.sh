@@ -52,23 +52,11 @@ users:
 POL
 # The node: its own installation (its own audit log and keys), with the
 # centre's keyring provisioned (docs/SCALE-OUT.md, keys on nodes).
-NODE="$T/node"
-NCFG=$("$C" init "$NODE" 2>/dev/null | tail -n1)
-[ -f "$NCFG" ] || { echo "cordon init $NODE failed" >&2; exit 1; }
-NKEYRING=$(sed -n 's/^ *keyring: *//p' "$NCFG" | head -n1 | sed 's/ *#.*$//' | tr -d '"')
-sed -i "s|^\( *keyring: \).*|\1\"$(e2e_cfg_get keyring)\"|" "$NCFG"
-NAUDIT=$(sed -n 's/^ *audit_dir: *//p' "$NCFG" | head -n1 | sed 's/ *#.*$//' | tr -d '"')
-NVERIFIER="$(sed -n 's/^ *state_dir: *//p' "$NCFG" | head -n1 | sed 's/ *#.*$//' | tr -d '"')/audit-verifier.key"
-rm -rf "$NKEYRING"
 e2e_cfg_set max_concurrent_jobs 8
-sed -i 's|^daemon:|daemon:\n  executor: slurm|' "$CFG"
-cat >>"$CFG" <<CONF
-slurm:
-  cordon: "$bin/cordon"
-  node_config: "$NCFG"
-  poll_interval: "200ms"
-  time_grace: "1m"
-CONF
+attach=$(PATH="$bin:$PATH" "$src/scripts/slurm-dev" attach "$CFG" "$T/node") || { echo "slurm-dev attach failed" >&2; exit 1; }
+NCFG=$(sed -n 's/^NODE_CONFIG=//p' <<<"$attach")
+NAUDIT=$(sed -n 's/^NODE_AUDIT_DIR=//p' <<<"$attach")
+NVERIFIER=$(sed -n 's/^NODE_VERIFIER=//p' <<<"$attach")
 e2e_daemon_start --grace 3s --request-timeout 5s || exit 1
 
 # ---------------------------------------------------------------- helpers
