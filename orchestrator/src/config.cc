@@ -114,14 +114,20 @@ class ConfigReader final {
         daemon.metrics_file.clear();
       }
     }
-    if (const Node* n = m.Optional("executor")) {
-      if (auto v = yaml::ReadString(d_, *n, "daemon.executor")) {
-        if (*v == "local") daemon.executor = Config::Daemon::Executor::kLocal;
-        else if (*v == "slurm") daemon.executor = Config::Daemon::Executor::kSlurm;
-        else d_.Add(*n, "daemon.executor: must be local or slurm");
-      }
-    }
+    Choice(m, "executor", {"local", "slurm"}, daemon.executor);
     m.Finish();
+  }
+
+  // One of two words, the enum's first and second value.
+  template <typename Enum>
+  void Choice(MapReader& m, std::string_view key, std::pair<const char*, const char*> words, Enum& out) {
+    const Node* n = m.Optional(key);
+    if (n == nullptr) return;
+    auto v = yaml::ReadString(d_, *n, m.Path(key));
+    if (!v) return;
+    if (*v == words.first) out = static_cast<Enum>(0);
+    else if (*v == words.second) out = static_cast<Enum>(1);
+    else d_.Add(*n, m.Path(key) + ": must be " + words.first + " or " + words.second);
   }
 
   // A word sbatch reads: no control characters, bounded.
@@ -180,13 +186,7 @@ class ConfigReader final {
         else s.time_grace_s = static_cast<std::uint32_t>(d->count() / 1000);
       }
     }
-    if (const Node* n = m.Optional("scheduling")) {
-      if (auto v = yaml::ReadString(d_, *n, "slurm.scheduling")) {
-        if (*v == "cordon") s.scheduling = Config::Slurm::Scheduling::kCordon;
-        else if (*v == "slurm") s.scheduling = Config::Slurm::Scheduling::kSlurm;
-        else d_.Add(*n, "slurm.scheduling: must be cordon or slurm");
-      }
-    }
+    Choice(m, "scheduling", {"cordon", "slurm"}, s.scheduling);
     m.Finish();
   }
 
