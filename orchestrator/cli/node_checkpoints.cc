@@ -17,6 +17,19 @@ namespace {
 
 std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+// details.note_hex back to the note's text ("" when it is not hex).
+std::string FromHex(const std::string& hex) {
+  std::string out;
+  if (hex.size() % 2 != 0) return out;
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const auto nibble = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return {};
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
 // A recorded note in a private temp file, for Verify's --checkpoint.
 struct TempNote {
   std::string path;
@@ -63,9 +76,9 @@ int VerifyNodeCheckpoints(const std::string& central_dir, const std::string& nod
   }
   for (const auto& e : *entries) {
     const auto d = e.value("details", nlohmann::json::object());
-    if (!d.is_object() || d.value("origin", "") != origin || !d.contains("note") || !d["note"].is_string()) continue;
+    if (!d.is_object() || d.value("origin", "") != origin || !d.contains("note_hex") || !d["note_hex"].is_string()) continue;
     const std::string job = e.value("job", "");
-    const TempNote note(d["note"].get<std::string>());
+    const TempNote note(FromHex(d["note_hex"].get<std::string>()));
     if (note.path.empty()) {
       failure = "cannot write a temp file for the checkpoint of job " + job;
       break;

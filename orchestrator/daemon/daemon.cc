@@ -943,7 +943,7 @@ void Daemon::OnSlurmPlaced(const std::string& job_id, const std::string& node) {
 void Daemon::RecordNodeCheckpoint(const JobRecord& r, const json& report) {
   const auto note = report.find("node_checkpoint");
   std::vector<std::string> lines;
-  if (note != report.end() && note->is_string() && note->get_ref<const std::string&>().size() < 900) {
+  if (note != report.end() && note->is_string() && note->get_ref<const std::string&>().size() < 480) {
     std::string line;
     for (std::istringstream in(note->get<std::string>()); std::getline(in, line);) lines.push_back(line);
   }
@@ -951,9 +951,16 @@ void Daemon::RecordNodeCheckpoint(const JobRecord& r, const json& report) {
     AuditEvent("node.checkpoint", r.job_id, "missing", {{"node", Clip(r.node)}, {"slurm_job_id", r.slurm_job_id}});
     return;
   }
+  // The whole signed note, hex (one line in every reader), for `cordon audit verify --node-checkpoints`.
+  std::string hex;
+  for (const char c : note->get<std::string>()) {
+    const auto byte = static_cast<unsigned char>(c);
+    hex += "0123456789abcdef"[byte >> 4];
+    hex += "0123456789abcdef"[byte & 15];
+  }
   AuditEvent("node.checkpoint", r.job_id, "ok",
              {{"node", Clip(r.node)}, {"slurm_job_id", r.slurm_job_id}, {"origin", Clip(lines[0])},
-              {"size", std::stoull(lines[1])}, {"root", Clip(lines[2])}, {"note", note->get<std::string>()}});
+              {"size", std::stoull(lines[1])}, {"root", Clip(lines[2])}, {"note_hex", hex}});
 }
 
 void Daemon::OnSlurmEnded(SlurmEnd end) {
