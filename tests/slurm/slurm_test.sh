@@ -34,11 +34,7 @@ export SLURM_CONF="$SLURM_DIR/slurm.conf"
 W="$T/w"
 mkdir -m 0755 "$W" "$W/sealed" "$W/specs" && mkdir -m 0777 "$W/out"
 e2e_install "$W/inst" || exit 1
-for k in datasets models; do "$C" keys create "$k" >/dev/null 2>&1 || { echo "keys create $k failed" >&2; exit 1; }; done
-MARK=$(e2e_marker ZQX); DMARK=$(e2e_marker DQX)
-printf 'age,spend,note\n30,1.5,%s\n41,2.5,x\n' "$DMARK" | "$C" seal --key kms://local/datasets --name customers - "$W/sealed/customers.sealed" >/dev/null 2>&1
-printf 'ssn\n123\n' | "$C" seal --key kms://local/datasets --name payroll - "$W/sealed/payroll.sealed" >/dev/null 2>&1
-chmod 0644 "$W/sealed"/*.sealed
+e2e_sealed_world "$W/sealed" datasets models || exit 1
 cat >"$INST/policy.yaml" <<POL
 admins:
   uids: [0]
