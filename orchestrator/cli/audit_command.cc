@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/audit.h"
+#include "node_checkpoints.h"
 #include "cordon/orchestrator/audit_ocsf.h"
 #include "cordon/orchestrator/audit_tlog.h"
 #include "cordon/orchestrator/audit_verify.h"
@@ -43,6 +44,10 @@ class AuditCommand final : public Command {
     verify_->add_option("--threads", threads_, "threads that hash and MAC entries ahead of the chain walk (default: "
                                                "one per core)");
     verify_->add_flag("--json", json_, "print the result as one JSON object");
+    verify_->add_option("--node-checkpoints", node_dirs_,
+                        "also check a Slurm node's audit log (its audit_dir; repeatable) against every "
+                        "node.checkpoint this log recorded for it (docs/SCALE-OUT.md)");
+    verify_->add_option("--node-verifier-key", node_verifier_key_, "the node log's verifier key (checks its MACs too)");
     verify_->footer("Exit 0: ok: N entries, head HASH. Exit 1: the first problem, as FILE:LINE: seq N: CLASS: detail,\n"
                     "CLASS one of modified, deleted, reordered, inserted, MAC mismatch, bad signature,\n"
                     "truncated before checkpoint. Exit 2: bad usage or an unreadable key.");
@@ -97,7 +102,11 @@ class AuditCommand final : public Command {
       if (!config) return Complain(config.error());
       dir_ = config->audit_dir;
     }
-    if (verify_->parsed()) return RunVerify();
+    if (verify_->parsed()) {
+      int status = RunVerify();
+      for (const auto& node : node_dirs_) status = std::max(status, VerifyNodeCheckpoints(dir_, node, node_verifier_key_, json_));
+      return status;
+    }
     if (show_->parsed()) return RunShow();
     if (prove_->parsed()) return RunProve();
     if (consistency_->parsed()) return RunConsistency();
@@ -289,6 +298,8 @@ class AuditCommand final : public Command {
   std::string dir_;
   std::optional<std::string> verifier_key_;
   std::optional<std::string> checkpoint_;
+  std::vector<std::string> node_dirs_;
+  std::optional<std::string> node_verifier_key_;
   bool json_ = false;
   bool show_json_ = false;
   std::string format_ = "text";

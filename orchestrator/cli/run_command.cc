@@ -1,4 +1,5 @@
 // cordon run SPEC [--json] [--show-logs] [--input-fd NAME=FD]... [--output-fd FD] [--image-fd FD]
+//                [--as-submitter UID --expect-input NAME=DATASET --expect-key NAME=KEY ... --report-file FILE]
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_config.h"
+#include "cordon/orchestrator/node_open.h"
 #include "cordon/orchestrator/runner.h"
 #include "cordon/orchestrator/sealed.h"
 
@@ -55,6 +57,20 @@ class RunCommand final : public Command {
     sub_->add_option("--status-file", status_file_,
                      "keep the latest accepted metrics in FILE ({\"metrics\": {...}, \"t\": unix ms}, replaced "
                      "at most once a second) while the trainer runs (for cordond's `cordon status JOB`)");
+    sub_->add_option("--as-submitter", as_submitter_,
+                     "open every path the spec names as UID (a child that becomes UID, no symbolic link "
+                     "followed), never as root: for a Slurm node, where cordond cannot pass fds. Root only; "
+                     "needs --expect-input and --expect-key for every input");
+    sub_->add_option("--expect-input", expect_inputs_,
+                     "with --as-submitter: input NAME must be a sealed file of DATASET (what cordond approved)")
+        ->type_name("NAME=DATASET");
+    sub_->add_option("--expect-key", expect_keys_,
+                     "with --as-submitter: input NAME must be sealed under KEY (what cordond approved)")
+        ->type_name("NAME=KEY");
+    sub_->add_option("--expect-spec-sha256", expect_spec_sha_, "refuse unless the spec file's sha256 is this");
+    sub_->add_option("--report-file", report_file_,
+                     "also write the --json report to FILE (0600, atomically), with the node's name and its "
+                     "audit log's latest signed checkpoint (for cordond's Slurm executor)");
     sub_->add_flag("--die-with-parent", die_with_parent_,
                    "stop the job (SIGKILL) when the parent process dies (for cordond)");
     sub_->footer(
@@ -86,6 +102,22 @@ class RunCommand final : public Command {
     if (submitter_uid_) options.submitter_uid = static_cast<uid_t>(*submitter_uid_);
     options.cgroup_parent = cgroup_parent_;
     if (!ParseFds(options)) return kExitInvalid;
+    if (!report_file_.empty() && report_file_[0] != '/') {
+      std::cerr << "cordon run: --report-file must be an absolute path\n";
+      return kExitInvalid;
+    }
+    if (as_submitter_) {
+      bool opened = false;
+      auto refused = OpenOnNode(*config, *parsed.job, options, opened);
+      if (refused) {
+        Print(*refused, *config);
+        return runner::ExitStatusFor(refused->outcome);
+      }
+      if (!opened) return kExitInvalid;
+    } else if (!expect_inputs_.empty() || !expect_keys_.empty()) {
+      std::cerr << "cordon run: --expect-input/--expect-key go with --as-submitter\n";
+      return kExitInvalid;
+    }
     if (die_with_parent_ && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
       std::cerr << "cordon: PR_SET_PDEATHSIG failed\n";
       return kExitFailure;
@@ -124,7 +156,7 @@ class RunCommand final : public Command {
       std::cerr << "cordon: " << report.error().message << "\n";
       return kExitFailure;
     }
-    Print(*report);
+    Print(*report, *config);
     return runner::ExitStatusFor(report->outcome);
   }
 
@@ -139,6 +171,67 @@ class RunCommand final : public Command {
       (void)(*log)->Append(event);
     }
     return kExitInvalid;
+  }
+
+  // NAME=VALUE words, each NAME once.
+  static bool ParsePairs(const char* flag, const std::vector<std::string>& args, std::map<std::string, std::string>& out) {
+    for (const std::string& arg : args) {
+      const std::size_t eq = arg.find('=');
+      if (eq == 0 || eq == std::string::npos || eq + 1 == arg.size() ||
+          !out.emplace(arg.substr(0, eq), arg.substr(eq + 1)).second) {
+        std::cerr << "cordon run: " << flag << " " << arg << ": expected NAME=VALUE, each NAME once\n";
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // --as-submitter: opens as the submitter and checks against the approval.
+  // Returns a refusal report, or nothing with `fds` set (or unset: bad usage).
+  std::optional<runner::JobReport> OpenOnNode(const orchestrator::Config& config, const specs::TrainingJob& job,
+                                              runner::RunOptions& options, bool& opened_ok) {
+    runner::Approval approval;
+    if (!input_fds_.empty() || output_fd_ || image_fd_) {
+      std::cerr << "cordon run: --as-submitter opens the paths itself; no --input-fd/--output-fd/--image-fd\n";
+      return std::nullopt;
+    }
+    if (!ParsePairs("--expect-input", expect_inputs_, approval.datasets) ||
+        !ParsePairs("--expect-key", expect_keys_, approval.keys)) {
+      return std::nullopt;
+    }
+    runner::JobReport refused;
+    refused.job_id = job_id_;
+    refused.outcome = runner::JobOutcome::kSetupError;
+    if (!expect_spec_sha_.empty() && options.spec_sha256 != expect_spec_sha_) {
+      refused.reason = "the spec file is not the one cordond approved (sha256 differs)";
+    } else {
+      auto opened = runner::OpenAsSubmitter(config, job, static_cast<uid_t>(*as_submitter_), approval);
+      if (opened) {
+        for (auto& [name, fd] : opened->inputs) options.input_fds[name] = fd.get();
+        options.output_fd = opened->output.get();
+        options.image_fd = opened->image.get();
+        if (!options.submitter_uid) options.submitter_uid = static_cast<uid_t>(*as_submitter_);
+        // RunJob takes the fds over and closes them.
+        for (auto& [name, fd] : opened->inputs) (void)fd.release();
+        (void)opened->output.release();
+        (void)opened->image.release();
+        opened_ok = true;
+        return std::nullopt;
+      }
+      refused.reason = opened.error().message;
+      if (opened.error().kind == runner::NodeRefusal::kInput) refused.outcome = runner::JobOutcome::kInputRejected;
+    }
+    if (auto log = audit::AuditLog::Open(orchestrator::AuditOptionsFor(config))) {
+      audit::Event event;
+      event.action = "job.refused";
+      event.job = job_id_;
+      event.outcome = "denied";
+      event.details = {{"reason", refused.reason.substr(0, 480)},
+                       {"submitter_uid", *as_submitter_},
+                       {"runner_outcome", runner::JobOutcomeName(refused.outcome)}};
+      (void)(*log)->Append(event);
+    }
+    return refused;
   }
 
   // --input-fd NAME=FD (each name once), --output-fd, --image-fd: each an open fd.
@@ -172,10 +265,10 @@ class RunCommand final : public Command {
     return {{"file", o.file}, {"size", o.size}, {"sha256", o.sha256}};
   }
 
-  void Print(const runner::JobReport& r) const {
+  void Print(const runner::JobReport& r, const orchestrator::Config& config) const {
     json outputs = json::array();
     for (const auto& o : r.outputs) outputs.push_back(FileJson(o));
-    if (json_) {
+    if (json_ || !report_file_.empty()) {
       json out = {{"job_id", r.job_id}, {"outcome", runner::JobOutcomeName(r.outcome)},
                   {"exit_code", r.trainer_exit_code >= 0 ? json(r.trainer_exit_code) : json(nullptr)},
                   {"signal", r.trainer_signal}, {"reason", r.reason}, {"status", runner::ExitStatusFor(r.outcome)},
@@ -196,8 +289,11 @@ class RunCommand final : public Command {
       for (const char* key : {"seccomp_violations", "violations_by_syscall", "probes", "probes_by_syscall"}) {
         out[key] = resources.value(key, json(nullptr));
       }
-      std::cout << out.dump(2) << "\n";
-      return;
+      if (!report_file_.empty()) WriteReportFile(out, config);
+      if (json_) {
+        std::cout << out.dump(2) << "\n";
+        return;
+      }
     }
     std::cout << "job " << r.job_id << ": " << runner::JobOutcomeName(r.outcome);
     if (!r.reason.empty()) std::cout << " (" << r.reason << ")";
@@ -211,6 +307,22 @@ class RunCommand final : public Command {
     if (!r.manifest_path.empty()) std::cout << "  manifest: " << r.manifest_path << "\n";
   }
 
+  // The report on shared storage for cordond (docs/SCALE-OUT.md): this node's
+  // name and its audit log's latest signed checkpoint, which cordond records
+  // in the central log as `node.checkpoint`.
+  void WriteReportFile(json report, const orchestrator::Config& config) const {
+    char host[256] = {};
+    (void)::gethostname(host, sizeof host - 1);
+    report["node"] = host;
+    if (auto log = audit::AuditLog::Open(orchestrator::AuditOptionsFor(config))) {
+      if (auto checkpoint = (*log)->Checkpoint()) report["node_checkpoint"] = *checkpoint;
+      else std::cerr << "cordon run: node audit checkpoint: " << checkpoint.error().message << "\n";
+    }
+    if (auto w = WriteFileAtomic(report_file_, report.dump() + "\n", 0600); !w) {
+      std::cerr << "cordon run: --report-file: " << w.error().message << "\n";
+    }
+  }
+
   CLI::App* sub_ = nullptr;
   std::string spec_;
   bool json_ = false;
@@ -222,6 +334,9 @@ class RunCommand final : public Command {
   std::string cgroup_parent_;
   std::vector<std::string> input_fds_;
   std::optional<int> output_fd_, image_fd_;
+  std::optional<std::uint32_t> as_submitter_;
+  std::vector<std::string> expect_inputs_, expect_keys_;
+  std::string expect_spec_sha_, report_file_;
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 //   user_open     — every path a submitter names, opened as the submitter
 //   scheduler     — which queued job starts next (a pure function)
 //   supervisor    — the `cordon run` children, through pidfds
+//   slurm_executor — daemon.executor: slurm: each job a Slurm batch job (docs/SCALE-OUT.md)
 //   job_store     — crash-safe job records
 // One thread, one boost::asio::io_context; nothing blocks it but small file
 // writes (job records, audit entries: fsync'd, a few ms) and the short-lived
@@ -25,6 +26,7 @@
 #include <boost/asio.hpp>
 #include <cstring>
 #include <memory>
+#include <sstream>
 #include <spdlog/spdlog.h>
 
 #include "admin_ops.h"
@@ -45,6 +47,7 @@
 #include "cordon/unique_fd.h"
 #include "cleanup.h"
 #include "scheduler.h"
+#include "slurm_executor.h"
 #include "spool_intake.h"
 #include "supervisor.h"
 #include "user_open.h"
@@ -106,6 +109,8 @@ struct OpenedJob {
   std::vector<UniqueFd> inputs;  // in spec order
   UniqueFd output;               // output.path (created as the submitter if missing)
   UniqueFd image;                // trainer.image
+  // What the policy decided on, per input name: the sealed header's dataset and key.
+  std::vector<std::pair<std::string, std::string>> datasets, keys;
 };
 
 struct Submission {
@@ -165,6 +170,16 @@ class Daemon final {
                                               const OpenedJob& opened, std::vector<int>& pass_fds);
   void OnRunnerExit(RunnerExit exit);
   void CleanUpAbandoned(const JobRecord& r);
+  // daemon.executor: slurm (slurm_executor.h).
+  void StartSlurm();
+  void LaunchSlurm(JobRecord& record, const specs::TrainingJob& job, const OpenedJob& opened);
+  void OnSlurmSubmitted(const std::string& job_id, Result<std::string> slurm_job_id);
+  void OnSlurmPlaced(const std::string& job_id, const std::string& node);
+  void OnSlurmEnded(SlurmEnd end);
+  void RecordNodeCheckpoint(const JobRecord& r, const json& report);
+  [[nodiscard]] std::size_t Running() const { return supervisor_.size() + (slurm_ ? slurm_->size() : 0); }
+  [[nodiscard]] std::vector<std::string> RunningIds() const;
+  [[nodiscard]] bool SlurmExecutes() const { return config_.daemon.executor == orchestrator::Config::Daemon::Executor::kSlurm; }
   specs::ParseResult StoredSpec(const JobRecord& r);
   void SetFinal(JobRecord& r, JobState state, std::string outcome, std::string reason);
 
@@ -188,6 +203,7 @@ class Daemon final {
   ControlServer control_;
   SpoolIntake spool_;
   Supervisor supervisor_;
+  std::unique_ptr<SlurmExecutor> slurm_;  // set with daemon.executor: slurm, or while Slurm jobs are tracked
   asio::signal_set signals_{io_, SIGTERM, SIGINT, SIGHUP};
   asio::steady_timer grace_timer_{io_};
   asio::steady_timer watchdog_timer_{io_};
@@ -239,6 +255,7 @@ Status Daemon::Start() {
   auto store = JobStore::Open(config_.state_dir);
   if (!store) return std::unexpected(WithContext(store.error(), "job store"));
   store_ = std::move(*store);
+  if (SlurmExecutes()) StartSlurm();
   if (auto r = Recover(); !r) return r;
   std::map<std::string, std::uint64_t> finished;
   for (JobRecord* r : store_->All()) {
@@ -269,6 +286,12 @@ Status Daemon::Start() {
 Status Daemon::Recover() {
   for (JobRecord* r : store_->All()) {
     if (r->state != JobState::kRunning) continue;
+    if (r->executor == "slurm") {  // it runs on in Slurm: tracked again (its end decides)
+      StartSlurm();
+      slurm_->Adopt(r->job_id, r->slurm_job_id);
+      AuditEvent("job.reconciled", r->job_id, "ok", {{"slurm_job_id", r->slurm_job_id}});
+      continue;
+    }
     const pid_t runner = r->pid;
     bool killed = false;
     if (runner > 0 && r->pid_start != 0 && ProcessStartTime(runner) == r->pid_start) {
@@ -321,6 +344,7 @@ void Daemon::BeginStop() {
   stopping_ = true;
   sd_notify(0, "STOPPING=1");
   spdlog::info("stopping: {} running job(s) get {}s to finish", supervisor_.size(), options_.grace.count());
+  if (slurm_) spdlog::info("{} Slurm job(s) run on; a restarted cordond tracks them again", slurm_->size());
   control_.Close();
   ::unlink(config_.daemon.socket.c_str());
   spool_.Close();
@@ -350,6 +374,7 @@ void Daemon::FinishStop() {
   for (auto* timer : {&grace_timer_, &watchdog_timer_, &retry_timer_, &metrics_timer_, &checkpoint_timer_}) {
     timer->cancel();
   }
+  if (slurm_) slurm_->Stop();
   if (!config_.daemon.metrics_file.empty()) (void)metrics_.WriteFile(config_.daemon.metrics_file, NowSeconds());
   signals_.cancel();
   io_.stop();
@@ -390,7 +415,7 @@ void Daemon::Notify() {
   std::size_t queued = 0;
   for (JobRecord* r : store_->All()) queued += r->state == JobState::kQueued;
   metrics_dirty_ = true;
-  sd_notifyf(0, "STATUS=%zu running, %zu queued%s%s", supervisor_.size(), queued, stopping_ ? ", stopping" : "",
+  sd_notifyf(0, "STATUS=%zu running, %zu queued%s%s", Running(), queued, stopping_ ? ", stopping" : "",
              degraded_ ? ", degraded: audit log cannot record" : "");
 }
 
@@ -472,7 +497,7 @@ void Daemon::SetFinal(JobRecord& r, JobState state, std::string outcome, std::st
 
 void Daemon::Handle(const std::shared_ptr<Connection>& conn, const protocol::Request& request) {
   const Caller& caller = conn->caller();
-  if (request.op == Op::kPing) return conn->Send({{"ok", true}, {"running", supervisor_.size()}, {"degraded", degraded_}});
+  if (request.op == Op::kPing) return conn->Send({{"ok", true}, {"running", Running()}, {"degraded", degraded_}});
   if (request.op == Op::kSubmit) return OnSubmit(conn, request);
   if (request.op == Op::kAdmin) return OnAdmin(conn, request);
   if (request.op == Op::kStatus && request.job.empty()) {
@@ -556,6 +581,10 @@ void Daemon::OnCancel(const std::shared_ptr<Connection>& conn, JobRecord& r) {
   if (r.state == JobState::kQueued) {
     SetFinal(r, JobState::kCancelled, "cancelled", "cancelled while queued by uid " + std::to_string(caller.id.uid));
     Notify();
+  } else if (r.executor == "slurm" && slurm_) {
+    r.cancel_requested = true;
+    if (auto s = store_->Save(r); !s) spdlog::error("job {}: cannot save its state: {}", r.job_id, s.error().message);
+    slurm_->Cancel(r.job_id);
   } else {
     supervisor_.Signal(r.job_id, SIGTERM, true);
   }
@@ -711,6 +740,8 @@ Result<OpenedJob> Daemon::OpenAndAuthorize(const specs::TrainingJob& job, const 
     auto info = sealed::OpenSealed(opened.inputs[i].get());
     if (!info) return Fail(Errc::kPermissionDenied, "input " + job.inputs[i].name + ": not a sealed file");
     facts.push_back({job.inputs[i].path, info->header.dataset, info->header.key.ToString()});
+    opened.datasets.emplace_back(job.inputs[i].name, info->header.dataset);
+    opened.keys.emplace_back(job.inputs[i].name, info->header.key.ToString());
   }
   if (auto ok = policy::CheckJob(*grant, job, facts); !ok) return std::unexpected(ok.error());
   return opened;
@@ -786,7 +817,9 @@ bool Daemon::KnownSource(const std::string& token) {
 // ---------------------------------------------------------------- jobs
 
 void Daemon::Schedule() {
-  while (!stopping_ && supervisor_.size() < config_.daemon.max_concurrent_jobs) {
+  // slurm.scheduling: slurm hands every accepted job to Slurm at once; its priority decides.
+  const bool slurm_orders = SlurmExecutes() && config_.slurm.scheduling == orchestrator::Config::Slurm::Scheduling::kSlurm;
+  while (!stopping_ && (slurm_orders || Running() < config_.daemon.max_concurrent_jobs)) {
     std::vector<QueuedJob> queued;
     std::vector<JobRecord*> records;
     for (JobRecord* r : store_->All()) {
@@ -795,17 +828,17 @@ void Daemon::Schedule() {
       records.push_back(r);
     }
     schedule_.running_by_user.clear();
-    for (const auto& id : supervisor_.JobIds()) schedule_.running_by_user[store_->Find(id)->submitter]++;
+    for (const auto& id : RunningIds()) schedule_.running_by_user[store_->Find(id)->submitter]++;
     const auto next = PickNext(queued, schedule_);
     if (!next) break;
     JobRecord& record = *records[*next];
-    const std::size_t before = supervisor_.size();
+    const std::size_t before = Running();
     Launch(record);
     if (record.state == JobState::kQueued) {  // the audit log could not record the start
       RetryLater();
       break;
     }
-    if (supervisor_.size() > before) schedule_.last_served[record.submitter] = ++serve_counter_;
+    if (Running() > before) schedule_.last_served[record.submitter] = ++serve_counter_;
   }
   Notify();
 }
@@ -842,6 +875,7 @@ void Daemon::Launch(JobRecord& record) {
   const Caller submitter{{record.submitter, pw ? pw->pw_gid : gid_t{65534}}, 0, record.via};
   Result<OpenedJob> opened = parsed.job ? OpenAndAuthorize(*parsed.job, submitter)
                                         : Fail(Errc::kInvalidData, "the stored spec no longer parses");
+  if (opened && SlurmExecutes()) return LaunchSlurm(record, *parsed.job, *opened);
   std::vector<int> pass_fds;
   auto argv = opened ? RunnerArgs(record, *parsed.job, *opened, pass_fds)
                      : Result<std::vector<std::string>>(std::unexpected(opened.error()));
@@ -939,6 +973,143 @@ void Daemon::CleanUpAbandoned(const JobRecord& r) {
     AuditEvent("job.cleaned", r.job_id, "ok",
                {{"partials_removed", cleaned->partials_removed}, {"directory_removed", cleaned->directory_removed}});
   }
+}
+
+
+// ---------------------------------------------------------------- daemon.executor: slurm
+
+std::vector<std::string> Daemon::RunningIds() const {
+  std::vector<std::string> ids = supervisor_.JobIds();
+  if (slurm_) {
+    for (auto& id : slurm_->JobIds()) ids.push_back(std::move(id));
+  }
+  return ids;
+}
+
+void Daemon::StartSlurm() {
+  if (slurm_) return;
+  SlurmExecutor::Callbacks callbacks;
+  callbacks.submitted = [this](const std::string& id, Result<std::string> slurm_id) { OnSlurmSubmitted(id, std::move(slurm_id)); };
+  callbacks.placed = [this](const std::string& id, const std::string& node) { OnSlurmPlaced(id, node); };
+  callbacks.ended = [this](SlurmEnd end) { OnSlurmEnded(std::move(end)); };
+  slurm_ = std::make_unique<SlurmExecutor>(io_, config_, std::move(callbacks));
+}
+
+// The job was decided as a local one is (OpenAndAuthorize, as the submitter,
+// just now); the node opens everything again as the submitter and refuses
+// unless each input is the dataset and key decided on here.
+void Daemon::LaunchSlurm(JobRecord& record, const specs::TrainingJob& job, const OpenedJob& opened) {
+  auto text = ReadFileLimited(store_->SpecPath(record.job_id), protocol::kMaxRequestBytes);
+  SlurmJobRequest request;
+  request.job_id = record.job_id;
+  request.submitter = record.submitter;
+  request.spec_text = text ? *text : "";
+  request.spec_sha256 = record.spec_sha256;
+  request.memory_bytes = job.resources.memory_bytes;
+  request.scratch_bytes = job.resources.scratch_bytes;
+  request.cpus = job.resources.cpus;
+  request.timeout = job.resources.timeout;
+  request.datasets = opened.datasets;
+  request.keys = opened.keys;
+  if (!AuditEvent("job.started", record.job_id, "intent", {{"runner", config_.slurm.cordon}, {"executor", "slurm"}})) return;
+  Status submitted = text ? slurm_->Submit(request) : Status(std::unexpected(text.error()));
+  if (!submitted) {
+    AuditEvent("job.completed", record.job_id, "failed", {{"runner_outcome", "setup_error"}, {"reason", Clip(submitted.error().message)}});
+    SetFinal(record, JobState::kFailed, "setup_error", "cannot hand the job to Slurm: " + submitted.error().message);
+    return;
+  }
+  record.state = JobState::kRunning;
+  record.executor = "slurm";
+  record.started_at = NowSeconds();
+  if (auto s = store_->Save(record); !s) spdlog::error("job {}: cannot save its state: {}", record.job_id, s.error().message);
+  journal::JobEvent({record.job_id, "", "running"}, "handed to Slurm (sbatch)");
+}
+
+void Daemon::OnSlurmSubmitted(const std::string& job_id, Result<std::string> slurm_job_id) {
+  JobRecord* r = store_->Find(job_id);
+  if (!r || IsFinal(r->state)) return;
+  if (!slurm_job_id) {
+    AuditEvent("job.completed", job_id, "failed", {{"runner_outcome", "setup_error"}, {"reason", Clip(slurm_job_id.error().message)}});
+    SetFinal(*r, JobState::kFailed, "setup_error", slurm_job_id.error().message);
+    journal::JobEvent({job_id, "setup_error", "failed"}, slurm_job_id.error().message, journal::Level::kWarning);
+    metrics_.JobFinished("setup_error", -1, -1, -1, 0);
+    return Schedule();
+  }
+  r->slurm_job_id = *slurm_job_id;
+  if (auto s = store_->Save(*r); !s) spdlog::error("job {}: cannot save its state: {}", job_id, s.error().message);
+  AuditEvent("job.slurm_submitted", job_id, "ok", {{"slurm_job_id", *slurm_job_id}, {"partition", config_.slurm.partition}});
+}
+
+void Daemon::OnSlurmPlaced(const std::string& job_id, const std::string& node) {
+  JobRecord* r = store_->Find(job_id);
+  if (!r || !r->node.empty()) return;
+  r->node = node.empty() ? "unknown" : node;
+  if (auto s = store_->Save(*r); !s) spdlog::error("job {}: cannot save its state: {}", job_id, s.error().message);
+  AuditEvent("job.dispatched", job_id, "ok", {{"slurm_job_id", r->slurm_job_id}, {"node", Clip(r->node)}});
+  journal::JobEvent({job_id, "", "running"}, "running on Slurm node " + r->node);
+}
+
+// The node's audit log's latest signed checkpoint, taken by its runner at the
+// end of the job: the central log anchors the node's history with it.
+void Daemon::RecordNodeCheckpoint(const JobRecord& r, const json& report) {
+  const auto note = report.find("node_checkpoint");
+  std::vector<std::string> lines;
+  if (note != report.end() && note->is_string() && note->get_ref<const std::string&>().size() < 480) {
+    std::string line;
+    for (std::istringstream in(note->get<std::string>()); std::getline(in, line);) lines.push_back(line);
+  }
+  if (lines.size() < 4 || lines[1].empty() || lines[1].find_first_not_of("0123456789") != std::string::npos) {
+    AuditEvent("node.checkpoint", r.job_id, "missing", {{"node", Clip(r.node)}, {"slurm_job_id", r.slurm_job_id}});
+    return;
+  }
+  // The whole signed note, hex (one line in every reader), for `cordon audit verify --node-checkpoints`.
+  std::string hex;
+  for (const char c : note->get<std::string>()) {
+    const auto byte = static_cast<unsigned char>(c);
+    hex += "0123456789abcdef"[byte >> 4];
+    hex += "0123456789abcdef"[byte & 15];
+  }
+  AuditEvent("node.checkpoint", r.job_id, "ok",
+             {{"node", Clip(r.node)}, {"slurm_job_id", r.slurm_job_id}, {"origin", Clip(lines[0])},
+              {"size", std::stoull(lines[1])}, {"root", Clip(lines[2])}, {"note_hex", hex}});
+}
+
+void Daemon::OnSlurmEnded(SlurmEnd end) {
+  JobRecord* r = store_->Find(end.job_id);
+  if (!r || IsFinal(r->state)) return;
+  json report = end.report.empty() ? json() : json::parse(end.report, nullptr, false);
+  if (report.is_object() && report.value("job_id", json()) != json(r->job_id)) report = json();  // not this job's
+  if (report.is_object()) {
+    if (r->node.empty()) OnSlurmPlaced(r->job_id, report.value("node", json()).is_string() ? report["node"].get<std::string>() : "");
+    RecordNodeCheckpoint(*r, report);
+    const json outcome = report.value("outcome", json());
+    // Cancelled, but not by Cordon: scancel behind its back, preemption, a node drain.
+    if (outcome == "cancelled" && !r->cancel_requested) {
+      const std::string why = "stopped from outside Cordon: Slurm job " + r->slurm_job_id +
+                              " was cancelled or signalled in Slurm (scancel, preemption, a node drain); "
+                              "the runner sealed what it had";
+      AuditEvent("job.interrupted", r->job_id, "interrupted", {{"slurm_job_id", r->slurm_job_id}, {"reason", Clip(why)}});
+      r->output_dir = report.value("output_dir", json("")).is_string() ? report["output_dir"].get<std::string>() : "";
+      SetFinal(*r, JobState::kInterrupted, "interrupted", why);
+      metrics_.JobFinished("interrupted", r->finished_at - r->started_at, -1, -1, 0);
+      journal::JobEvent({r->job_id, "interrupted", "interrupted"}, why, journal::Level::kWarning);
+      return Schedule();
+    }
+    const json status = report.value("status", json());
+    const int code = status.is_number_integer() ? status.get<int>() : 1;
+    OnRunnerExit(RunnerExit{r->job_id, std::move(end.report), W_EXITCODE(code & 0xff, 0), r->cancel_requested});
+    return;
+  }
+  JobState state = JobState::kInterrupted;
+  std::string outcome = "interrupted", why = end.why;
+  if (r->cancel_requested) state = JobState::kCancelled, outcome = "cancelled", why = "cancelled in Slurm (" + end.why + ")";
+  AuditEvent(state == JobState::kCancelled ? "job.completed" : "job.interrupted", r->job_id, JobStateName(state),
+             {{"slurm_job_id", r->slurm_job_id}, {"slurm_state", end.slurm_state}, {"reason", Clip(why)}});
+  SetFinal(*r, state, outcome, why);
+  CleanUpAbandoned(*r);
+  metrics_.JobFinished(outcome, r->finished_at - r->started_at, -1, -1, 0);
+  journal::JobEvent({r->job_id, outcome, JobStateName(state)}, why, journal::Level::kWarning);
+  Schedule();
 }
 
 }  // namespace

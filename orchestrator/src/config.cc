@@ -31,6 +31,7 @@ class ConfigReader final {
     if (const Node* n = top.Optional("sandbox")) ReadSandbox(*n, c.sandbox);
     if (const Node* n = top.Optional("daemon")) ReadDaemon(*n, c.daemon);
     if (const Node* n = top.Optional("audit")) ReadAudit(*n, c.audit);
+    if (const Node* n = top.Optional("slurm")) ReadSlurm(*n, c.slurm);
     top.Finish();
     return c;
   }
@@ -113,6 +114,79 @@ class ConfigReader final {
         daemon.metrics_file.clear();
       }
     }
+    Choice(m, "executor", {"local", "slurm"}, daemon.executor);
+    m.Finish();
+  }
+
+  // One of two words, the enum's first and second value.
+  template <typename Enum>
+  void Choice(MapReader& m, std::string_view key, std::pair<const char*, const char*> words, Enum& out) {
+    const Node* n = m.Optional(key);
+    if (n == nullptr) return;
+    auto v = yaml::ReadString(d_, *n, m.Path(key));
+    if (!v) return;
+    if (*v == words.first) out = static_cast<Enum>(0);
+    else if (*v == words.second) out = static_cast<Enum>(1);
+    else d_.Add(*n, m.Path(key) + ": must be " + words.first + " or " + words.second);
+  }
+
+  // A word sbatch reads: no control characters, bounded.
+  void Word(MapReader& m, std::string_view key, std::string& out) {
+    const Node* n = m.Optional(key);
+    if (n == nullptr) return;
+    auto v = yaml::ReadString(d_, *n, m.Path(key));
+    if (!v) return;
+    if (!PlainWord(*v)) return d_.Add(*n, m.Path(key) + ": 1-256 printable characters, no spaces");
+    out = *v;
+  }
+  static bool PlainWord(const std::string& v) {
+    if (v.empty() || v.size() > 256) return false;
+    for (const char c : v) {
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
+    }
+    return true;
+  }
+
+  void ReadSlurm(const Node& node, Config::Slurm& s) {
+    MapReader m(d_, node, "slurm");
+    Word(m, "partition", s.partition);
+    Word(m, "account", s.account);
+    if (const Node* n = m.Optional("sbatch_args")) {
+      if (auto v = yaml::ReadStringList(d_, *n, "slurm.sbatch_args", 64)) {
+        for (const auto& arg : *v) {
+          if (!PlainWord(arg) || arg[0] != '-') {
+            d_.Add(*n, "slurm.sbatch_args: '" + arg.substr(0, 64) + "' is not an option (-x or --name=value, no spaces)");
+          }
+          // Cordon owns these: where Slurm writes output, what runs, for whom.
+          for (const char* owned : {"--output", "--error", "--input", "--wrap", "--job-name", "--uid", "--gid",
+                                    "--export", "--chdir", "-o", "-e", "-i", "-J", "-D"}) {
+            if (arg == owned || arg.rfind(std::string(owned) + "=", 0) == 0 ||
+                (owned[1] != '-' && arg.rfind(owned, 0) == 0)) {
+              d_.Add(*n, "slurm.sbatch_args: " + std::string(owned) + " is set by cordond");
+            }
+          }
+        }
+        s.sbatch_args = *v;
+      }
+    }
+    Path(m, "cordon", s.cordon);
+    Path(m, "node_config", s.node_config);
+    Path(m, "shared_dir", s.shared_dir);
+    if (const Node* n = m.Optional("poll_interval")) {
+      if (auto v = yaml::ReadString(d_, *n, "slurm.poll_interval")) {
+        auto d = ParseDuration(*v);
+        if (!d || d->count() < 100 || d->count() > 3600000) d_.Add(*n, "slurm.poll_interval: a duration from 100ms to 1h");
+        else s.poll_interval_ms = static_cast<std::uint32_t>(d->count());
+      }
+    }
+    if (const Node* n = m.Optional("time_grace")) {
+      if (auto v = yaml::ReadString(d_, *n, "slurm.time_grace")) {
+        auto d = ParseDuration(*v);
+        if (!d || d->count() < 0 || d->count() > 86400000) d_.Add(*n, "slurm.time_grace: a duration from 0s to 24h");
+        else s.time_grace_s = static_cast<std::uint32_t>(d->count() / 1000);
+      }
+    }
+    Choice(m, "scheduling", {"cordon", "slurm"}, s.scheduling);
     m.Finish();
   }
 
@@ -160,6 +234,7 @@ ConfigParse ParseConfig(std::string_view text) {
   Diagnostics d;
   Config config = ConfigReader(d).Read(*doc.root);
   for (auto& diagnostic : d.Take()) result.diagnostics.push_back(std::move(diagnostic));
+  if (result.diagnostics.empty() && config.slurm.shared_dir.empty()) config.slurm.shared_dir = config.state_dir + "/slurm";
   if (result.diagnostics.empty()) result.config = std::move(config);
   return result;
 }
@@ -243,6 +318,7 @@ std::string RenderConfig(const Config& c) {
   } else {
     out += "  metrics_file: " + Quoted(c.daemon.metrics_file) + "   # Prometheus textfile\n";
   }
+  out += "  # executor: local   # or slurm: each job a Slurm batch job (docs/SCALE-OUT.md, the slurm: section)\n";
   return out;
 }
 

@@ -33,12 +33,7 @@ fresh() {
   e2e_install "$W/inst" || return 1
   INIT_POLICY=$(cat "$INST/policy.yaml" 2>/dev/null)  # what init wrote, checked by startup
   INIT_POLICY_FILE=0; [ -f "$INST/policy.yaml" ] && INIT_POLICY_FILE=1
-  local k
-  for k in datasets models other; do "$C" keys create "$k" >/dev/null 2>&1 || { echo "keys create $k failed" >&2; return 1; }; done
-  MARK=$(e2e_marker ZQX); DMARK=$(e2e_marker DQX)
-  printf 'age,spend,note\n30,1.5,%s\n41,2.5,x\n' "$DMARK" | "$C" seal --key kms://local/datasets --name customers - "$W/sealed/customers.sealed" >/dev/null 2>&1
-  printf 'ssn\n123\n' | "$C" seal --key kms://local/datasets --name payroll - "$W/sealed/payroll.sealed" >/dev/null 2>&1
-  chmod 0644 "$W/sealed"/*.sealed
+  e2e_sealed_world "$W/sealed" datasets models other || return 1
   cat >"$INST/policy.yaml" <<POL
 admins:
   uids: [0]

@@ -183,6 +183,19 @@ os.chmod(file, 0o644)
 PYSPEC
 }
 
+# e2e_sealed_world DIR KEY...: the keys (kms://local/KEY) and two sealed datasets in DIR
+# (0644): customers.sealed (a row holding $DMARK) and payroll.sealed, both under
+# kms://local/datasets (so KEY must include datasets). Sets MARK (for trainer output)
+# and DMARK (only ever in the plaintext input).
+e2e_sealed_world() {
+  local dir="$1" k; shift
+  for k in "$@"; do "$C" keys create "$k" >/dev/null 2>&1 || { echo "keys create $k failed" >&2; return 1; }; done
+  MARK=$(e2e_marker ZQX); DMARK=$(e2e_marker DQX)
+  printf 'age,spend,note\n30,1.5,%s\n41,2.5,x\n' "$DMARK" | "$C" seal --key kms://local/datasets --name customers - "$dir/customers.sealed" >/dev/null 2>&1
+  printf 'ssn\n123\n' | "$C" seal --key kms://local/datasets --name payroll - "$dir/payroll.sealed" >/dev/null 2>&1
+  chmod 0644 "$dir"/*.sealed
+}
+
 # ---------------------------------------------------------------- the daemon
 
 # e2e_daemon_start [CORDOND FLAGS]: starts cordond on $CFG (stderr appended to

@@ -51,7 +51,30 @@ struct Config {
     std::string socket = "/run/cordon/cordon.sock";
     // Prometheus textfile (node_exporter's textfile collector; must end in .prom). Empty: none.
     std::string metrics_file;
+    // Where jobs run (docs/SCALE-OUT.md): "local" (a `cordon run` child of
+    // cordond) or "slurm" (one Slurm batch job per Cordon job).
+    enum class Executor { kLocal, kSlurm } executor = Executor::kLocal;
   } daemon;
+
+  // daemon.executor: slurm (docs/SCALE-OUT.md, docs/CONFIG.md).
+  struct Slurm {
+    std::string partition;                 // sbatch --partition ("" = the cluster's default)
+    std::string account;                   // sbatch --account ("" = none)
+    std::vector<std::string> sbatch_args;  // more sbatch options, each one argv word ("--qos=high")
+    std::string cordon = "/usr/bin/cordon";  // the `cordon` binary on the nodes
+    // The cordon.yaml `cordon run` reads on the nodes ("" = the same path as
+    // cordond's): each node's own installation, its own audit_dir.
+    std::string node_config;
+    // Each job's spec copy, batch script and report: on storage every node
+    // sees at the same path ("" = <state_dir>/slurm).
+    std::string shared_dir;
+    std::uint32_t poll_interval_ms = 2000;  // squeue / report polling (100ms..1h)
+    std::uint32_t time_grace_s = 300;       // added to resources.timeout for --time (stage-in/out)
+    // Who orders the queue: "cordon" (cordond's per-user fairness, at most
+    // max_concurrent_jobs in Slurm) or "slurm" (every accepted job goes to
+    // Slurm at once; its priority/fairshare plugins decide).
+    enum class Scheduling { kCordon, kSlurm } scheduling = Scheduling::kCordon;
+  } slurm;
 };
 
 struct ConfigParse {

@@ -54,6 +54,11 @@ struct JobRecord {
   // memory_limit_bytes, max_rss_bytes and scratch {size_bytes, peak_bytes, final_bytes, full};
   // null before.
   nlohmann::json resources = nullptr;
+  // Where the job runs: "local" (a child of cordond) or "slurm" (docs/SCALE-OUT.md).
+  std::string executor = "local";
+  std::string slurm_job_id;  // "" until sbatch answered
+  std::string node;          // the Slurm node it ran on, once known
+  bool cancel_requested = false;  // slurm: `cordon cancel` was asked (scancel sent)
 
   [[nodiscard]] nlohmann::json ToJson() const;
   [[nodiscard]] static Result<JobRecord> FromJson(const nlohmann::json& j);

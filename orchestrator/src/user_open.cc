@@ -1,4 +1,4 @@
-#include "user_open.h"
+#include "cordon/orchestrator/user_open.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -15,7 +15,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace cordon::daemon {
+namespace cordon::useropen {
 namespace {
 
 constexpr int kNotRegular = -1;  // "errno" for a path that is not a regular file
@@ -272,4 +272,4 @@ Result<std::vector<UniqueFd>> OpenAsUser(const Identity& who, const std::vector<
   return fds;
 }
 
-}  // namespace cordon::daemon
+}  // namespace cordon::useropen
