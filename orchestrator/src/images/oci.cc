@@ -254,6 +254,12 @@ ImageConfig ReadImageConfig(const json& config) {
 }
 
 // ---- extraction helpers ----
+// libarchive's message for the last error; it may have none (a NULL string).
+std::string ArchiveError(archive* a) {
+  const char* message = archive_error_string(a);
+  return message != nullptr ? message : "unknown error (libarchive gave no message)";
+}
+
 Result<std::vector<std::string>> SplitEntryPath(const char* raw, const Limits& limits) {
   if (raw == nullptr) return Fail(Errc::kInvalidData, "an entry without a name");
   const std::string_view name(raw);
@@ -485,7 +491,7 @@ Status WriteFile(State& s, archive* a, int parent, const std::string& leaf, arch
   char buf[1 << 16];
   for (;;) {
     const la_ssize_t n = archive_read_data(a, buf, sizeof buf);
-    if (n < 0) return Fail(Errc::kInvalidData, std::string("reading its data: ") + archive_error_string(a));
+    if (n < 0) return Fail(Errc::kInvalidData, std::string("reading its data: ") + ArchiveError(a));
     if (n == 0) break;
     written += static_cast<std::uint64_t>(n);
     if (written > static_cast<std::uint64_t>(size)) return Fail(Errc::kInvalidData, "more data than its header says");
@@ -625,7 +631,7 @@ Status LayerExtractor::Apply(int blob_fd, const Descriptor* expect) {
   archive_read_support_format_tar(a.get());
   if (archive_read_open(a.get(), &s, nullptr, ReadCallback, nullptr) != ARCHIVE_OK) {
     if (s.too_big) return Fail(Errc::kIntegrity, "the blob is larger than its descriptor");
-    return Fail(Errc::kInvalidData, std::string("not a tar layer: ") + archive_error_string(a.get()));
+    return Fail(Errc::kInvalidData, std::string("not a tar layer: ") + ArchiveError(a.get()));
   }
   for (;;) {
     archive_entry* e = nullptr;
@@ -633,7 +639,7 @@ Status LayerExtractor::Apply(int blob_fd, const Descriptor* expect) {
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
       if (s.too_big) return Fail(Errc::kIntegrity, "the blob is larger than its descriptor");
-      return Fail(Errc::kInvalidData, std::string("a malformed tar stream: ") + archive_error_string(a.get()));
+      return Fail(Errc::kInvalidData, std::string("a malformed tar stream: ") + ArchiveError(a.get()));
     }
     if (auto st = ApplyEntry(s, a.get(), e); !st) return st;
   }
