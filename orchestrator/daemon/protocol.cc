@@ -86,33 +86,31 @@ std::string AdminCommandRefusal(const std::vector<std::string>& argv) {
   return "";
 }
 
-const char* OpName(Op op) {
-  for (const auto& [value, name] : kOps) {
-    if (value == op) return name;
+namespace {
+
+// The wire names of an enum, both ways, from one table.
+template <typename E, std::size_t N>
+const char* NameIn(const std::array<std::pair<E, const char*>, N>& table, E value, const char* unknown) {
+  for (const auto& [v, name] : table) {
+    if (v == value) return name;
   }
-  return "?";
+  return unknown;
 }
 
-std::optional<Op> ParseOp(std::string_view name) {
-  for (const auto& [value, text] : kOps) {
-    if (name == text) return value;
+template <typename E, std::size_t N>
+std::optional<E> ValueIn(const std::array<std::pair<E, const char*>, N>& table, std::string_view name) {
+  for (const auto& [v, text] : table) {
+    if (name == text) return v;
   }
   return std::nullopt;
 }
 
-const char* ReplyCodeName(ReplyCode code) {
-  for (const auto& [value, name] : kCodes) {
-    if (value == code) return name;
-  }
-  return "error";
-}
+}  // namespace
 
-std::optional<ReplyCode> ParseReplyCode(std::string_view name) {
-  for (const auto& [value, text] : kCodes) {
-    if (name == text) return value;
-  }
-  return std::nullopt;
-}
+const char* OpName(Op op) { return NameIn(kOps, op, "?"); }
+std::optional<Op> ParseOp(std::string_view name) { return ValueIn(kOps, name); }
+const char* ReplyCodeName(ReplyCode code) { return NameIn(kCodes, code, "error"); }
+std::optional<ReplyCode> ParseReplyCode(std::string_view name) { return ValueIn(kCodes, name); }
 
 bool IsJobId(std::string_view id) {
   if (id.empty() || id.size() > kMaxJobIdBytes || id.front() == '.') return false;

@@ -2,6 +2,7 @@
 // hostile index (even though sealed) cannot write outside DEST, and files that
 // are not the index's (hash, job, dataset, a link) are refused.
 #include "cordon/orchestrator/outputs.h"
+#include "cordon/testing/temp_dir.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,17 +22,15 @@ using nlohmann::json;
 
 class ExtractTest : public ::testing::Test {
  protected:
+  cordon::testing::TempDir tmp_dir_{"extract"};  // removed with the fixture
   void SetUp() override {
-    char tmpl[] = "/tmp/cordon-extract-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_dir_.path();
     kms_ = sealed::CachedKeyManagers(kms::Options{dir_ + "/keys", std::nullopt});
     auto local = kms_.get("local");
     ASSERT_TRUE(local) << local.error().message;
     ASSERT_TRUE((*local)->Create("models"));
     fs::create_directories(dir_ + "/job");
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // Seals `plain` as job/<file> with the given dataset and job; returns its sha256.
   std::string Seal(const std::string& file, const std::string& plain, const std::string& dataset,

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "cordon/unique_fd.h"
+#include "cordon/testing/temp_dir.h"
 
 namespace cordon::runner::internal {
 namespace {
@@ -21,14 +22,12 @@ namespace fs = std::filesystem;
 
 class ImageScanTest : public ::testing::Test {
  protected:
+  cordon::testing::TempDir tmp_dir_{"image-scan"};  // removed with the fixture
   void SetUp() override {
-    char tmpl[] = "/tmp/cordon-image-scan-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
+    root_ = tmp_dir_.path();
     fs::create_directories(root_ + "/img/lib/deep");
     ASSERT_EQ(::chmod((root_ + "/img").c_str(), 0755), 0);
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   Status Check(bool links_protected = true) {
     UniqueFd fd(::open((root_ + "/img").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));

@@ -8,19 +8,18 @@
 #include <gtest/gtest.h>
 
 #include "cordon/file_io.h"
+#include "cordon/testing/temp_dir.h"
 
 namespace cordon::orchestrator {
 namespace {
 
 class InstallTest : public ::testing::Test {
  protected:
+  cordon::testing::TempDir tmp_dir_{"init"};  // removed with the fixture
   void SetUp() override {
-    char tmpl[] = "/tmp/cordon-init-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    tmp_ = tmpl;
+    tmp_ = tmp_dir_.path();
     root_ = tmp_ + "/inst";
   }
-  void TearDown() override { std::filesystem::remove_all(tmp_); }
   std::string tmp_;
   std::string root_;
 };

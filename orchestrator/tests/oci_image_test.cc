@@ -16,6 +16,7 @@
 
 #include "cordon/orchestrator/oci_image.h"
 #include "cordon/unique_fd.h"
+#include "cordon/testing/temp_dir.h"
 
 namespace cordon::images {
 namespace {
@@ -54,15 +55,13 @@ void WriteAll(const fs::path& p, const std::string& s) { std::ofstream(p, std::i
 
 class OciTest : public ::testing::Test {
  protected:
+  cordon::testing::TempDir tmp_dir_{"oci"};  // removed with the fixture
   void SetUp() override {
-    char tmpl[] = "/tmp/cordon-oci-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_dir_.path();
     fs::create_directories(dir_ / "rootfs");
     fs::create_directories(dir_ / "outside");
     rootfs_.reset(open((dir_ / "rootfs").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // Writes a tar (gzip-compressed when `gzip`) of `entries` and returns its bytes.
   std::string Tar(const std::vector<Entry>& entries, bool gzip = true) {

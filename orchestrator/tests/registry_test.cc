@@ -1,6 +1,7 @@
 // The dataset registry's storage: crash-safe documents, version lookup, the
 // lock, and a document that is not ours refused.
 #include "cordon/orchestrator/datasets.h"
+#include "cordon/testing/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -14,12 +15,10 @@ namespace {
 
 class RegistryTest : public ::testing::Test {
  protected:
+  cordon::testing::TempDir tmp_dir_{"registry"};  // removed with the fixture
   void SetUp() override {
-    char tmpl[] = "/tmp/cordon-registry-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_dir_.path();
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string dir_;
 };
 

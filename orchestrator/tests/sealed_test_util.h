@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cordon/orchestrator/sealed.h"
+#include "cordon/testing/temp_dir.h"
 
 namespace cordon::sealed::testing {
 
@@ -41,17 +42,15 @@ inline bool Exists(const std::string& path) {
 
 class SealedFixture : public ::testing::Test {
  protected:
+  cordon::testing::TempDir tmp_dir_{"sealed"};  // removed with the fixture
   void SetUp() override {
-    char tmpl[] = "/tmp/cordon-sealed-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_dir_.path();
     kms_ = CachedKeyManagers(kms::Options{dir_ + "/keys", std::nullopt});
     auto local = kms_.get("local");
     ASSERT_TRUE(local) << local.error().message;
     local_ = *local;
     ASSERT_TRUE(local_->Create("k"));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 

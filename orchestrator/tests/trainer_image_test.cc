@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "trainer_image.h"
+#include "cordon/testing/temp_dir.h"
 
 namespace cordon::runner::internal {
 namespace {
@@ -38,14 +39,10 @@ TEST(Ldconfig, KeepsNativeCudaAndNvidiaLibrariesOnly) {
 
 class FakeDev : public ::testing::Test {
  protected:
+  cordon::testing::TempDir tmp_dir_{"gpu"};  // removed with the fixture
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "mknod needs root";
-    char tmpl[] = "/tmp/cordon-gpu-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dev_ = tmpl;
-  }
-  void TearDown() override {
-    if (!dev_.empty()) fs::remove_all(dev_);
+    dev_ = tmp_dir_.path();
   }
   void Node(const std::string& name) { ASSERT_EQ(mknod((dev_ / name).c_str(), S_IFCHR | 0666, makedev(1, 3)), 0); }
   fs::path dev_;
