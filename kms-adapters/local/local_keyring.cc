@@ -15,6 +15,7 @@
 #include <ctime>
 #include <memory>
 
+#include "cordon/hex.h"
 #include "cordon/file_io.h"
 #include "cordon/key_ref.h"
 #include "cordon/unique_fd.h"
@@ -51,16 +52,6 @@ struct CleansedString {
   ~CleansedString() { OPENSSL_cleanse(text.data(), text.size()); }
 };
 
-std::string Hex(std::span<const std::uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (std::uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
-}
 
 bool Unhex(std::string_view hex, std::span<std::uint8_t> out) {
   if (hex.size() != out.size() * 2) return false;
@@ -151,7 +142,7 @@ void Render(const KeyFile& key, CleansedString& out) {
   for (const std::uint32_t n : key.retired) out.text += "retired " + std::to_string(n) + "\n";
   for (const KekVersion& v : key.versions) {
     out.text += "version " + std::to_string(v.version) + " " + std::to_string(v.created) + " " +
-                Hex(v.key_id) + " ";
+                HexEncode(v.key_id) + " ";
     for (std::uint8_t b : v.kek.span()) {
       static constexpr char kDigits[] = "0123456789abcdef";
       out.text.push_back(kDigits[b >> 4]);

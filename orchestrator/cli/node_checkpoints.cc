@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "cordon/hex.h"
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/audit_verify.h"
 
@@ -17,7 +18,6 @@ namespace {
 
 std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-// details.note_hex back to the note's text ("" when it is not hex).
 audit::VerifyOptions NodeVerifyOptions(const std::string& dir, const std::optional<std::string>& verifier_key,
                                        std::optional<std::string> checkpoint) {
   audit::VerifyOptions o;
@@ -27,17 +27,6 @@ audit::VerifyOptions NodeVerifyOptions(const std::string& dir, const std::option
   return o;
 }
 
-std::string FromHex(const std::string& hex) {
-  std::string out;
-  if (hex.size() % 2 != 0) return out;
-  for (std::size_t i = 0; i < hex.size(); i += 2) {
-    const auto nibble = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
-    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
-    if (hi < 0 || lo < 0) return {};
-    out += static_cast<char>(hi * 16 + lo);
-  }
-  return out;
-}
 
 // A recorded note in a private temp file, for Verify's --checkpoint.
 struct TempNote {
@@ -87,7 +76,7 @@ int VerifyNodeCheckpoints(const std::string& central_dir, const std::string& nod
     const auto d = e.value("details", nlohmann::json::object());
     if (!d.is_object() || d.value("origin", "") != origin || !d.contains("note_hex") || !d["note_hex"].is_string()) continue;
     const std::string job = e.value("job", "");
-    const TempNote note(FromHex(d["note_hex"].get<std::string>()));
+    const TempNote note(HexDecode(d["note_hex"].get<std::string>()).value_or(""));
     if (note.path.empty()) {
       failure = "cannot write a temp file for the checkpoint of job " + job;
       break;

@@ -1,5 +1,6 @@
 // SHA-256, HMAC-SHA256, the key schedule and Ed25519 over OpenSSL 3.
 #define OPENSSL_SUPPRESS_DEPRECATED  // SHA256_Init/Update/Final: see Digest()
+#include "cordon/hex.h"
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -76,15 +77,7 @@ Bytes32 EvolveKey(const Bytes32& key) {
   return Digest({kLabel, View(key.data(), key.size())});
 }
 
-std::string Hex(const std::uint8_t* data, std::size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(size * 2, '0');
-  for (std::size_t i = 0; i < size; ++i) {
-    out[2 * i] = kDigits[data[i] >> 4];
-    out[2 * i + 1] = kDigits[data[i] & 15];
-  }
-  return out;
-}
+std::string Hex(const std::uint8_t* data, std::size_t size) { return HexEncode({data, size}); }
 
 std::optional<Bytes32> Unhex32(std::string_view hex) {
   if (hex.size() != 64) return std::nullopt;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "cordon/hex.h"
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/csv_projection.h"
 #include "cordon/orchestrator/datasets.h"
@@ -21,15 +22,6 @@ namespace {
 
 constexpr const char* kHashKeyDataset = "cordon-registry-hash-key";
 
-std::string Hex(const std::uint8_t* bytes, std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) {
-    out += digits[bytes[i] >> 4];
-    out += digits[bytes[i] & 15];
-  }
-  return out;
-}
 
 // HMAC-SHA256 under the registry's hash key, re-initialised per message.
 class Hmac final {
@@ -185,7 +177,7 @@ Result<Profile> ProfileSealed(int fd, const sealed::KeyManagers& kms, const Secr
   }
   std::uint8_t digest[32];
   if (!content.Final(digest)) return Fail(Errc::kInternal, "HMAC-SHA256 failed");
-  profile.content_digest = "hmac-sha256:" + Hex(digest, sizeof digest);
+  profile.content_digest = "hmac-sha256:" + HexEncode(std::span<const std::uint8_t>(digest, sizeof digest));
   OPENSSL_cleanse(digest, sizeof digest);
   if (csv_ok) {
     profile.rows = csv.rows() > 0 ? csv.rows() - 1 : 0;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "cordon/hex.h"
 #include "cordon/file_io.h"
 #include "cordon/orchestrator/datasets.h"
 #include "cordon/unique_fd.h"
@@ -26,16 +27,6 @@ bool IsPlainName(std::string_view name) {
          });
 }
 
-std::string Hex(std::string_view bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (const char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
 
 json CallerJson(const Caller& c) { return {{"uid", c.uid}, {"user", c.user}}; }
 Caller CallerFrom(const json& j) {
@@ -186,7 +177,7 @@ Result<Registry> Registry::Open(const std::string& state_dir) {
 
 std::string Registry::PathOf(std::string_view name) const {
   if (IsPlainName(name)) return dir_ + "/" + std::string(name) + ".json";
-  return dir_ + "/x-" + Hex(name) + ".json";
+  return dir_ + "/x-" + HexEncode(name) + ".json";
 }
 
 Result<std::vector<std::string>> Registry::Names() const {

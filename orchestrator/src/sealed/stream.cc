@@ -12,6 +12,7 @@
 #include <system_error>
 #include <thread>
 
+#include "cordon/hex.h"
 #include "cordon/file_io.h"
 #include "format.h"
 
@@ -272,15 +273,6 @@ class LaneEngine {
   std::optional<Error> error_;
 };
 
-std::string Hex(std::span<const std::uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (std::uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
-}
 
 // The size of a regular file (progress totals); 0 for pipes and the like.
 std::uint64_t TotalOf(int fd) {
@@ -382,7 +374,7 @@ Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms, const Sea
   if (EVP_DigestFinal_ex(sha.get(), digest.data(), &digest_len) != 1 || digest_len != digest.size()) {
     return Fail(Errc::kInternal, "SHA-256 failed");
   }
-  report.sha256 = "sha256:" + Hex(digest);
+  report.sha256 = "sha256:" + HexEncode(digest);
   return report;
 }
 
