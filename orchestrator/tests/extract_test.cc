@@ -112,6 +112,21 @@ TEST_F(ExtractTest, DestMustBeNew) {
   EXPECT_FALSE(Extract());
 }
 
+// A failure part-way (here the second file is not the index's) leaves no DEST and no plaintext of
+// the files restored before it: the tree appears whole or not at all.
+TEST_F(ExtractTest, AFailurePartWayLeavesNoPlaintext) {
+  const std::string a = Seal("out-000001.sealed", "first secret", "out-000001");
+  Seal("out-000002.sealed", "second", "out-000002");
+  Index(json::array({{{"file", "out-000001.sealed"}, {"path", "a/one.txt"}, {"size", 12}, {"sha256", a}},
+                     {{"file", "out-000002.sealed"}, {"path", "two.txt"}, {"size", 6}, {"sha256", "sha256:00"}}}));
+  auto done = Extract();
+  ASSERT_FALSE(done);
+  EXPECT_EQ(done.error().code, Errc::kIntegrity);
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    EXPECT_EQ(e.path().filename().string().find("dest"), std::string::npos) << e.path();
+  }
+}
+
 TEST_F(ExtractTest, FilesThatAreNotTheIndexsAreRefused) {
   const std::string a = Seal("out-000001.sealed", "x", "out-000001");
   // The sha256 differs from the index's.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -173,11 +174,28 @@ Result<Extracted> ExtractOutputs(const std::string& job_dir, const std::string& 
   }
   done.superseded = entries.size() - restore.size();
   entries = std::move(restore);
-  if (::mkdir(dest.c_str(), 0700) != 0) return FailErrno("create " + dest);
-  UniqueFd dest_fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dest_fd) return FailErrno(dest);
-  for (const Entry& entry : entries) {
-    if (auto ok = ExtractOne(job_fd.get(), dest_fd.get(), entry, kms, done); !ok) return std::unexpected(ok.error());
+  // The tree is written into a fresh sibling of DEST and renamed to DEST only once every file is
+  // restored and synced: a failure part-way (a tampered output, a full disk) leaves no DEST and no
+  // plaintext behind.
+  struct stat st{};
+  if (::lstat(dest.c_str(), &st) == 0) return Fail(Errc::kAlreadyExists, dest + " already exists: DEST must be new");
+  std::string staging = dest + ".partial-XXXXXX";
+  if (::mkdtemp(staging.data()) == nullptr) return FailErrno("create " + dest);
+  auto restored = [&]() -> Status {
+    UniqueFd dest_fd(::open(staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dest_fd) return FailErrno(staging);
+    for (const Entry& entry : entries) {
+      if (auto ok = ExtractOne(job_fd.get(), dest_fd.get(), entry, kms, done); !ok) return ok;
+    }
+    if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) != 0) {
+      return FailErrno("rename the restored tree to " + dest);
+    }
+    return FsyncDir(std::filesystem::path(dest).parent_path().empty() ? "." : std::filesystem::path(dest).parent_path().string());
+  }();
+  if (!restored) {
+    std::error_code ignored;
+    std::filesystem::remove_all(staging, ignored);  // never follows a link inside
+    return std::unexpected(restored.error());
   }
   return done;
 }
