@@ -1,12 +1,15 @@
 #include "slurm_executor.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <cmath>
 #include <sstream>
 
 #include "cordon/file_io.h"
+#include "cordon/unique_fd.h"
 
 namespace cordon::daemon {
 namespace {
@@ -204,7 +207,22 @@ bool SlurmExecutor::TryReport(const std::string& job_id) {
   SlurmEnd end{job_id, it->second.slurm_job_id, std::move(*text), it->second.state, ""};
   jobs_.erase(it);
   callbacks_.ended(std::move(end));
+  RemoveJobDir(job_id);
   return true;
+}
+
+// Once the report is recorded the job's folder on the shared storage has served its purpose:
+// it is removed (only the files cordond and the runner put there, never following a link), so
+// shared_dir does not grow with every job. A job that ends without a report keeps its folder:
+// runner.err and sbatch.err say why.
+void SlurmExecutor::RemoveJobDir(const std::string& job_id) const {
+  const std::string dir = JobDir(job_id);
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return;
+  for (const char* name : {"spec.yaml", "job.sh", "report.json", "runner.err", "sbatch.err"}) {
+    ::unlinkat(fd.get(), name, 0);
+  }
+  ::rmdir(dir.c_str());  // fails, harmlessly, if anything else is inside
 }
 
 void SlurmExecutor::End(const std::string& job_id, std::string why) {

@@ -102,6 +102,7 @@ class SlurmExecutor final {
   void ArmPoll();
   void OnSqueue(const std::string& text, bool ok);
   bool TryReport(const std::string& job_id);
+  void RemoveJobDir(const std::string& job_id) const;
   void End(const std::string& job_id, std::string why);
   void Scancel(const std::string& job_id, bool batch_term);
 

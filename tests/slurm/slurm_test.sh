@@ -124,6 +124,9 @@ PY
   check "twenty: the trainer's marker is in no Slurm file (spool, state, logs)" test -z "$(grep -rlaF -- "$MARK" "$SLURM_DIR")"
   check "twenty: the data marker is in no Slurm file" test -z "$(grep -rlaF -- "$DMARK" "$SLURM_DIR")"
   check "twenty: the data marker is in no shared job file (spec, script, report)" test -z "$(grep -rlaF -- "$DMARK" "$STATE_DIR/slurm")"
+  local left=0 id
+  for id in "${ids[@]}"; do [ -e "$STATE_DIR/slurm/$id" ] && left=$((left + 1)); done
+  check "twenty: each job's shared folder is removed once its report is recorded" test "$left" = 0
 }
 
 # cancel: a job queued in Slurm (its partition down) and a running one.
