@@ -34,6 +34,7 @@ std::unique_ptr<Command> MakeInspectCommand(CLI::App& app);
 std::unique_ptr<Command> MakeAuditCommand(CLI::App& app);
 std::unique_ptr<Command> MakeRunCommand(CLI::App& app);
 std::unique_ptr<Command> MakeOutputsCommand(CLI::App& app);  // outputs extract
+std::unique_ptr<Command> MakeImagesCommand(CLI::App& app);   // images prune
 // The dataset registry and incident response (incident_cli.h): datasets; quarantine,
 // release, restore, halt, incident report.
 std::unique_ptr<Command> MakeDatasetsCommand(CLI::App& app);

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   commands.push_back(MakeAuditCommand(app));
   commands.push_back(MakeRunCommand(app));
   commands.push_back(MakeOutputsCommand(app));
+  commands.push_back(MakeImagesCommand(app));
   commands.push_back(MakeDatasetsCommand(app));
   for (auto& command : MakeIncidentCommands(app)) commands.push_back(std::move(command));
   for (const char* op : {"submit", "status", "list", "cancel", "wait", "logs"}) {

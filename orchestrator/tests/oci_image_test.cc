@@ -328,6 +328,50 @@ TEST_F(LayoutTest, ResolvesUnpacksAndCaches) {
   EXPECT_TRUE(second->cached);
 }
 
+// `cordon images prune`: an entry a job holds is never removed, a recent one is kept, a dry run
+// removes nothing, and a name that is not an entry (a link dressed as one) is left alone.
+TEST_F(LayoutTest, PruneRemovesOnlyUnheldOldEntries) {
+  const std::string digest = Build({Tar({File("x", "y")})});
+  UniqueFd fd = OpenLayout();
+  auto image = Resolve(fd.get(), "v1", {});
+  ASSERT_TRUE(image) << image.error().message;
+  const std::string cache = (dir_ / "cache").string(), entry = cache + "/" + digest.substr(7);
+  auto held = Unpack(fd.get(), *image, cache, {});
+  ASSERT_TRUE(held) << held.error().message;
+  auto again = Unpack(fd.get(), *image, cache, {});  // a second job on the same image does not wait
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->cached);
+  fs::create_directories(dir_ / "outside");
+  WriteAll(dir_ / "outside/keep", "k");
+  fs::create_directory_symlink(dir_ / "outside", cache + "/" + std::string(64, 'a'));
+
+  auto report = PruneCache(cache, 0, false);
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_EQ(report->in_use, 1u);
+  EXPECT_TRUE(report->removed.empty());
+  held->hold.reset();
+  EXPECT_EQ(PruneCache(cache, 0, false)->in_use, 1u);  // still held by the second
+  again->hold.reset();
+  report = PruneCache(cache, 3600, false);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->recent, 1u);
+  report = PruneCache(cache, 0, true);
+  ASSERT_TRUE(report);
+  ASSERT_EQ(report->removed.size(), 1u);
+  EXPECT_EQ(report->removed[0].digest, digest);
+  EXPECT_EQ(report->removed[0].bytes, 1u);
+  EXPECT_TRUE(fs::exists(entry));  // a dry run
+  report = PruneCache(cache, 0, false);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->removed.size(), 1u);
+  EXPECT_FALSE(fs::exists(entry));
+  EXPECT_FALSE(fs::exists(entry + ".lock"));
+  EXPECT_EQ(ReadAll(dir_ / "outside/keep"), "k");
+  auto fresh = Unpack(fd.get(), *image, cache, {});  // unpacked again on the next use
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_FALSE(fresh->cached);
+}
+
 TEST_F(LayoutTest, TamperedBlobsAreRefused) {
   const std::string layer = Tar({File("f", "1")});
   Build({layer});

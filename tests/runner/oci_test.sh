@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # OCI images and GPUs end to end: `cordon run` on an OCI layout this test builds from a
 # busybox-static rootfs (tests/runner/oci/make_layout.py), with and without the digest pin; a
-# wrong pin and hostile layers refused; the image cache; `resources.gpus` where no GPU exists;
+# wrong pin and hostile layers refused; the image cache and `cordon images prune`; `resources.gpus` where no GPU exists;
 # one job through cordond as a plain uid.
 #
 #   oci_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
-#   sections: run umoci hostile gpu daemon
+#   sections: run prune umoci hostile gpu daemon
 # Needs root and /bin/busybox (busybox-static). KEEP=1 keeps the temp dir.
 set -uo pipefail
-SECTIONS_ALL=(run umoci hostile gpu daemon)
+SECTIONS_ALL=(run prune umoci hostile gpu daemon)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/e2e.sh"
 e2e_sections oci "$@"
@@ -112,6 +112,36 @@ sec_run() {
 
 # The workflow docs/TRAINERS.md shows: umoci init/new/unpack/repack/config, no daemon, and the
 # pin read from the layout's index.json.
+# `cordon images prune`: a running job's entry is kept, an idle one removed (audited) and
+# unpacked again by the next job.
+sec_prune() {
+  setup_install prune || { fail "install"; return; }
+  local hex=${DIGEST#sha256:} pid n i
+  pjson() { "$C" images prune --json "$@" 2>/dev/null; }
+  ospec "$T/slow.yaml" "oci:$T/layout:v1" "sleep 4; echo done > /out/model.txt"
+  "$C" run --json "$T/slow.yaml" >"$T/slow.json" 2>"$T/slow.err" &
+  pid=$!
+  for i in $(seq 100); do
+    n=$(pjson --older-than 0 --dry-run | jget - 'd["in_use"]' 2>/dev/null)
+    [ "$n" = 1 ] && break
+    sleep 0.1
+  done
+  check "a running job holds its image's cache entry" test "$n" = 1
+  check "prune keeps the entry a running job holds" test "$(pjson --older-than 0 | jget - 'len(d["removed"])')" = 0
+  check "the entry is still there" test -d "$STATE_DIR/images/$hex/rootfs"
+  wait "$pid"
+  check "the job with the held entry succeeded" test "$(jget "$T/slow.json" 'd["outcome"]')" = succeeded
+  check "a recently used entry is kept by the default --older-than" test "$(pjson | jget - 'd["recent"]')" = 1
+  check "prune --older-than 0 removes the idle entry" test "$(pjson --older-than 0 | jget - 'd["removed"][0]["digest"]')" = "$DIGEST"
+  check "its tree is gone" test ! -e "$STATE_DIR/images/$hex"
+  check "images.pruned is audited" bash -c "'$C' audit show --json --action images.pruned | grep -q '\"removed\": *1'"
+  check "a non-root user cannot prune" bash -c "! runuser -u nobody -- '$C' --config '$CFG' images prune >/dev/null 2>&1"
+  ospec "$T/after.yaml" "oci:$T/layout:v1" "echo trained > /out/model.txt"
+  orun after "$T/after.yaml"
+  check "the next job unpacks the image again" test "$(outcome)" = succeeded
+  check "... not from the cache" bash -c "'$C' audit show --json --action image.check | tail -n1 | grep -q '\"cached\": *false'"
+}
+
 sec_umoci() {
   command -v umoci >/dev/null || { fail "umoci is installed (scripts/setup)"; return; }
   setup_install umoci || { fail "install"; return; }

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -687,6 +688,61 @@ Result<UniqueFd> OpenCache(const std::string& cache_dir) {
   return fd;
 }
 
+constexpr const char* kPrunedMeanwhile = "the image cache entry was pruned while it was being taken";
+
+// Opens and locks <hex>.lock; a lock file a pruner unlinked while we waited is opened again.
+Result<UniqueFd> LockEntry(int cache_fd, const std::string& hex, int how) {
+  for (;;) {
+    UniqueFd lock(::openat(cache_fd, (hex + ".lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!lock) return FailErrno("create the cache lock");
+    while (::flock(lock.get(), how) != 0) {
+      if (errno != EINTR) return FailErrno("lock the cache entry");
+    }
+    struct stat st {};
+    if (::fstat(lock.get(), &st) != 0) return FailErrno("stat the cache lock");
+    if (st.st_nlink > 0) return lock;
+  }
+}
+
+// The entry is ready and `lock` held: record the use (the lock file's mtime) and keep a shared
+// lock for the caller's lifetime. flock cannot downgrade atomically, so after an unpack a pruner
+// may slip in between: the entry is then checked again and, if gone, the caller is told to retry.
+Result<Unpacked> HoldEntry(int cache_fd, const std::string& hex, UniqueFd lock, Unpacked out) {
+  (void)::futimens(lock.get(), nullptr);
+  while (::flock(lock.get(), LOCK_SH) != 0) {
+    if (errno != EINTR) return FailErrno("lock the cache entry");
+  }
+  struct stat st {}, lst {};
+  if (::fstat(lock.get(), &lst) != 0 || lst.st_nlink == 0 ||
+      ::fstatat(cache_fd, hex.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+    return Fail(Errc::kNotFound, kPrunedMeanwhile);
+  }
+  out.hold = std::move(lock);
+  return out;
+}
+
+// Sum of the regular files' sizes under `name` (for the prune report; links never followed).
+std::uint64_t TreeBytes(int dirfd, const std::string& name, int depth = 0) {
+  struct stat st {};
+  if (depth > kMaxRemoveDepth || ::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
+  if (!S_ISDIR(st.st_mode)) return S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(st.st_size) : 0;
+  const int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return 0;
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    ::close(fd);
+    return 0;
+  }
+  std::uint64_t total = 0;
+  while (const dirent* e = ::readdir(dir)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+      total += TreeBytes(::dirfd(dir), e->d_name, depth + 1);
+    }
+  }
+  ::closedir(dir);
+  return total;
+}
+
 Status Extract(int layout_fd, const ResolvedImage& image, int tmp_fd, const Limits& limits,
                const std::optional<Reader>& reader, Unpacked& out) {
   if (::mkdirat(tmp_fd, "rootfs", 0700) != 0) return FailErrno("mkdir rootfs");
@@ -710,23 +766,31 @@ Status Extract(int layout_fd, const ResolvedImage& image, int tmp_fd, const Limi
 
 }  // namespace
 
-Result<Unpacked> Unpack(int layout_fd, const ResolvedImage& image, const std::string& cache_dir, const Limits& limits,
-                        const std::optional<Reader>& reader) {
+namespace {
+
+Result<Unpacked> UnpackOnce(int layout_fd, const ResolvedImage& image, const std::string& cache_dir, const Limits& limits,
+                            const std::optional<Reader>& reader) {
   if (!IsSha256Digest(image.manifest_digest)) return Fail(Errc::kInvalidArgument, "bad manifest digest");
   auto cache = OpenCache(cache_dir);
   if (!cache) return std::unexpected(cache.error());
   const std::string hex = image.manifest_digest.substr(7);
   Unpacked out;
   out.rootfs = cache_dir + "/" + hex + "/rootfs";
-  UniqueFd lock(::openat(cache->get(), (hex + ".lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!lock) return FailErrno("create the cache lock");
-  while (::flock(lock.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) return FailErrno("lock the cache entry");
+  const auto ready = [&] {
+    struct stat st {};
+    return ::fstatat(cache->get(), hex.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+  };
+  // Shared first: jobs using the same finished entry never wait for each other.
+  auto lock = LockEntry(cache->get(), hex, LOCK_SH);
+  if (!lock) return std::unexpected(lock.error());
+  if (!ready()) {
+    lock->reset();
+    lock = LockEntry(cache->get(), hex, LOCK_EX);
+    if (!lock) return std::unexpected(lock.error());
   }
-  struct stat st {};
-  if (::fstatat(cache->get(), hex.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+  if (ready()) {
     out.cached = true;
-    return out;
+    return HoldEntry(cache->get(), hex, std::move(*lock), std::move(out));
   }
   const std::string tmp = hex + ".tmp";
   if (auto s = RemoveTree(cache->get(), tmp); !s) return std::unexpected(WithContext(s.error(), "remove a stale unpack"));
@@ -740,7 +804,63 @@ Result<Unpacked> Unpack(int layout_fd, const ResolvedImage& image, const std::st
     return std::unexpected(done.error());
   }
   (void)::fsync(cache->get());
-  return out;
+  return HoldEntry(cache->get(), hex, std::move(*lock), std::move(out));
+}
+
+}  // namespace
+
+Result<Unpacked> Unpack(int layout_fd, const ResolvedImage& image, const std::string& cache_dir, const Limits& limits,
+                        const std::optional<Reader>& reader) {
+  for (int attempt = 0;; ++attempt) {
+    auto out = UnpackOnce(layout_fd, image, cache_dir, limits, reader);
+    if (out || attempt == 2 || out.error().message != kPrunedMeanwhile) return out;
+  }
+}
+
+Result<PruneReport> PruneCache(const std::string& cache_dir, std::int64_t older_than_seconds, bool dry_run) {
+  auto cache = OpenCache(cache_dir);
+  if (!cache) return std::unexpected(cache.error());
+  std::vector<std::string> names;
+  {
+    UniqueFd list_fd(::openat(cache->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    DIR* dir = list_fd ? ::fdopendir(list_fd.release()) : nullptr;
+    if (dir == nullptr) return FailErrno("list " + cache_dir);
+    while (const dirent* e = ::readdir(dir)) names.emplace_back(e->d_name);
+    ::closedir(dir);
+  }
+  std::sort(names.begin(), names.end());
+  const std::int64_t now = ::time(nullptr);
+  PruneReport report;
+  for (const std::string& hex : names) {
+    if (!IsSha256Digest("sha256:" + hex)) continue;  // <hex>.lock, <hex>.tmp: handled with their entry
+    struct stat st {};
+    if (::fstatat(cache->get(), hex.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) continue;
+    UniqueFd lock(::openat(cache->get(), (hex + ".lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!lock) return FailErrno("open the lock of " + hex);
+    if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) return FailErrno("lock " + hex);
+      ++report.in_use;
+      continue;
+    }
+    struct stat lst {};
+    if (::fstat(lock.get(), &lst) != 0) return FailErrno("stat the lock of " + hex);
+    // An entry unpacked before lock files recorded use: its directory's mtime (the rename).
+    const std::int64_t last_used = std::max<std::int64_t>(lst.st_mtim.tv_sec, st.st_mtim.tv_sec);
+    if (now - last_used < older_than_seconds) {
+      ++report.recent;
+      continue;
+    }
+    PrunedEntry entry{"sha256:" + hex, TreeBytes(cache->get(), hex), last_used};
+    if (!dry_run) {
+      if (auto s = RemoveTree(cache->get(), hex); !s) return std::unexpected(WithContext(s.error(), "prune " + hex));
+      if (auto s = RemoveTree(cache->get(), hex + ".tmp"); !s) return std::unexpected(s.error());
+      // Unlinked while held: a waiter that then gets it sees nlink 0 and opens the new one.
+      (void)::unlinkat(cache->get(), (hex + ".lock").c_str(), 0);
+    }
+    report.removed.push_back(std::move(entry));
+  }
+  if (!dry_run) (void)::fsync(cache->get());
+  return report;
 }
 
 }  // namespace cordon::images

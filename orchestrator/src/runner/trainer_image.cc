@@ -90,6 +90,7 @@ Result<PreparedOci> PrepareOci(const specs::Trainer& trainer, int layout_fd, con
   out.manifest_digest = image->manifest_digest;
   out.rootfs = unpacked->rootfs;
   out.cached = unpacked->cached;
+  out.cache_hold = std::move(unpacked->hold);
   out.entries = unpacked->entries;
   out.bytes = unpacked->bytes;
   out.env = image->image_config.env;

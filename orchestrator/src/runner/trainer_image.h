@@ -21,6 +21,7 @@ struct PreparedOci {
   std::string manifest_digest;  // sha256:<hex>, checked against spec.trainer.image_digest
   std::string rootfs;           // <state_dir>/images/<hex>/rootfs
   UniqueFd rootfs_fd;           // O_PATH | O_DIRECTORY of it: what the sandbox binds as "/"
+  UniqueFd cache_hold;          // the cache entry's shared lock: `cordon images prune` leaves it alone
   bool cached = false;
   std::uint64_t entries = 0, bytes = 0;
   std::vector<std::pair<std::string, std::string>> env;  // the image config's Env

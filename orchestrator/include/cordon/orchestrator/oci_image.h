@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "cordon/error.h"
+#include "cordon/unique_fd.h"
 
 namespace cordon::images {
 
@@ -93,11 +94,29 @@ struct Unpacked {
   std::string rootfs;   // <cache>/<hex>/rootfs
   bool cached = false;  // true: it was there already, nothing was read but the JSON
   std::uint64_t entries = 0, bytes = 0;
+  // A shared flock of <cache>/<hex>.lock, held for as long as the entry is in use (the job):
+  // PruneCache never removes an entry someone holds. The lock file's mtime is the last use.
+  UniqueFd hold;
 };
 
 // Ensures <cache_dir>/<hex>/rootfs holds the image's rootfs (cache_dir is created 0700).
 [[nodiscard]] Result<Unpacked> Unpack(int layout_fd, const ResolvedImage& image, const std::string& cache_dir,
                                       const Limits& limits, const std::optional<Reader>& reader = std::nullopt);
+
+// `cordon images prune`: removes the cache entries last used longer than `older_than` ago that no
+// job holds (an exclusive flock of the entry's lock file, taken without waiting), and the
+// leftovers of crashed unpacks. Never follows a link; a name that is not a cache entry is left.
+struct PrunedEntry {
+  std::string digest;           // sha256:<hex>
+  std::uint64_t bytes = 0;      // regular files' sizes
+  std::int64_t last_used = 0;   // unix seconds
+};
+struct PruneReport {
+  std::vector<PrunedEntry> removed;  // (or, with dry_run, those that would be)
+  std::size_t in_use = 0, recent = 0;
+};
+[[nodiscard]] Result<PruneReport> PruneCache(const std::string& cache_dir, std::int64_t older_than_seconds,
+                                             bool dry_run);
 
 // The extractor on its own (Unpack uses it; tests drive it directly). Layers are applied in
 // order onto the tree at `rootfs_fd`; directories are created 0700 (so extraction can write
