@@ -4,7 +4,7 @@
 //
 // Groups are separate name spaces of numbers: 10..19 mean one thing for the sealed-file commands
 // and another for `cordon run` / `cordon wait`. Within a group no two statuses share a value
-// (checked below and in orchestrator/tests/exit_codes_test.cc).
+// (checked below and in orchestrator/runner/tests/exit_codes_test.cc).
 #pragma once
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-#include "cordon/specs/strict_yaml.h"
+#include "cordon/yaml/strict_yaml.h"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/exceptions.h>

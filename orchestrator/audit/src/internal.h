@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cordon/error.h"
-#include "cordon/orchestrator/audit.h"
+#include "cordon/audit/audit.h"
 
 namespace cordon::audit::internal {
 

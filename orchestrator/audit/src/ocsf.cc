@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/audit_ocsf.h"
+#include "cordon/audit/ocsf.h"
 
 #include <ctime>
 #include <string_view>

@@ -8,8 +8,8 @@
 #include <fstream>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit_tlog.h"
-#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/audit/tlog.h"
+#include "cordon/audit/verify.h"
 #include "cordon/unique_fd.h"
 #include "internal.h"
 #include "merkle.h"

@@ -12,7 +12,7 @@
 #include <unordered_set>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/audit/verify.h"
 #include "cordon/unique_fd.h"
 #include "cordon/units.h"
 #include "internal.h"

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit_tlog.h"
+#include "cordon/audit/tlog.h"
 #include "cordon/unique_fd.h"
 #include "internal.h"
 #include "merkle.h"

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/audit/verify.h"
 #include "cordon/unique_fd.h"
 #include "internal.h"
 #include "merkle.h"

@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "cordon/orchestrator/audit.h"
+#include "cordon/audit/audit.h"
 
 namespace {
 const char* kTimeline[] = {"job.accepted",   "job.inputs_verified", "key.unwrapped", "sandbox.started",

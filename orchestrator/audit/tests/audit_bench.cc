@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/audit_verify.h"
-#include "cordon/orchestrator/audit_tlog.h"
+#include "cordon/audit/audit.h"
+#include "cordon/audit/verify.h"
+#include "cordon/audit/tlog.h"
 #include "internal.h"
 #include "merkle.h"
 

@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/audit/audit.h"
+#include "cordon/audit/verify.h"
 
 namespace cordon::audit {
 namespace {

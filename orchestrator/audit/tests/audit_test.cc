@@ -10,8 +10,8 @@
 #include <sstream>
 #include <thread>
 
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/audit/audit.h"
+#include "cordon/audit/verify.h"
 #include "internal.h"
 
 namespace cordon::audit {

@@ -12,9 +12,9 @@
 #include <random>
 #include <sstream>
 
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/audit_tlog.h"
-#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/audit/audit.h"
+#include "cordon/audit/tlog.h"
+#include "cordon/audit/verify.h"
 #include "internal.h"
 #include "merkle.h"
 

@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/install.h"
+#include "cordon/config/install.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -6,8 +6,8 @@
 #include <filesystem>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/policy.h"
+#include "cordon/audit/audit.h"
+#include "cordon/policy/policy.h"
 #include "cordon/paths.h"
 
 namespace cordon::orchestrator {

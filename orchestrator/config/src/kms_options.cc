@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/sealed_kms.h"
+#include "cordon/config/kms_options.h"
 
 namespace cordon::orchestrator {
 

@@ -1,8 +1,8 @@
 // The `audit:` section of cordon.yaml and AuditOptionsFor.
 #include <gtest/gtest.h>
 
-#include "cordon/orchestrator/audit_config.h"
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/audit_options.h"
+#include "cordon/config/config.h"
 
 namespace cordon::orchestrator {
 namespace {

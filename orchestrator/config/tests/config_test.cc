@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 
 #include <cstdlib>
 

@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/install.h"
+#include "cordon/config/install.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "cordon/orchestrator/policy.h"
+#include "cordon/policy/policy.h"
 
 namespace cordon::daemon {
 

@@ -1,4 +1,4 @@
-#include "daemon/cgroup_delegation.h"
+#include "cgroup_delegation.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -22,7 +22,7 @@
 
 #include "caller.h"
 #include "cordon/error.h"
-#include "cordon/orchestrator/protocol.h"
+#include "cordon/daemon/protocol.h"
 
 namespace cordon::daemon {
 

@@ -11,7 +11,7 @@
 // opener child. Every decision (accept, start, cancel, finish) is appended to
 // the audit log before it takes effect; a decision the log cannot record is
 // not taken (`audit_unavailable`), and the service reports itself degraded.
-#include "cordon/orchestrator/daemon.h"
+#include "cordon/daemon/daemon.h"
 
 #include <fcntl.h>
 #include <pwd.h>
@@ -34,14 +34,14 @@
 #include "journal.h"
 #include "metrics_file.h"
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/audit_config.h"
-#include "cordon/orchestrator/image_scan.h"
-#include "cordon/orchestrator/oci_image.h"
-#include "cordon/orchestrator/job_store.h"
-#include "cordon/orchestrator/policy.h"
-#include "cordon/orchestrator/protocol.h"
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/audit/audit.h"
+#include "cordon/config/audit_options.h"
+#include "cordon/runner/image_scan.h"
+#include "cordon/images/oci_image.h"
+#include "cordon/daemon/job_store.h"
+#include "cordon/policy/policy.h"
+#include "cordon/daemon/protocol.h"
+#include "cordon/sealed/sealed.h"
 #include "cordon/specs/spec.h"
 #include "cordon/process.h"
 #include "cordon/unique_fd.h"

@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/job_store.h"
+#include "cordon/daemon/job_store.h"
 
 #include <sys/random.h>
 

@@ -1,4 +1,4 @@
-#include "daemon/journal.h"
+#include "journal.h"
 
 #include <sys/stat.h>
 #include <syslog.h>

@@ -11,10 +11,10 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 #include "cgroup_delegation.h"
-#include "cordon/orchestrator/daemon.h"
-#include "cordon/orchestrator/policy.h"
+#include "cordon/daemon/daemon.h"
+#include "cordon/policy/policy.h"
 #include "cordon/units.h"
 
 namespace {

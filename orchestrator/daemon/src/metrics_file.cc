@@ -1,4 +1,4 @@
-#include "daemon/metrics_file.h"
+#include "metrics_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

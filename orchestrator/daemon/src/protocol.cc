@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/protocol.h"
+#include "cordon/daemon/protocol.h"
 
 #include <algorithm>
 #include <array>

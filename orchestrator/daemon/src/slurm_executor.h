@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "cordon/error.h"
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 #include "supervisor.h"
 
 namespace cordon::daemon {

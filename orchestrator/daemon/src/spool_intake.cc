@@ -12,9 +12,9 @@
 #include <spdlog/spdlog.h>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/protocol.h"
+#include "cordon/daemon/protocol.h"
 #include "cordon/unique_fd.h"
-#include "cordon/orchestrator/job_store.h"
+#include "cordon/daemon/job_store.h"
 
 namespace cordon::daemon {
 

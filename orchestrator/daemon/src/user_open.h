@@ -1,9 +1,9 @@
 // cordond's name for the open-as-submitter code, which lives in the
-// orchestrator library (cordon/orchestrator/user_open.h) so that `cordon run
+// runner library (cordon/runner/user_open.h) so that `cordon run
 // --as-submitter` on a Slurm node uses the very same code.
 #pragma once
 
-#include "cordon/orchestrator/user_open.h"
+#include "cordon/runner/user_open.h"
 
 namespace cordon::daemon {
 using useropen::Identity;

@@ -3,7 +3,7 @@
 // plays systemd's Delegate=yes service cgroup. Uses memory/pids/cpu where the cgroup2 hierarchy
 // has them (a pure v2 host), else the controllers it has (hugetlb on a hybrid host); skips
 // without root or without any v2 controller.
-#include "daemon/cgroup_delegation.h"
+#include "cgroup_delegation.h"
 
 #include <fcntl.h>
 #include <sched.h>

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cordon/orchestrator/protocol.h"
+#include "cordon/daemon/protocol.h"
 #include "cleanup.h"
 #include "cordon/unique_fd.h"
 #include "scheduler.h"

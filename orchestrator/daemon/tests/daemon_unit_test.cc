@@ -5,8 +5,8 @@
 #include <filesystem>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/job_store.h"
-#include "cordon/orchestrator/policy.h"
+#include "cordon/daemon/job_store.h"
+#include "cordon/policy/policy.h"
 #include "cordon/specs/spec.h"
 
 namespace cordon {

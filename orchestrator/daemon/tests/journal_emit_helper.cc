@@ -3,7 +3,7 @@
 // "journal" or "spdlog": the path taken.
 #include <iostream>
 
-#include "daemon/journal.h"
+#include "journal.h"
 
 int main(int argc, char** argv) {
   if (argc != 4) {

@@ -1,7 +1,7 @@
 // journal::JobEvent off the journal (spdlog lines) and the JOURNAL_STREAM check. The journal
 // side is checked under a real journald by tests/systemd (journalctl -o json, through
 // journal_emit_helper).
-#include "daemon/journal.h"
+#include "journal.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

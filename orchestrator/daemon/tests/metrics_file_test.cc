@@ -1,7 +1,7 @@
 // The Prometheus textfile (orchestrator/daemon/metrics_file.h): the exact text for a known
 // history, the atomic write, and Prometheus's own parser (`promtool check metrics`, Debian's
 // prometheus package) accepting the file.
-#include "daemon/metrics_file.h"
+#include "metrics_file.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

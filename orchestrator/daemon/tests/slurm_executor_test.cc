@@ -13,7 +13,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 #include "slurm_executor.h"
 
 namespace cordon::daemon {

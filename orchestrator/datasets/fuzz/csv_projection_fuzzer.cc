@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "cordon/orchestrator/csv_projection.h"
+#include "cordon/datasets/csv_projection.h"
 
 namespace {
 

@@ -4,8 +4,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "cordon/orchestrator/csv_projection.h"
-#include "cordon/orchestrator/expectations.h"
+#include "cordon/datasets/csv_projection.h"
+#include "cordon/datasets/expectations.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace cordon;

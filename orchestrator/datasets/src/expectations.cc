@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/expectations.h"
+#include "cordon/datasets/expectations.h"
 
 #include <algorithm>
 #include <charconv>

@@ -13,8 +13,8 @@
 
 #include "cordon/hex.h"
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/csv_projection.h"
-#include "cordon/orchestrator/datasets.h"
+#include "cordon/datasets/csv_projection.h"
+#include "cordon/datasets/datasets.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::datasets {

@@ -9,7 +9,7 @@
 
 #include "cordon/hex.h"
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/datasets.h"
+#include "cordon/datasets/datasets.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::datasets {

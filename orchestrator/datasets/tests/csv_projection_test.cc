@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/csv_projection.h"
+#include "cordon/datasets/csv_projection.h"
 
 #include <random>
 

@@ -1,10 +1,10 @@
 // The `expect:` evaluator through the real CSV projector: each check passes on
 // good data and fails with its observed value (never a field's text) on bad.
-#include "cordon/orchestrator/expectations.h"
+#include "cordon/datasets/expectations.h"
 
 #include <gtest/gtest.h>
 
-#include "cordon/orchestrator/csv_projection.h"
+#include "cordon/datasets/csv_projection.h"
 #include "cordon/specs/spec.h"
 
 namespace cordon::orchestrator {

@@ -1,6 +1,6 @@
 // The dataset registry's storage: crash-safe documents, version lookup, the
 // lock, and a document that is not ours refused.
-#include "cordon/orchestrator/datasets.h"
+#include "cordon/datasets/datasets.h"
 #include "cordon/testing/temp_dir.h"
 
 #include <gtest/gtest.h>

@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "cordon/orchestrator/oci_image.h"
+#include "cordon/images/oci_image.h"
 #include "cordon/unique_fd.h"
 
 namespace {

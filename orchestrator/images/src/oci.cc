@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/oci_image.h"
+#include "cordon/images/oci_image.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "cordon/orchestrator/oci_image.h"
+#include "cordon/images/oci_image.h"
 #include "cordon/unique_fd.h"
 #include "cordon/testing/temp_dir.h"
 

@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/policy.h"
+#include "cordon/policy/policy.h"
 
 #include <grp.h>
 #include <pwd.h>

@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/outputs.h"
+#include "cordon/runner/outputs.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

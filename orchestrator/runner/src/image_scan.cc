@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/image_scan.h"
+#include "cordon/runner/image_scan.h"
 
 #include <dirent.h>
 #include <fcntl.h>

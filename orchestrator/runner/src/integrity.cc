@@ -2,7 +2,7 @@
 
 #include <ctime>
 
-#include "cordon/orchestrator/datasets.h"
+#include "cordon/datasets/datasets.h"
 
 namespace cordon::runner::internal {
 

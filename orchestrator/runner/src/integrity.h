@@ -8,7 +8,7 @@
 #include <string>
 
 #include "cordon/error.h"
-#include "cordon/orchestrator/expectations.h"
+#include "cordon/datasets/expectations.h"
 
 namespace cordon::runner::internal {
 

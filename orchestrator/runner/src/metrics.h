@@ -1,5 +1,5 @@
 // The metrics channel's filter: what a trainer's progress line may carry to the
-// host. Private to the runner (unit-tested in orchestrator/tests/metrics_test.cc).
+// host. Private to the runner (unit-tested in orchestrator/runner/tests/metrics_test.cc).
 //
 // A line is a flat JSON object. Only members whose name the spec declared
 // (spec.metrics) and whose value is a finite number or a boolean pass; every

@@ -1,11 +1,11 @@
-#include "cordon/orchestrator/node_open.h"
+#include "cordon/runner/node_open.h"
 
 #include <pwd.h>
 #include <unistd.h>
 
-#include "cordon/orchestrator/image_scan.h"
-#include "cordon/orchestrator/sealed.h"
-#include "cordon/orchestrator/user_open.h"
+#include "cordon/runner/image_scan.h"
+#include "cordon/sealed/sealed.h"
+#include "cordon/runner/user_open.h"
 
 namespace cordon::runner {
 namespace {

@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/runner.h"
+#include "cordon/runner/runner.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -32,14 +32,14 @@
 
 #include "cordon/file_io.h"
 #include "cordon/units.h"
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/audit_config.h"
-#include "cordon/orchestrator/exit_codes.h"
-#include "cordon/orchestrator/sealed.h"
-#include "cordon/orchestrator/sealed_kms.h"
+#include "cordon/audit/audit.h"
+#include "cordon/config/audit_options.h"
+#include "cordon/exit_codes.h"
+#include "cordon/sealed/sealed.h"
+#include "cordon/config/kms_options.h"
 #include "cordon/sandbox/sandbox.h"
 #include "cordon/unique_fd.h"
-#include "cordon/orchestrator/image_scan.h"
+#include "cordon/runner/image_scan.h"
 #include "integrity.h"
 #include "metrics.h"
 #include "stage.h"

@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/csv_projection.h"
+#include "cordon/datasets/csv_projection.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::runner::internal {

@@ -13,8 +13,8 @@
 
 #include "cordon/error.h"
 #include "cordon/key_ref.h"
-#include "cordon/orchestrator/expectations.h"
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/datasets/expectations.h"
+#include "cordon/sealed/sealed.h"
 
 namespace cordon::runner::internal {
 

@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/csv_projection.h"
+#include "cordon/datasets/csv_projection.h"
 #include "stage.h"
 
 namespace cordon::runner::internal {

@@ -12,7 +12,7 @@
 #include <set>
 #include <sstream>
 
-#include "cordon/orchestrator/oci_image.h"
+#include "cordon/images/oci_image.h"
 
 namespace cordon::runner::internal {
 namespace {

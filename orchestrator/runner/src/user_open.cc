@@ -1,4 +1,4 @@
-#include "cordon/orchestrator/user_open.h"
+#include "cordon/runner/user_open.h"
 
 #include <fcntl.h>
 #include <grp.h>

@@ -1,7 +1,7 @@
-// The one table of exit statuses (cordon/orchestrator/exit_codes.h) against its contract,
+// The one table of exit statuses (cordon/exit_codes.h) against its contract,
 // docs/CLI.md: no value shared within a group, the documented numbers, and `cordon run`'s
 // outcome table read from docs/CLI.md itself.
-#include "cordon/orchestrator/exit_codes.h"
+#include "cordon/exit_codes.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <regex>
 #include <string>
 
-#include "cordon/orchestrator/runner.h"
+#include "cordon/runner/runner.h"
 
 namespace cordon {
 namespace {

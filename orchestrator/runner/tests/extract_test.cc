@@ -1,7 +1,7 @@
 // `cordon outputs extract` on real sealed files: a good tree is restored; a
 // hostile index (even though sealed) cannot write outside DEST, and files that
 // are not the index's (hash, job, dataset, a link) are refused.
-#include "cordon/orchestrator/outputs.h"
+#include "cordon/runner/outputs.h"
 #include "cordon/testing/temp_dir.h"
 
 #include <sys/stat.h>

@@ -1,6 +1,6 @@
 // The image check on real trees: sockets, FIFOs, world-writable directories and
 // (without fs.protected_hardlinks) the daemon socket's filesystem are refused.
-#include "cordon/orchestrator/image_scan.h"
+#include "cordon/runner/image_scan.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>

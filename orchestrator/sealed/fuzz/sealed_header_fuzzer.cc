@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/sealed/sealed.h"
 #include "format.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

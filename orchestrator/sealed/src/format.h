@@ -7,7 +7,7 @@
 #include <span>
 #include <vector>
 
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/sealed/sealed.h"
 
 namespace cordon::sealed::internal {
 

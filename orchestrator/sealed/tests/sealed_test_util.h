@@ -11,7 +11,7 @@
 #include <sstream>
 #include <string>
 
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/sealed/sealed.h"
 #include "cordon/testing/temp_dir.h"
 
 namespace cordon::sealed::testing {

@@ -4,8 +4,8 @@
 
 #include <chrono>
 
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/config.h"
+#include "cordon/audit/audit.h"
+#include "cordon/config/config.h"
 
 namespace cordon::orchestrator {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cordon/error.h"
-#include "cordon/specs/strict_yaml.h"
+#include "cordon/yaml/strict_yaml.h"
 
 namespace cordon::orchestrator {
 

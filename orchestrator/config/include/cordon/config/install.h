@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "cordon/error.h"
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 
 namespace cordon::orchestrator {
 

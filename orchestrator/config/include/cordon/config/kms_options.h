@@ -3,7 +3,7 @@
 #pragma once
 
 #include "cordon/kms/kms.h"
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 
 namespace cordon::orchestrator {
 

@@ -11,7 +11,7 @@
 #include <chrono>
 #include <string>
 
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 
 namespace cordon::daemon {
 

@@ -33,8 +33,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cordon/error.h"
-#include "cordon/orchestrator/expectations.h"
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/datasets/expectations.h"
+#include "cordon/sealed/sealed.h"
 #include "cordon/secret.h"
 
 namespace cordon::datasets {

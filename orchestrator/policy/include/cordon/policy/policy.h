@@ -18,7 +18,7 @@
 
 #include "cordon/error.h"
 #include "cordon/specs/spec.h"
-#include "cordon/specs/strict_yaml.h"
+#include "cordon/yaml/strict_yaml.h"
 
 namespace cordon::policy {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "cordon/error.h"
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 #include "cordon/specs/spec.h"
 #include "cordon/unique_fd.h"
 

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "cordon/error.h"
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/sealed/sealed.h"
 
 namespace cordon::runner {
 

@@ -44,7 +44,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cordon/error.h"
-#include "cordon/orchestrator/config.h"
+#include "cordon/config/config.h"
 #include "cordon/specs/spec.h"
 
 namespace cordon::runner {
