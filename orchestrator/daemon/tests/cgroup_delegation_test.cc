@@ -1,4 +1,4 @@
-// cgroup v2 delegation (orchestrator/daemon/cgroup_delegation.h) on the real kernel: in a child
+// cgroup v2 delegation (orchestrator/daemon/src/cgroup_delegation.h) on the real kernel: in a child
 // process, inside its own cgroup and mount namespaces with a private cgroup2 mount, the child
 // plays systemd's Delegate=yes service cgroup. Uses memory/pids/cpu where the cgroup2 hierarchy
 // has them (a pure v2 host), else the controllers it has (hugetlb on a hybrid host); skips

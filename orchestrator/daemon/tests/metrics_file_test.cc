@@ -1,4 +1,4 @@
-// The Prometheus textfile (orchestrator/daemon/metrics_file.h): the exact text for a known
+// The Prometheus textfile (orchestrator/daemon/src/metrics_file.h): the exact text for a known
 // history, the atomic write, and Prometheus's own parser (`promtool check metrics`, Debian's
 // prometheus package) accepting the file.
 #include "metrics_file.h"
