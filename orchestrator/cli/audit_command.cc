@@ -12,12 +12,12 @@
 
 #include "commands.h"
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit.h"
+#include "cordon/audit/audit.h"
 #include "node_checkpoints.h"
-#include "cordon/orchestrator/audit_ocsf.h"
-#include "cordon/orchestrator/audit_tlog.h"
-#include "cordon/orchestrator/audit_verify.h"
-#include "cordon/orchestrator/config.h"
+#include "cordon/audit/ocsf.h"
+#include "cordon/audit/tlog.h"
+#include "cordon/audit/verify.h"
+#include "cordon/config/config.h"
 
 namespace cordon::cli {
 namespace {

@@ -1,6 +1,6 @@
 // The `cordon` CLI: one function pair per subcommand. Register adds the
 // subcommand and its flags to the app; Run executes it after parsing and
-// returns the process exit status (cordon/orchestrator/exit_codes.h, docs/CLI.md).
+// returns the process exit status (cordon/exit_codes.h, docs/CLI.md).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "cordon/orchestrator/exit_codes.h"
+#include "cordon/exit_codes.h"
 
 namespace cordon::cli {
 

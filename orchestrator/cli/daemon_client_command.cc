@@ -14,8 +14,8 @@
 #include "commands.h"
 #include "incident_cli.h"
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/config.h"
-#include "cordon/orchestrator/protocol.h"
+#include "cordon/config/config.h"
+#include "cordon/daemon/protocol.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::cli {

@@ -10,7 +10,7 @@
 #include <iostream>
 #include <set>
 
-#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/audit/verify.h"
 #include "cordon/unique_fd.h"
 #include "incident_cli.h"
 

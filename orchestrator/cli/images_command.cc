@@ -2,7 +2,7 @@
 // every new manifest digest a job runs; this removes the entries no job has used for a while.
 #include <iostream>
 
-#include "cordon/orchestrator/oci_image.h"
+#include "cordon/images/oci_image.h"
 #include "cordon/units.h"
 #include "incident_cli.h"
 #include "sealed_cli.h"

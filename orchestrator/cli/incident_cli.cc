@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <iostream>
 
-#include "cordon/orchestrator/audit_config.h"
-#include "cordon/orchestrator/protocol.h"
-#include "cordon/orchestrator/sealed_kms.h"
+#include "cordon/config/audit_options.h"
+#include "cordon/daemon/protocol.h"
+#include "cordon/config/kms_options.h"
 #include "cordon/unique_fd.h"
 #include "sealed_cli.h"
 

@@ -16,10 +16,10 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/config.h"
-#include "cordon/orchestrator/datasets.h"
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/audit/audit.h"
+#include "cordon/config/config.h"
+#include "cordon/datasets/datasets.h"
+#include "cordon/sealed/sealed.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::cli {

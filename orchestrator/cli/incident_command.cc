@@ -20,8 +20,8 @@
 #include <thread>
 
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit_verify.h"
-#include "cordon/orchestrator/protocol.h"
+#include "cordon/audit/verify.h"
+#include "cordon/daemon/protocol.h"
 #include "cordon/process.h"
 #include "cordon/unique_fd.h"
 #include "incident_cli.h"

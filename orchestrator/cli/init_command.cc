@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "commands.h"
-#include "cordon/orchestrator/install.h"
+#include "cordon/config/install.h"
 
 namespace cordon::cli {
 namespace {

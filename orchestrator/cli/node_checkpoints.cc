@@ -11,7 +11,7 @@
 #include "commands.h"
 #include "cordon/hex.h"
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit_verify.h"
+#include "cordon/audit/verify.h"
 
 namespace cordon::cli {
 namespace {

@@ -4,7 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cordon/orchestrator/outputs.h"
+#include "cordon/runner/outputs.h"
 #include "sealed_cli.h"
 
 namespace cordon::cli {

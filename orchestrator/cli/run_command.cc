@@ -14,11 +14,11 @@
 
 #include "commands.h"
 #include "cordon/file_io.h"
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/audit_config.h"
-#include "cordon/orchestrator/node_open.h"
-#include "cordon/orchestrator/runner.h"
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/audit/audit.h"
+#include "cordon/config/audit_options.h"
+#include "cordon/runner/node_open.h"
+#include "cordon/runner/runner.h"
+#include "cordon/sealed/sealed.h"
 
 namespace cordon::cli {
 namespace {

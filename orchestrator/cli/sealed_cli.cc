@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cordon/orchestrator/audit_config.h"
-#include "cordon/orchestrator/config.h"
-#include "cordon/orchestrator/sealed_kms.h"
+#include "cordon/config/audit_options.h"
+#include "cordon/config/config.h"
+#include "cordon/config/kms_options.h"
 #include "cordon/secret.h"
 
 namespace cordon::cli {

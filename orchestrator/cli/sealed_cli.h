@@ -10,12 +10,12 @@
 
 #include "commands.h"
 #include "cordon/error.h"
-#include "cordon/orchestrator/audit.h"
-#include "cordon/orchestrator/sealed.h"
+#include "cordon/audit/audit.h"
+#include "cordon/sealed/sealed.h"
 
 namespace cordon::cli {
 
-// Their exit statuses (the sealed-file group of cordon/orchestrator/exit_codes.h), for --help.
+// Their exit statuses (the sealed-file group of cordon/exit_codes.h), for --help.
 inline constexpr std::string_view kSealedExitFooter =
     "Exit status: 0 ok, 1 failed (I/O, ...), 2 usage or config error, 10 not a sealed file,\n"
     "11 unsupported format version, 12 unknown key or key version, 13 key disabled,\n"

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "cordon/orchestrator/protocol.h"
+#include "cordon/daemon/protocol.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   namespace p = cordon::protocol;

@@ -4,8 +4,8 @@
 // stops the job with outcome `input_rejected` and quarantines the version.
 //
 // This header only describes the checks (parsed and validated from YAML);
-// the evaluator is the runner's (orchestrator/include/cordon/orchestrator/
-// expectations.h). Field names are the contract:
+// the evaluator is the datasets component's (orchestrator/datasets/include/
+// cordon/datasets/expectations.h). Field names are the contract:
 //   expect:
 //     rows: {min: 1000, max: 10000000}
 //     columns:
@@ -24,7 +24,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "cordon/specs/strict_yaml.h"
+#include "cordon/yaml/strict_yaml.h"
 
 namespace cordon::specs {
 

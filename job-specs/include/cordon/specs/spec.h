@@ -21,7 +21,7 @@
 
 #include "cordon/key_ref.h"
 #include "cordon/specs/expect.h"
-#include "cordon/specs/strict_yaml.h"
+#include "cordon/yaml/strict_yaml.h"
 
 namespace cordon::specs {
 
