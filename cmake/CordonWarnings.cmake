@@ -17,12 +17,20 @@ if(CORDON_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
-# cordon_fuzzer(NAME SOURCES... LIBS ...): a libFuzzer target when CORDON_FUZZ is on.
+# cordon_fuzzer(NAME SOURCES... LIBS ... [SEEDS dir...]): a libFuzzer target when CORDON_FUZZ is
+# on. SEEDS (folders beside the fuzzer, usually fuzz/seeds) are listed, one absolute path a line,
+# in <build>/fuzz-seeds/NAME.seeds, where scripts/fuzz finds them.
 function(cordon_fuzzer name)
-  cmake_parse_arguments(F "" "" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(F "" "" "SOURCES;LIBS;SEEDS" ${ARGN})
   if(NOT CORDON_FUZZ)
     return()
   endif()
+  set(seeds "")
+  foreach(dir IN LISTS F_SEEDS)
+    get_filename_component(dir "${dir}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+    string(APPEND seeds "${dir}\n")
+  endforeach()
+  file(WRITE "${CMAKE_BINARY_DIR}/fuzz-seeds/${name}.seeds" "${seeds}")
   add_executable(${name} ${F_SOURCES})
   target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
