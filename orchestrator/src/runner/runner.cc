@@ -734,8 +734,7 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
         if (!OnControl(fds[i].fd)) fds[i].fd = -1;
         continue;
       }
-      const ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
-      if (n < 0 && errno == EINTR) continue;
+      const ssize_t n = RetryEintr([&] { return ::read(fds[i].fd, buffer, sizeof buffer); });
       if (n <= 0) {
         fds[i].fd = -1;
         continue;
