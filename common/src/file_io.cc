@@ -54,11 +54,8 @@ Result<std::pair<UniqueFd, std::size_t>> OpenRegular(const std::string& path, st
 Result<std::size_t> ReadInto(int fd, const std::string& path, std::uint8_t* buf, std::size_t capacity) {
   std::size_t got = 0;
   while (got < capacity) {
-    const ssize_t n = ::read(fd, buf + got, capacity - got);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return FailErrno("read " + path);
-    }
+    const ssize_t n = RetryEintr([&] { return ::read(fd, buf + got, capacity - got); });
+    if (n < 0) return FailErrno("read " + path);
     if (n == 0) return got;
     got += static_cast<std::size_t>(n);
   }
@@ -89,11 +86,8 @@ Result<SecretBytes> ReadSecretFile(const std::string& path, std::uint64_t max_by
 
 Status WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return FailErrno("write");
-    }
+    const ssize_t n = RetryEintr([&] { return ::write(fd, data.data(), data.size()); });
+    if (n < 0) return FailErrno("write");
     data.remove_prefix(static_cast<std::size_t>(n));
   }
   return {};

@@ -1,4 +1,5 @@
 #include "cordon/file_io.h"
+#include "cordon/testing/temp_dir.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,13 +16,8 @@ namespace {
 
 class FileIoTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cordon-fileio-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  testing::TempDir temp_{"fileio"};
+  std::string dir_ = temp_.path();
 };
 
 mode_t ModeOf(const std::string& path) {

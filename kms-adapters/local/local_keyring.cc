@@ -393,9 +393,7 @@ class LocalKeyring final : public KeyManager {
     const std::string path = dir_ + "/.lock";
     UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!fd) return FailErrno("open " + path);
-    while (::flock(fd.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) return FailErrno("flock " + path);
-    }
+    if (RetryEintr([&] { return ::flock(fd.get(), LOCK_EX); }) != 0) return FailErrno("flock " + path);
     return fd;
   }
 

@@ -27,8 +27,7 @@ Result<UniqueFd> Connect(const std::string& path) { return ConnectToDaemon(path)
 
 Status SendAll(int fd, std::string_view data) {
   while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::send(fd, data.data(), data.size(), MSG_NOSIGNAL); });
     if (n <= 0) return FailErrno("send to cordond");
     data.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -45,8 +44,7 @@ Result<protocol::Reply> ReadReply(int fd, std::string& rest) {
       rest = buf.substr(nl + 1);
       return protocol::ParseReply(std::string_view(buf).substr(0, nl));
     }
-    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::recv(fd, chunk, sizeof chunk, 0); });
     if (n <= 0) return Fail(Errc::kIo, "cordond closed the connection without a reply");
     buf.append(chunk, static_cast<std::size_t>(n));
   }
@@ -209,8 +207,7 @@ class ClientCommand final : public Command {
     std::cout << rest << std::flush;
     char chunk[65536];
     for (;;) {
-      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n < 0 && errno == EINTR) continue;
+      const ssize_t n = RetryEintr([&] { return ::recv(fd, chunk, sizeof chunk, 0); });
       if (n <= 0) break;
       std::cout.write(chunk, n);
     }

@@ -11,8 +11,9 @@
 #include <iostream>
 
 #include "cordon/config/audit_options.h"
-#include "cordon/daemon/protocol.h"
 #include "cordon/config/kms_options.h"
+#include "cordon/daemon/protocol.h"
+#include "cordon/file_io.h"
 #include "cordon/unique_fd.h"
 #include "sealed_cli.h"
 
@@ -153,16 +154,14 @@ namespace {
 
 Result<std::string> Exchange(int fd, const std::string& line) {
   for (std::string_view rest = line; !rest.empty();) {
-    const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL); });
     if (n <= 0) return FailErrno("send to cordond");
     rest.remove_prefix(static_cast<std::size_t>(n));
   }
   std::string reply;
   char chunk[65536];
   while (reply.find('\n') == std::string::npos && reply.size() < (16u << 20)) {
-    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::recv(fd, chunk, sizeof chunk, 0); });
     if (n <= 0) return Fail(Errc::kIo, "cordond closed the connection without a reply");
     reply.append(chunk, static_cast<std::size_t>(n));
   }

@@ -18,7 +18,7 @@ class InspectCommand final : public Command {
     sub_->footer(
         "Needs no key and no config. Nothing shown is authenticated until the file is unsealed:\n"
         "plaintext_bytes is derived from the file's length.\n" +
-        std::string(kSealedExitFooter));
+        SealedExitFooter());
   }
 
   CLI::App* sub() const override { return sub_; }

@@ -41,7 +41,7 @@ class KeysCommand final : public Command {
     list_->add_flag("--json", json_, "print a JSON array");
     sub_->footer(
         "Keys are referenced as kms://ADAPTER/NAME. Disabling cannot be undone with the CLI.\n" +
-        std::string(kSealedExitFooter));
+        SealedExitFooter());
   }
 
   CLI::App* sub() const override { return sub_; }

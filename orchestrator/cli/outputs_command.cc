@@ -25,7 +25,7 @@ class OutputsCommand final : public Command {
         "Restores each output at DEST_DIR/<the relative path the trainer gave it>, from the\n"
         "sealed index. Outputs the job refused are counted, not restored. Audited as\n"
         "outputs.extracted (write-ahead; only counts and the job id are recorded).\n" +
-        std::string(kSealedExitFooter));
+        SealedExitFooter());
   }
 
   CLI::App* sub() const override { return sub_; }

@@ -23,7 +23,7 @@ class RewrapCommand final : public Command {
         "header changes; chunks are copied byte for byte, never decrypted. The file is replaced\n"
         "atomically (temp + fsync + rename + fsync dir). The last line on stdout is the new\n"
         "sha256:<hex> of FILE.\n" +
-        std::string(kSealedExitFooter));
+        SealedExitFooter());
   }
 
   CLI::App* sub() const override { return sub_; }

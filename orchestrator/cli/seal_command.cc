@@ -23,7 +23,7 @@ class SealCommand final : public Command {
         "the pin a job spec uses. Progress is shown when stderr is a terminal.\n"
         "As root the new version is recorded in the dataset registry (`cordon datasets`): who,\n"
         "when, row count, column summaries and a keyed content digest, from one pass over OUT.\n" +
-        std::string(kSealedExitFooter));
+        SealedExitFooter());
   }
 
   CLI::App* sub() const override { return sub_; }

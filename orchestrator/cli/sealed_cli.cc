@@ -32,6 +32,21 @@ int ReportError(std::string_view command, const Error& error) {
   }
 }
 
+std::string SealedExitFooter() {
+  constexpr std::size_t kWidth = 90;
+  std::string footer = "Exit status:";
+  std::size_t line = footer.size();
+  for (std::size_t i = 0; i < kSealedExitMeanings.size(); ++i) {
+    const auto& [status, meaning] = kSealedExitMeanings[i];
+    const std::string item = std::to_string(status) + " " + std::string(meaning) +
+                             (i + 1 < kSealedExitMeanings.size() ? "," : ".");
+    const bool wrap = i > 0 && line + 1 + item.size() > kWidth;
+    footer += (wrap ? "\n" : " ") + item;
+    line = (wrap ? 0 : line + 1) + item.size();
+  }
+  return footer;
+}
+
 std::optional<sealed::KeyManagers> KeyManagersFromConfig(const GlobalOptions& global, std::string_view command,
                                                         kms::Options* options_out) {
   // This process is about to hold key material: no core dumps, no ptrace by peers.

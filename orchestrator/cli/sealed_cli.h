@@ -2,25 +2,46 @@
 // inspect): exit codes, config -> KMS, progress on a terminal, JSON reports.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "commands.h"
 #include "cordon/error.h"
 #include "cordon/audit/audit.h"
+#include "cordon/exit_codes.h"
 #include "cordon/sealed/sealed.h"
 
 namespace cordon::cli {
 
-// Their exit statuses (the sealed-file group of cordon/exit_codes.h), for --help.
-inline constexpr std::string_view kSealedExitFooter =
-    "Exit status: 0 ok, 1 failed (I/O, ...), 2 usage or config error, 10 not a sealed file,\n"
-    "11 unsupported format version, 12 unknown key or key version, 13 key disabled,\n"
-    "14 wrong key, 15 header tampered, 16 chunk N failed authentication, 17 truncated,\n"
-    "18 trailing data, 19 KMS unavailable (PKCS#11 module, token, PIN; adapter not configured).";
+// Their exit statuses (the sealed-file group of cordon/exit_codes.h) and what each
+// means, in the order --help lists them.
+inline constexpr std::array<std::pair<int, std::string_view>, kSealedExitStatuses.size()> kSealedExitMeanings{{
+    {kExitOk, "ok"},
+    {kExitFailure, "failed (I/O, ...)"},
+    {kExitInvalid, "usage or config error"},
+    {kExitNotSealed, "not a sealed file"},
+    {kExitUnsupportedVersion, "unsupported format version"},
+    {kExitUnknownKey, "unknown key or key version"},
+    {kExitKeyDisabled, "key disabled"},
+    {kExitWrongKey, "wrong key"},
+    {kExitHeaderTampered, "header tampered"},
+    {kExitChunkAuth, "chunk N failed authentication"},
+    {kExitTruncated, "truncated"},
+    {kExitTrailingData, "trailing data"},
+    {kExitKmsUnavailable, "KMS unavailable (PKCS#11 module, token, PIN; adapter not configured)"},
+}};
+static_assert(std::ranges::all_of(kSealedExitStatuses, [](int status) {
+  return std::ranges::any_of(kSealedExitMeanings, [&](const auto& m) { return m.first == status; });
+}), "every sealed-file exit status has a meaning for --help");
+
+// "Exit status: 0 ok, 1 failed (I/O, ...), ..." from kSealedExitMeanings, wrapped at 90 columns.
+[[nodiscard]] std::string SealedExitFooter();
 
 // Prints "cordon <command>: <message>" to stderr and returns the exit status for `error`.
 [[nodiscard]] int ReportError(std::string_view command, const Error& error);

@@ -19,7 +19,7 @@ class UnsealCommand final : public Command {
         "written; then each chunk is decrypted again and verified before it is written, so a\n"
         "corrupt file writes nothing (only a file changed during the run can stop the output\n"
         "after a verified prefix, with a non-zero exit).\n" +
-        std::string(kSealedExitFooter));
+        SealedExitFooter());
   }
 
   CLI::App* sub() const override { return sub_; }

@@ -28,6 +28,7 @@
 #include <map>
 #include <set>
 
+#include "cordon/file_io.h"
 #include "cordon/unique_fd.h"
 #include "cgroup.h"
 #include "filesystem.h"
@@ -91,8 +92,7 @@ Status LoopbackInOwnedNamespace(bool& up) {
   child_end.reset();
   UniqueFd ns(ReceiveFd(parent_end.get()));
   int status = 0;
-  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-  }
+  (void)RetryEintr([&] { return waitpid(child, &status, 0); });
   if (!ns) return Status{};  // user namespaces refused: lo stays down
   if (setns(ns.get(), CLONE_NEWNET) != 0) return FailErrno("setns into the job's network namespace");
   up = true;

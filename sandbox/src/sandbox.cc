@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cgroup.h"
+#include "cordon/file_io.h"
 #include "cordon/unique_fd.h"
 #include "init.h"
 #include "report.h"
@@ -86,8 +87,7 @@ bool ReadReport(int fd, InitReport& out) {
   char* p = reinterpret_cast<char*>(&out);
   std::size_t got = 0;
   while (got < sizeof(out)) {
-    const ssize_t n = read(fd, p + got, sizeof(out) - got);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return read(fd, p + got, sizeof(out) - got); });
     if (n <= 0) return false;
     got += static_cast<std::size_t>(n);
   }
@@ -113,7 +113,7 @@ InitWait WaitForInit(pid_t init, int report_fd, std::chrono::milliseconds timeou
     }
     pollfd fd{report_fd, POLLIN, 0};
     const int n = poll(&fd, 1, wait_ms);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR) continue;  // the wait is recomputed from the deadline
     if (n == 0) {
       w.backstop_fired = true;
       kill(init, SIGKILL);
@@ -128,8 +128,7 @@ InitWait WaitForInit(pid_t init, int report_fd, std::chrono::milliseconds timeou
     w.final_report = r;
     w.have_final = true;
   }
-  while (waitpid(init, &w.init_status, __WALL) < 0 && errno == EINTR) {
-  }
+  (void)RetryEintr([&] { return waitpid(init, &w.init_status, __WALL); });
   return w;
 }
 

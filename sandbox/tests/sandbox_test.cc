@@ -2,6 +2,7 @@
 // init-only fds, the output directory fd, stdout capture, external stop, policy validation.
 // Real namespaces, real processes; needs root (skips otherwise).
 #include "cordon/sandbox/sandbox.h"
+#include "cordon/testing/temp_dir.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -55,9 +57,8 @@ class SandboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "the sandbox needs root";
-    char tmpl[] = "/tmp/cordon-sandbox-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    work_ = tmpl;
+    temp_.emplace("sandbox-test");
+    work_ = temp_->path();
     fs::create_directories(work_ / "image");
     fs::create_directories(work_ / "output");
     const char* hostile = std::getenv("CORDON_HOSTILE_BIN");
@@ -71,7 +72,6 @@ class SandboxTest : public ::testing::Test {
   void TearDown() override {
     if (out_read_ >= 0) close(out_read_);
     if (out_write_ >= 0) close(out_write_);
-    if (!work_.empty()) fs::remove_all(work_);
   }
 
   Policy BasePolicy(std::vector<std::string> argv) {
@@ -96,6 +96,7 @@ class SandboxTest : public ::testing::Test {
     return Drain(out_read_);
   }
 
+  std::optional<cordon::testing::TempDir> temp_;  // made once the test knows it can run
   fs::path work_;
   int out_read_ = -1, out_write_ = -1;
 };

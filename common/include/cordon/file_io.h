@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -30,6 +31,17 @@ enum class Overwrite { kReplace, kRefuse };
 // existing `path` is left untouched and the result is kAlreadyExists.
 [[nodiscard]] Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode,
                                      Overwrite overwrite = Overwrite::kReplace);
+
+// Calls `call` (a system call returning -1 and errno on failure: read, write,
+// poll, waitpid, flock, ...) again for as long as it fails with EINTR, and
+// returns what the last call returned.
+template <class Call>
+auto RetryEintr(Call&& call) -> decltype(call()) {
+  decltype(call()) r;
+  do r = call();
+  while (r == -1 && errno == EINTR);
+  return r;
+}
 
 // write(2) until every byte is written (retrying EINTR and short writes).
 [[nodiscard]] Status WriteAll(int fd, std::string_view data);

@@ -37,9 +37,7 @@ void Append(std::string& to, const char* data, std::size_t n) {
 void Finish(const std::shared_ptr<Run>& run) {
   run->pidfd.async_wait(asio::posix::stream_descriptor::wait_read, [run](boost::system::error_code) {
     run->limit.cancel();
-    int status = 0;
-    while (::waitpid(run->pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    const int status = WaitChild(run->pid).value_or(0);
     run->result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     run->done(std::move(run->result));
   });
@@ -66,7 +64,7 @@ bool RunAdminCommand(asio::io_context& io, const std::string& cordon_bin, const 
   UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) return false;
   UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
-  SpawnSpec spec;
+  SpawnOptions spec;
   spec.argv = {cordon_bin, "--config", config};
   spec.argv.insert(spec.argv.end(), argv.begin(), argv.end());
   spec.argv.insert(spec.argv.end(), {"--caller-uid", std::to_string(caller)});
@@ -74,18 +72,18 @@ bool RunAdminCommand(asio::io_context& io, const std::string& cordon_bin, const 
   spec.stderr_path = "/dev/fd/" + std::to_string(err_write.get());
   spec.pass_fds = {err_write.get()};
   spec.setsid = true;
-  auto pid = Spawn(spec);
-  if (!pid) return false;
+  auto child = Spawn(spec);
+  if (!child) return false;
   out_write.reset();
   err_write.reset();
   auto run = std::make_shared<Run>(io);
-  run->pid = *pid;
+  run->pid = child->pid;
   run->done = std::move(done);
   run->out.assign(out_read.release());
   run->err.assign(err_read.release());
-  run->pidfd.assign(PidfdOpen(*pid));
+  run->pidfd.assign(child->pidfd.release());
   run->limit.expires_after(kAdminTimeout);
-  run->limit.async_wait([pid = *pid](boost::system::error_code ec) {
+  run->limit.async_wait([pid = child->pid](boost::system::error_code ec) {
     if (!ec) ::kill(-pid, SIGKILL);
   });
   ReadMore(run, false);

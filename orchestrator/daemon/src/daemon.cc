@@ -640,21 +640,20 @@ void Daemon::OnLogs(const std::shared_ptr<Connection>& conn, const JobRecord& r)
   const timeval send_timeout{options_.log_reader_timeout.count(), 0};
   ::setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
   (void)::send(sock, header.data(), header.size(), MSG_NOSIGNAL);
-  SpawnSpec unsealer;
+  SpawnOptions unsealer;
   unsealer.argv = {options_.cordon_bin, "--config", config_.path, "unseal", "/dev/stdin", "-"};
   unsealer.stdin_fd = log->get();
   unsealer.stdout_fd = sock;
-  auto pid = Spawn(unsealer);
-  if (!pid) return conn->Close();
-  auto pidfd = std::make_shared<asio::posix::stream_descriptor>(io_, PidfdOpen(*pid));
+  auto child = Spawn(unsealer);
+  if (!child) return conn->Close();
+  auto pidfd = std::make_shared<asio::posix::stream_descriptor>(io_, child->pidfd.release());
   auto limit = std::make_shared<asio::steady_timer>(io_, kLogStreamLimit);
-  limit->async_wait([pid = *pid, pidfd](boost::system::error_code ec) {
+  limit->async_wait([pid = child->pid, pidfd](boost::system::error_code ec) {
     if (!ec) ::kill(pid, SIGKILL);  // not yet reaped: the pidfd's wait below has not fired
   });
-  pidfd->async_wait(asio::posix::stream_descriptor::wait_read, [conn, pidfd, limit, pid = *pid](boost::system::error_code) {
+  pidfd->async_wait(asio::posix::stream_descriptor::wait_read, [conn, pidfd, limit, pid = child->pid](boost::system::error_code) {
     limit->cancel();
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
+    (void)WaitChild(pid);
     conn->Close();
   });
 }
@@ -887,7 +886,7 @@ void Daemon::Launch(JobRecord& record) {
     return;
   }
   if (!AuditEvent("job.started", record.job_id, "intent", {{"runner", options_.cordon_bin}})) return;  // stays queued
-  SpawnSpec runner;
+  SpawnOptions runner;
   runner.argv = std::move(*argv);
   runner.stderr_path = store_->JobDir(record.job_id) + "/runner.err";
   runner.pass_fds = std::move(pass_fds);

@@ -160,7 +160,7 @@ void SlurmExecutor::Stop() {
 
 void SlurmExecutor::Run(const std::string& key, std::vector<std::string> argv, std::function<void(RunnerExit)> done,
                         const std::string& stderr_path) {
-  SpawnSpec spec;
+  SpawnOptions spec;
   spec.argv = std::move(argv);
   const std::string program = spec.argv[0];
   // Slurm's clients from the usual places (cordond's PATH may be minimal under systemd).

@@ -1,25 +1,17 @@
 #include "supervisor.h"
 
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 
 #include "cordon/unique_fd.h"
 
-extern char** environ;
-
 namespace cordon::daemon {
 namespace {
 
 namespace asio = boost::asio;
 constexpr std::size_t kMaxRunnerOutput = 4 << 20;
-
-int PidfdSignal(int fd, int sig) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0)); }
 
 }  // namespace
 
@@ -34,65 +26,32 @@ struct Supervisor::Job {
   int wait_status = 0;
 };
 
-int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-Result<pid_t> Spawn(const SpawnSpec& spec) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (spec.stdin_fd >= 0) posix_spawn_file_actions_adddup2(&fa, spec.stdin_fd, 0);
-  else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, spec.stdout_fd, 1);
-  posix_spawn_file_actions_addopen(&fa, 2, spec.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  // dup2 onto itself clears FD_CLOEXEC in the child (glibc >= 2.29, POSIX 2024).
-  for (const int fd : spec.pass_fds) posix_spawn_file_actions_adddup2(&fa, fd, fd);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP}) sigaddset(&defaults, sig);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  const short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | (spec.setsid ? POSIX_SPAWN_SETSID : 0);
-  posix_spawnattr_setflags(&attr, flags);
-  std::vector<std::string> args = spec.argv;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return FailErrno("cannot start " + spec.argv[0], rc);
-  return pid;
-}
-
-Result<pid_t> Supervisor::Start(const std::string& job_id, SpawnSpec spec) {
+Result<pid_t> Supervisor::Start(const std::string& job_id, SpawnOptions spec) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return FailErrno("pipe");
   UniqueFd read_end(pipefd[0]), write_end(pipefd[1]);
   spec.stdout_fd = write_end.get();
-  auto pid = Spawn(spec);
-  if (!pid) return pid;
+  auto child = Spawn(spec);
+  if (!child) return std::unexpected(child.error());
   write_end.reset();
   auto job = std::make_shared<Job>();
   job->job_id = job_id;
-  job->pid = *pid;
-  job->pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, PidfdOpen(*pid));
+  job->pid = child->pid;
+  job->pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, child->pidfd.release());
   job->out = std::make_unique<asio::posix::stream_descriptor>(io_, read_end.release());
   jobs_[job_id] = job;
   ReadOutput(job);
   job->pidfd->async_wait(asio::posix::stream_descriptor::wait_read, [this, job](boost::system::error_code ec) {
     if (!ec) Reaped(job);
   });
-  return pid;
+  return job->pid;
 }
 
 bool Supervisor::Signal(const std::string& job_id, int sig, bool as_cancel) {
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return false;
   it->second->cancel_requested = it->second->cancel_requested || as_cancel;
-  PidfdSignal(it->second->pidfd->native_handle(), sig);
+  (void)PidfdSignal(it->second->pidfd->native_handle(), sig);
   return true;
 }
 
@@ -120,13 +79,10 @@ void Supervisor::ReadOutput(const std::shared_ptr<Job>& job) {
 }
 
 void Supervisor::Reaped(const std::shared_ptr<Job>& job) {
-  int status = 0;
-  pid_t got = 0;
-  while ((got = ::waitpid(job->pid, &status, 0)) < 0 && errno == EINTR) {
-  }
-  if (got != job->pid) return;
+  auto status = WaitChild(job->pid);
+  if (!status) return;
   job->exited = true;
-  job->wait_status = status;
+  job->wait_status = *status;
   if (job->out_done) Finish(job);
 }
 

@@ -1,5 +1,5 @@
 // cordond's job supervisor: each job's `cordon run` child, started with
-// posix_spawn in its own session and awaited through a pidfd registered with
+// cordon::Spawn (cordon/process.h) in its own session and awaited through a pidfd registered with
 // the event loop (no SIGCHLD handler; signals go through the pidfd, so a
 // reused pid is never hit). The runner's stdout (its JSON report) is read
 // into memory, bounded; its stderr goes to a file in the job's state dir.
@@ -16,26 +16,9 @@
 #include <vector>
 
 #include "cordon/error.h"
+#include "cordon/process.h"
 
 namespace cordon::daemon {
-
-// posix_spawn with stdin /dev/null, stdout `stdout_fd`, stderr `stderr_path`
-// (truncated, 0600), default signal dispositions and an empty mask. `pass_fds`
-// stay open in the child under the same numbers (everything else the daemon
-// holds is close-on-exec). `setsid`: the child leads its own session, so a
-// survivor can be killed with its whole process group after a crash.
-struct SpawnSpec {
-  std::vector<std::string> argv;
-  int stdin_fd = -1;  // -1: /dev/null
-  int stdout_fd = -1;
-  std::string stderr_path = "/dev/null";
-  std::vector<int> pass_fds;
-  bool setsid = false;
-};
-[[nodiscard]] Result<pid_t> Spawn(const SpawnSpec& spec);
-
-// A pidfd for `pid` (owned by the caller), or -1.
-[[nodiscard]] int PidfdOpen(pid_t pid);
 
 struct RunnerExit {
   std::string job_id;
@@ -50,7 +33,7 @@ class Supervisor final {
   Supervisor(boost::asio::io_context& io, OnExit on_exit) : io_(io), on_exit_(std::move(on_exit)) {}
 
   // Starts `spec` (its stdout is replaced by a pipe to us) for `job_id`.
-  [[nodiscard]] Result<pid_t> Start(const std::string& job_id, SpawnSpec spec);
+  [[nodiscard]] Result<pid_t> Start(const std::string& job_id, SpawnOptions spec);
   // SIGTERM (or `sig`) to the job's runner; false when it is not running.
   bool Signal(const std::string& job_id, int sig, bool as_cancel);
   void SignalAll(int sig, bool as_cancel);

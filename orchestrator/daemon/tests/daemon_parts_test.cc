@@ -8,10 +8,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "cordon/daemon/protocol.h"
 #include "cleanup.h"
 #include "cordon/unique_fd.h"
+#include "cordon/testing/temp_dir.h"
 #include "scheduler.h"
 #include "user_open.h"
 
@@ -116,9 +118,8 @@ class UserOpen : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root to become uid 65534";
-    char tmpl[] = "/tmp/cordon-useropen-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    temp_.emplace("useropen");
+    dir_ = temp_->path();
     ::chmod(dir_.c_str(), 0755);
     std::ofstream(dir_ + "/public") << "p";
     std::ofstream(dir_ + "/secret") << "s";
@@ -129,10 +130,8 @@ class UserOpen : public ::testing::Test {
     std::filesystem::create_symlink(dir_ + "/secret", dir_ + "/mine/link");
     std::filesystem::create_directory_symlink(dir_, dir_ + "/mine/up");
   }
-  void TearDown() override {
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
   daemon::Identity nobody_{65534, 65534, {65534}};
+  std::optional<testing::TempDir> temp_;  // made once the test knows it can run
   std::string dir_;
 };
 

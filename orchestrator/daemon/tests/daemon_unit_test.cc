@@ -8,6 +8,7 @@
 #include "cordon/daemon/job_store.h"
 #include "cordon/policy/policy.h"
 #include "cordon/specs/spec.h"
+#include "cordon/testing/temp_dir.h"
 
 namespace cordon {
 namespace {
@@ -114,9 +115,8 @@ TEST(Policy, InitialPolicyGrantsTheInvoker) {
 }
 
 TEST(JobStore, SurvivesReopenAndRefusesCorruptRecords) {
-  const std::string dir = std::filesystem::temp_directory_path() / ("cordon-store-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const testing::TempDir temp("store");
+  const std::string& dir = temp.path();
   std::string id;
   {
     auto store = daemon::JobStore::Open(dir);
@@ -143,7 +143,47 @@ TEST(JobStore, SurvivesReopenAndRefusesCorruptRecords) {
   auto corrupt = daemon::JobStore::Open(dir);
   ASSERT_FALSE(corrupt);
   EXPECT_NE(corrupt.error().message.find(id), std::string::npos);
-  std::filesystem::remove_all(dir);
+}
+
+TEST(JobStore, RecordsRoundTripThroughJson) {
+  daemon::JobRecord r;
+  r.job_id = "train-000042-beef";
+  r.seq = 42;
+  r.name = "train";
+  r.state = daemon::JobState::kSucceeded;
+  r.reason = "a reason with \"quotes\" and \n";
+  r.submitter = 4001;
+  r.via = "spool";
+  r.source = "tok-1";
+  r.spec_sha256 = "sha256:" + std::string(64, 'a');
+  r.submitted_at = 1.5;
+  r.started_at = 2.25;
+  r.finished_at = 3.125;
+  r.pid = 1234;
+  r.pid_start = 99;
+  r.exit_status = 13;
+  r.output_dir = "/srv/out/train-000042-beef";
+  r.output_dir_dev = 2049;
+  r.output_dir_ino = 1ull << 40;
+  r.trainer_log_file = "trainer.log.sealed";
+  r.trainer_log_sha256 = "sha256:" + std::string(64, 'b');
+  r.outputs = nlohmann::json::array({{{"file", "out-000001.sealed"}, {"size", 12}}});
+  r.resources = {{"peak_memory_bytes", 1024}};
+  r.executor = "slurm";
+  r.slurm_job_id = "77";
+  r.node = "gpu-1";
+  r.cancel_requested = true;
+  const nlohmann::json j = r.ToJson();
+  auto back = daemon::JobRecord::FromJson(j);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->ToJson(), j);
+  EXPECT_EQ(back->state, daemon::JobState::kSucceeded);
+  EXPECT_EQ(back->output_dir_ino, 1ull << 40);
+  for (const char* member : {"job_id", "state", "submitter"}) {
+    nlohmann::json broken = j;
+    broken[member] = nlohmann::json::array();  // the wrong type: refused, never thrown
+    EXPECT_FALSE(daemon::JobRecord::FromJson(broken)) << member;
+  }
 }
 
 }  // namespace

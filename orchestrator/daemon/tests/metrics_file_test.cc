@@ -2,6 +2,7 @@
 // history, the atomic write, and Prometheus's own parser (`promtool check metrics`, Debian's
 // prometheus package) accepting the file.
 #include "metrics_file.h"
+#include "cordon/testing/temp_dir.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,8 +55,8 @@ TEST(MetricsFile, NoCheckpointYetMeansNoAgeLine) {
 }
 
 TEST(MetricsFile, WriteReplacesTheFileAtomicallyWithMode0644) {
-  const fs::path dir = fs::temp_directory_path() / ("cordon-metrics-" + std::to_string(getpid()));
-  fs::create_directories(dir);
+  const cordon::testing::TempDir temp("metrics");
+  const fs::path dir = temp.path();
   const std::string path = (dir / "cordon.prom").string();
   std::ofstream(path) << "old\n";
   const mode_t old_umask = umask(077);
@@ -70,7 +71,6 @@ TEST(MetricsFile, WriteReplacesTheFileAtomicallyWithMode0644) {
   EXPECT_EQ(info.st_mode & 0777, 0644u);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}), 1) << "a temp file was left";
   EXPECT_FALSE(Sample().WriteFile((dir / "missing" / "x.prom").string(), 0).has_value());
-  fs::remove_all(dir);
 }
 
 // Prometheus's parser and linter on the real file.
@@ -78,7 +78,8 @@ TEST(MetricsFile, PromtoolAcceptsTheFile) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
     GTEST_SKIP() << "promtool missing (Debian package prometheus; scripts/setup installs it)";
   }
-  const std::string path = (fs::temp_directory_path() / ("cordon-promtool-" + std::to_string(getpid()) + ".prom")).string();
+  const cordon::testing::TempDir temp("promtool");
+  const std::string path = temp.path() + "/cordon.prom";
   Metrics m = Sample();
   m.SetDegraded(true);
   ASSERT_TRUE(m.WriteFile(path, 2000).has_value());
@@ -89,7 +90,6 @@ TEST(MetricsFile, PromtoolAcceptsTheFile) {
   char buf[512];
   while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
   const int rc = pclose(p);
-  fs::remove(path);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(out, "") << "promtool lint findings";
 }

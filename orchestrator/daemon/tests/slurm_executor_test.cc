@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "cordon/config/config.h"
+#include "cordon/testing/temp_dir.h"
 #include "slurm_executor.h"
 
 namespace cordon::daemon {
@@ -89,7 +90,8 @@ TEST(SlurmExecutor, SbatchKeepsSlurmsFilesEmptyAndMapsResources) {
 // The script, run by /bin/sh with a stand-in `cordon` that writes its argv:
 // every word arrives intact, nothing in it is executed.
 TEST(SlurmExecutor, BatchScriptPassesHostileWordsIntact) {
-  const fs::path root = fs::temp_directory_path() / ("cordon-slurm-unit-" + std::to_string(::getpid()));
+  const cordon::testing::TempDir temp("slurm-unit");
+  const fs::path root = temp.path();
   fs::create_directories(root / "state/slurm/train-000001-ab12");
   {
     std::ofstream stub(root / "cordon");
@@ -115,7 +117,6 @@ TEST(SlurmExecutor, BatchScriptPassesHostileWordsIntact) {
   EXPECT_TRUE(Has(words, "/etc/cordon/node.yaml"));
   EXPECT_TRUE(Has(words, root.string() + "/state/slurm/train-000001-ab12/report.json"));
   EXPECT_FALSE(fs::exists("/tmp/pwned"));
-  fs::remove_all(root);
 }
 
 }  // namespace

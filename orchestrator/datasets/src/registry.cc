@@ -91,9 +91,7 @@ std::string Normalise(std::string_view spec) {
 Result<UniqueFd> Lock(const std::string& dir) {
   UniqueFd fd(::open((dir + "/registry.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return FailErrno("open " + dir + "/registry.lock");
-  while (::flock(fd.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) return FailErrno("lock " + dir + "/registry.lock");
-  }
+  if (RetryEintr([&] { return ::flock(fd.get(), LOCK_EX); }) != 0) return FailErrno("lock " + dir + "/registry.lock");
   return fd;
 }
 

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "cordon/file_io.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::images {
@@ -127,8 +128,7 @@ Result<std::string> ReadSmall(int fd, std::uint64_t max, const std::string& what
   std::string text;
   char buf[65536];
   for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::read(fd, buf, sizeof buf); });
     if (n < 0) return FailErrno("read " + what);
     if (n == 0) break;
     if (text.size() + static_cast<std::size_t>(n) > max) {
@@ -426,8 +426,7 @@ using State = ExtractState;
 la_ssize_t ReadCallback(archive* a, void* data, const void** out) {
   auto* s = static_cast<State*>(data);
   for (;;) {
-    const ssize_t n = ::read(s->blob, s->buf, sizeof s->buf);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::read(s->blob, s->buf, sizeof s->buf); });
     if (n < 0) {
       archive_set_error(a, errno, "read the layer blob");
       return -1;
@@ -496,12 +495,7 @@ Status WriteFile(State& s, archive* a, int parent, const std::string& leaf, arch
     if (n == 0) break;
     written += static_cast<std::uint64_t>(n);
     if (written > static_cast<std::uint64_t>(size)) return Fail(Errc::kInvalidData, "more data than its header says");
-    for (la_ssize_t off = 0; off < n;) {
-      const ssize_t w = ::write(fd.get(), buf + off, static_cast<std::size_t>(n - off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return FailErrno("write");
-      off += w;
-    }
+    if (auto st = WriteAll(fd.get(), std::string_view(buf, static_cast<std::size_t>(n))); !st) return st;
   }
   s.budget.bytes += written;
   if (::fchmod(fd.get(), archive_entry_perm(e) & 0755) != 0) return FailErrno("chmod");
@@ -596,8 +590,7 @@ Status ApplyEntry(State& s, archive* a, archive_entry* e) {
 // Drains what libarchive left unread (the end-of-archive padding) so the whole blob is hashed.
 Status Drain(State& s) {
   for (;;) {
-    const ssize_t n = ::read(s.blob, s.buf, sizeof s.buf);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::read(s.blob, s.buf, sizeof s.buf); });
     if (n < 0) return FailErrno("read the layer blob");
     if (n == 0) return {};
     s.read += static_cast<std::uint64_t>(n);
@@ -695,9 +688,7 @@ Result<UniqueFd> LockEntry(int cache_fd, const std::string& hex, int how) {
   for (;;) {
     UniqueFd lock(::openat(cache_fd, (hex + ".lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!lock) return FailErrno("create the cache lock");
-    while (::flock(lock.get(), how) != 0) {
-      if (errno != EINTR) return FailErrno("lock the cache entry");
-    }
+    if (RetryEintr([&] { return ::flock(lock.get(), how); }) != 0) return FailErrno("lock the cache entry");
     struct stat st {};
     if (::fstat(lock.get(), &st) != 0) return FailErrno("stat the cache lock");
     if (st.st_nlink > 0) return lock;
@@ -709,9 +700,7 @@ Result<UniqueFd> LockEntry(int cache_fd, const std::string& hex, int how) {
 // may slip in between: the entry is then checked again and, if gone, the caller is told to retry.
 Result<Unpacked> HoldEntry(int cache_fd, const std::string& hex, UniqueFd lock, Unpacked out) {
   (void)::futimens(lock.get(), nullptr);
-  while (::flock(lock.get(), LOCK_SH) != 0) {
-    if (errno != EINTR) return FailErrno("lock the cache entry");
-  }
+  if (RetryEintr([&] { return ::flock(lock.get(), LOCK_SH); }) != 0) return FailErrno("lock the cache entry");
   struct stat st {}, lst {};
   if (::fstat(lock.get(), &lst) != 0 || lst.st_nlink == 0 ||
       ::fstatat(cache_fd, hex.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {

@@ -31,6 +31,7 @@
 #include <sstream>
 
 #include "cordon/file_io.h"
+#include "cordon/process.h"
 #include "cordon/units.h"
 #include "cordon/audit/audit.h"
 #include "cordon/config/audit_options.h"
@@ -42,6 +43,7 @@
 #include "cordon/runner/image_scan.h"
 #include "integrity.h"
 #include "metrics.h"
+#include "classify.h"
 #include "stage.h"
 #include "trainer_image.h"
 
@@ -62,6 +64,9 @@ constexpr const char* kMetricsSeriesFile = "metrics.jsonl.sealed";
 constexpr std::size_t kMaxMetricsSeriesBytes = 16u << 20;  // then the series notes its truncation
 constexpr std::size_t kMetricsTailLines = 16;              // stage-out re-sends at most this many
 constexpr const char* kManifestFile = "manifest.json";
+// What Runner::Supervise polls, by index: the trainer's stdout and stderr, the
+// live-metrics pipe, the control socket and the supervisor's result pipe.
+enum PollChannel : std::size_t { kPollStdout, kPollStderr, kPollMetrics, kPollControl, kPollResult, kPollChannels };
 
 bool IsCordonOutputFile(const std::string& file) {
   return file.size() == 17 && file.starts_with("out-") && file.ends_with(".sealed") &&
@@ -419,6 +424,8 @@ class Runner final {
 
   // The lineage hash of every unpinned input, computed by a child process (forked
   // before any key is unwrapped) through the same fds the sandbox reads with pread.
+  // fork(), not Spawn: the child runs our own code on fds already open here, and
+  // forks before any key exists in this process, so there is nothing to exec.
   void StartLineageHashes() {
     std::vector<std::size_t> pending;
     for (std::size_t i = 0; i < plan_.inputs.size(); ++i) {
@@ -445,12 +452,10 @@ class Runner final {
     std::string text;
     char buffer[4096];
     ssize_t n;
-    while ((n = ::read(hashes_.get(), buffer, sizeof buffer)) != 0) {
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) break;
+    while ((n = RetryEintr([&] { return ::read(hashes_.get(), buffer, sizeof buffer); })) > 0) {
       text.append(buffer, static_cast<std::size_t>(n));
     }
-    while (::waitpid(hasher_, nullptr, 0) < 0 && errno == EINTR) {}
+    (void)WaitChild(hasher_);
     hasher_ = -1;
     hashes_.reset();
     std::istringstream lines(text);
@@ -640,11 +645,7 @@ sandbox::Policy Runner::MakePolicy(const Pipe& out, const Pipe& err, const Pipe&
     failed.reason = result.error().message;
     text = failed.ToJson();
   }
-  for (std::string_view rest = text; !rest.empty();) {
-    const ssize_t n = ::write(result_fd, rest.data(), rest.size());
-    if (n <= 0 && errno != EINTR) break;
-    if (n > 0) rest.remove_prefix(static_cast<std::size_t>(n));
-  }
+  (void)WriteAll(result_fd, text);
   ::_exit(0);
 }
 
@@ -671,6 +672,8 @@ void Runner::RunSandbox() {
                                         {"memory_bytes", policy.memory_bytes}, {"pids", policy.pids},
                                         {"timeout_ms", policy.timeout.count()}, {"scratch_bytes", policy.scratch_bytes}});
   if (!intent) return;
+  // fork(), not Spawn: the child is the sandbox supervisor (sandbox::Run in
+  // this program, sandbox/README.md), holding the channels opened above.
   const pid_t supervisor = ::fork();
   if (supervisor < 0) {
     Reject(JobOutcome::kSetupError, std::string("fork: ") + std::strerror(errno));
@@ -701,8 +704,12 @@ void Runner::RunSandbox() {
 }
 
 void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pipe& ctl, Pipe& result) {
-  std::array<pollfd, 5> fds{{{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}, {metrics.read.get(), POLLIN, 0},
-                              {ctl.read.get(), POLLIN, 0}, {result.read.get(), POLLIN, 0}}};
+  std::array<pollfd, kPollChannels> fds{};
+  fds[kPollStdout] = {out.read.get(), POLLIN, 0};
+  fds[kPollStderr] = {err.read.get(), POLLIN, 0};
+  fds[kPollMetrics] = {metrics.read.get(), POLLIN, 0};
+  fds[kPollControl] = {ctl.read.get(), POLLIN, 0};
+  fds[kPollResult] = {result.read.get(), POLLIN, 0};
   bool cancel_sent = false, halt_sent = false;
   char buffer[65536];
   // The sandbox enforces the trainer's timeout and stage-out its own deadline;
@@ -711,7 +718,7 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
   const auto stage_in = std::chrono::seconds(job_.resources.scratch_bytes / (20u << 20));
   const auto hard_stop = std::chrono::steady_clock::now() + job_.resources.timeout + kStageOutDeadline +
                          stage_in + std::chrono::minutes(2);
-  while (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[4].fd >= 0) {
+  while (fds[kPollStdout].fd >= 0 || fds[kPollStderr].fd >= 0 || fds[kPollResult].fd >= 0) {
     if (g_halt && !halt_sent) {
       KillSandboxNow(supervisor);
       halt_sent = true;
@@ -724,29 +731,27 @@ void Runner::Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pi
     if (::poll(fds.data(), fds.size(), 200) < 0 && errno != EINTR) break;
     for (std::size_t i = 0; i < fds.size(); ++i) {
       if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-      if (i == 3) {
+      if (i == kPollControl) {
         if (!OnControl(fds[i].fd)) fds[i].fd = -1;
         continue;
       }
-      const ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
-      if (n < 0 && errno == EINTR) continue;
+      const ssize_t n = RetryEintr([&] { return ::read(fds[i].fd, buffer, sizeof buffer); });
       if (n <= 0) {
         fds[i].fd = -1;
         continue;
       }
       const std::string_view bytes(buffer, static_cast<std::size_t>(n));
-      if (i <= 1) OnLog(bytes, i == 1);
-      else if (i == 2) OnMetricsBytes(bytes);
+      if (i == kPollStdout || i == kPollStderr) OnLog(bytes, i == kPollStderr);
+      else if (i == kPollMetrics) OnMetricsBytes(bytes);
       else run_.result_text.append(bytes.substr(0, 1 << 20));
     }
   }
   // Requests the init sent just before it exited.
-  while (fds[3].fd >= 0) {
-    pollfd p{fds[3].fd, POLLIN, 0};
-    if (::poll(&p, 1, 0) <= 0 || (p.revents & POLLIN) == 0 || !OnControl(fds[3].fd)) break;
+  while (fds[kPollControl].fd >= 0) {
+    pollfd p{fds[kPollControl].fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0 || (p.revents & POLLIN) == 0 || !OnControl(fds[kPollControl].fd)) break;
   }
-  int status = 0;
-  while (::waitpid(supervisor, &status, 0) < 0 && errno == EINTR) {}
+  const int status = WaitChild(supervisor).value_or(0);
   std::optional<sandbox::RunResult> parsed = sandbox::RunResult::FromJson(run_.result_text);
   if (!parsed) {
     parsed = sandbox::RunResult{};
@@ -792,7 +797,7 @@ bool Runner::OnControl(int fd) {
     OnWrapRequest(fd, message);
     return true;
   }
-  const std::string body = message.substr(1);
+  const std::string body(internal::DecodeMessage(message)->payload);
   if (type == static_cast<char>(Msg::kMetrics)) {
     if (run_.metrics_tail.size() < kMetricsTailLines) run_.metrics_tail.push_back(body);
     return true;
@@ -913,75 +918,29 @@ void Runner::RecordStageOut() {
 // The init asks for an output data key to be wrapped: the runner checks it is
 // for this job, wraps it with the spec's output key and records it.
 void Runner::OnWrapRequest(int fd, std::string& message) {
-  std::string reply(1, static_cast<char>(Msg::kWrapError));
-  const std::size_t size = message.size();
-  const std::size_t dataset_len = size > 1 ? static_cast<std::uint8_t>(message[1]) : 0;
-  const std::size_t job_at = 2 + dataset_len;
-  const std::size_t job_len = size > job_at ? static_cast<std::uint8_t>(message[job_at]) : 0;
-  const std::size_t dek_at = job_at + 1 + job_len;
-  if (size != dek_at + kms::kDekBytes) {
-    reply += "malformed request";
-  } else {
-    const kms::WrapContext context{message.substr(2, dataset_len), message.substr(job_at + 1, job_len)};
-    SecretBytes dek = SecretBytes::From({reinterpret_cast<const std::uint8_t*>(message.data()) + dek_at, kms::kDekBytes});
-    // One write-ahead intent covers every wrap of this job's stage-out (closed
-    // with the counts by RecordStageOut): the audit log grows O(1) per job.
-    if (!wrap_intent_) {
-      wrap_intent_ = Begin("key.wrap", {{"key_ref", job_.output.key.ToString()}, {"purpose", "job outputs"},
-                                        {"max_files", plan_.max_files}, {"max_bytes", plan_.max_bytes}});
-    }
-    auto kms = managers_.get(job_.output.key.adapter);
-    Result<kms::WrappedKey> wrapped = Fail(Errc::kPermissionDenied, "the request is not for this job");
-    if (!wrap_intent_) wrapped = Fail(Errc::kIo, "the audit log did not record the wrap");
-    else if (context.job == report_.job_id && IsCordonOutputDataset(context.dataset) && kms) {
-      wrapped = (*kms)->Wrap(job_.output.key.name, dek, context);
-    } else if (!kms) wrapped = std::unexpected(kms.error());
-    ++(wrapped ? wraps_ : wrap_failures_);
-    if (wrapped) wrap_key_version_ = wrapped->version;
-    if (wrapped) {
-      reply.assign(1, static_cast<char>(Msg::kWrapResponse));
-      for (int shift = 24; shift >= 0; shift -= 8) reply += static_cast<char>((wrapped->version >> shift) & 0xff);
-      reply.append(wrapped->blob.begin(), wrapped->blob.end());
-    } else {
-      reply += wrapped.error().message;
-    }
-  }
+  auto request = internal::DecodeWrapRequest(internal::DecodeMessage(message)->payload);
   OPENSSL_cleanse(message.data(), message.size());
-  ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
-}
-
-// "1.0 GiB", "900 MiB", "12 KiB": sizes in reasons, for people (FormatSize is exact, for specs).
-std::string Approx(std::uint64_t bytes) {
-  constexpr std::array<const char*, 4> kUnits{"KiB", "MiB", "GiB", "TiB"};
-  if (bytes < 1024) return std::to_string(bytes) + " B";
-  double value = static_cast<double>(bytes);
-  std::size_t unit = 0;
-  for (value /= 1024; value >= 1024 && unit + 1 < kUnits.size(); value /= 1024) ++unit;
-  char text[32];
-  std::snprintf(text, sizeof text, value < 10 ? "%.1f %s" : "%.0f %s", value, kUnits[unit]);
-  return text;
-}
-
-std::string ScratchByDir(const sandbox::RunResult& r) {
-  return "/out " + Approx(r.scratch_out_bytes) + ", /data " + Approx(r.scratch_data_bytes) + ", /tmp " +
-         Approx(r.scratch_tmp_bytes);
-}
-
-// "memory limit 1.1 GiB (memory 1 GiB + scratch 128 MiB) reached: trainer RSS peak 300 MiB, scratch 700 MiB (...)"
-std::string MemoryKillReason(const sandbox::RunResult& r, const specs::Resources& spec) {
-  std::string reason = "memory limit " + Approx(r.memory_limit_bytes) + " (memory " + FormatSize(spec.memory_bytes) +
-                       " + scratch " + FormatSize(spec.scratch_bytes) + ") reached: trainer RSS peak " +
-                       Approx(r.max_rss_bytes);
-  if (r.scratch_size_bytes == 0) return reason + ", scratch use unknown (the sandbox init itself was killed)";
-  return reason + ", scratch " + Approx(std::max(r.scratch_peak_bytes, r.scratch_final_bytes)) + " at its peak (" +
-         ScratchByDir(r) + " at the end)";
-}
-
-// "scratch full: 1.0 GiB of 1.0 GiB used (/out 900 MiB, /data 100 MiB, /tmp 24 KiB); " or "".
-std::string ScratchFullNote(const sandbox::RunResult& r) {
-  if (!r.scratch_full) return "";
-  return "scratch full: " + Approx(std::max(r.scratch_peak_bytes, r.scratch_final_bytes)) + " of " +
-         Approx(r.scratch_size_bytes) + " used (" + ScratchByDir(r) + "); ";
+  if (!request) {
+    (void)SendMessage(fd, Msg::kWrapError, request.error().message);
+    return;
+  }
+  const kms::WrapContext& context = request->context;
+  // One write-ahead intent covers every wrap of this job's stage-out (closed
+  // with the counts by RecordStageOut): the audit log grows O(1) per job.
+  if (!wrap_intent_) {
+    wrap_intent_ = Begin("key.wrap", {{"key_ref", job_.output.key.ToString()}, {"purpose", "job outputs"},
+                                      {"max_files", plan_.max_files}, {"max_bytes", plan_.max_bytes}});
+  }
+  auto kms = managers_.get(job_.output.key.adapter);
+  Result<kms::WrappedKey> wrapped = Fail(Errc::kPermissionDenied, "the request is not for this job");
+  if (!wrap_intent_) wrapped = Fail(Errc::kIo, "the audit log did not record the wrap");
+  else if (context.job == report_.job_id && IsCordonOutputDataset(context.dataset) && kms) {
+    wrapped = (*kms)->Wrap(job_.output.key.name, request->dek, context);
+  } else if (!kms) wrapped = std::unexpected(kms.error());
+  ++(wrapped ? wraps_ : wrap_failures_);
+  if (wrapped) wrap_key_version_ = wrapped->version;
+  (void)(wrapped ? SendMessage(fd, Msg::kWrapResponse, internal::EncodeWrapResponse(*wrapped))
+                 : SendMessage(fd, Msg::kWrapError, wrapped.error().message));
 }
 
 void Runner::ClassifyResult() {
@@ -989,51 +948,9 @@ void Runner::ClassifyResult() {
   report_.trainer_exit_code = r.exit_code;
   report_.trainer_signal = r.signal;
   if (failed_) return;
-  if (g_halt) {
-    Reject(JobOutcome::kCancelled, "halted (cordon halt): the sandbox was killed; nothing it produced was sealed");
-    return;
-  }
-  using sandbox::Outcome;
-  // The OOM killer may have picked a child of the trainer, which then exits non-zero.
-  if ((r.outcome == Outcome::kOk && r.exit_code != 0) || r.outcome == Outcome::kSignaled) {
-    if (r.memory_limit_hit) {
-      Reject(JobOutcome::kMemoryLimit, MemoryKillReason(r, job_.resources));
-      return;
-    }
-  }
-  switch (r.outcome) {
-    case Outcome::kOk:
-      if (r.exit_code == 0) return;
-      Reject(JobOutcome::kTrainerFailed, ScratchFullNote(r) + "the trainer exited with status " + std::to_string(r.exit_code));
-      return;
-    case Outcome::kSignaled:
-      Reject(JobOutcome::kTrainerFailed, ScratchFullNote(r) + "the trainer died of signal " + std::to_string(r.signal));
-      return;
-    case Outcome::kTimeout:
-      Reject(JobOutcome::kTimeout, "the job ran past its timeout of " + FormatDuration(job_.resources.timeout));
-      return;
-    case Outcome::kViolation:
-      Reject(JobOutcome::kSandboxViolation, "the trainer broke the sandbox policy: " + r.reason);
-      return;
-    case Outcome::kExternalKill:
-      if (run_.overran) {
-        Reject(JobOutcome::kSetupError, "the sandbox outlived the timeout plus the stage-out deadline (" +
-                                            FormatDuration(kStageOutDeadline) + ") and was killed");
-        return;
-      }
-      Reject(g_cancel ? JobOutcome::kCancelled : JobOutcome::kSetupError, g_cancel ? "cancelled" : "the sandbox was killed from outside");
-      return;
-    case Outcome::kSetupError:
-      if (r.failed_step == "exec-trainer") {  // the image's fault: a missing command or interpreter
-        Reject(JobOutcome::kTrainerFailed, r.reason.substr(std::min(r.reason.size(), r.failed_step.size() + 2)));
-      } else if (run_.input_error) {
-        Reject(JobOutcome::kInputRejected, "input '" + run_.input_error->value("input", "") + "': " +
-                                             run_.input_error->value("message", ""));
-      } else {
-        Reject(JobOutcome::kSetupError, "sandbox step " + r.failed_step + ": " + r.reason);
-      }
-      return;
-  }
+  const internal::RunContext context{g_halt != 0, g_cancel != 0, run_.overran, kStageOutDeadline,
+                                     run_.input_error ? &*run_.input_error : nullptr};
+  if (auto verdict = internal::ClassifyRun(r, job_.resources, context)) Reject(verdict->outcome, verdict->reason);
 }
 
 // Step 2: a quarantined version (or dataset) is refused before any key is touched.

@@ -31,8 +31,7 @@ using nlohmann::json;
 Status ReadExactly(int fd, std::uint8_t* out, std::size_t size) {
   std::size_t got = 0;
   while (got < size) {
-    const ssize_t n = ::read(fd, out + got, size - got);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::read(fd, out + got, size - got); });
     if (n <= 0) return Fail(Errc::kInternal, "the key pipe ended early");
     got += static_cast<std::size_t>(n);
   }
@@ -57,18 +56,11 @@ class RemoteWrapper final : public kms::KeyManager {
 
   Result<kms::WrappedKey> Wrap(std::string_view name, const SecretBytes& dek,
                                const kms::WrapContext& context) override {
-    if (name != key_.name || dek.size() != kms::kDekBytes || context.dataset.size() > 255 ||
-        context.job.size() > 255) {
-      return Fail(Errc::kInternal, "unexpected wrap request");
-    }
-    std::string request;
-    request += static_cast<char>(context.dataset.size());
-    request += context.dataset;
-    request += static_cast<char>(context.job.size());
-    request += context.job;
-    request.append(reinterpret_cast<const char*>(dek.data()), dek.size());
-    Status sent = SendMessage(ctl_fd_, Msg::kWrapRequest, request);
-    OPENSSL_cleanse(request.data(), request.size());
+    if (name != key_.name) return Fail(Errc::kInternal, "unexpected wrap request");
+    auto request = EncodeWrapRequest(context, dek);
+    if (!request) return std::unexpected(request.error());
+    Status sent = SendMessage(ctl_fd_, Msg::kWrapRequest, *request);
+    OPENSSL_cleanse(request->data(), request->size());
     if (!sent) return std::unexpected(sent.error());
     return ReceiveWrapped();
   }
@@ -80,21 +72,10 @@ class RemoteWrapper final : public kms::KeyManager {
 
   Result<kms::WrappedKey> ReceiveWrapped() {
     std::string reply(kMaxMessageBytes, '\0');
-    ssize_t n;
-    do n = ::recv(ctl_fd_, reply.data(), reply.size(), 0);
-    while (n < 0 && errno == EINTR);
+    const ssize_t n = RetryEintr([&] { return ::recv(ctl_fd_, reply.data(), reply.size(), 0); });
     if (n <= 0) return Fail(Errc::kKmsUnavailable, "the runner did not answer a wrap request");
     reply.resize(static_cast<std::size_t>(n));
-    if (reply[0] == static_cast<char>(Msg::kWrapError)) {
-      return Fail(Errc::kKmsUnavailable, "wrapping an output key failed: " + reply.substr(1));
-    }
-    if (reply[0] != static_cast<char>(Msg::kWrapResponse) || reply.size() < 6) {
-      return Fail(Errc::kInternal, "malformed wrap response");
-    }
-    kms::WrappedKey wrapped;
-    for (int i = 1; i <= 4; ++i) wrapped.version = (wrapped.version << 8) | static_cast<std::uint8_t>(reply[static_cast<std::size_t>(i)]);
-    wrapped.blob.assign(reply.begin() + 5, reply.end());
-    return wrapped;
+    return DecodeWrapReply(reply);
   }
 
   int ctl_fd_;
@@ -458,17 +439,6 @@ void SendFinalMetrics(const StagePlan& plan) {
 
 }  // namespace
 
-Status SendMessage(int fd, Msg type, std::string_view payload) {
-  std::string message(1, static_cast<char>(type));
-  message += payload;
-  if (message.size() > kMaxMessageBytes) message.resize(kMaxMessageBytes);
-  ssize_t n;
-  do n = ::send(fd, message.data(), message.size(), MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  OPENSSL_cleanse(message.data(), message.size());
-  return n == static_cast<ssize_t>(message.size()) ? Status{} : FailErrno("send to the runner");
-}
-
 std::string OutputDataset(std::size_t n) {
   char name[32];
   std::snprintf(name, sizeof name, "out-%06zu", n);
@@ -478,6 +448,8 @@ std::string OutputDataset(std::size_t n) {
 Status StageIn(const StagePlan& plan) {
   if (auto ok = CreateMetricsFile(plan); !ok) return ok;
   // The relay forks before any plaintext exists in this process's memory.
+  // fork(), not Spawn: the relay is our own code (RelayMain), and inside the
+  // sandbox there is no program of ours to exec.
   const pid_t relay = ::fork();
   if (relay < 0) return FailErrno("fork the metrics relay");
   if (relay == 0) RelayMain(plan);

@@ -1,6 +1,6 @@
 // What the runner does inside the sandbox (as the sandbox init, root in the
-// job's namespaces, after pivot_root), and the messages the init and the
-// runner exchange over a SOCK_SEQPACKET pair. Private to the runner.
+// job's namespaces, after pivot_root); it reports to the runner over the
+// control socket (channel.h). Private to the runner.
 #pragma once
 
 #include <sys/types.h>
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "channel.h"
 #include "cordon/error.h"
 #include "cordon/key_ref.h"
 #include "cordon/datasets/expectations.h"
@@ -20,7 +21,6 @@ namespace cordon::runner::internal {
 
 // The trainer's metrics file inside the sandbox ($CORDON_METRICS).
 inline constexpr const char* kMetricsPath = "/tmp/cordon-metrics.jsonl";
-inline constexpr std::size_t kMaxMessageBytes = 64 * 1024;
 inline constexpr int kMaxOutputDepth = 16;
 // Entries of /out examined at most (files, directories, anything); the rest is not looked at.
 inline constexpr std::size_t kMaxOutputEntries = 200'000;
@@ -40,21 +40,6 @@ inline constexpr const char* kLiveIndexDataset = "index-live";
 inline constexpr std::size_t kMaxLiveSeals = 1000;
 // "out-000042": the n-th output's dataset name; its file is that plus ".sealed".
 [[nodiscard]] std::string OutputDataset(std::size_t n);
-
-// Message types on the control socket (first byte of each datagram).
-enum class Msg : char {
-  kWrapRequest = 'W',   // init -> runner: u8 len, dataset, u8 len, job, 32-byte DEK
-  kWrapResponse = 'K',  // runner -> init: u32 BE version, wrapped blob
-  kWrapError = 'E',     // runner -> init: message
-  kOutput = 'O',        // init -> runner: JSON {file, size, sha256} (Cordon-made names only)
-  kRefused = 'R',       // init -> runner: JSON {n, kind} (the first kMaxRefusalReports only)
-  kIndex = 'X',         // init -> runner: JSON {file, size, sha256, entries} of the sealed index
-  kStageSummary = 'S',  // init -> runner: JSON {sealed, bytes, refused: {kind: count}, deadline_hit}
-  kMetrics = 'M',       // init -> runner: the trainer's last metrics line
-  kInputError = 'I',    // init -> runner: JSON {input, code, message}
-  kLiveOutput = 'L',    // init -> runner: JSON {file, size, sha256, version}: sealed while the trainer runs
-  kExpectations = 'V',  // init -> runner: JSON {input, result: ExpectationResult} (aggregates only)
-};
 
 struct InputPlan {
   std::string name;  // /data/<name>
@@ -126,9 +111,6 @@ struct SealLedger {
 // out-NNNNNN.sealed (durable before it is reported), replaces index.live.sealed, and reports
 // kLiveOutput. Anything else is left to the final stage-out, which refuses or seals it.
 [[nodiscard]] Status SealLive(const StagePlan& plan, SealLedger& ledger, int output_dir_fd, std::string_view path);
-
-// Sends one datagram; the runner side uses it too.
-[[nodiscard]] Status SendMessage(int fd, Msg type, std::string_view payload);
 
 
 }  // namespace cordon::runner::internal

@@ -3,16 +3,16 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <set>
 #include <sstream>
 
+#include "cordon/file_io.h"
 #include "cordon/images/oci_image.h"
+#include "cordon/process.h"
 
 namespace cordon::runner::internal {
 namespace {
@@ -37,33 +37,25 @@ std::optional<images::Reader> ReaderFor(std::optional<uid_t> submitter) {
 
 // `ldconfig -p`, run with an empty environment; "" when it cannot run.
 std::string LdconfigCache() {
-  const char* exe = ::access("/sbin/ldconfig", X_OK) == 0 ? "/sbin/ldconfig" : "/usr/sbin/ldconfig";
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return "";
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  char arg0[] = "ldconfig", arg1[] = "-p";
-  char* argv[] = {arg0, arg1, nullptr};
-  char* envp[] = {nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, exe, &fa, nullptr, argv, envp);
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(fds[1]);
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  SpawnOptions ldconfig;
+  ldconfig.argv = {::access("/sbin/ldconfig", X_OK) == 0 ? "/sbin/ldconfig" : "/usr/sbin/ldconfig", "-p"};
+  ldconfig.env = std::vector<std::string>{};
+  ldconfig.stdout_fd = write_end.get();
+  auto child = Spawn(ldconfig);
+  write_end.reset();
   std::string out;
-  if (rc == 0) {
-    char buf[65536];
-    ssize_t n;
-    while ((n = ::read(fds[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-      if (n > 0) out.append(buf, static_cast<std::size_t>(n));
-      if (out.size() > (16u << 20)) break;
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+  if (!child) return out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = RetryEintr([&] { return ::read(read_end.get(), buf, sizeof buf); })) > 0) {
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > (16u << 20)) break;
   }
-  ::close(fds[0]);
+  read_end.reset();
+  (void)WaitChild(child->pid);
   return out;
 }
 

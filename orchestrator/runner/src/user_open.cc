@@ -15,6 +15,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cordon/file_io.h"
+#include "cordon/process.h"
+
 namespace cordon::useropen {
 namespace {
 
@@ -128,9 +131,7 @@ std::string Describe(const OpenRequest& r, int error) {
 Result<std::pair<Answer, UniqueFd>> Receive(int sock, std::chrono::steady_clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   pollfd p{sock, POLLIN, 0};
-  int ready;
-  while ((ready = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)))) < 0 && errno == EINTR) {
-  }
+  const int ready = RetryEintr([&] { return ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0))); });
   if (ready == 0) return Fail(Errc::kIo, "opening as the submitter took too long (a hung file system?)");
   Answer answer{};
   iovec iov{&answer, sizeof answer};
@@ -140,9 +141,7 @@ Result<std::pair<Answer, UniqueFd>> Receive(int sock, std::chrono::steady_clock:
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  ssize_t n;
-  while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-  }
+  const ssize_t n = RetryEintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
   if (n != static_cast<ssize_t>(sizeof answer)) return Fail(Errc::kIo, "the opener process ended early");
   UniqueFd fd;
   if (cmsghdr* c = CMSG_FIRSTHDR(&msg); c && c->cmsg_type == SCM_RIGHTS) {
@@ -211,9 +210,7 @@ int OpenNoSymlinks(int dirfd, const char* path, int flags) {
   how.flags = static_cast<__u64>(static_cast<unsigned int>(flags));
   how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   if (dirfd != AT_FDCWD) how.resolve |= RESOLVE_BENEATH;
-  long fd;
-  while ((fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how)) < 0 && errno == EINTR) {
-  }
+  const long fd = RetryEintr([&] { return ::syscall(SYS_openat2, dirfd, path, &how, sizeof how); });
   if (fd < 0 && errno == ENOSYS) return WalkNoSymlinks(dirfd, path, flags);
   return static_cast<int>(fd);
 }
@@ -240,6 +237,8 @@ Result<std::vector<UniqueFd>> OpenAsUser(const Identity& who, const std::vector<
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return FailErrno("socketpair");
   UniqueFd ours(pair[0]), theirs(pair[1]);
+  // fork(), not Spawn: the child changes its credentials to the submitter's and
+  // opens the files as them (ChildMain), our own code with nothing to exec.
   const pid_t pid = ::fork();
   if (pid < 0) return FailErrno("fork");
   if (pid == 0) {
@@ -266,8 +265,7 @@ Result<std::vector<UniqueFd>> OpenAsUser(const Identity& who, const std::vector<
     }
   }
   if (!ok) ::kill(pid, SIGKILL);
-  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
+  (void)WaitChild(pid);
   if (!ok) return std::unexpected(ok.error());
   return fds;
 }

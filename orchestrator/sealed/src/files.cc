@@ -124,17 +124,15 @@ Result<UniqueFd> OpenInput(const std::string& path) {
 Status CopyRest(int in, std::uint64_t offset, int out) {
   auto off = static_cast<loff_t>(offset);
   for (;;) {
-    const ssize_t n = ::copy_file_range(in, &off, out, nullptr, 1u << 30, 0);
+    const ssize_t n = RetryEintr([&] { return ::copy_file_range(in, &off, out, nullptr, 1u << 30, 0); });
     if (n == 0) return {};
     if (n > 0) continue;
-    if (errno == EINTR) continue;
     if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return FailErrno("copy chunks");
     break;
   }
   std::vector<std::uint8_t> buf(1u << 20);
   for (;;) {
-    const ssize_t n = ::pread(in, buf.data(), buf.size(), off);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::pread(in, buf.data(), buf.size(), off); });
     if (n < 0) return FailErrno("read chunks");
     if (n == 0) return {};
     if (auto ok = WriteAll(out, {buf.data(), static_cast<std::size_t>(n)}); !ok) return ok;
@@ -318,8 +316,7 @@ Result<std::string> Sha256Fd(int fd) {
   std::vector<std::uint8_t> buf(1u << 20);
   off_t offset = 0;
   for (;;) {
-    const ssize_t n = ::pread(fd, buf.data(), buf.size(), offset);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::pread(fd, buf.data(), buf.size(), offset); });
     if (n < 0) return FailErrno("read");
     if (n == 0) break;
     if (EVP_DigestUpdate(ctx->get(), buf.data(), static_cast<std::size_t>(n)) != 1) {

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <memory>
 
+#include "cordon/file_io.h"
+
 namespace cordon::sealed {
 namespace internal {
 namespace {
@@ -263,10 +265,7 @@ Result<SealedInfo> OpenSealed(int fd) {
   if (::fstat(fd, &st) != 0) return FailErrno("fstat");
   if (!S_ISREG(st.st_mode)) return Fail(Errc::kInvalidArgument, "not a regular file");
   std::vector<std::uint8_t> buf(kMaxHeaderBytes);
-  ssize_t got = 0;
-  do {
-    got = ::pread(fd, buf.data(), buf.size(), 0);
-  } while (got < 0 && errno == EINTR);
+  const ssize_t got = RetryEintr([&] { return ::pread(fd, buf.data(), buf.size(), 0); });
   if (got < 0) return FailErrno("read header");
   buf.resize(static_cast<std::size_t>(got));
   auto header = ParseHeader(buf);

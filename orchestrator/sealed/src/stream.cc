@@ -56,12 +56,10 @@ class RecordReader {
   Result<std::size_t> Fill(std::uint8_t* out, std::size_t want) {
     std::size_t got = 0;
     while (got < want) {
-      const ssize_t n = offset_ ? ::pread(fd_, out + got, want - got, static_cast<off_t>(*offset_))
-                                : ::read(fd_, out + got, want - got);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return FailErrno("read");
-      }
+      const ssize_t n = RetryEintr([&] {
+        return offset_ ? ::pread(fd_, out + got, want - got, static_cast<off_t>(*offset_)) : ::read(fd_, out + got, want - got);
+      });
+      if (n < 0) return FailErrno("read");
       if (n == 0) break;
       got += static_cast<std::size_t>(n);
       if (offset_) *offset_ += static_cast<std::uint64_t>(n);
@@ -70,13 +68,11 @@ class RecordReader {
   }
 
   Result<bool> Peek(std::uint8_t& byte) {
-    for (;;) {
-      const ssize_t n = offset_ ? ::pread(fd_, &byte, 1, static_cast<off_t>(*offset_)) : ::read(fd_, &byte, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return FailErrno("read");
-      if (n == 1 && !offset_) pending_ = byte;
-      return n == 1;
-    }
+    const ssize_t n =
+        RetryEintr([&] { return offset_ ? ::pread(fd_, &byte, 1, static_cast<off_t>(*offset_)) : ::read(fd_, &byte, 1); });
+    if (n < 0) return FailErrno("read");
+    if (n == 1 && !offset_) pending_ = byte;
+    return n == 1;
   }
 
   int fd_;
