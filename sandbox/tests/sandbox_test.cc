@@ -27,17 +27,14 @@
 
 #include <gtest/gtest.h>
 
+#include "cordon/testing/slurp.h"
+
 namespace cordon::sandbox {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Slurp(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cordon::testing::Slurp;
 
 std::string Drain(int fd) {
   std::string out;
