@@ -10,18 +10,15 @@
 
 #include <gtest/gtest.h>
 
+#include "cordon/testing/temp_dir.h"
+
 namespace cordon {
 namespace {
 
 class FileIoTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cordon-fileio-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  cordon::testing::TempDir tmp_{"fileio"};  // removed with the fixture
+  const std::string dir_ = tmp_.path();
 };
 
 mode_t ModeOf(const std::string& path) {

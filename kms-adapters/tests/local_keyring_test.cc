@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cordon/kms/kms.h"
+#include "cordon/testing/temp_dir.h"
 
 namespace cordon::kms {
 namespace {
@@ -16,15 +17,10 @@ namespace {
 class LocalKeyringTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/cordon-kms-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    dir_ = root_ + "/keys";
     auto km = OpenKeyManager("local", Options{dir_, std::nullopt});
     ASSERT_TRUE(km) << km.error().message;
     km_ = std::move(*km);
   }
-  void TearDown() override { std::filesystem::remove_all(root_); }
 
   SecretBytes Dek() {
     auto dek = SecretBytes::Random(kDekBytes);
@@ -32,7 +28,8 @@ class LocalKeyringTest : public ::testing::Test {
     return std::move(*dek);
   }
 
-  std::string root_, dir_;
+  cordon::testing::TempDir tmp_{"kms"};  // removed with the fixture
+  std::string dir_ = tmp_.path() + "/keys";
   std::unique_ptr<KeyManager> km_;
 };
 
