@@ -552,9 +552,7 @@ class SpecReader final {
 
 ParseResult ParseSpec(std::string_view text) {
   ParseResult result;
-  yaml::Limits limits;
-  limits.max_bytes = kMaxSpecBytes;
-  result.job = yaml::LoadAndRead(text, limits, result.diagnostics,
+  result.job = yaml::LoadAndRead(text, {.max_bytes = kMaxSpecBytes}, result.diagnostics,
                                  [](Diagnostics& d, const Node& root) { return SpecReader(d).Read(root); });
   std::stable_sort(result.diagnostics.begin(), result.diagnostics.end(),
                    [](const yaml::Diagnostic& a, const yaml::Diagnostic& b) {

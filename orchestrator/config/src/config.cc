@@ -226,9 +226,7 @@ std::string Quoted(const std::string& s) {
 
 ConfigParse ParseConfig(std::string_view text) {
   ConfigParse result;
-  yaml::Limits limits;
-  limits.max_bytes = kMaxConfigBytes;
-  result.config = yaml::LoadAndRead(text, limits, result.diagnostics,
+  result.config = yaml::LoadAndRead(text, {.max_bytes = kMaxConfigBytes}, result.diagnostics,
                                     [](Diagnostics& d, const Node& root) { return ConfigReader(d).Read(root); });
   if (result.config && result.config->slurm.shared_dir.empty()) {
     result.config->slurm.shared_dir = result.config->state_dir + "/slurm";
