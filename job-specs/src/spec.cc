@@ -552,19 +552,12 @@ class SpecReader final {
 
 ParseResult ParseSpec(std::string_view text) {
   ParseResult result;
-  yaml::Limits limits;
-  limits.max_bytes = kMaxSpecBytes;
-  yaml::Document doc = yaml::Load(text, limits);
-  result.diagnostics = std::move(doc.diagnostics);
-  if (!doc.root) return result;
-  Diagnostics d;
-  TrainingJob job = SpecReader(d).Read(*doc.root);
-  for (auto& diagnostic : d.Take()) result.diagnostics.push_back(std::move(diagnostic));
+  result.job = yaml::LoadAndRead(text, {.max_bytes = kMaxSpecBytes}, result.diagnostics,
+                                 [](Diagnostics& d, const Node& root) { return SpecReader(d).Read(root); });
   std::stable_sort(result.diagnostics.begin(), result.diagnostics.end(),
                    [](const yaml::Diagnostic& a, const yaml::Diagnostic& b) {
                      return std::tie(a.mark.line, a.mark.column) < std::tie(b.mark.line, b.mark.column);
                    });
-  if (result.diagnostics.empty()) result.job = std::move(job);
   return result;
 }
 

@@ -19,19 +19,13 @@ int main(int argc, char** argv) {
       "Exit status: 0 success, 1 the operation failed, 2 usage error or invalid input.\n"
       "Run `cordon COMMAND --help` for a command's options.");
 
+  // In this order in `cordon --help`.
   std::vector<std::unique_ptr<Command>> commands;
-  commands.push_back(MakeValidateCommand(app));
-  commands.push_back(MakeInitCommand(app));
-  commands.push_back(MakeKeysCommand(app));
-  commands.push_back(MakeSealCommand(app));
-  commands.push_back(MakeUnsealCommand(app));
-  commands.push_back(MakeRewrapCommand(app));
-  commands.push_back(MakeInspectCommand(app));
-  commands.push_back(MakeAuditCommand(app));
-  commands.push_back(MakeRunCommand(app));
-  commands.push_back(MakeOutputsCommand(app));
-  commands.push_back(MakeImagesCommand(app));
-  commands.push_back(MakeDatasetsCommand(app));
+  for (auto* make : {MakeValidateCommand, MakeInitCommand, MakeKeysCommand, MakeSealCommand, MakeUnsealCommand,
+                     MakeRewrapCommand, MakeInspectCommand, MakeAuditCommand, MakeRunCommand, MakeOutputsCommand,
+                     MakeImagesCommand, MakeDatasetsCommand}) {
+    commands.push_back(make(app));
+  }
   for (auto& command : MakeIncidentCommands(app)) commands.push_back(std::move(command));
   for (const char* op : {"submit", "status", "list", "cancel", "wait", "logs"}) {
     commands.push_back(MakeDaemonClientCommand(app, op));

@@ -353,11 +353,12 @@ Status PivotRoot() {
   return Mount(nullptr, "/", nullptr, kRoBind, nullptr);
 }
 
+// Runs one named set-up step (a Status or a Result); on failure, failed_step names it.
 template <class F>
-Status Step(const char* name, std::string& failed_step, F&& f) {
-  Status st = f();
-  if (!st) failed_step = name;
-  return st;
+auto Step(const char* name, std::string& failed_step, F&& f) -> decltype(f()) {
+  auto result = f();
+  if (!result) failed_step = name;
+  return result;
 }
 
 gid_t g_seal_gid = 0;
@@ -404,20 +405,14 @@ Result<FsOutcome> BuildRootAndPivot(const FsPlan& plan, std::string& failed_step
   if (auto st = Step("bind-gpu", failed_step, [&]() -> Status { return BindGpuDriver(gpu); }); !st) {
     return std::unexpected(st.error());
   }
-  auto noswap = MountScratch(plan);
-  if (!noswap) {
-    failed_step = "mount-scratch-tmpfs";
-    return std::unexpected(noswap.error());
-  }
+  auto noswap = Step("mount-scratch-tmpfs", failed_step, [&] { return MountScratch(plan); });
+  if (!noswap) return std::unexpected(noswap.error());
   out.scratch_noswap = *noswap;
   if (auto st = Step("bind-scratch-dirs", failed_step, [&]() -> Status { return BindScratchDirs(plan); }); !st) {
     return std::unexpected(st.error());
   }
-  auto dev_bound = MountDev(gpu);
-  if (!dev_bound) {
-    failed_step = "mount-dev";
-    return std::unexpected(dev_bound.error());
-  }
+  auto dev_bound = Step("mount-dev", failed_step, [&] { return MountDev(gpu); });
+  if (!dev_bound) return std::unexpected(dev_bound.error());
   out.dev_nodes_bound = *dev_bound;
   if (auto st = Step("mount-proc", failed_step, MountProc); !st) return std::unexpected(st.error());
   if (auto st = Step("write-etc", failed_step, [&]() -> Status { return WriteEtc(plan); }); !st) {

@@ -56,28 +56,9 @@ grant_4003() { printf '  - uids: [4003]\n    datasets: [customers]\n    keys: ["
 
 # spec NAME SHELL [input=PATH] [key=REF] [memory=M]: writes $W/specs/NAME.yaml (0644)
 spec() {
-  local name="$1" sh="$2" input="$W/sealed/customers.sealed" key=kms://local/models memory=256Mi kv; shift 2
-  for kv in "$@"; do
-    case "$kv" in input=*) input="${kv#input=}" ;; key=*) key="${kv#key=}" ;; memory=*) memory="${kv#memory=}" ;; esac
-  done
-  cat >"$W/specs/$name.yaml" <<SPEC
-apiVersion: cordon/v1
-kind: TrainingJob
-metadata:
-  name: $name
-spec:
-  trainer:
-    image: $img
-    command: [/bin/sh, -c, "$sh"]
-  inputs:
-    - name: customers
-      path: $input
-  output:
-    path: $W/out
-    key: $key
-  resources: {memory: $memory, timeout: 60s, scratch: 16Mi, pids: 32}
-SPEC
-  chmod 0644 "$W/specs/$name.yaml"
+  local name="$1" sh="$2"; shift 2
+  case "$*" in *input=*) ;; *) set -- input="$W/sealed/customers.sealed" "$@" ;; esac
+  e2e_spec "$W/specs/$name.yaml" image="$img" sh="$sh" out="$W/out" "$@"
 }
 as() { as_uid "$@"; }
 state() { e2e_state "$1"; }
@@ -128,11 +109,8 @@ assert isinstance(a,list) and a and all({"job_id","name","state","outcome","subm
 # metrics: `cordon status JOB` shows a running job's latest accepted metrics.
 sec_metrics() {
   fresh metrics || return 1
-  printf '%s\n' "apiVersion: cordon/v1" "kind: TrainingJob" "metadata: {name: live}" "spec:" \
-    "  trainer: {image: $img, command: [/bin/sh, -c, 'echo \"{\\\"epoch\\\": 3, \\\"loss\\\": 0.25, \\\"row\\\": 7}\" >>\$CORDON_METRICS; sleep 5']}" \
-    "  output: {path: $W/out, key: kms://local/models}" \
-    "  resources: {memory: 256Mi, timeout: 60s, scratch: 16Mi, pids: 32}" "  metrics: [epoch, loss]" >"$W/specs/live.yaml"
-  chmod 0644 "$W/specs/live.yaml"
+  e2e_spec "$W/specs/live.yaml" image="$img" out="$W/out" metrics='[epoch, loss]' \
+    sh='echo "{\"epoch\": 3, \"loss\": 0.25, \"row\": 7}" >>$CORDON_METRICS; sleep 5'
   local id; id=$(submit "$W/specs/live.yaml")
   shows() { has "$("$C" status "$id" 2>/dev/null)" "metrics: epoch=3 loss=0.25"; }
   check "status: a running job's latest metrics (declared names only)" e2e_wait_for 20 shows

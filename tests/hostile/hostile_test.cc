@@ -28,6 +28,8 @@
 
 #include <gtest/gtest.h>
 
+#include "cordon/testing/slurp.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -48,12 +50,7 @@ struct SandboxRun {
   nlohmann::json result;
 };
 
-std::string Slurp(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cordon::testing::Slurp;
 
 class HostileTest : public ::testing::Test {
  protected:

@@ -128,6 +128,19 @@ unseal_tree() {
 refused_with() { [ "$rc" = "$1" ] && has "$err" "$2"; }
 # cleanup_job JOB: a job a failed check left behind must not hold a slot.
 cleanup_job() { [ -n "$1" ] && ! e2e_is_final "$1" && "$C" cancel "$1" >/dev/null 2>&1 && wait_final "$1" 30; return 0; }
+# if_it_ran [WHAT TOKEN [USER]]: for a submission that should have been refused but was
+# accepted (rc 0): waits for the job, with WHAT checks that its logs (read as USER, else
+# as root) do not hold TOKEN, and cancels it if it still runs.
+if_it_ran() {
+  [ "$rc" = 0 ] || return 0
+  wait_final "$JOB" 30
+  if [ $# -ge 2 ]; then
+    local logs
+    if [ -n "${3:-}" ]; then logs=$(as_user "$3" timeout 20 "$C" logs "$JOB" 2>&1); else logs=$("$C" logs "$JOB" 2>/dev/null); fi
+    check "$1" hasnt "$logs" "$2"
+  fi
+  cleanup_job "$JOB"
+}
 CONNECT_PY='import socket, sys
 s = socket.socket(socket.AF_UNIX); s.settimeout(5)
 try:
@@ -228,11 +241,11 @@ sec_output_swap() {
   e2e_spec "$T/specs/outside.yaml" image="$AI" out="$AH/elsewhere" input="$AIN" sh='echo r >/out/r.txt; exit 0'
   submit_as "$A" "$T/specs/outside.yaml"
   check "output_swap: output.path outside alice's outputs: grant refused (3, naming outputs)" refused_with 3 outputs
-  [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
+  if_it_ran
   e2e_spec "$T/specs/rootdir.yaml" image="$AI" out="$T/victim/made-by-root" input="$AIN" sh='exit 0'
   submit_as "$A" "$T/specs/rootdir.yaml"
   check "output_swap: output.path in a root-owned dir refused (3, naming outputs)" refused_with 3 outputs
-  [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
+  if_it_ran
   check "output_swap: root created no directory for alice outside her grant" test ! -e "$T/victim/made-by-root"
 }
 
@@ -244,15 +257,11 @@ sec_image() {
   e2e_spec "$T/specs/img-run.yaml" image="$RUN_DIR" out="$AOUT" input="$AIN" argv="$argv"
   submit_as "$A" "$T/specs/img-run.yaml"
   check "image: the daemon's runtime dir as image refused (3, naming images)" refused_with 3 images
-  if [ "$rc" = 0 ]; then
-    wait_final "$JOB" 30
-    check "image: the trainer could not reach cordond's socket from inside the sandbox" hasnt "$("$C" logs "$JOB" 2>/dev/null)" REACHED
-    cleanup_job "$JOB"
-  fi
+  if_it_ran "image: the trainer could not reach cordond's socket from inside the sandbox" REACHED
   e2e_spec "$T/specs/img-out.yaml" image="$AH/notimg" out="$AOUT" input="$AIN" sh='exit 0'
   submit_as "$A" "$T/specs/img-out.yaml"
   check "image: a dir outside alice's images: grant refused (3, naming images)" refused_with 3 images
-  [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
+  if_it_ran
 
   # A user-made unix socket inside a granted image: refused, and never reached.
   as_user "$A" mkdir -m 0755 "$AIMG/sockimg"
@@ -271,7 +280,7 @@ while time.time() < end and not os.path.exists(sys.argv[2] + ".stop"):
   e2e_spec "$T/specs/img-sock.yaml" image="$AIMG/sockimg" out="$AOUT" input="$AIN" argv="$argv"
   submit_as "$A" "$T/specs/img-sock.yaml"
   check "image: an image holding a unix socket refused (2 or 3; got $rc)" test "$rc" = 2 -o "$rc" = 3
-  [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
+  if_it_ran
   check "image: the user's socket was never reached from a sandbox" test ! -e "$AH/listener.got"
   as_user "$A" touch "$AH/listener.got.stop"
   e2e_wait_for 5 e2e_gone "$lpid" || kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
@@ -284,7 +293,7 @@ while time.time() < end and not os.path.exists(sys.argv[2] + ".stop"):
   submit_as "$A" "$T/specs/img-own.yaml"
   check "image: an image the submitter owns refused (3; got $rc)" test "$rc" = 3
   check "image: the refusal says the submitter could change it" has "$err" "the submitter owns or may write"
-  [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
+  if_it_ran
   as_user "$A" rm -rf "$AIMG/own"
 
   # cordond's own socket, hard-linked into a granted image (only where fs.protected_hardlinks
@@ -295,11 +304,7 @@ while time.time() < end and not os.path.exists(sys.argv[2] + ".stop"):
     e2e_spec "$T/specs/img-hl.yaml" image="$AIMG/hl" out="$AOUT" input="$AIN" argv="$argv"
     submit_as "$A" "$T/specs/img-hl.yaml"
     check "image: an image holding a link to cordond's socket refused (2 or 3; got $rc)" test "$rc" = 2 -o "$rc" = 3
-    if [ "$rc" = 0 ]; then
-      wait_final "$JOB" 30
-      check "image: cordond's socket unreachable through the link" hasnt "$("$C" logs "$JOB" 2>/dev/null)" REACHED
-      cleanup_job "$JOB"
-    fi
+    if_it_ran "image: cordond's socket unreachable through the link" REACHED
   else
     echo "# image: alice cannot hard-link cordond's socket here (protected_hardlinks): that variant not run" >&2
   fi
@@ -470,11 +475,7 @@ sec_confused_deputy() {
   check "confused_deputy: (alice really cannot read the file)" sh -c '! runuser -u "$1" -- cat "$2" >/dev/null 2>&1' - "$A" "$T/shared/customers-rootonly.sealed"
   submit_as "$A" "$T/specs/deputy.yaml"
   check "confused_deputy: a granted dataset in a file alice cannot read is refused (3; got $rc)" test "$rc" = 3
-  if [ "$rc" = 0 ]; then
-    wait_final "$JOB" 30
-    check "confused_deputy: its plaintext never reaches alice" hasnt "$(as_user "$A" timeout 20 "$C" logs "$JOB" 2>&1)" "$DMARK"
-    cleanup_job "$JOB"
-  fi
+  if_it_ran "confused_deputy: its plaintext never reaches alice" "$DMARK" "$A"
   # Places inside alice's grants that she cannot open herself (root's 0700 dirs):
   # the grant names the place, her own permissions still apply.
   mkdir -m 0700 "$AIMG/rootonly" "$AOUT/rootonly"
@@ -482,15 +483,11 @@ sec_confused_deputy() {
   e2e_spec "$T/specs/deputyimg.yaml" image="$AIMG/rootonly" out="$AOUT" input="$AIN" sh='cat /job/weights.txt; exit 0'
   submit_as "$A" "$T/specs/deputyimg.yaml"
   check "confused_deputy: an image inside the grant that alice cannot open is refused (3; got $rc)" test "$rc" = 3
-  if [ "$rc" = 0 ]; then
-    wait_final "$JOB" 30
-    check "confused_deputy: that image's files never reach alice" hasnt "$(as_user "$A" timeout 20 "$C" logs "$JOB" 2>&1)" "$DMARK"
-    cleanup_job "$JOB"
-  fi
+  if_it_ran "confused_deputy: that image's files never reach alice" "$DMARK" "$A"
   e2e_spec "$T/specs/deputyout.yaml" image="$AI" out="$AOUT/rootonly" input="$AIN" sh='exit 0'
   submit_as "$A" "$T/specs/deputyout.yaml"
   check "confused_deputy: an output.path inside the grant that alice cannot open is refused (3; got $rc)" test "$rc" = 3
-  [ "$rc" = 0 ] && { wait_final "$JOB" 30; cleanup_job "$JOB"; }
+  if_it_ran
   check "confused_deputy: root wrote nothing there for alice" test -z "$(ls -A "$AOUT/rootonly")"
   rm -rf "$AIMG/rootonly" "$AOUT/rootonly"
   # The same through the spool: the spec file's owner is the submitter.

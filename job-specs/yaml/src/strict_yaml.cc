@@ -274,6 +274,15 @@ std::string FormatDiagnostic(std::string_view file, const Diagnostic& diagnostic
          std::to_string(diagnostic.mark.column) + ": error: " + diagnostic.message;
 }
 
+std::string FormatDiagnostics(std::string_view file, const std::vector<Diagnostic>& diagnostics) {
+  std::string out;
+  for (const Diagnostic& diagnostic : diagnostics) {
+    if (!out.empty()) out += "\n";
+    out += FormatDiagnostic(file, diagnostic);
+  }
+  return out;
+}
+
 Document Load(std::string_view text, const Limits& limits) {
   Document doc;
   if (text.size() > limits.max_bytes) {

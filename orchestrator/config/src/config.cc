@@ -226,16 +226,11 @@ std::string Quoted(const std::string& s) {
 
 ConfigParse ParseConfig(std::string_view text) {
   ConfigParse result;
-  yaml::Limits limits;
-  limits.max_bytes = kMaxConfigBytes;
-  yaml::Document doc = yaml::Load(text, limits);
-  result.diagnostics = std::move(doc.diagnostics);
-  if (!doc.root) return result;
-  Diagnostics d;
-  Config config = ConfigReader(d).Read(*doc.root);
-  for (auto& diagnostic : d.Take()) result.diagnostics.push_back(std::move(diagnostic));
-  if (result.diagnostics.empty() && config.slurm.shared_dir.empty()) config.slurm.shared_dir = config.state_dir + "/slurm";
-  if (result.diagnostics.empty()) result.config = std::move(config);
+  result.config = yaml::LoadAndRead(text, {.max_bytes = kMaxConfigBytes}, result.diagnostics,
+                                    [](Diagnostics& d, const Node& root) { return ConfigReader(d).Read(root); });
+  if (result.config && result.config->slurm.shared_dir.empty()) {
+    result.config->slurm.shared_dir = result.config->state_dir + "/slurm";
+  }
   return result;
 }
 
@@ -255,14 +250,7 @@ Result<Config> LoadConfig(const std::string& path) {
                                        "creates one)");
   }
   ConfigParse parsed = ParseConfig(*text);
-  if (!parsed.config) {
-    std::string message;
-    for (const auto& diagnostic : parsed.diagnostics) {
-      if (!message.empty()) message += "\n";
-      message += yaml::FormatDiagnostic(path, diagnostic);
-    }
-    return Fail(Errc::kInvalidArgument, std::move(message));
-  }
+  if (!parsed.config) return Fail(Errc::kInvalidArgument, yaml::FormatDiagnostics(path, parsed.diagnostics));
   std::error_code ec;
   parsed.config->path = std::filesystem::absolute(path, ec).lexically_normal().string();
   if (ec) parsed.config->path = path;

@@ -24,17 +24,14 @@
 
 #include <gtest/gtest.h>
 
+#include "cordon/testing/slurp.h"
+
 namespace cordon::daemon {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cordon::testing::Slurp;
 
 bool Put(const std::string& path, const std::string& value) {
   const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);

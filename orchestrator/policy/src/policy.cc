@@ -194,13 +194,7 @@ Result<Policy> LoadPolicy(const std::string& path) {
   auto text = ReadFileLimited(path, 1 << 20);
   if (!text) return std::unexpected(WithContext(text.error(), "policy"));
   PolicyParse parsed = ParsePolicy(*text);
-  if (!parsed.policy) {
-    std::string message;
-    for (const auto& diag : parsed.diagnostics) {
-      message += (message.empty() ? "" : "\n") + yaml::FormatDiagnostic(path, diag);
-    }
-    return Fail(Errc::kInvalidArgument, message);
-  }
+  if (!parsed.policy) return Fail(Errc::kInvalidArgument, yaml::FormatDiagnostics(path, parsed.diagnostics));
   parsed.policy->path = path;
   return std::move(*parsed.policy);
 }

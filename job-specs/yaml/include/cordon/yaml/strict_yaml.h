@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,8 @@ struct Diagnostic {
 
 // "FILE:LINE:COL: error: MESSAGE"
 [[nodiscard]] std::string FormatDiagnostic(std::string_view file, const Diagnostic& diagnostic);
+// Every diagnostic formatted as above, one a line (no trailing newline).
+[[nodiscard]] std::string FormatDiagnostics(std::string_view file, const std::vector<Diagnostic>& diagnostics);
 
 struct MapEntry;
 
@@ -81,6 +84,22 @@ class Diagnostics final {
  private:
   std::vector<Diagnostic> list_;
 };
+
+// Loads `text` under `limits` and, when that yields a tree, maps it with
+// `read(Diagnostics&, const Node&)`. `diagnostics` receives the loader's, then
+// the reader's; the value is returned only when there is none at all.
+template <typename Read>
+[[nodiscard]] auto LoadAndRead(std::string_view text, const Limits& limits, std::vector<Diagnostic>& diagnostics,
+                               Read&& read) -> std::optional<std::invoke_result_t<Read&, Diagnostics&, const Node&>> {
+  Document doc = Load(text, limits);
+  diagnostics = std::move(doc.diagnostics);
+  if (!doc.root) return std::nullopt;
+  Diagnostics d;
+  auto value = read(d, *doc.root);
+  for (auto& diagnostic : d.Take()) diagnostics.push_back(std::move(diagnostic));
+  if (!diagnostics.empty()) return std::nullopt;
+  return value;
+}
 
 // How a plain scalar resolves under the YAML 1.2 core schema.
 enum class ScalarType { kNull, kBool, kInt, kFloat, kString };
