@@ -1,7 +1,7 @@
 // How a finished sandbox run becomes the job's outcome: the sandbox's verdict,
 // the trainer's exit and what happened around the run (a halt, a cancel, the
 // runner's backstop) decide it, and the reason names the limit that was hit.
-// Pure, so each case is unit-tested (orchestrator/tests/classify_test.cc).
+// Pure, so each case is unit-tested (orchestrator/runner/tests/classify_test.cc).
 // Private to the runner.
 #pragma once
 
