@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "cordon/orchestrator/audit.h"
+#include "cordon/orchestrator/audit_ocsf.h"
 #include "cordon/orchestrator/audit_verify.h"
 #include "internal.h"
 
@@ -113,6 +114,28 @@ TEST(AuditCrypto, KeyEvolutionIsOneWayChainNotIdentity) {
   const Bytes32 k1 = internal::EvolveKey(k);
   EXPECT_NE(internal::Hex(k1), internal::Hex(k));
   EXPECT_NE(internal::Hex(internal::EvolveKey(k1)), internal::Hex(k1));
+}
+
+TEST(AuditEntry, TimeParserRefusesImpossibleDates) {
+  using internal::ParseTime;
+  EXPECT_TRUE(ParseTime("2026-01-31T00:00:00Z"));
+  EXPECT_TRUE(ParseTime("2024-02-29T23:59:59.999999999Z"));  // a leap year
+  EXPECT_TRUE(ParseTime("2000-02-29T00:00:00Z"));            // divisible by 400: leap
+  EXPECT_EQ(*ParseTime("2026-03-01T00:00:00Z") - *ParseTime("2026-02-28T00:00:00Z"), 86'400'000'000'000);
+  for (const char* bad : {"2026-02-31T00:00:00Z", "2026-02-30T00:00:00Z", "2026-02-29T00:00:00Z",
+                          "1900-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
+                          "2026-06-31T00:00:00Z", "2026-09-31T00:00:00Z", "2026-11-31T00:00:00Z",
+                          "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-01-00T00:00:00Z",
+                          "2026-01-32T00:00:00Z"}) {
+    EXPECT_FALSE(ParseTime(bad)) << bad;
+  }
+  // An entry with such a time is not canonical; OCSF export maps it to time 0, not to March 3.
+  nlohmann::json entry = {{"seq", 1}, {"time", "2026-02-31T00:00:00.000000001Z"}, {"action", "job.accepted"},
+                          {"outcome", "ok"}, {"hash", std::string(64, 'a')}, {"details", nlohmann::json::object()},
+                          {"actor", {{"pid", 1}, {"process", "p"}, {"uid", 0}, {"user", "root"}}}};
+  EXPECT_EQ(ToOcsf(entry, {})["time"], 0);
+  entry["time"] = "2026-02-28T00:00:00.5Z";
+  EXPECT_EQ(ToOcsf(entry, {})["time"], *ParseTime("2026-02-28T00:00:00Z") / 1'000'000 + 500);
 }
 
 TEST(AuditEntry, SealedLineParsesAndIsCanonical) {

@@ -68,7 +68,9 @@ void Cleanse(void* p, std::size_t n);
 [[nodiscard]] Actor CurrentActor();
 [[nodiscard]] std::string FormatTime(std::int64_t unix_ns);  // 2026-11-27T07:00:00.000000001Z
 [[nodiscard]] std::int64_t NowNs();
+// Refuses impossible dates (Feb 30, Apr 31, Feb 29 outside a leap year).
 [[nodiscard]] std::optional<std::int64_t> ParseTime(std::string_view rfc3339);
+[[nodiscard]] unsigned DaysInMonth(unsigned year, unsigned month);  // 0 for a month outside 1..12
 
 struct Sealed {
   std::string line;  // canonical JSON + '\n'
