@@ -107,6 +107,12 @@ struct MacState {
   std::uint64_t checkpoint_size = 0;     // size of the last checkpoint signed
   std::int64_t checkpoint_time_ns = 0;   // when
   std::uint64_t tree_synced = 0;         // records whose tree hashes are known durable
+  // The journal after the record in mac.state: the lines of entries
+  // journal_seq .. seq-1, journal_bytes bytes; every entry before journal_seq
+  // is durable in the segments. (Absent in records from before the journal:
+  // journal_seq = seq, journal_bytes = 0.)
+  std::uint64_t journal_seq = 0;
+  std::uint64_t journal_bytes = 0;
 };
 inline constexpr std::size_t kStateRecordBytes = 512;  // one sector: written in place
 [[nodiscard]] std::string EncodeState(const MacState& state);
