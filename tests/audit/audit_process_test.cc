@@ -7,10 +7,9 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
+#include "cordon/file_io.h"
 #include "cordon/orchestrator/audit.h"
 #include "cordon/orchestrator/audit_verify.h"
 #include "internal.h"
@@ -102,14 +101,13 @@ TEST_F(AuditProcessTest, KillNineDuringAppendsThenRecoveryVerifies) {
 }
 
 std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = ReadFileLimited(path, 64 << 20);
+  EXPECT_TRUE(text) << text.error().message;
+  return text ? *text : std::string();
 }
 
 void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+  ASSERT_TRUE(WriteFileAtomic(path, text, 0600)) << path;
 }
 
 // A power cut loses what the segment held only in the page cache: the
