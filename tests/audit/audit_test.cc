@@ -151,6 +151,23 @@ TEST(AuditEntry, SealedLineParsesAndIsCanonical) {
   EXPECT_EQ(parsed->seq, 7u);
   EXPECT_TRUE(internal::Equal32(parsed->computed, sealed->hash));
   EXPECT_TRUE(internal::Equal32(parsed->hash, sealed->hash));
+  // Members named like the top-level ones inside details, quotes and a backslash in the job,
+  // with and without a job: hash and mac still land in their sorted places.
+  for (const std::string job : {"J\\\",\"job\":\"x", ""}) {
+    Event tricky{.action = "job.accepted", .job = job, .outcome = "ok",
+                 .details = {{"job", "j"}, {"outcome", "o"}, {"mac", "m"}, {"x", {{"outcome", "p"}}}},
+                 .actor = std::nullopt};
+    Bytes32 key{};
+    key[0] = 9;
+    auto t = internal::SealEntry(tricky, actor, 8, internal::FormatTime(internal::NowNs()), Bytes32{}, key);
+    ASSERT_TRUE(t) << t.error().message;
+    auto p = internal::ParseEntryLine(std::string_view(t->line).substr(0, t->line.size() - 1));
+    ASSERT_TRUE(p) << p.error().message << "\n" << t->line;
+    EXPECT_EQ(p->json["details"]["job"], "j");
+    EXPECT_EQ(p->json.value("job", ""), job);
+    EXPECT_TRUE(internal::Equal32(p->computed, t->hash));
+    EXPECT_TRUE(internal::Equal32(p->mac, internal::HmacSha256(key, t->hash)));
+  }
 }
 
 TEST(AuditEntry, NonCanonicalLinesAreRejected) {

@@ -328,14 +328,22 @@ Result<Sealed> SealEntry(const Event& event, const Actor& actor, std::uint64_t s
   if (!hashed) return std::unexpected(hashed.error());
   Sealed sealed;
   sealed.hash = Sha256(*hashed);
-  j["hash"] = Hex(sealed.hash);
-  j["mac"] = Hex(HmacSha256(key, sealed.hash));
-  auto line = Canonical(j);
-  if (!line) return std::unexpected(line.error());
-  if (line->size() + 1 > kMaxLineBytes) {
+  // The line is the hashed form with the two members put in their sorted
+  // places (action, actor, details, hash, job, mac, outcome, ...): mac before
+  // the top-level outcome, hash before job (or outcome). `,"` never occurs
+  // inside a string (every `"` there is escaped), and only hex, an integer
+  // and the time follow outcome, so the last `,"outcome":"` is the top-level
+  // member; the top-level job is the last `,"job":"` before it.
+  std::string line = std::move(*hashed);
+  const std::size_t outcome_at = line.rfind(",\"outcome\":\"");
+  line.insert(outcome_at, ",\"mac\":\"" + Hex(HmacSha256(key, sealed.hash)) + "\"");
+  const std::size_t hash_at = event.job.empty() ? outcome_at : line.rfind(",\"job\":\"", outcome_at);
+  line.insert(hash_at, ",\"hash\":\"" + Hex(sealed.hash) + "\"");
+  if (line.size() + 1 > kMaxLineBytes) {
     return Fail(Errc::kInvalidArgument, "audit " + event.action + ": entry larger than 16 KiB");
   }
-  sealed.line = std::move(*line) + "\n";
+  line += '\n';
+  sealed.line = std::move(line);
   return sealed;
 }
 
