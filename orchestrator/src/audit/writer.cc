@@ -245,7 +245,7 @@ class AuditLog::Impl {
   bool leader = false;
   std::vector<Request*> queue;
 
-  bool opened = false;  // Open() succeeded: the destructor closes the log
+  pid_t opened_by = 0;  // the process whose Open() succeeded: only it closes the log (not a forked child)
   std::size_t journal_capacity = 0;  // 0: no journal (it could not be preallocated)
 
   // Closing: the segment is made durable and the journal emptied (so a later
@@ -257,7 +257,7 @@ class AuditLog::Impl {
   }
 
   ~Impl() {
-    if (opened) Close();
+    if (opened_by == ::getpid()) Close();
     Cleanse(seed.data(), seed.size());
     Cleanse(state.key.data(), state.key.size());
   }
@@ -795,7 +795,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(Options options) {
     return impl_ref.FlushPendingLocked();
   });
   if (!recovered) return std::unexpected(recovered.error());
-  impl_ref.opened = true;
+  impl_ref.opened_by = ::getpid();
   return log;
 }
 
