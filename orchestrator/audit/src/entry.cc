@@ -276,6 +276,13 @@ std::int64_t DaysFromCivil(std::int64_t y, unsigned m, unsigned d) {
 }
 }  // namespace
 
+unsigned DaysInMonth(unsigned year, unsigned month) {
+  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12) return 0;
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return kDays[month - 1] + (month == 2 && leap ? 1 : 0);
+}
+
 std::optional<std::int64_t> ParseTime(std::string_view s) {
   // YYYY-MM-DDTHH:MM:SS[.fraction]Z
   if (s.size() < 20 || s.size() > 30 || s.back() != 'Z') return std::nullopt;
@@ -291,7 +298,7 @@ std::optional<std::int64_t> ParseTime(std::string_view s) {
   const unsigned year = num(0, 4), mon = num(5, 2), day = num(8, 2);
   const unsigned hour = num(11, 2), min = num(14, 2), sec = num(17, 2);
   if (year < 1970 || year > 2261) return std::nullopt;  // ns since 1970 fit in int64
-  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60) return std::nullopt;
+  if (day < 1 || day > DaysInMonth(year, mon) || hour > 23 || min > 59 || sec > 60) return std::nullopt;
   std::int64_t ns = 0;
   const std::string_view frac = s.substr(19, s.size() - 20);
   if (!frac.empty()) {
@@ -321,14 +328,22 @@ Result<Sealed> SealEntry(const Event& event, const Actor& actor, std::uint64_t s
   if (!hashed) return std::unexpected(hashed.error());
   Sealed sealed;
   sealed.hash = Sha256(*hashed);
-  j["hash"] = Hex(sealed.hash);
-  j["mac"] = Hex(HmacSha256(key, sealed.hash));
-  auto line = Canonical(j);
-  if (!line) return std::unexpected(line.error());
-  if (line->size() + 1 > kMaxLineBytes) {
+  // The line is the hashed form with the two members put in their sorted
+  // places (action, actor, details, hash, job, mac, outcome, ...): mac before
+  // the top-level outcome, hash before job (or outcome). `,"` never occurs
+  // inside a string (every `"` there is escaped), and only hex, an integer
+  // and the time follow outcome, so the last `,"outcome":"` is the top-level
+  // member; the top-level job is the last `,"job":"` before it.
+  std::string line = std::move(*hashed);
+  const std::size_t outcome_at = line.rfind(",\"outcome\":\"");
+  line.insert(outcome_at, ",\"mac\":\"" + Hex(HmacSha256(key, sealed.hash)) + "\"");
+  const std::size_t hash_at = event.job.empty() ? outcome_at : line.rfind(",\"job\":\"", outcome_at);
+  line.insert(hash_at, ",\"hash\":\"" + Hex(sealed.hash) + "\"");
+  if (line.size() + 1 > kMaxLineBytes) {
     return Fail(Errc::kInvalidArgument, "audit " + event.action + ": entry larger than 16 KiB");
   }
-  sealed.line = std::move(*line) + "\n";
+  line += '\n';
+  sealed.line = std::move(line);
   return sealed;
 }
 

@@ -68,7 +68,9 @@ void Cleanse(void* p, std::size_t n);
 [[nodiscard]] Actor CurrentActor();
 [[nodiscard]] std::string FormatTime(std::int64_t unix_ns);  // 2026-11-27T07:00:00.000000001Z
 [[nodiscard]] std::int64_t NowNs();
+// Refuses impossible dates (Feb 30, Apr 31, Feb 29 outside a leap year).
 [[nodiscard]] std::optional<std::int64_t> ParseTime(std::string_view rfc3339);
+[[nodiscard]] unsigned DaysInMonth(unsigned year, unsigned month);  // 0 for a month outside 1..12
 
 struct Sealed {
   std::string line;  // canonical JSON + '\n'
@@ -105,6 +107,12 @@ struct MacState {
   std::uint64_t checkpoint_size = 0;     // size of the last checkpoint signed
   std::int64_t checkpoint_time_ns = 0;   // when
   std::uint64_t tree_synced = 0;         // records whose tree hashes are known durable
+  // The journal after the record in mac.state: the lines of entries
+  // journal_seq .. seq-1, journal_bytes bytes; every entry before journal_seq
+  // is durable in the segments. (Absent in records from before the journal:
+  // journal_seq = seq, journal_bytes = 0.)
+  std::uint64_t journal_seq = 0;
+  std::uint64_t journal_bytes = 0;
 };
 inline constexpr std::size_t kStateRecordBytes = 512;  // one sector: written in place
 [[nodiscard]] std::string EncodeState(const MacState& state);

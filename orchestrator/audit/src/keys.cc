@@ -77,6 +77,8 @@ std::string EncodeState(const MacState& s) {
   text += "\ncheckpoint_size " + std::to_string(s.checkpoint_size) + "\n";
   text += "checkpoint_time_ns " + std::to_string(s.checkpoint_time_ns) + "\n";
   text += "tree_synced " + std::to_string(s.tree_synced) + "\n";
+  text += "journal_seq " + std::to_string(s.journal_seq) + "\n";
+  text += "journal_bytes " + std::to_string(s.journal_bytes) + "\n";
   const std::string check = Hex(Sha256(text));
   text += "check " + check + "\n";
   text.resize(kStateRecordBytes, '\0');
@@ -136,12 +138,15 @@ Result<MacState> DecodeState(std::string_view record) {
   rest.remove_prefix(kStateMagic.size());
   MacState s;
   bool seq = false, key = false, size = false, time = false;
+  bool journal_seq = false, journal_bytes = false;  // absent before the journal
   std::string_view name, value;
   while (NextField(rest, name, value)) {
     if (name == "seq") seq = Number(value, s.seq);
     else if (name == "checkpoint_size") size = Number(value, s.checkpoint_size);
     else if (name == "checkpoint_time_ns") time = Number(value, s.checkpoint_time_ns);
     else if (name == "tree_synced") (void)Number(value, s.tree_synced);  // absent before the Merkle tree: 0
+    else if (name == "journal_seq") journal_seq = Number(value, s.journal_seq);
+    else if (name == "journal_bytes") journal_bytes = Number(value, s.journal_bytes);
     else if (name == "key") {
       auto k = Unhex32(value);
       key = k.has_value();
@@ -153,6 +158,11 @@ Result<MacState> DecodeState(std::string_view record) {
     Cleanse(s.key.data(), s.key.size());
     return Fail(Errc::kInvalidData, "MAC state: missing or malformed field");
   }
+  if (journal_seq != journal_bytes || (journal_seq && s.journal_seq > s.seq)) {
+    Cleanse(s.key.data(), s.key.size());
+    return Fail(Errc::kInvalidData, "MAC state: inconsistent journal fields");
+  }
+  if (!journal_seq) s.journal_seq = s.seq;
   return s;
 }
 

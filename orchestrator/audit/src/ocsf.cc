@@ -1,7 +1,8 @@
 #include "cordon/audit/ocsf.h"
 
-#include <ctime>
 #include <string_view>
+
+#include "internal.h"
 
 namespace cordon::audit {
 namespace {
@@ -58,24 +59,11 @@ std::string Str(const json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// "2026-11-27T07:00:00.123456789Z" -> epoch milliseconds (0 when malformed).
+// "2026-11-27T07:00:00.123456789Z" -> epoch milliseconds (0 when malformed or
+// an impossible date such as Feb 31: the entry's own time parser decides).
 long long EpochMs(const std::string& t) {
-  std::tm tm{};
-  const char* rest = strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (rest == nullptr) return 0;
-  long long ms = static_cast<long long>(timegm(&tm)) * 1000;
-  if (*rest == '.') {
-    int digits = 0, frac = 0;
-    for (++rest; *rest >= '0' && *rest <= '9'; ++rest) {
-      if (digits < 3) {
-        frac = frac * 10 + (*rest - '0');
-        ++digits;
-      }
-    }
-    while (digits++ < 3) frac *= 10;
-    ms += frac;
-  }
-  return ms;
+  const auto ns = internal::ParseTime(t);
+  return ns ? static_cast<long long>(*ns / 1'000'000) : 0;
 }
 
 // ok -> Success; intent (write-ahead, the outcome follows in a later entry) -> Other;
@@ -101,7 +89,7 @@ void Status(json& ev, const std::string& outcome) {
   }
 }
 
-json Actor(const json& entry) {
+json OcsfActor(const json& entry) {
   json actor = json::object();
   auto it = entry.find("actor");
   if (it == entry.end() || !it->is_object()) return actor;
@@ -138,7 +126,7 @@ json ToOcsf(const json& entry, const OcsfContext& context) {
   ev["time"] = EpochMs(Str(entry, "time"));
   ev["message"] = action + (job.empty() ? "" : " " + job) + " " + outcome;
   Status(ev, outcome);
-  ev["actor"] = Actor(entry);
+  ev["actor"] = OcsfActor(entry);
   json metadata = {{"version", kOcsfVersion},
                    {"product", {{"name", "Cordon"}, {"vendor_name", "Cordon"}, {"version", context.product_version}}},
                    {"log_name", "cordon.audit"},

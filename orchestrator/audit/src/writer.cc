@@ -3,12 +3,20 @@
 // checkpoints. The protocol for one batch, under flock(audit.lock):
 //   1. read the MAC state (next seq + its key) and check it against the log
 //      head (re-reading the tail when another process wrote, repairing a torn
-//      tail, deriving the key forward after a crash between 3 and 5)
+//      tail, replaying journaled lines the segment lost, deriving the key
+//      forward after a crash between 3 and 4)
 //   2. seal each entry with k_seq, evolving the key in memory after each
-//   3. one write(2) on the O_APPEND segment, then fdatasync
-//   4. a checkpoint when due (appended to `checkpoints`, fdatasync)
-//   5. overwrite the state record in place with the evolved key, fdatasync
-// Only then do the callers of the batch return.
+//   3. one write(2) on the O_APPEND segment, not synced
+//   4. the lines into the journal of mac.state (after the lines it holds),
+//      the state record with the evolved key over its first sector, and ONE
+//      fdatasync of mac.state: the entries are durable (in the journal) and
+//      the old key is overwritten, in one flush of a file whose size and
+//      blocks never change (no metadata to commit)
+//   5. a checkpoint when due: the segment is fdatasync'd first, then the
+//      note, then the state record again (its checkpoint fields)
+// Only then do the callers of the batch return. The segment is fdatasync'd
+// lazily: before a checkpoint, at rotation, when the journal is full, at
+// close; the journal is then emptied (see docs/AUDIT-FORMAT.md, "Writing").
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -16,6 +24,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <functional>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -39,6 +48,11 @@ constexpr std::size_t kTailWindow = 2 * kMaxLineBytes;
 // log recomputes the hashes after the last sync point (a power cut may have
 // lost or zeroed an unsynced tail).
 constexpr std::uint64_t kTreeSyncEvery = 1024;
+// mac.state: the 512-byte state record, then the journal (lines since the
+// segment was last synced), preallocated and written with zeros once so that
+// every later write overwrites allocated blocks in place.
+constexpr std::size_t kJournalBytes = 256 * 1024;
+constexpr std::size_t kStateFileBytes = kStateRecordBytes + kJournalBytes;
 
 class FileLock final {
  public:
@@ -60,11 +74,18 @@ Result<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode = 0600
 }
 
 Status WriteAll(int fd, std::string_view data, const std::string& what) {
+  if (auto ok = cordon::WriteAll(fd, data); !ok) return std::unexpected(WithContext(ok.error(), what));
+  return {};
+}
+
+// pwrite(2) until every byte is written; a write that makes no progress is ENOSPC.
+Status PwriteAll(int fd, std::string_view data, off_t offset, const std::string& what) {
   while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return FailErrno("write " + what);
+    if (n <= 0) return FailErrno("write " + what, n < 0 ? errno : ENOSPC);
     data.remove_prefix(static_cast<std::size_t>(n));
+    offset += n;
   }
   return {};
 }
@@ -107,9 +128,14 @@ struct Tail {
   std::optional<nlohmann::json> recovered;  // details of a torn tail moved aside
 };
 
+// Whether torn bytes at the end of a segment, where the line of `seq` would
+// start, are a prefix of that line as the journal holds it.
+using InJournal = std::function<bool(std::uint64_t seq, std::string_view torn)>;
+
 // Finds the last complete line of a segment; a torn remainder is copied to a
-// side file and cut off, so nothing is lost and the log ends on a line.
-Result<Tail> ReadTail(int fd, const std::string& dir, const Segment& seg) {
+// side file and cut off, so nothing is lost and the log ends on a line. A
+// remainder that the journal holds in full is only cut (it is replayed next).
+Result<Tail> ReadTail(int fd, const std::string& dir, const Segment& seg, const InJournal& in_journal) {
   struct stat st{};
   if (::fstat(fd, &st) != 0) return FailErrno("stat " + seg.path);
   const auto size = static_cast<std::size_t>(st.st_size);
@@ -124,6 +150,21 @@ Result<Tail> ReadTail(int fd, const std::string& dir, const Segment& seg) {
     const std::size_t cut = nl == std::string::npos ? 0 : nl + 1;
     const std::string torn = buf->substr(cut);
     const auto offset = static_cast<std::uint64_t>(size - window + cut);
+    std::optional<std::uint64_t> torn_seq;
+    if (offset == 0) {
+      torn_seq = seg.first_seq;
+    } else if (cut > 0) {
+      const std::size_t before = cut >= 2 ? buf->rfind('\n', cut - 2) : std::string::npos;
+      const std::size_t from = before == std::string::npos ? 0 : before + 1;
+      if (before != std::string::npos || window == size) {
+        if (auto prev = ScanEntryLine(std::string_view(*buf).substr(from, cut - 1 - from))) torn_seq = prev->seq + 1;
+      }
+    }
+    if (torn_seq && in_journal(*torn_seq, torn)) {
+      if (::ftruncate(fd, static_cast<off_t>(offset)) != 0) return FailErrno("truncate " + seg.path);
+      if (auto ok = DataSync(fd, seg.path); !ok) return std::unexpected(ok.error());
+      return ReadTail(fd, dir, seg, in_journal);
+    }
     const std::string side = dir + "/torn-" + std::to_string(seg.first_seq) + "-" + std::to_string(offset) + "-" +
                              std::to_string(NowNs()) + ".bin";
     if (auto ok = WriteFileAtomic(side, torn, 0600, Overwrite::kRefuse); !ok) return std::unexpected(ok.error());
@@ -142,6 +183,35 @@ Result<Tail> ReadTail(int fd, const std::string& dir, const Segment& seg) {
   const std::size_t from = start == std::string::npos ? 0 : start + 1;
   tail.last_line = buf->substr(from, end - 1 - from);
   return tail;
+}
+
+// A line of the journal in mac.state (with its '\n').
+struct JournalLine {
+  std::uint64_t seq;
+  std::string line;
+  Bytes32 hash, prev;
+};
+
+// The journal's lines as the state record describes them: consecutive seqs
+// from journal_seq, each a valid entry whose hash matches its content. It
+// stops at the first line that is not (a torn flush, or a region being
+// reused); the caller decides whether what it needs is there.
+std::vector<JournalLine> ReadJournal(int state_fd, const MacState& s) {
+  std::vector<JournalLine> out;
+  if (s.journal_bytes == 0 || s.journal_bytes > kJournalBytes) return out;
+  auto text = ReadAt(state_fd, s.journal_bytes, static_cast<off_t>(kStateRecordBytes), kStateFile);
+  if (!text) return out;
+  std::uint64_t seq = s.journal_seq;
+  for (std::size_t at = 0; at < text->size();) {
+    const std::size_t nl = text->find('\n', at);
+    if (nl == std::string::npos) break;
+    const std::string_view line = std::string_view(*text).substr(at, nl - at);
+    auto e = ScanEntryLine(line);
+    if (!e || e->seq != seq || !Equal32(e->hash, e->computed)) break;
+    out.push_back({seq++, std::string(line) + "\n", e->hash, e->prev});
+    at = nl + 1;
+  }
+  return out;
 }
 
 }  // namespace
@@ -175,61 +245,37 @@ class AuditLog::Impl {
   bool leader = false;
   std::vector<Request*> queue;
 
-  // kPipelined: fdatasync of the state record on a background thread,
-  // overlapping the next batch's log fdatasync (see Options::key_erasure).
-  struct Eraser {
-    std::mutex m;
-    std::condition_variable cv;
-    std::uint64_t requested = 0;
-    std::uint64_t done = 0;
-    bool stop = false;
-    std::optional<Error> error;
-    std::thread thread;
-  } eraser;
+  pid_t opened_by = 0;  // the process whose Open() succeeded: only it closes the log (not a forked child)
+  std::size_t journal_capacity = 0;  // 0: no journal (it could not be preallocated)
 
-  void EraserLoop() {
-    std::unique_lock l(eraser.m);
-    while (true) {
-      eraser.cv.wait(l, [&] { return eraser.stop || eraser.requested > eraser.done; });
-      if (eraser.requested == eraser.done) return;  // stopping, nothing left to sync
-      const std::uint64_t target = eraser.requested;
-      l.unlock();
-      const Status ok = DataSync(state_fd.get(), kStateFile);
-      l.lock();
-      eraser.done = target;
-      if (!ok) eraser.error = ok.error();
-      eraser.cv.notify_all();
-    }
-  }
-  // The first error of a background erasure, reported once.
-  std::optional<Error> TakeEraserError() {
-    std::lock_guard l(eraser.m);
-    return std::exchange(eraser.error, std::nullopt);
+  // Closing: the segment is made durable and the journal emptied (so a later
+  // deletion from the segment is never masked by a stale journal).
+  void Close() {
+    FileLock lock(lock_fd.get());
+    if (!Sync() || !FlushPendingLocked()) return;
+    if (state.journal_seq < next_seq && SyncSegment()) (void)WriteState();
   }
 
   ~Impl() {
-    if (eraser.thread.joinable()) {
-      {
-        std::lock_guard l(eraser.m);
-        eraser.stop = true;
-      }
-      eraser.cv.notify_all();
-      eraser.thread.join();
-    }
+    if (opened_by == ::getpid()) Close();
     Cleanse(seed.data(), seed.size());
     Cleanse(state.key.data(), state.key.size());
   }
 
   Status Sync();
   Status Resync(const MacState& on_disk);
+  Status EnsureJournal();
+  Status SyncSegment();
   Status SyncTree(std::uint64_t records);
   Status RebuildTree(std::uint64_t from, std::uint64_t to);
   Status AppendTree(const std::vector<Bytes32>& leaves);
   Status DurableTree();
   Status OpenSegment(const Segment& s, bool create);
-  Result<std::uint64_t> WriteEntries(const std::vector<const Event*>& events, std::vector<std::uint64_t>& seqs);
+  Result<std::uint64_t> WriteEntries(const std::vector<const Event*>& events, std::vector<std::uint64_t>& seqs,
+                                     bool sync_segment, bool& state_written);
+  Status WriteRecord(const MacState& s);
   Status WriteCheckpointLocked();
-  Status WriteState(bool sync_now = false);
+  Status WriteState();
   Status FlushPendingLocked();
   void CommitBatch(std::vector<Request*>& batch);
   Result<std::uint64_t> Enqueue(const Event& event);
@@ -277,11 +323,24 @@ Status AuditLog::Impl::Resync(const MacState& on_disk) {
   if (!segments) return std::unexpected(segments.error());
   next_seq = 0;
   head = Bytes32{};
+  // The journal's lines, read only when the segment's tail needs them.
+  std::optional<std::vector<JournalLine>> journal;
+  auto journal_lines = [&]() -> const std::vector<JournalLine>& {
+    if (!journal) journal = ReadJournal(state_fd.get(), on_disk);
+    return *journal;
+  };
+  const InJournal in_journal = [&](std::uint64_t seq, std::string_view torn) {
+    if (on_disk.journal_bytes == 0 || seq < on_disk.journal_seq || seq >= on_disk.seq) return false;
+    for (const JournalLine& l : journal_lines()) {
+      if (l.seq == seq) return std::string_view(l.line).starts_with(torn);
+    }
+    return false;
+  };
   for (std::size_t i = segments->size(); i-- > 0;) {
     const bool active = i + 1 == segments->size();
     auto fd = OpenFile((*segments)[i].path, active ? O_RDWR | O_APPEND : O_RDONLY);
     if (!fd) return std::unexpected(fd.error());
-    auto tail = ReadTail(fd->get(), opt.dir, (*segments)[i]);
+    auto tail = ReadTail(fd->get(), opt.dir, (*segments)[i], in_journal);
     if (!tail) return std::unexpected(tail.error());
     if (tail->recovered) {
       pending.push_back(Event{"log.recovered", "", "ok",
@@ -302,6 +361,26 @@ Status AuditLog::Impl::Resync(const MacState& on_disk) {
     break;
   }
   state = on_disk;
+  bool recovered = false;
+  if (state.seq > next_seq && state.journal_bytes > 0 && seg_fd) {
+    // Acknowledged entries the segment lost (a power cut before it was
+    // synced): replay them from the journal, each linked to the head.
+    std::string replay;
+    for (const JournalLine& l : journal_lines()) {
+      if (l.seq < next_seq) continue;
+      if (l.seq != next_seq || l.seq >= state.seq || !Equal32(l.prev, head)) break;
+      replay += l.line;
+      head = l.hash;
+      ++next_seq;
+    }
+    if (!replay.empty()) {
+      Status ok = WriteAll(seg_fd.get(), replay, seg.path);
+      if (ok) ok = DataSync(seg_fd.get(), seg.path);
+      if (!ok) return std::unexpected(WithContext(ok.error(), "replaying journaled entries"));
+      seg_size += static_cast<off_t>(replay.size());
+      recovered = true;
+    }
+  }
   const std::uint64_t records = next_seq;
   if (state.seq < next_seq) {
     // Crash after the log was synced and before the state was: derive forward.
@@ -315,9 +394,15 @@ Status AuditLog::Impl::Resync(const MacState& on_disk) {
     // reuse a key: continue at state.seq and record the gap (verify fails there).
     pending.push_back(Event{"log.gap_detected", "", "error",
                             {{"missing_from_seq", next_seq}, {"missing_to_seq", state.seq - 1},
-                             {"reason", "entries present when the key was evolved are missing from the log"}},
+                             {"reason", "entries present when the key was evolved are missing from the log and "
+                                        "its journal (deleted, or a power cut tore the journal's last flush)"}},
                             std::nullopt});
     next_seq = state.seq;
+  }
+  if (recovered || on_disk.seq != records) {
+    // The journal must hold consecutive lines from journal_seq: start it
+    // afresh behind a durable segment.
+    if (auto ok = SyncSegment(); !ok) return ok;
   }
   if (auto ok = SyncTree(records); !ok) return ok;
   head_valid = true;
@@ -401,17 +486,9 @@ Status AuditLog::Impl::AppendTree(const std::vector<Bytes32>& leaves) {
   stored.reserve(leaves.size() * 2 + 64);
   for (const Bytes32& leaf : leaves) next.Append(leaf, &stored);
   const std::string_view bytes(reinterpret_cast<const char*>(stored.data()), stored.size() * 32);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::pwrite(tree_fd.get(), bytes.data() + done, bytes.size() - done, offset + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : ENOSPC;
-      if (::ftruncate(tree_fd.get(), offset) != 0) {}  // best effort: a longer file is cut at the next Resync
-      errno = err;
-      return FailErrno(std::string("write ") + kTreeFile);
-    }
-    done += static_cast<std::size_t>(n);
+  if (auto ok = PwriteAll(tree_fd.get(), bytes, offset, kTreeFile); !ok) {
+    if (::ftruncate(tree_fd.get(), offset) != 0) {}  // best effort: a longer file is cut at the next Resync
+    return ok;
   }
   tree = std::move(next);
   if (tree.size() - std::min(tree.size(), state.tree_synced) >= kTreeSyncEvery) return DurableTree();
@@ -426,25 +503,67 @@ Status AuditLog::Impl::DurableTree() {
   return {};
 }
 
-// Called only after the batch's entries are durable, so the record on disk
-// can never be ahead of the log (state.seq > log head means entries deleted).
-Status AuditLog::Impl::WriteState(bool sync_now) {
-  state.seq = next_seq;
-  std::string record = EncodeState(state);
+// Overwrites the state record (the first sector of mac.state) in place.
+Status AuditLog::Impl::WriteRecord(const MacState& s) {
+  std::string record = EncodeState(s);
   const ssize_t n = ::pwrite(state_fd.get(), record.data(), record.size(), 0);
   Cleanse(record.data(), record.size());
   if (n != static_cast<ssize_t>(kStateRecordBytes)) return FailErrno("write " + std::string(kStateFile));
-  if (sync_now || opt.key_erasure == KeyErasure::kSynchronous) return DataSync(state_fd.get(), kStateFile);
-  {
-    std::lock_guard l(eraser.m);
-    ++eraser.requested;
+  return {};
+}
+
+// Called only after the entries before next_seq are durable (in the segment
+// or the journal), so the record on disk is never ahead of them
+// (state.seq > log head means entries deleted).
+Status AuditLog::Impl::WriteState() {
+  state.seq = next_seq;
+  if (auto ok = WriteRecord(state); !ok) return ok;
+  return DataSync(state_fd.get(), kStateFile);
+}
+
+// Makes the active segment durable; the journal then starts afresh at
+// next_seq (recorded with the next state record).
+Status AuditLog::Impl::SyncSegment() {
+  if (seg_fd && state.journal_seq < next_seq) {
+    if (auto ok = DataSync(seg_fd.get(), seg.path); !ok) return ok;
   }
-  eraser.cv.notify_one();
+  state.journal_seq = next_seq;
+  state.journal_bytes = 0;
+  return {};
+}
+
+// Preallocates the journal with written zeros (a log from before the journal
+// has a 512-byte mac.state), so that no later write changes the file's size
+// or allocation: its fdatasync then flushes data only.
+Status AuditLog::Impl::EnsureJournal() {
+  struct stat st{};
+  if (::fstat(state_fd.get(), &st) != 0) return FailErrno(std::string("stat ") + kStateFile);
+  if (st.st_size >= static_cast<off_t>(kStateFileBytes)) {
+    journal_capacity = kJournalBytes;
+    return {};
+  }
+  if (st.st_size < static_cast<off_t>(kStateRecordBytes)) return {};  // refused by the state's parser
+  const std::string zeros(64 * 1024, '\0');
+  Status ok;
+  for (off_t at = st.st_size; ok && at < static_cast<off_t>(kStateFileBytes);) {
+    const auto n = std::min<off_t>(static_cast<off_t>(zeros.size()), static_cast<off_t>(kStateFileBytes) - at);
+    ok = PwriteAll(state_fd.get(), std::string_view(zeros).substr(0, static_cast<std::size_t>(n)), at, kStateFile);
+    at += n;
+  }
+  if (ok && ::fsync(state_fd.get()) != 0) ok = FailErrno(std::string("fsync ") + kStateFile);
+  if (!ok) {
+    // No room (a full disk): run without the journal (two flushes a batch)
+    // rather than refuse to log; the next Open tries again.
+    if (::ftruncate(state_fd.get(), st.st_size) != 0) return FailErrno(std::string("truncate ") + kStateFile);
+    return {};
+  }
+  journal_capacity = kJournalBytes;
   return {};
 }
 
 Status AuditLog::Impl::WriteCheckpointLocked() {
   const std::int64_t now = NowNs();
+  if (auto ok = SyncSegment(); !ok) return ok;  // no note may cover entries only the journal holds
   if (auto ok = DurableTree(); !ok) return ok;
   auto note = SignCheckpoint(CheckpointBody{id.origin, tree.size(), tree.Root(), FormatTime(now)}, id, seed);
   if (!note) return std::unexpected(note.error());
@@ -462,8 +581,14 @@ Status AuditLog::Impl::WriteCheckpointLocked() {
   return {};
 }
 
+// Appends a batch. With the journal (the default) the lines go to the segment
+// unsynced and, with the evolved key, into mac.state under one fdatasync
+// (state_written); with sync_segment (a checkpoint follows) or a batch larger
+// than the journal, the segment is fdatasync'd and the caller writes the state.
 Result<std::uint64_t> AuditLog::Impl::WriteEntries(const std::vector<const Event*>& events,
-                                                   std::vector<std::uint64_t>& seqs) {
+                                                   std::vector<std::uint64_t>& seqs, bool sync_segment,
+                                                   bool& state_written) {
+  state_written = false;
   std::string lines;
   std::vector<Bytes32> leaves;
   leaves.reserve(events.size());
@@ -479,28 +604,61 @@ Result<std::uint64_t> AuditLog::Impl::WriteEntries(const std::vector<const Event
     key = EvolveKey(key);
     seqs.push_back(seq++);
   }
+  auto fail = [&](const Error& e) -> Result<std::uint64_t> {
+    Cleanse(key.data(), 32);
+    return std::unexpected(e);
+  };
   if (!seg_fd || (seg_size > 0 && static_cast<std::uint64_t>(seg_size) + lines.size() > opt.segment_max_bytes)) {
-    if (auto ok = OpenSegment({next_seq, opt.dir + "/" + SegmentName(next_seq)}, true); !ok) {
-      return std::unexpected(ok.error());
-    }
+    // The journal only ever holds lines of the active segment.
+    if (auto ok = SyncSegment(); !ok) return fail(ok.error());
+    if (auto ok = OpenSegment({next_seq, opt.dir + "/" + SegmentName(next_seq)}, true); !ok) return fail(ok.error());
+  }
+  const bool journal = !sync_segment && lines.size() <= journal_capacity;
+  if (journal && state.journal_bytes + lines.size() > journal_capacity) {
+    if (auto ok = SyncSegment(); !ok) return fail(ok.error());  // the journal is full: start it afresh
   }
   head_valid = false;  // until the write is known to be complete and durable
   Status written = WriteAll(seg_fd.get(), lines, seg.path);
-  if (written) written = DataSync(seg_fd.get(), seg.path);
+  if (written && !journal) written = DataSync(seg_fd.get(), seg.path);
+  const std::size_t journal_bytes = state.journal_bytes + lines.size();
+  if (written && journal) {
+    // The lines after those the journal holds, then the record naming them
+    // with the evolved key: a record never describes lines not yet written.
+    written = PwriteAll(state_fd.get(), lines, static_cast<off_t>(kStateRecordBytes + state.journal_bytes), kStateFile);
+    MacState next = state;
+    next.seq = seq;
+    next.key = key;
+    next.journal_bytes = journal_bytes;
+    if (written) written = WriteRecord(next);
+    Cleanse(next.key.data(), 32);
+    if (written && ::fdatasync(state_fd.get()) != 0) {
+      // The record and the lines may or may not be on the disk: the next
+      // batch re-reads what is there.
+      const Error e = FailErrno(std::string("fdatasync ") + kStateFile).error();
+      return fail(WithContext(e, "audit entries were written but are not known to be durable"));
+    }
+  }
   if (!written) {
-    Cleanse(key.data(), 32);
     // A short write (ENOSPC, EIO) must not leave a torn line: cut the segment
     // back to its last good size, so the log still verifies and the next
     // writer needs no space to recover. If even that fails, the next writer
-    // moves the torn line aside (recovery).
-    if (::ftruncate(seg_fd.get(), seg_size) == 0 && ::fdatasync(seg_fd.get()) == 0) head_valid = true;
-    return std::unexpected(WithContext(written.error(), "nothing was appended"));
+    // moves the torn line aside (recovery). The record on disk is unchanged.
+    if (::ftruncate(seg_fd.get(), seg_size) == 0 && (journal || ::fdatasync(seg_fd.get()) == 0)) head_valid = true;
+    return fail(WithContext(written.error(), "nothing was appended"));
   }
   seg_size += static_cast<off_t>(lines.size());
   next_seq = seq;
   head = prev;
   state.key = key;
+  state.seq = seq;
   Cleanse(key.data(), 32);
+  if (journal) {
+    state.journal_bytes = journal_bytes;
+    state_written = true;
+  } else {
+    state.journal_seq = seq;  // the segment is durable: the journal starts afresh
+    state.journal_bytes = 0;
+  }
   // The entries are durable; the tree is derived from them. If its hashes
   // cannot be stored now, the next batch recomputes them (Resync) first.
   head_valid = static_cast<bool>(AppendTree(leaves));
@@ -512,10 +670,11 @@ Status AuditLog::Impl::FlushPendingLocked() {
   std::vector<const Event*> events;
   std::vector<std::uint64_t> seqs;
   for (const Event& e : pending) events.push_back(&e);
-  auto written = WriteEntries(events, seqs);
+  bool state_written = false;
+  auto written = WriteEntries(events, seqs, false, state_written);
   if (!written) return std::unexpected(written.error());
   pending.clear();
-  return WriteState();
+  return state_written ? Status{} : WriteState();
 }
 
 void AuditLog::Impl::CommitBatch(std::vector<Request*>& batch) {
@@ -525,23 +684,23 @@ void AuditLog::Impl::CommitBatch(std::vector<Request*>& batch) {
   auto fail_all = [&](const Error& e) {
     for (Request* r : batch) r->result = std::unexpected(e);
   };
-  if (auto err = TakeEraserError()) return fail_all(WithContext(*err, "erasing the previous MAC key"));
   if (auto ok = Sync(); !ok) return fail_all(ok.error());
   const std::vector<Event> pre = std::move(pending);
   pending.clear();
   for (const Event& e : pre) events.push_back(&e);
   for (Request* r : batch) events.push_back(r->event);
   if (events.empty()) return;
-  auto written = WriteEntries(events, seqs);
+  const std::int64_t interval_ns = std::int64_t{opt.checkpoint_interval.count()} * 1'000'000'000;
+  const bool due = next_seq + events.size() - state.checkpoint_size >= opt.checkpoint_every ||
+                   NowNs() - state.checkpoint_time_ns >= interval_ns;
+  bool state_written = false;
+  auto written = WriteEntries(events, seqs, due, state_written);
   if (!written) {
     pending = pre;
     return fail_all(written.error());
   }
-  const std::int64_t interval_ns = std::int64_t{opt.checkpoint_interval.count()} * 1'000'000'000;
-  const bool due = next_seq - state.checkpoint_size >= opt.checkpoint_every ||
-                   (NowNs() - state.checkpoint_time_ns >= interval_ns && next_seq != state.checkpoint_size);
   Status ok = due ? WriteCheckpointLocked() : Status{};
-  if (ok) ok = WriteState();
+  if (ok && (due || !state_written)) ok = WriteState();
   if (!ok) {
     head_valid = false;
     return fail_all(WithContext(ok.error(), "audit entries were written but the MAC key was not erased"));
@@ -626,19 +785,17 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(Options options) {
   Cleanse(&*seed, sizeof(Bytes32));
   impl->self = CurrentActor();
   ::mlock(impl.get(), sizeof(Impl));  // best effort: keep the keys out of swap
-  if (impl->opt.key_erasure == KeyErasure::kPipelined) {
-    Impl* raw = impl.get();
-    impl->eraser.thread = std::thread([raw] { raw->EraserLoop(); });
-  }
   std::unique_ptr<AuditLog> log(new AuditLog(std::move(impl)));
   // Recover now (torn tail, gap), not at the first append.
   Impl& impl_ref = *log->impl_;
   auto recovered = impl_ref.Exclusive([&]() -> Status {
     FileLock lock(impl_ref.lock_fd.get());
+    if (auto ok = impl_ref.EnsureJournal(); !ok) return ok;
     if (auto ok = impl_ref.Sync(); !ok) return ok;
     return impl_ref.FlushPendingLocked();
   });
   if (!recovered) return std::unexpected(recovered.error());
+  impl_ref.opened_by = ::getpid();
   return log;
 }
 
@@ -666,7 +823,7 @@ Result<std::string> AuditLog::Checkpoint() {
     if (auto ok = impl_->Sync(); !ok) return std::unexpected(ok.error());
     if (auto ok = impl_->FlushPendingLocked(); !ok) return std::unexpected(ok.error());
     if (auto ok = impl_->WriteCheckpointLocked(); !ok) return std::unexpected(ok.error());
-    if (auto ok = impl_->WriteState(true); !ok) return std::unexpected(ok.error());
+    if (auto ok = impl_->WriteState(); !ok) return std::unexpected(ok.error());
     return impl_->last_note;
   });
 }

@@ -1,8 +1,11 @@
 // Test helper: a real process appending to an audit log.
-//   audit_append_helper DIR COUNT [THREADS] [JOB]
-// COUNT 0 appends forever (the kill -9 test). Each entry walks a job's
+//   audit_append_helper DIR COUNT [THREADS] [JOB] [crash]
+// COUNT 0 appends forever (the kill -9 test). With `crash`, the process
+// kills itself with SIGKILL once its COUNT appends returned: no close, no
+// checkpoint (what the log holds then is what a crash leaves). Each entry walks a job's
 // timeline: accepted -> inputs verified -> keys unwrapped -> sandbox started
 // -> trainer exited -> outputs sealed -> finished. Exit 0 when done.
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -25,6 +28,7 @@ int main(int argc, char** argv) {
   const unsigned long count = std::strtoul(argv[2], nullptr, 10);
   const unsigned threads = argc > 3 ? static_cast<unsigned>(std::strtoul(argv[3], nullptr, 10)) : 1;
   const std::string job = argc > 4 ? argv[4] : "job-" + std::to_string(::getpid());
+  const bool crash = argc > 5 && std::string(argv[5]) == "crash";
   auto log = cordon::audit::AuditLog::Open({.dir = dir, .checkpoint_every = 100});
   if (!log) {
     std::fprintf(stderr, "open: %s\n", log.error().message.c_str());
@@ -51,5 +55,6 @@ int main(int argc, char** argv) {
   for (int f : failed) {
     if (f) return 1;
   }
+  if (crash) std::raise(SIGKILL);
   return (*log)->Checkpoint() ? 0 : 1;
 }

@@ -1,5 +1,6 @@
 // Benchmark for scripts/bench-audit. All on the filesystem holding DIR, in one run:
-//   1. AuditLog::Append, one thread (durable: write + fdatasync log + fdatasync key state)
+//   1. AuditLog::Append, one thread (durable: the segment written, the lines and the
+//      evolved key in mac.state's journal, one fdatasync)
 //   2. the baseline: a bare O_APPEND write + fdatasync loop of the same line size
 //   3. T threads appending through group commit, and T threads of the bare loop
 //   4. verification of a generated log of V entries with MACs and the Merkle root (entries/s, MB/s)
@@ -59,9 +60,8 @@ std::string Fresh(const fs::path& dir, const char* name) {
   return (d / "audit").string();
 }
 
-double AppendRate(const std::string& dir, std::size_t n, unsigned threads,
-                  KeyErasure erasure = KeyErasure::kSynchronous) {
-  auto log = AuditLog::Open({.dir = dir, .checkpoint_every = 1000, .key_erasure = erasure});
+double AppendRate(const std::string& dir, std::size_t n, unsigned threads) {
+  auto log = AuditLog::Open({.dir = dir, .checkpoint_every = 1000});
   if (!log) std::exit(1);
   const auto start = Clock::now();
   std::vector<std::thread> workers;
@@ -184,39 +184,31 @@ int main(int argc, char** argv) {
 
   // Interleaved rounds, medians: the baseline and the log see the same disk
   // load (this machine is shared), and one noisy round does not decide.
-  std::vector<double> bare1, sync1, pipe1, baren, syncn, pipen, r_sync1, r_pipe1, r_syncn, r_pipen, r_syncn1, r_pipen1;
+  std::vector<double> bare1, sync1, baren, syncn, r_sync1, r_syncn, r_syncn1;
   std::size_t line = 0;
   for (int r = 0; r < rounds; ++r) {
     const std::string one = Fresh(root, "one");
     sync1.push_back(AppendRate(one, n, 1));
     line = AverageLine(one);
     bare1.push_back(BareRate(root / "bare.jsonl", n, line, 1));
-    pipe1.push_back(AppendRate(Fresh(root, "piped"), n, 1, KeyErasure::kPipelined));
     syncn.push_back(AppendRate(Fresh(root, "many"), n, threads));
     baren.push_back(BareRate(root / "bare.jsonl", n, line, threads));
-    pipen.push_back(AppendRate(Fresh(root, "many-piped"), n, threads, KeyErasure::kPipelined));
     r_sync1.push_back(sync1.back() / bare1.back());
-    r_pipe1.push_back(pipe1.back() / bare1.back());
     r_syncn.push_back(syncn.back() / baren.back());
-    r_pipen.push_back(pipen.back() / baren.back());
     r_syncn1.push_back(syncn.back() / bare1.back());
-    r_pipen1.push_back(pipen.back() / bare1.back());
   }
   std::printf("line size %zu bytes, %zu appends per measurement, %d rounds (medians)\n", line, n, rounds);
   std::printf("bare write+fdatasync, 1 thread          %8.0f lines/s\n", Median(bare1));
-  std::printf("append, 1 thread, synchronous erasure   %8.0f entries/s  ratio %.2f\n", Median(sync1), Median(r_sync1));
-  std::printf("append, 1 thread, pipelined erasure     %8.0f entries/s  ratio %.2f\n", Median(pipe1), Median(r_pipe1));
+  std::printf("append, 1 thread (key erased on disk)  %8.0f entries/s  ratio %.2f\n", Median(sync1), Median(r_sync1));
   std::printf("bare write+fdatasync, %u threads         %8.0f lines/s\n", threads, Median(baren));
-  std::printf("append, %u threads, synchronous erasure  %8.0f entries/s  ratio %.2f vs %u-thread bare, %.2f vs 1-thread bare\n",
+  std::printf("append, %u threads (group commit)       %8.0f entries/s  ratio %.2f vs %u-thread bare, %.2f vs 1-thread bare\n",
               threads, Median(syncn), Median(r_syncn), threads, Median(r_syncn1));
-  std::printf("append, %u threads, pipelined erasure    %8.0f entries/s  ratio %.2f vs %u-thread bare, %.2f vs 1-thread bare\n",
-              threads, Median(pipen), Median(r_pipen), threads, Median(r_pipen1));
 
   {
     std::vector<double> tree_cost;
     for (int r = 0; r < rounds; ++r) tree_cost.push_back(TreeCostPerAppend(root / "tree.bench", n, line));
     const double per = Median(tree_cost);
-    std::printf("Merkle tree work per append                %6.2f us  = %.2f%% of a 1-thread synchronous append (%.0f us)\n",
+    std::printf("Merkle tree work per append                %6.2f us  = %.2f%% of a 1-thread append (%.0f us)\n",
                 per * 1e6, 100.0 * per * Median(sync1), 1e6 / Median(sync1));
     fs::remove(root / "tree.bench");
   }
@@ -283,7 +275,7 @@ int main(int argc, char** argv) {
               rate(secsn) / rate(secs1));
   std::printf("  CPU time of the whole process          %8.0f entries per CPU second (what one unshared core does)\n",
               rate(cpun));
-  for (const char* d : {"one", "piped", "many", "many-piped", "verify"}) fs::remove_all(root / d);
+  for (const char* d : {"one", "many", "verify"}) fs::remove_all(root / d);
   fs::remove(root / "bare.jsonl");
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "cordon/audit/audit.h"
+#include "cordon/audit/ocsf.h"
 #include "cordon/audit/verify.h"
 #include "internal.h"
 
@@ -115,6 +116,28 @@ TEST(AuditCrypto, KeyEvolutionIsOneWayChainNotIdentity) {
   EXPECT_NE(internal::Hex(internal::EvolveKey(k1)), internal::Hex(k1));
 }
 
+TEST(AuditEntry, TimeParserRefusesImpossibleDates) {
+  using internal::ParseTime;
+  EXPECT_TRUE(ParseTime("2026-01-31T00:00:00Z"));
+  EXPECT_TRUE(ParseTime("2024-02-29T23:59:59.999999999Z"));  // a leap year
+  EXPECT_TRUE(ParseTime("2000-02-29T00:00:00Z"));            // divisible by 400: leap
+  EXPECT_EQ(*ParseTime("2026-03-01T00:00:00Z") - *ParseTime("2026-02-28T00:00:00Z"), 86'400'000'000'000);
+  for (const char* bad : {"2026-02-31T00:00:00Z", "2026-02-30T00:00:00Z", "2026-02-29T00:00:00Z",
+                          "1900-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
+                          "2026-06-31T00:00:00Z", "2026-09-31T00:00:00Z", "2026-11-31T00:00:00Z",
+                          "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-01-00T00:00:00Z",
+                          "2026-01-32T00:00:00Z"}) {
+    EXPECT_FALSE(ParseTime(bad)) << bad;
+  }
+  // An entry with such a time is not canonical; OCSF export maps it to time 0, not to March 3.
+  nlohmann::json entry = {{"seq", 1}, {"time", "2026-02-31T00:00:00.000000001Z"}, {"action", "job.accepted"},
+                          {"outcome", "ok"}, {"hash", std::string(64, 'a')}, {"details", nlohmann::json::object()},
+                          {"actor", {{"pid", 1}, {"process", "p"}, {"uid", 0}, {"user", "root"}}}};
+  EXPECT_EQ(ToOcsf(entry, {})["time"], 0);
+  entry["time"] = "2026-02-28T00:00:00.5Z";
+  EXPECT_EQ(ToOcsf(entry, {})["time"], *ParseTime("2026-02-28T00:00:00Z") / 1'000'000 + 500);
+}
+
 TEST(AuditEntry, SealedLineParsesAndIsCanonical) {
   Event e{.action = "job.accepted", .job = "J1", .outcome = "ok",
           .details = {{"z", 1}, {"a", "x\n\"y\""}, {"m", {{"b", true}, {"a", nullptr}}}}, .actor = std::nullopt};
@@ -128,6 +151,23 @@ TEST(AuditEntry, SealedLineParsesAndIsCanonical) {
   EXPECT_EQ(parsed->seq, 7u);
   EXPECT_TRUE(internal::Equal32(parsed->computed, sealed->hash));
   EXPECT_TRUE(internal::Equal32(parsed->hash, sealed->hash));
+  // Members named like the top-level ones inside details, quotes and a backslash in the job,
+  // with and without a job: hash and mac still land in their sorted places.
+  for (const std::string job : {"J\\\",\"job\":\"x", ""}) {
+    Event tricky{.action = "job.accepted", .job = job, .outcome = "ok",
+                 .details = {{"job", "j"}, {"outcome", "o"}, {"mac", "m"}, {"x", {{"outcome", "p"}}}},
+                 .actor = std::nullopt};
+    Bytes32 key{};
+    key[0] = 9;
+    auto t = internal::SealEntry(tricky, actor, 8, internal::FormatTime(internal::NowNs()), Bytes32{}, key);
+    ASSERT_TRUE(t) << t.error().message;
+    auto p = internal::ParseEntryLine(std::string_view(t->line).substr(0, t->line.size() - 1));
+    ASSERT_TRUE(p) << p.error().message << "\n" << t->line;
+    EXPECT_EQ(p->json["details"]["job"], "j");
+    EXPECT_EQ(p->json.value("job", ""), job);
+    EXPECT_TRUE(internal::Equal32(p->computed, t->hash));
+    EXPECT_TRUE(internal::Equal32(p->mac, internal::HmacSha256(key, t->hash)));
+  }
 }
 
 TEST(AuditEntry, NonCanonicalLinesAreRejected) {

@@ -472,6 +472,17 @@ TEST(AuditState, OldRecordWithoutTreeFieldDecodesAndKeyIsParsedInPlace) {
   auto o = internal::DecodeState(old);
   ASSERT_TRUE(o) << o.error().message;
   EXPECT_EQ(o->tree_synced, 0u);
+  EXPECT_EQ(o->journal_seq, 7u);  // before the journal: everything durable in the segments
+  EXPECT_EQ(o->journal_bytes, 0u);
+  internal::MacState j = s;
+  j.journal_seq = 3;
+  j.journal_bytes = 1234;
+  auto jd = internal::DecodeState(internal::EncodeState(j));
+  ASSERT_TRUE(jd) << jd.error().message;
+  EXPECT_EQ(jd->journal_seq, 3u);
+  EXPECT_EQ(jd->journal_bytes, 1234u);
+  j.journal_seq = 8;  // a journal cannot start after the next entry
+  EXPECT_FALSE(internal::DecodeState(internal::EncodeState(j)));
   std::string bad = "cordon-audit-mac-state-v1\nseq x7\nkey " + internal::Hex(s.key) +
                     "\ncheckpoint_size 5\ncheckpoint_time_ns 123\n";
   bad += "check " + internal::Hex(internal::Sha256(bad)) + "\n";

@@ -60,17 +60,12 @@ struct Event {
   std::optional<Actor> actor;      // unset: the calling process
 };
 
-// When the overwritten MAC key reaches the disk.
-//  kSynchronous: the state record is fdatasync'd before Append returns (two
-//    ordered fdatasyncs per batch: the entries, then the key).
-//  kPipelined: the new key overwrites the old one in the page cache before
-//    Append returns, and a background fdatasync makes that durable while the
-//    next batch syncs its entries. The entry itself is durable either way;
-//    what changes is that for about one fdatasync after Append returns the old
-//    key may still be readable from the raw disk (by root, or after a power
-//    cut, in which case recovery derives the key forward from it). The state
-//    is only written after the entries are durable, so a crash never leaves
-//    the key ahead of the log. Checkpoint() always syncs the state.
+// When the overwritten MAC key reaches the disk. Both values now behave the
+// same: the evolved key and the batch's entries share one fdatasync (the
+// journal in mac.state, docs/AUDIT-FORMAT.md), so the old key is erased on
+// the disk before Append returns. kPipelined (a background fdatasync of the
+// key, which left the old key on the disk for about one fdatasync) is kept so
+// that existing callers compile; it no longer weakens erasure.
 enum class KeyErasure { kSynchronous, kPipelined };
 
 struct Options {
