@@ -35,7 +35,7 @@ Pass Evaluate(const specs::Expectations& e, std::string_view csv, std::vector<st
     run.projected += s;
     return Status{};
   });
-  projector.Observe(evaluator.columns(), [&](std::span<const std::string> f) { return evaluator.Record(f); });
+  projector.Observe(evaluator.columns(), [&](std::span<const std::string_view> f) { return evaluator.Record(f); });
   for (std::size_t at = 0; at < csv.size(); at += piece) EXPECT_TRUE(projector.Feed(csv.substr(at, piece)));
   EXPECT_TRUE(projector.Finish());
   run.result = evaluator.Finish(projector.observed_present(), projector.rows() - 1);
@@ -145,7 +145,7 @@ TEST(Expectations, ResultRoundTripsThroughItsBoundedParser) {
 TEST(Expectations, ObserveAllSeesEveryColumnAndRefusesADuplicateHeader) {
   std::vector<std::string> seen;
   CsvProjector csv({}, [](std::string_view) { return Status{}; });
-  csv.ObserveAll([&](std::span<const std::string> f) {
+  csv.ObserveAll([&](std::span<const std::string_view> f) {
     seen.insert(seen.end(), f.begin(), f.end());
     return Status{};
   });
@@ -154,7 +154,7 @@ TEST(Expectations, ObserveAllSeesEveryColumnAndRefusesADuplicateHeader) {
   EXPECT_EQ(csv.observed_columns(), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(seen, (std::vector<std::string>{"1", "2\n3"}));
   CsvProjector dup({}, [](std::string_view) { return Status{}; });
-  dup.ObserveAll([](std::span<const std::string>) { return Status{}; });
+  dup.ObserveAll([](std::span<const std::string_view>) { return Status{}; });
   EXPECT_FALSE(dup.Feed("a,a\n1,2\n"));
 }
 
