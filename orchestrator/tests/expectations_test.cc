@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "cordon/orchestrator/csv_projection.h"
 #include "cordon/specs/spec.h"
 
@@ -140,6 +142,32 @@ TEST(Expectations, ResultRoundTripsThroughItsBoundedParser) {
   EXPECT_EQ(back->summaries.at("age").count, 4u);
   EXPECT_FALSE(ExpectationResult::FromJson(nlohmann::json::parse(R"({"passed":"yes"})")));
   EXPECT_FALSE(ExpectationResult::FromJson(nlohmann::json::parse(R"({"passed":true,"rows":1,"checks":1,"failed":[1]})")));
+}
+
+// Many rows (the partition + per-bucket set path), short and long values: the
+// duplicate count is exact, and a distinct count agrees with it.
+TEST(Expectations, UniqueCountsEveryRepeatAmongManyValues) {
+  const auto e = Parse("        columns:\n          id: {unique: true}\n");
+  std::string csv = "id\n";
+  std::set<std::string> distinct;
+  std::uint64_t repeats = 0;
+  for (int i = 0; i < 60000; ++i) {
+    // every 7th row repeats an earlier value; some values are longer than a word
+    const int v = i % 7 == 6 ? i / 3 : i;
+    const std::string value = (v % 5 == 0 ? "long-value-" : "") + std::to_string(v);
+    repeats += !distinct.insert(value).second;
+    csv += value + "\n";
+  }
+  ASSERT_GT(repeats, 5000u);
+  const Pass run = Evaluate(e, csv, {}, std::nullopt, 4096);
+  const CheckFailure* f = Failed(run.result, "unique", "id");
+  ASSERT_NE(f, nullptr) << run.result.ToJson().dump();
+  EXPECT_EQ(f->observed["duplicate_values"], repeats);
+  HashSet set;
+  std::uint64_t again = 0;
+  for (std::uint64_t h : {0ull, 1ull, 0ull, ~0ull, 1ull}) again += !set.Insert(h);  // 0 is a value like any other
+  EXPECT_EQ(again, 2u);
+  EXPECT_EQ(set.size(), 3u);
 }
 
 TEST(Expectations, ObserveAllSeesEveryColumnAndRefusesADuplicateHeader) {
