@@ -84,8 +84,8 @@ bool RegisterSealed(const GlobalOptions& global, const std::string& path, const 
 
 std::string Iso8601Utc(std::int64_t unix_seconds);
 
-// `cordon rewrap --all --key KEY [--dir DIR]...` (rewrap_all.cc).
+// `cordon rewrap --all --key KEY [--dir DIR]... [--batch N]` (rewrap_all.cc).
 [[nodiscard]] int RewrapAll(const GlobalOptions& global, const std::string& key, const std::vector<std::string>& dirs,
-                            bool json_out, std::optional<uid_t> caller_uid);
+                            bool json_out, std::optional<uid_t> caller_uid, std::size_t batch_files);
 
 }  // namespace cordon::cli
