@@ -79,8 +79,11 @@ struct DatasetRef {
 [[nodiscard]] DatasetRef ParseDatasetRef(const std::string& text);
 
 // Registers the file `cordon seal` just wrote (a profile pass over it, then the
-// registry entry, audited as dataset.registered). Errors are printed; false on failure.
-bool RegisterSealed(const GlobalOptions& global, const std::string& path, const sealed::Report& report);
+// registry entry, audited as dataset.registered). All or nothing: when the
+// registry cannot record it, the file is removed (if it is still the one
+// sealed), so a version is never left sealed but unregistered. Errors are
+// printed; false on failure. Not root: nothing to do (the registry is root's).
+[[nodiscard]] bool RegisterSealed(const GlobalOptions& global, const std::string& path, const sealed::Report& report);
 
 std::string Iso8601Utc(std::int64_t unix_seconds);
 

@@ -252,6 +252,15 @@ SPEC
     test "$("$C" datasets show churn --json | jget - 'd["quarantined"] or d["versions"][0]["quarantined"]')" = True
   check "the halt is audited with the admin's uid" test "$(audit_of job.halt | tail -n1 | jget - 'd["actor"]["uid"]')" = 4101
   e2e_daemon_stop
+  # A version the registry cannot record is not left sealed-but-unregistered.
+  chmod 0755 "$STATE_DIR/datasets"
+  "$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/unregistered.sealed" >/dev/null 2>"$W/unreg.err"; rc=$?
+  chmod 0700 "$STATE_DIR/datasets"
+  check "a registry failure at seal time exits 1" test "$rc" = 1
+  check "... naming the registry's problem" grep -q "registry" "$W/unreg.err"
+  check "... and the sealed file is removed again" test ! -e "$D/unregistered.sealed"
+  "$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/unregistered.sealed" >/dev/null 2>&1; rc=$?
+  check "sealing again once the registry is fixed works" test "$rc" = 0
 }
 
 for s in "${sections[@]}"; do echo "# section $s"; "sec_$s"; done
