@@ -226,17 +226,38 @@ DatasetRef ParseDatasetRef(const std::string& text) {
   return {text.substr(0, at), text.substr(at + 1)};
 }
 
+namespace {
+
+// Unlinks `path` if it still hashes to `sha256` (the file this command sealed).
+bool RemoveIfStill(const std::string& path, const std::string& sha256) {
+  auto sha = sealed::Sha256File(path);
+  return sha && *sha == sha256 && ::unlink(path.c_str()) == 0;
+}
+
+}  // namespace
+
 bool RegisterSealed(const GlobalOptions& global, const std::string& path, const sealed::Report& report) {
   Opened opened = OpenIncidentContext(global, "seal", std::nullopt);
   if (!opened.context) {
-    if (opened.forward) std::cerr << "cordon seal: note: not registered (the dataset registry is root's)\n";
-    return opened.forward;
+    if (opened.forward) {
+      std::cerr << "cordon seal: note: not registered (the dataset registry is root's)\n";
+      return true;
+    }
+    const bool removed = RemoveIfStill(path, report.sha256);
+    std::cerr << "cordon seal: no dataset registry to record '" << report.dataset << "'; " << path
+              << (removed ? " removed (seal again once it is fixed, or seal with --no-register)\n"
+                          : " left in place: it changed since it was sealed\n");
+    return false;
   }
   IncidentContext& ctx = *opened.context;
   const auto fail = [&](const Error& e) {
-    std::cerr << "cordon seal: the file is sealed but not registered: " << e.message << "\n";
+    const bool removed = RemoveIfStill(path, report.sha256);
+    std::cerr << "cordon seal: the registry cannot record '" << report.dataset << "': " << e.message << "\n"
+              << "cordon seal: " << path << (removed ? " removed (seal again once the registry is fixed, or "
+                                                       "seal with --no-register)\n"
+                                                     : " left in place: it changed since it was sealed\n");
     ctx.Record("dataset.registered", "failed", {{"dataset", report.dataset}, {"sha256", report.sha256},
-                                                 {"error", e.message}});
+                                                 {"error", e.message}, {"sealed_file_removed", removed}});
     return false;
   };
   std::error_code ec;

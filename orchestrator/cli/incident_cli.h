@@ -79,13 +79,16 @@ struct DatasetRef {
 [[nodiscard]] DatasetRef ParseDatasetRef(const std::string& text);
 
 // Registers the file `cordon seal` just wrote (a profile pass over it, then the
-// registry entry, audited as dataset.registered). Errors are printed; false on failure.
-bool RegisterSealed(const GlobalOptions& global, const std::string& path, const sealed::Report& report);
+// registry entry, audited as dataset.registered). All or nothing: when the
+// registry cannot record it, the file is removed (if it is still the one
+// sealed), so a version is never left sealed but unregistered. Errors are
+// printed; false on failure. Not root: nothing to do (the registry is root's).
+[[nodiscard]] bool RegisterSealed(const GlobalOptions& global, const std::string& path, const sealed::Report& report);
 
 std::string Iso8601Utc(std::int64_t unix_seconds);
 
-// `cordon rewrap --all --key KEY [--dir DIR]...` (rewrap_all.cc).
+// `cordon rewrap --all --key KEY [--dir DIR]... [--batch N]` (rewrap_all.cc).
 [[nodiscard]] int RewrapAll(const GlobalOptions& global, const std::string& key, const std::vector<std::string>& dirs,
-                            bool json_out, std::optional<uid_t> caller_uid);
+                            bool json_out, std::optional<uid_t> caller_uid, std::size_t batch_files);
 
 }  // namespace cordon::cli

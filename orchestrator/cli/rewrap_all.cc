@@ -1,14 +1,17 @@
 // cordon rewrap --all --key kms://ADAPTER/NAME [--dir DIR]...: after `cordon keys
 // rotate NAME`, every sealed file wrapped under an older version of NAME is
-// rewrapped under its newest version (header only; RewrapFile replaces each
-// file atomically, so a crash never leaves a damaged file).
+// rewrapped under its newest version (header only), in batches: each file's
+// rewrapped copy is written beside it, then sealed::CommitRewraps syncs the
+// batch once and renames each copy over its file, so a crash never leaves a
+// damaged file.
 //
 // Which files: every version the dataset registry knows, the registry's hash
 // key, and every sealed file found under each --dir (walked without following
 // symbolic links). Resumable: a rerun skips every file already at the newest
 // version. For the registry's files a journal in the registry directory gets
-// "B <sha256 before> <path>" (fdatasync'd) before each file and
-// "D <sha256 after> <path>" after it; a rerun first settles a B without its D
+// "B <sha256 before> <path>" (a batch's lines fdatasync'd together) before
+// the batch's files change and "D <sha256 after> <path>" once their renames
+// are on disk; a rerun first settles a B without its D
 // (the file either still has the old header, and is redone, or has the new one,
 // and is recorded), skips every file already at the newest version, and at the
 // end records the new sha256s as aliases of the registry's versions (a version
@@ -17,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -41,9 +45,13 @@ struct Journal {
   std::map<std::string, std::string> begun;  // path -> sha before (no D yet)
   std::map<std::string, std::pair<std::string, std::string>> done;  // path -> (sha before, sha after)
 
-  Status Append(char tag, const std::string& sha, const std::string& file) {
-    const std::string line = std::string(1, tag) + " " + sha + " " + file + "\n";
-    if (auto ok = WriteAll(fd.get(), line); !ok) return ok;
+  static std::string Line(char tag, const std::string& sha, const std::string& file) {
+    return std::string(1, tag) + " " + sha + " " + file + "\n";
+  }
+  // Lines (a batch's), on disk when it returns.
+  Status Append(const std::string& lines) {
+    if (lines.empty()) return {};
+    if (auto ok = WriteAll(fd.get(), lines); !ok) return ok;
     return ::fdatasync(fd.get()) == 0 ? Status{} : Status(FailErrno("fdatasync " + path));
   }
 };
@@ -101,12 +109,13 @@ struct Candidate {
 }  // namespace
 
 int RewrapAll(const GlobalOptions& global, const std::string& key_text, const std::vector<std::string>& dirs,
-              bool json_out, std::optional<uid_t> caller_uid) {
+              bool json_out, std::optional<uid_t> caller_uid, std::size_t batch_files) {
   Opened opened = OpenIncidentContext(global, "rewrap", caller_uid);
   if (opened.forward) {
     std::vector<std::string> argv = {"rewrap", "--all", "--key", key_text};
     for (const std::string& d : dirs) argv.insert(argv.end(), {"--dir", d});
     if (json_out) argv.push_back("--json");
+    argv.insert(argv.end(), {"--batch", std::to_string(batch_files)});
     return ForwardToDaemon(global, argv);
   }
   if (!opened.context) return opened.exit_status;
@@ -135,7 +144,7 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
   if (!journal) return ReportError("rewrap", journal.error());
   auto intent = ctx.Begin("key.rewrap_all", {{"key_ref", key->ToString()}, {"target_version", target},
                                              {"files_considered", files.size()}, {"resumed", !journal->begun.empty() || !journal->done.empty()},
-                                             {"dirs", dirs.size()}});
+                                             {"dirs", dirs.size()}, {"batch_files", batch_files}});
   if (!intent) return kExitFailure;
   // Settle what a crash left: a begun file either has the new header (done) or the old (redo).
   for (const auto& [path, before] : journal->begun) {
@@ -162,29 +171,71 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
   const auto start = std::chrono::steady_clock::now();
   std::size_t rewrapped = 0, failed = 0;
   json failures = json::array();
-  for (std::size_t i = 0; i < todo.size(); ++i) {
-    const std::string& path = todo[i].path;
-    // The journal is for the registry's files (their new hash becomes an alias); any other
-    // file needs none: a rerun tells done from not done by the header's key version.
-    const bool journaled = registered.contains(path);
-    Result<std::string> before = journaled ? sealed::Sha256File(path) : Result<std::string>("");
-    Status st = !before ? Status(std::unexpected(before.error())) : journaled ? journal->Append('B', *before, path) : Status{};
-    Result<sealed::Report> report = st ? sealed::RewrapFile(path, ctx.kms(), *key) : Result<sealed::Report>(std::unexpected(st.error()));
-    if (report && journaled) st = journal->Append('D', report->sha256, path);
-    if (report && st) {
-      if (journaled) journal->done[path] = {*before, report->sha256};
-      ++rewrapped;
-    } else {
-      ++failed;
-      const std::string why = report ? st.error().message : report.error().message;
-      if (failures.size() < 20) failures.push_back({{"path", path}, {"error", why}});
-      std::cerr << "cordon rewrap: " << path << ": " << why << "\n";
+  const auto fail = [&](const std::string& path, const std::string& why) {
+    ++failed;
+    if (failures.size() < 20) failures.push_back({{"path", path}, {"error", why}});
+    std::cerr << "cordon rewrap: " << path << ": " << why << "\n";
+  };
+  // In batches: each file's rewrapped copy is written beside it, then the batch
+  // takes effect at once (sealed::CommitRewraps: one syncfs, the renames, one
+  // fsync per directory) instead of two fsyncs a file. The journal is for the
+  // registry's files (their new hash becomes an alias): a batch's B lines are
+  // on disk before any of its files changes, its D lines after the renames
+  // are; any other file needs none (a rerun tells done from not done by the
+  // header's key version).
+  batch_files = std::clamp<std::size_t>(batch_files, 1, 65536);
+  for (std::size_t first = 0; first < todo.size(); first += batch_files) {
+    const std::size_t end = std::min(todo.size(), first + batch_files);
+    std::map<std::string, std::string> before;  // journaled path -> sha256 before
+    std::string lines;
+    for (std::size_t i = first; i < end; ++i) {
+      if (!registered.contains(todo[i].path)) continue;
+      auto sha = sealed::Sha256File(todo[i].path);
+      if (!sha) continue;  // PrepareRewrap reports the file
+      before[todo[i].path] = *sha;
+      lines += Journal::Line('B', *sha, todo[i].path);
     }
-    if ((i + 1) % 100 == 0 || i + 1 == todo.size()) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::cerr << "rewrap: " << (i + 1) << "/" << todo.size() << " files ("
-                << static_cast<long long>(secs > 0 ? static_cast<double>(i + 1) / secs : 0) << " files/s)\n";
+    const Status begun = journal->Append(lines);
+    std::vector<sealed::PendingRewrap> pending;
+    for (std::size_t i = first; i < end; ++i) {
+      const std::string& path = todo[i].path;
+      if (registered.contains(path) && (!begun || !before.contains(path))) {
+        fail(path, !begun ? begun.error().message : "cannot read it to journal its hash");
+        continue;
+      }
+      auto p = sealed::PrepareRewrap(path, ctx.kms(), *key);
+      if (!p) {
+        fail(path, p.error().message);
+        continue;
+      }
+      pending.push_back(std::move(*p));
     }
+    const std::vector<Status> committed = sealed::CommitRewraps(pending);
+    lines.clear();
+    std::vector<std::size_t> journaled;
+    for (std::size_t k = 0; k < pending.size(); ++k) {
+      if (!committed[k]) {
+        fail(pending[k].file, committed[k].error().message);
+      } else if (before.contains(pending[k].file)) {
+        lines += Journal::Line('D', pending[k].report.sha256, pending[k].file);
+        journaled.push_back(k);
+      } else {
+        ++rewrapped;
+      }
+    }
+    const Status ended = journal->Append(lines);
+    for (const std::size_t k : journaled) {
+      const std::string& path = pending[k].file;
+      if (ended) {
+        journal->done[path] = {before.at(path), pending[k].report.sha256};
+        ++rewrapped;
+      } else {
+        fail(path, ended.error().message);  // rewrapped; a rerun settles its open B line
+      }
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cerr << "rewrap: " << end << "/" << todo.size() << " files ("
+              << static_cast<long long>(secs > 0 ? static_cast<double>(end) / secs : 0) << " files/s)\n";
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // A version keeps its identity; its file's new sha256 becomes an alias.

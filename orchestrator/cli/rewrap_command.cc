@@ -17,12 +17,17 @@ class RewrapCommand final : public Command {
                                   "(resumable; progress on stderr)");
     sub_->add_option("--dir", dirs_, "with --all: also every sealed file under DIR (repeatable)");
     sub_->add_flag("--json", json_, "with --all: print the summary as JSON");
+    sub_->add_option("--batch", batch_, "with --all: files made durable together (default 256; 1 to 65536)")
+        ->check(CLI::Range(1, 65536));
     AddCallerOption(sub_, caller_uid_);
     sub_->footer(
         "Wraps the file's data key under the newest version of its key (or of --key). Only the\n"
         "header changes; chunks are copied byte for byte, never decrypted. The file is replaced\n"
         "atomically (temp + fsync + rename + fsync dir). The last line on stdout is the new\n"
-        "sha256:<hex> of FILE.\n" +
+        "sha256:<hex> of FILE.\n"
+        "--all works in batches of --batch files: each file's rewrapped copy is written beside it,\n"
+        "then one syncfs, the renames and one fsync per directory make the batch durable; a crash\n"
+        "leaves every file as it was or rewrapped, and a rerun resumes.\n" +
         SealedExitFooter());
   }
 
@@ -33,7 +38,7 @@ class RewrapCommand final : public Command {
       std::cerr << "cordon rewrap: give FILE, or --all --key kms://ADAPTER/NAME\n";
       return kExitInvalid;
     }
-    if (all_) return RewrapAll(global, key_, dirs_, json_, caller_uid_);
+    if (all_) return RewrapAll(global, key_, dirs_, json_, caller_uid_, batch_);
     std::optional<KeyRef> target;
     if (!key_.empty()) {
       auto key = ParseKeyRef(key_);
@@ -63,6 +68,7 @@ class RewrapCommand final : public Command {
   std::string file_, key_;
   bool all_ = false, json_ = false;
   std::vector<std::string> dirs_;
+  std::size_t batch_ = 256;
   std::optional<uid_t> caller_uid_;
 };
 

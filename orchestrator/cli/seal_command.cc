@@ -22,7 +22,8 @@ class SealCommand final : public Command {
         "OUT appears only when complete. The last line on stdout is sha256:<hex> of OUT,\n"
         "the pin a job spec uses. Progress is shown when stderr is a terminal.\n"
         "As root the new version is recorded in the dataset registry (`cordon datasets`): who,\n"
-        "when, row count, column summaries and a keyed content digest, from one pass over OUT.\n" +
+        "when, row count, column summaries and a keyed content digest, from one pass over OUT.\n"
+        "If the registry cannot record it, OUT is removed again and the exit status is 1.\n" +
         SealedExitFooter());
   }
 
@@ -57,8 +58,8 @@ class SealCommand final : public Command {
     audited->Done(ReportJson("seal", *report), nullptr);
     std::cerr << "sealed " << report->plaintext_bytes << " bytes of '" << report->dataset << "' under "
               << report->key.ToString() << " v" << report->kek_version << " into " << out_ << "\n";
-    // A registry failure is reported (stderr, audit log) but the sealed file stands.
-    if (!no_register_) (void)RegisterSealed(global, out_, *report);
+    // All or nothing: a version the registry cannot record is removed again (RegisterSealed).
+    if (!no_register_ && !RegisterSealed(global, out_, *report)) return kExitFailure;
     std::cout << report->sha256 << "\n";
     return kExitOk;
   }

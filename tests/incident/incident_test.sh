@@ -167,14 +167,24 @@ sec_crash() {
   for ((i = 0; i < n; i++)); do "$C" seal --no-register --key kms://local/datasets --name f$i "$W/p$i" "$D/many/f$i.sealed" >/dev/null 2>&1; done
   "$C" keys rotate datasets >/dev/null
   journal="$STATE_DIR/datasets/rewrap-kms___local_datasets.journal"
-  "$C" rewrap --all --key kms://local/datasets --dir "$D" >/dev/null 2>"$W/progress" &
+  # Small batches, killed after the first one is durable and at once while others are in
+  # flight (copies written, renames half done): every file must stay old or new, never damaged.
+  "$C" rewrap --all --key kms://local/datasets --dir "$D" --batch 8 >/dev/null 2>"$W/progress" &
   pid=$!
-  e2e_wait_for 60 grep -q '^rewrap: 100/' "$W/progress"
+  e2e_wait_for 60 grep -q '^rewrap: [0-9]*/' "$W/progress"
   check "killed mid-pass (kill -9 while it ran)" kill -9 "$pid"
   wait "$pid" 2>/dev/null
   local at_v2 ok=0
   at_v2=$(for f in "$D"/many/*.sealed; do "$C" inspect --json "$f" 2>/dev/null | jget - 'd["key_version"]'; done | grep -c '^2$')
   check "the crash left some files done and some not ($at_v2 of $n at v2)" test "$at_v2" -gt 0 -a "$at_v2" -lt "$n"
+  # Further kills at arbitrary moments of the resumed pass.
+  for i in 0.01 0.03 0.07; do
+    "$C" rewrap --all --key kms://local/datasets --dir "$D" --batch 8 >/dev/null 2>&1 &
+    pid=$!
+    sleep "$i"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   "$C" rewrap --all --key kms://local/datasets --dir "$D" >"$W/resume.out" 2>&1; rc=$?
   check "the rerun completes (exit 0)" test "$rc" = 0
   check "the journal is gone" test ! -e "$journal"
@@ -242,6 +252,15 @@ SPEC
     test "$("$C" datasets show churn --json | jget - 'd["quarantined"] or d["versions"][0]["quarantined"]')" = True
   check "the halt is audited with the admin's uid" test "$(audit_of job.halt | tail -n1 | jget - 'd["actor"]["uid"]')" = 4101
   e2e_daemon_stop
+  # A version the registry cannot record is not left sealed-but-unregistered.
+  chmod 0755 "$STATE_DIR/datasets"
+  "$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/unregistered.sealed" >/dev/null 2>"$W/unreg.err"; rc=$?
+  chmod 0700 "$STATE_DIR/datasets"
+  check "a registry failure at seal time exits 1" test "$rc" = 1
+  check "... naming the registry's problem" grep -q "registry" "$W/unreg.err"
+  check "... and the sealed file is removed again" test ! -e "$D/unregistered.sealed"
+  "$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/unregistered.sealed" >/dev/null 2>&1; rc=$?
+  check "sealing again once the registry is fixed works" test "$rc" = 0
 }
 
 for s in "${sections[@]}"; do echo "# section $s"; "sec_$s"; done

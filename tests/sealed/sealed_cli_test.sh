@@ -104,13 +104,20 @@ cp "$W/p.sealed" "$W/d.sealed"
 expect 0 "$CORDON" keys disable train
 expect 13 "$CORDON" unseal "$W/d.sealed" "$W/o13"
 expect 13 "$CORDON" rewrap "$W/d.sealed"
+# The registry's hash key was sealed under train (the first seal): with train disabled (and no
+# `rewrap --all` first) a seal cannot be registered: exit 1, the reason named, no file left.
+expect 0 "$CORDON" keys create after
+expect 1 "$CORDON" seal --key kms://local/after --name after "$W/p.bin" "$W/o-unregistered"
+grep -q "registry" "$T/stderr" && grep -q "disabled" "$T/stderr" || fail "registry failure message: $(cat "$T/stderr")"
+[ -e "$W/o-unregistered" ] && fail "a seal the registry could not record was left behind"
+# The rest seals without the registry.
 for o in o10 o11 o12 o13 o14 o15 o16 o17 o18 o19 o2; do [ -e "$W/$o" ] && fail "$o left behind"; done
 no_leftovers "$W"
 
 # --- kill -9 in the middle of a seal leaves nothing behind (O_TMPFILE) ---
 mkdir -p "$T/k9"; mkfifo "$T/k9/in"
 expect 0 "$CORDON" keys create k9
-"$CORDON" seal --key kms://local/k9 --name k9 "$T/k9/in" "$T/k9/out.sealed" >/dev/null 2>&1 &
+"$CORDON" seal --no-register --key kms://local/k9 --name k9 "$T/k9/in" "$T/k9/out.sealed" >/dev/null 2>&1 &
 pid=$!
 exec 7>"$T/k9/in"; head -c 3000000 /dev/urandom >&7
 sleep 0.3; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exec 7>&-
@@ -118,7 +125,8 @@ sleep 0.3; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exec 7>&-
 
 # --- any single-byte change anywhere: non-zero exit, no output, no temp file ---
 expect 0 "$CORDON" keys create sweep
-"$CORDON" seal --key kms://local/sweep --name sweep --chunk-size 64 - "$W/sweep.sealed" >/dev/null 2>&1 < <(head -c 200 /dev/urandom)
+"$CORDON" seal --no-register --key kms://local/sweep --name sweep --chunk-size 64 - "$W/sweep.sealed" >/dev/null 2>&1 < <(head -c 200 /dev/urandom)
+[ -s "$W/sweep.sealed" ] || fail "sweep: the seal failed"
 n=$(stat -c %s "$W/sweep.sealed")
 for ((i = 0; i < n; i++)); do
   cp "$W/sweep.sealed" "$W/flip.sealed"
@@ -141,7 +149,7 @@ if [ -r /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null
   (umask 077; echo 4321 > "$T/hsm/pin")
   sed -i "s|^  # pkcs11:.*|  pkcs11:|; s|^  #   module: .*|    module: \"/usr/lib/softhsm/libsofthsm2.so\"|; s|^  #   token_label: .*|    token_label: \"cordon-cli\"|; s|^  #   pin_file: .*|    pin_file: \"$T/hsm/pin\"|" "$CORDON_CONFIG"
   expect 0 "$CORDON" keys create hsmkey --adapter pkcs11
-  expect 0 "$CORDON" seal --key kms://pkcs11/hsmkey --name hsm-data "$W/p.bin" "$W/hsm.sealed"
+  expect 0 "$CORDON" seal --no-register --key kms://pkcs11/hsmkey --name hsm-data "$W/p.bin" "$W/hsm.sealed"
   expect 0 "$CORDON" unseal "$W/hsm.sealed" "$W/hsm.out"
   cmp -s "$W/p.bin" "$W/hsm.out" || fail "pkcs11 round trip"
   expect 0 "$CORDON" keys rotate kms://pkcs11/hsmkey

@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   baseline["a"] = orchestrator::ColumnSummary{10, 1, 9, 9, 0, 1.0, 50.0, 200.0, 0, false};
   orchestrator::ExpectationEvaluator evaluator(e, baseline);
   orchestrator::CsvProjector csv({"b"}, [](std::string_view) { return cordon::Status{}; });
-  csv.Observe(evaluator.columns(), [&](std::span<const std::string> f) { return evaluator.Record(f); });
+  csv.Observe(evaluator.columns(), [&](std::span<const std::string_view> f) { return evaluator.Record(f); });
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const std::size_t half = size / 2;
   if (!csv.Feed(input.substr(0, half)) || !csv.Feed(input.substr(half)) || !csv.Finish()) return 0;

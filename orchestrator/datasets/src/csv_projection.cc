@@ -1,6 +1,8 @@
 #include "cordon/datasets/csv_projection.h"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <map>
 
 namespace cordon::orchestrator {
@@ -8,8 +10,22 @@ namespace {
 
 constexpr std::size_t kFlushBytes = 256 * 1024;
 
+// The bytes that end a run of plain field text: outside quotes ',', '"', CR
+// and LF; inside quotes only '"'.
+constexpr auto kSpecial = [] {
+  std::array<bool, 256> t{};
+  t[','] = t['"'] = t['\r'] = t['\n'] = true;
+  return t;
+}();
+
+std::size_t PlainRun(const char* p, const char* end) {
+  const char* q = p;
+  while (q != end && !kSpecial[static_cast<unsigned char>(*q)]) ++q;
+  return static_cast<std::size_t>(q - p);
+}
+
 void AppendField(std::string& out, std::string_view field) {
-  if (field.find_first_of(",\"\r\n") == std::string_view::npos) {
+  if (PlainRun(field.data(), field.data() + field.size()) == field.size()) {
     out += field;
     return;
   }
@@ -57,10 +73,39 @@ void CsvProjector::Append(char c) {
 
 Status CsvProjector::Feed(std::string_view data) {
   if (failed_) return Fail(Errc::kInvalidData, "CSV projection already failed");
-  for (const char c : data) {
-    if (auto ok = Byte(c); !ok) return ok;
+  const char* p = data.data();
+  const char* const end = p + data.size();
+  while (p != end) {
+    // A run of plain field text goes in at once; the byte that ends it, and
+    // every byte of the rarer states, through Byte().
+    if (state_ == State::kFieldStart || state_ == State::kUnquoted || state_ == State::kQuoted) {
+      std::size_t n = 0;
+      if (state_ == State::kQuoted) {
+        const void* quote = std::memchr(p, '"', static_cast<std::size_t>(end - p));
+        n = static_cast<std::size_t>((quote != nullptr ? static_cast<const char*>(quote) : end) - p);
+      } else {
+        n = PlainRun(p, end);
+        if (n != 0) state_ = State::kUnquoted;
+      }
+      if (n != 0) {
+        if (auto ok = AppendRun({p, n}); !ok) return ok;
+        p += n;
+        if (p == end) break;
+      }
+    }
+    if (auto ok = Byte(*p++); !ok) return ok;
   }
   return out_.size() >= kFlushBytes ? Flush() : Status{};
+}
+
+Status CsvProjector::AppendRun(std::string_view run) {
+  if (field_bytes_ + run.size() > limits_.max_field_bytes) {
+    return Error("field " + std::to_string(field_index_ + 1) + " is longer than " +
+                 std::to_string(limits_.max_field_bytes) + " bytes");
+  }
+  field_bytes_ += run.size();
+  if (row_ == 0 || (field_index_ < keep_.size() && keep_[field_index_])) field_.append(run);
+  return {};
 }
 
 Status CsvProjector::Byte(char c) {
@@ -123,13 +168,13 @@ Status CsvProjector::EndField() {
     }
     header_.push_back(std::move(field_));
   } else if (field_index_ < keep_.size() && keep_[field_index_]) {
-    const bool selected = IsSelected(slot_of_field_, field_index_);
-    if (IsSelected(observed_slot_of_field_, field_index_)) {
-      std::string& slot = observed_slots_[static_cast<std::size_t>(observed_slot_of_field_[field_index_])];
-      if (selected) slot.assign(field_);
-      else slot.swap(field_);  // keeps both buffers' capacity: no allocation per field
+    // An observed field that is also selected is seen in its output slot (EndRecord).
+    if (IsSelected(slot_of_field_, field_index_)) {
+      slots_[static_cast<std::size_t>(slot_of_field_[field_index_])].swap(field_);
+    } else if (IsSelected(observed_slot_of_field_, field_index_)) {
+      // swap keeps both buffers' capacity: no allocation per field
+      observed_slots_[static_cast<std::size_t>(observed_slot_of_field_[field_index_])].swap(field_);
     }
-    if (selected) slots_[static_cast<std::size_t>(slot_of_field_[field_index_])].swap(field_);
   }
   field_.clear();
   field_bytes_ = 0;
@@ -145,7 +190,11 @@ Status CsvProjector::EndRecord() {
                  std::to_string(slot_of_field_.size()));
   } else {
     if (observer_) {
-      if (auto ok = observer_(observed_slots_); !ok) {
+      for (std::size_t i = 0; i < observed_views_.size(); ++i) {
+        const int selected = selected_slot_of_observed_[i];
+        observed_views_[i] = selected >= 0 ? slots_[static_cast<std::size_t>(selected)] : observed_slots_[i];
+      }
+      if (auto ok = observer_(observed_views_); !ok) {
         failed_ = true;
         return ok;
       }
@@ -208,11 +257,14 @@ void CsvProjector::ObserveHeader(const std::map<std::string_view, std::size_t>& 
   }
   observed_slot_of_field_.assign(header_.size(), -1);
   observed_present_.assign(observed_.size(), false);
+  selected_slot_of_observed_.assign(observed_.size(), -1);
+  observed_views_.assign(observed_.size(), std::string_view());
   for (std::size_t slot = 0; slot < observed_.size(); ++slot) {
     const auto it = index.find(observed_[slot]);
     if (it == index.end()) continue;
     observed_slot_of_field_[it->second] = static_cast<int>(slot);
     observed_present_[slot] = true;
+    selected_slot_of_observed_[slot] = slot_of_field_[it->second];
   }
 }
 

@@ -1,6 +1,7 @@
 #include "cordon/datasets/expectations.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <functional>
@@ -12,7 +13,15 @@ namespace {
 using nlohmann::json;
 using specs::ColumnType;
 
-bool ParseDouble(std::string_view v, double& out) {
+bool IsInteger(std::string_view v) {
+  if (!v.empty() && (v.front() == '-' || v.front() == '+')) v.remove_prefix(1);
+  return !v.empty() && v.size() <= 19 && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Whether `v` is a finite decimal number (then in `out`), and whether it is
+// an integer (IsInteger) in `integer`.
+bool ParseDouble(std::string_view v, double& out, bool& integer) {
+  integer = false;
   if (v.empty()) return false;
   // Fast path: a plain non-negative integer of up to 15 digits (exact in a double).
   if (v.size() <= 15 && v.front() >= '0' && v.front() <= '9') {
@@ -21,17 +30,16 @@ bool ParseDouble(std::string_view v, double& out) {
     for (; i < v.size() && v[i] >= '0' && v[i] <= '9'; ++i) n = n * 10 + static_cast<std::uint64_t>(v[i] - '0');
     if (i == v.size()) {
       out = static_cast<double>(n);
+      integer = true;
       return true;
     }
   }
-  if (v.front() == '+') v.remove_prefix(1);
-  const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  return ec == std::errc() && ptr == v.data() + v.size() && std::isfinite(out);
-}
-
-bool IsInteger(std::string_view v) {
-  if (!v.empty() && (v.front() == '-' || v.front() == '+')) v.remove_prefix(1);
-  return !v.empty() && v.size() <= 19 && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  std::string_view number = v;
+  if (number.front() == '+') number.remove_prefix(1);
+  const auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), out);
+  if (ec != std::errc() || ptr != number.data() + number.size() || !std::isfinite(out)) return false;
+  integer = IsInteger(v);
+  return true;
 }
 
 bool EqualsLower(std::string_view v, std::string_view lower) {
@@ -47,37 +55,62 @@ bool IsBoolean(std::string_view v) {
   return v == "0" || v == "1" || EqualsLower(v, "true") || EqualsLower(v, "false");
 }
 
-bool MatchesType(ColumnType type, std::string_view v, bool numeric) {
+bool MatchesType(ColumnType type, std::string_view v, bool numeric, bool integer) {
   switch (type) {
     case ColumnType::kString: return true;
-    case ColumnType::kInteger: return IsInteger(v);
+    case ColumnType::kInteger: return integer;
     case ColumnType::kNumber: return numeric;
     case ColumnType::kBoolean: return IsBoolean(v);
   }
   return true;
 }
 
-std::uint64_t HashOf(std::string_view v) { return std::hash<std::string_view>{}(v); }
-
-// LSD radix sort, 16 bits a pass: the `unique` check sorts one hash a row,
-// which std::sort makes the costliest step of a large input.
-void RadixSort(std::vector<std::uint64_t>& v) {
-  if (v.size() < 4096) {
-    std::sort(v.begin(), v.end());
-    return;
-  }
-  std::vector<std::uint64_t> tmp(v.size());
-  std::vector<std::size_t> count(1u << 16);
-  for (unsigned shift = 0; shift < 64; shift += 16) {
-    std::fill(count.begin(), count.end(), 0);
-    for (const std::uint64_t x : v) ++count[(x >> shift) & 0xffff];
-    std::size_t sum = 0;
-    for (std::size_t& c : count) sum += std::exchange(c, sum);
-    for (const std::uint64_t x : v) tmp[count[(x >> shift) & 0xffff]++] = x;
-    v.swap(tmp);
-  }
+// A value's 64-bit hash (distinct counts, `unique`). A value of up to 7 bytes
+// is packed with its length into one word and put through MurmurHash3's
+// 64-bit finaliser, a bijection: short values (ids, codes, small numbers),
+// the common case, never collide. Longer ones take std::hash.
+std::uint64_t HashOf(std::string_view v) {
+  if (v.size() > 7) return std::hash<std::string_view>{}(v);
+  std::uint64_t x = static_cast<std::uint64_t>(v.size()) << 56;
+  for (std::size_t i = 0; i < v.size(); ++i) x |= static_cast<std::uint64_t>(static_cast<unsigned char>(v[i])) << (8 * i);
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
 }
 
+
+
+// How many of `hashes` repeat an earlier one. They are first partitioned in
+// place by their top byte (a counting pass, then each misplaced hash swapped
+// into its bucket: equal hashes share a bucket), then each bucket goes
+// through a set small enough to stay in cache.
+std::uint64_t CountDuplicates(std::vector<std::uint64_t>& hashes) {
+  const auto bucket = [](std::uint64_t h) { return static_cast<std::size_t>(h >> 56); };
+  std::array<std::size_t, 257> start{};
+  for (const std::uint64_t h : hashes) ++start[bucket(h) + 1];
+  for (std::size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+  std::array<std::size_t, 256> next{};
+  std::copy(start.begin(), start.end() - 1, next.begin());
+  for (std::size_t b = 0; b < 256; ++b) {
+    while (next[b] < start[b + 1]) {
+      std::uint64_t h = hashes[next[b]];
+      while (bucket(h) != b) std::swap(h, hashes[next[bucket(h)]++]);  // h's slot is filled: take what was there
+      hashes[next[b]++] = h;
+    }
+  }
+  const std::vector<std::uint64_t>& sorted = hashes;
+  std::uint64_t duplicates = 0;
+  HashSet seen;
+  for (std::size_t b = 0; b < 256; ++b) {
+    seen.Clear();
+    seen.Reserve(start[b + 1] - start[b]);
+    for (std::size_t i = start[b]; i < start[b + 1]; ++i) duplicates += !seen.Insert(sorted[i]);
+  }
+  return duplicates;
+}
 
 template <class T>
 bool Get(const json& j, const char* key, T& out) {
@@ -146,31 +179,70 @@ std::optional<Summaries> SummariesFromJson(const json& j) {
   return out;
 }
 
-bool ColumnAccumulator::Add(std::string_view v, double* number) {
+bool ColumnAccumulator::Add(std::string_view v, double* number, bool* integer) {
   ++s_.count;
+  if (integer != nullptr) *integer = false;
   if (v.empty()) {
     ++s_.nulls;
     return false;
   }
   double d = 0;
-  const bool numeric = ParseDouble(v, d);
+  bool whole = false;
+  const bool numeric = ParseDouble(v, d, whole);
   if (numeric) {
     if (number != nullptr) *number = d;
+    if (integer != nullptr) *integer = whole;
     if (s_.numeric == 0 || d < s_.min) s_.min = d;
     if (s_.numeric == 0 || d > s_.max) s_.max = d;
     s_.sum += d;
     ++s_.numeric;
-    if (IsInteger(v)) ++s_.integers;
+    if (whole) ++s_.integers;
   }
   if (v.size() <= 5 && IsBoolean(v)) ++s_.booleans;
   if (track_distinct_ && !s_.distinct_capped) {
-    distinct_.insert(HashOf(v));
-    if (distinct_.size() > kMaxDistinctTracked) {
+    if (distinct_.Insert(HashOf(v)) && distinct_.size() > kMaxDistinctTracked) {
       s_.distinct_capped = true;
-      distinct_.clear();
+      distinct_ = {};
     }
   }
   return numeric;
+}
+
+void HashSet::Reserve(std::size_t n) {
+  std::size_t want = 64;
+  while (want < n * 2) want *= 2;
+  if (want <= slots_.size()) return;
+  std::vector<std::uint64_t> old(want);
+  old.swap(slots_);
+  size_ = has_zero_ ? 1 : 0;
+  for (const std::uint64_t x : old) {
+    if (x != 0) (void)Insert(x);
+  }
+}
+
+void HashSet::Clear() {
+  std::fill(slots_.begin(), slots_.end(), 0);
+  size_ = 0;
+  has_zero_ = false;
+}
+
+bool HashSet::Insert(std::uint64_t h) {
+  if (h == 0) {  // 0 marks an empty slot: kept aside
+    if (has_zero_) return false;
+    has_zero_ = true;
+    ++size_;
+    return true;
+  }
+  if ((size_ + 1) * 2 > slots_.size()) Reserve(size_ + 1);
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = (h ^ (h >> 29)) & mask;; i = (i + 1) & mask) {  // linear probing
+    if (slots_[i] == h) return false;
+    if (slots_[i] == 0) {
+      slots_[i] = h;
+      ++size_;
+      return true;
+    }
+  }
 }
 
 ColumnSummary ColumnAccumulator::Summary() const {
@@ -252,16 +324,17 @@ ExpectationEvaluator::ExpectationEvaluator(specs::Expectations expect, std::opti
   }
 }
 
-Status ExpectationEvaluator::Record(std::span<const std::string> fields) {
+Status ExpectationEvaluator::Record(std::span<const std::string_view> fields) {
   const std::size_t n = std::min(fields.size(), state_.size());
   for (std::size_t i = 0; i < n; ++i) {
     Column& c = state_[i];
-    const std::string& v = fields[i];
+    const std::string_view v = fields[i];
     double d = 0;
-    const bool numeric = c.acc.Add(v, &d);
+    bool integer = false;
+    const bool numeric = c.acc.Add(v, &d, &integer);
     if (c.expect == nullptr || v.empty()) continue;
     const specs::ColumnExpectation& e = *c.expect;
-    if (e.type && !MatchesType(*e.type, v, numeric)) ++c.wrong_type;
+    if (e.type && !MatchesType(*e.type, v, numeric, integer)) ++c.wrong_type;
     if ((e.min || e.max) && !numeric) ++c.wrong_type;
     if (numeric && e.min && d < *e.min) ++c.below;
     if (numeric && e.max && d > *e.max) ++c.above;
@@ -306,11 +379,9 @@ void ExpectationEvaluator::CheckColumn(Column& c, bool present, ExpectationResul
   }
   if (e.unique) {
     ++r.checks;
-    RadixSort(c.hashes);
-    std::uint64_t duplicates = 0;
-    for (std::size_t i = 1; i < c.hashes.size(); ++i) duplicates += c.hashes[i] == c.hashes[i - 1];
-    if (duplicates > 0) fail("unique", json{{"duplicate_values", duplicates}}, true);
+    const std::uint64_t duplicates = CountDuplicates(c.hashes);
     c.hashes = {};
+    if (duplicates > 0) fail("unique", json{{"duplicate_values", duplicates}}, true);
   }
 }
 

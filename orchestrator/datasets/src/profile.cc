@@ -139,11 +139,11 @@ Result<Profile> ProfileSealed(int fd, const sealed::KeyManagers& kms, const Secr
   Profile profile;
   std::vector<orchestrator::ColumnAccumulator> columns;
   orchestrator::CsvProjector csv({}, [](std::string_view) { return Status{}; });
-  csv.ObserveAll([&](std::span<const std::string> fields) -> Status {
+  csv.ObserveAll([&](std::span<const std::string_view> fields) -> Status {
     if (columns.size() != fields.size()) columns.assign(fields.size(), orchestrator::ColumnAccumulator(true));
     for (std::size_t i = 0; i < fields.size(); ++i) columns[i].Add(fields[i]);
     if (row_hashes) {
-      for (const std::string& f : fields) {  // length-prefixed: no two rows encode alike
+      for (const std::string_view f : fields) {  // length-prefixed: no two rows encode alike
         const std::uint64_t n = f.size();
         rows.Update(&n, sizeof n);
         rows.Update(f.data(), f.size());

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "cordon/datasets/csv_projection.h"
 #include "cordon/specs/spec.h"
 
@@ -35,7 +37,7 @@ Pass Evaluate(const specs::Expectations& e, std::string_view csv, std::vector<st
     run.projected += s;
     return Status{};
   });
-  projector.Observe(evaluator.columns(), [&](std::span<const std::string> f) { return evaluator.Record(f); });
+  projector.Observe(evaluator.columns(), [&](std::span<const std::string_view> f) { return evaluator.Record(f); });
   for (std::size_t at = 0; at < csv.size(); at += piece) EXPECT_TRUE(projector.Feed(csv.substr(at, piece)));
   EXPECT_TRUE(projector.Finish());
   run.result = evaluator.Finish(projector.observed_present(), projector.rows() - 1);
@@ -142,10 +144,36 @@ TEST(Expectations, ResultRoundTripsThroughItsBoundedParser) {
   EXPECT_FALSE(ExpectationResult::FromJson(nlohmann::json::parse(R"({"passed":true,"rows":1,"checks":1,"failed":[1]})")));
 }
 
+// Many rows (the partition + per-bucket set path), short and long values: the
+// duplicate count is exact, and a distinct count agrees with it.
+TEST(Expectations, UniqueCountsEveryRepeatAmongManyValues) {
+  const auto e = Parse("        columns:\n          id: {unique: true}\n");
+  std::string csv = "id\n";
+  std::set<std::string> distinct;
+  std::uint64_t repeats = 0;
+  for (int i = 0; i < 60000; ++i) {
+    // every 7th row repeats an earlier value; some values are longer than a word
+    const int v = i % 7 == 6 ? i / 3 : i;
+    const std::string value = (v % 5 == 0 ? "long-value-" : "") + std::to_string(v);
+    repeats += !distinct.insert(value).second;
+    csv += value + "\n";
+  }
+  ASSERT_GT(repeats, 5000u);
+  const Pass run = Evaluate(e, csv, {}, std::nullopt, 4096);
+  const CheckFailure* f = Failed(run.result, "unique", "id");
+  ASSERT_NE(f, nullptr) << run.result.ToJson().dump();
+  EXPECT_EQ(f->observed["duplicate_values"], repeats);
+  HashSet set;
+  std::uint64_t again = 0;
+  for (std::uint64_t h : {0ull, 1ull, 0ull, ~0ull, 1ull}) again += !set.Insert(h);  // 0 is a value like any other
+  EXPECT_EQ(again, 2u);
+  EXPECT_EQ(set.size(), 3u);
+}
+
 TEST(Expectations, ObserveAllSeesEveryColumnAndRefusesADuplicateHeader) {
   std::vector<std::string> seen;
   CsvProjector csv({}, [](std::string_view) { return Status{}; });
-  csv.ObserveAll([&](std::span<const std::string> f) {
+  csv.ObserveAll([&](std::span<const std::string_view> f) {
     seen.insert(seen.end(), f.begin(), f.end());
     return Status{};
   });
@@ -154,7 +182,7 @@ TEST(Expectations, ObserveAllSeesEveryColumnAndRefusesADuplicateHeader) {
   EXPECT_EQ(csv.observed_columns(), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(seen, (std::vector<std::string>{"1", "2\n3"}));
   CsvProjector dup({}, [](std::string_view) { return Status{}; });
-  dup.ObserveAll([](std::span<const std::string>) { return Status{}; });
+  dup.ObserveAll([](std::span<const std::string_view>) { return Status{}; });
   EXPECT_FALSE(dup.Feed("a,a\n1,2\n"));
 }
 

@@ -44,7 +44,7 @@ Status DecryptWithExpectations(const InputPlan& input, const SecretBytes& dek, i
   // projector reads the same chunk from memory.
   orchestrator::CsvProjector projector(project ? input.columns : std::vector<std::string>{},
                                        [&](std::string_view bytes) { return WriteAll(out_fd, bytes); });
-  projector.Observe(evaluator.columns(), [&](std::span<const std::string> fields) { return evaluator.Record(fields); });
+  projector.Observe(evaluator.columns(), [&](std::span<const std::string_view> fields) { return evaluator.Record(fields); });
   auto report = sealed::UnsealWithKey(input.fd, input.header, dek, [&](std::span<const std::uint8_t> p) -> Status {
     if (!project) {
       if (auto ok = WriteAll(out_fd, p); !ok) return ok;

@@ -217,15 +217,16 @@ Result<Report> UnsealFile(const std::string& in, const std::string& out, const K
 namespace {
 
 // Writes `header` then FILE's chunk bytes (from `old_header_bytes` on,
-// copied verbatim) to a temp file beside FILE with FILE's mode, and renames
-// it over FILE: temp + fsync + rename + fsync dir.
-Status ReplaceHeader(const std::string& file, int fd, const struct stat& st, std::uint64_t old_header_bytes,
-                     std::span<const std::uint8_t> header) {
+// copied verbatim) to a temp file beside FILE with FILE's owner and mode
+// (fsync'ed only when `sync`), and returns the temp's name and its sha256.
+Result<std::pair<std::string, std::string>> WriteReplacement(const std::string& file, int fd, const struct stat& st,
+                                                             std::uint64_t old_header_bytes,
+                                                             std::span<const std::uint8_t> header, bool sync) {
   const mode_t mode = st.st_mode;
   const std::string temp = TempBeside(file);
-  UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd out(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!out) return FailErrno("create " + temp);
-  const auto fail = [&](Error e) -> Status {
+  const auto fail = [&](Error e) -> std::unexpected<Error> {
     ::unlink(temp.c_str());
     return std::unexpected(std::move(e));
   };
@@ -234,9 +235,19 @@ Status ReplaceHeader(const std::string& file, int fd, const struct stat& st, std
   if (::fchmod(out.get(), mode & 07777) != 0) return fail(FailErrno("chmod " + temp).error());
   if (auto ok = WriteAll(out.get(), header); !ok) return fail(ok.error());
   if (auto ok = CopyRest(fd, old_header_bytes, out.get()); !ok) return fail(ok.error());
-  if (::fsync(out.get()) != 0) return fail(FailErrno("fsync " + temp).error());
-  out.reset();
-  if (::rename(temp.c_str(), file.c_str()) != 0) return fail(FailErrno("rename to " + file).error());
+  auto sha = Sha256Fd(out.get());
+  if (!sha) return fail(WithContext(sha.error(), temp));
+  if (sync && ::fsync(out.get()) != 0) return fail(FailErrno("fsync " + temp).error());
+  return std::pair{temp, *sha};
+}
+
+// `temp` (synced) renamed over `file`, then the directory synced.
+Status ReplaceNow(const std::string& temp, const std::string& file) {
+  if (::rename(temp.c_str(), file.c_str()) != 0) {
+    const Status st = FailErrno("rename to " + file);
+    ::unlink(temp.c_str());
+    return st;
+  }
   return FsyncDir(DirOf(file));
 }
 
@@ -255,9 +266,8 @@ Result<Header> Rewrapped(Header h, const SecretBytes& dek, kms::KeyManager& km, 
   return h;
 }
 
-}  // namespace
-
-Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const std::optional<KeyRef>& new_key) {
+Result<PendingRewrap> Prepare(const std::string& file, const KeyManagers& kms, const std::optional<KeyRef>& new_key,
+                              bool sync) {
   auto fd = OpenInput(file);
   if (!fd) return std::unexpected(fd.error());
   struct stat st {};
@@ -275,14 +285,73 @@ Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const
   auto header = Rewrapped(old, *dek, **new_km, target);
   if (!header) return std::unexpected(header.error());
   const std::vector<std::uint8_t> bytes = internal::EncodeHeader(*header);
-  if (auto ok = ReplaceHeader(file, fd->get(), st, old.header_bytes, bytes); !ok) {
-    return std::unexpected(ok.error());
+  auto written = WriteReplacement(file, fd->get(), st, old.header_bytes, bytes, sync);
+  if (!written) return std::unexpected(written.error());
+  return PendingRewrap{file, written->first,
+                       Report{target, header->kek_version, old.dataset, old.job, old.chunk_bytes,
+                              info->plaintext_bytes, info->sealed_bytes - old.header_bytes + bytes.size(),
+                              info->chunks, written->second, old.key, old.kek_version}};
+}
+
+}  // namespace
+
+Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms, const std::optional<KeyRef>& new_key) {
+  auto pending = Prepare(file, kms, new_key, true);
+  if (!pending) return std::unexpected(pending.error());
+  if (auto ok = ReplaceNow(pending->temp, file); !ok) return std::unexpected(ok.error());
+  return pending->report;
+}
+
+Result<PendingRewrap> PrepareRewrap(const std::string& file, const KeyManagers& kms,
+                                    const std::optional<KeyRef>& new_key) {
+  return Prepare(file, kms, new_key, false);
+}
+
+std::vector<Status> CommitRewraps(std::span<const PendingRewrap> batch) {
+  std::vector<Status> result(batch.size());
+  // 1. The temps' data on disk: one syncfs per file system, not one fsync per file.
+  std::map<std::string, UniqueFd> dirs;
+  std::map<dev_t, Status> synced;
+  for (const PendingRewrap& p : batch) {
+    const std::string dir = DirOf(p.file);
+    if (dirs.contains(dir)) continue;
+    UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct stat st {};
+    if (!dfd || ::fstat(dfd.get(), &st) != 0) {
+      dirs.emplace(dir, UniqueFd());
+      continue;
+    }
+    if (!synced.contains(st.st_dev)) {
+      synced.emplace(st.st_dev, ::syncfs(dfd.get()) == 0 ? Status{} : Status(FailErrno("syncfs " + dir)));
+    }
+    if (!synced.at(st.st_dev)) {
+      dirs.emplace(dir, UniqueFd());  // not synced: its files are left as they were
+      continue;
+    }
+    dirs.emplace(dir, std::move(dfd));
   }
-  auto sha = Sha256File(file);
-  if (!sha) return std::unexpected(sha.error());
-  return Report{target, header->kek_version, old.dataset, old.job, old.chunk_bytes, info->plaintext_bytes,
-                info->sealed_bytes - old.header_bytes + bytes.size(), info->chunks, *sha, old.key,
-                old.kek_version};
+  // 2. Each temp over its file (atomic: a crash leaves the old file or the new one).
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const PendingRewrap& p = batch[i];
+    if (!dirs.at(DirOf(p.file))) {
+      result[i] = Fail(Errc::kIo, "cannot sync the file system of " + p.file + " before replacing it");
+    } else if (::rename(p.temp.c_str(), p.file.c_str()) != 0) {
+      result[i] = FailErrno("rename to " + p.file);
+    }
+    if (!result[i]) ::unlink(p.temp.c_str());
+  }
+  // 3. The renames on disk: each directory once. A file whose directory did
+  // not sync is rewrapped but reported failed (its journal entry stays open).
+  std::map<std::string, Status> dir_synced;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!result[i]) continue;
+    const std::string dir = DirOf(batch[i].file);
+    if (!dir_synced.contains(dir)) {
+      dir_synced.emplace(dir, ::fsync(dirs.at(dir).get()) == 0 ? Status{} : Status(FailErrno("fsync " + dir)));
+    }
+    if (!dir_synced.at(dir)) result[i] = dir_synced.at(dir);
+  }
+  return result;
 }
 
 namespace {

@@ -39,7 +39,8 @@ namespace cordon::orchestrator {
 class CsvProjector final {
  public:
   using Sink = std::function<Status(std::string_view)>;
-  using Observer = std::function<Status(std::span<const std::string> fields)>;
+  // The fields are views valid only during the call.
+  using Observer = std::function<Status(std::span<const std::string_view> fields)>;
 
   struct Limits {
     std::size_t max_field_bytes = 16u << 20;  // one field (selected or not)
@@ -76,6 +77,7 @@ class CsvProjector final {
   Status Flush();
   Status Error(const std::string& what);
   void Append(char c);
+  Status AppendRun(std::string_view run);  // plain text of the current field, limit checked
 
   std::vector<std::string> columns_;
   Sink sink_;
@@ -94,7 +96,9 @@ class CsvProjector final {
   Observer observer_;
   bool observe_all_ = false;
   std::vector<int> observed_slot_of_field_;  // header index -> observed slot, -1 = not observed
-  std::vector<std::string> observed_slots_;
+  std::vector<std::string> observed_slots_;    // observed fields that are not also selected
+  std::vector<int> selected_slot_of_observed_;  // observed slot -> output slot, -1 = not selected
+  std::vector<std::string_view> observed_views_;  // what the observer gets
   std::vector<bool> observed_present_;
   std::string out_;                      // output buffer flushed to the sink
 };

@@ -57,18 +57,34 @@ using Summaries = std::map<std::string, ColumnSummary>;
 
 inline constexpr std::size_t kMaxDistinctTracked = 1u << 16;
 
+// A flat open-addressing set of 64-bit hashes (linear probing, at most half
+// full): the distinct counts and the `unique` check.
+class HashSet final {
+ public:
+  void Reserve(std::size_t n);   // room for n hashes without growing
+  bool Insert(std::uint64_t h);  // whether h was not there yet
+  void Clear();                  // keeps the capacity
+  [[nodiscard]] std::size_t size() const { return size_; }
+
+ private:
+  std::vector<std::uint64_t> slots_;  // 0 = empty; a power of two
+  std::size_t size_ = 0;              // including a hash of 0, kept as has_zero_
+  bool has_zero_ = false;
+};
+
 // Builds a ColumnSummary value by value.
 class ColumnAccumulator final {
  public:
   explicit ColumnAccumulator(bool track_distinct = false) : track_distinct_(track_distinct) {}
-  // Returns whether the value is a number (then stored in *number when given).
-  bool Add(std::string_view value, double* number = nullptr);
+  // Returns whether the value is a number (then stored in *number when given,
+  // and whether it is an integer in *integer).
+  bool Add(std::string_view value, double* number = nullptr, bool* integer = nullptr);
   [[nodiscard]] ColumnSummary Summary() const;
 
  private:
   ColumnSummary s_;
   bool track_distinct_;
-  std::unordered_set<std::uint64_t> distinct_;
+  HashSet distinct_;
 };
 
 // The per-column summary drift of `now` against `good` (see specs::Expectations::max_drift).
@@ -109,7 +125,7 @@ class ExpectationEvaluator final {
   // The columns the projector must observe, in the order Record() gets them.
   [[nodiscard]] const std::vector<std::string>& columns() const { return columns_; }
   // One data record: the observed fields, in columns() order. Never fails.
-  Status Record(std::span<const std::string> fields);
+  Status Record(std::span<const std::string_view> fields);
   // `present`: the projector's observed_present(); `rows`: data rows seen.
   [[nodiscard]] ExpectationResult Finish(const std::vector<bool>& present, std::uint64_t rows);
 
@@ -118,7 +134,9 @@ class ExpectationEvaluator final {
     const specs::ColumnExpectation* expect = nullptr;  // null: observed for drift only
     ColumnAccumulator acc;
     std::uint64_t wrong_type = 0, below = 0, above = 0, not_allowed = 0;
-    std::vector<std::uint64_t> hashes;  // unique: one per non-null value (8 bytes a row), sorted at the end
+    // unique: one hash per non-null value (8 bytes a row); duplicates are
+    // counted at the end (CountDuplicates).
+    std::vector<std::uint64_t> hashes;
   };
   void CheckColumn(Column& c, bool present, ExpectationResult& r);
   void CheckDrift(ExpectationResult& r);

@@ -164,6 +164,23 @@ enum class Replace { kRefuse, kReplace };
 [[nodiscard]] Result<Report> RewrapFile(const std::string& file, const KeyManagers& kms,
                                         const std::optional<KeyRef>& new_key);
 
+// Rewrap in batches (`cordon rewrap --all`): PrepareRewrap writes FILE's
+// rewrapped copy to a temp file beside it (same owner, mode and chunks; not
+// synced, FILE untouched); CommitRewraps then makes a batch take effect with
+// one syncfs per file system (the temps' data on disk), a rename of each temp
+// over its file, and one fsync per directory (the renames on disk). A crash at
+// any point leaves each file either as it was or rewrapped, never damaged; a
+// leftover temp is ".NAME.cordon-tmp.XXXXXXXXXXXXXXXX" beside NAME.
+struct PendingRewrap {
+  std::string file;
+  std::string temp;
+  Report report;  // sha256: of the rewrapped file
+};
+[[nodiscard]] Result<PendingRewrap> PrepareRewrap(const std::string& file, const KeyManagers& kms,
+                                                  const std::optional<KeyRef>& new_key);
+// One status per file, in order; a failed file keeps its old content and its temp is removed.
+[[nodiscard]] std::vector<Status> CommitRewraps(std::span<const PendingRewrap> batch);
+
 // "sha256:<64 hex>" of the file at `path`.
 [[nodiscard]] Result<std::string> Sha256File(const std::string& path);
 // The same for the regular file open at `fd`, read with pread from offset 0
