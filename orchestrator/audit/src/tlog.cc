@@ -32,7 +32,7 @@ class SharedLock final {
   explicit SharedLock(const std::string& dir)
       : fd_(::open((dir + "/" + kLockFile).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) {
     if (fd_) {
-      while (::flock(fd_.get(), LOCK_SH) != 0 && errno == EINTR) {}
+      (void)RetryEintr([&] { return ::flock(fd_.get(), LOCK_SH); });
     }
   }
   ~SharedLock() {

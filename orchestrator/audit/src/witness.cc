@@ -188,7 +188,7 @@ Result<WitnessResult> Witness(const WitnessOptions& o) {
   if (auto made = MakeDir(o.state_dir, 0700); !made) return std::unexpected(made.error());
   UniqueFd lock(::open((o.state_dir + "/witness.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock) return FailErrno("open " + o.state_dir + "/witness.lock");
-  while (::flock(lock.get(), LOCK_EX) != 0 && errno == EINTR) {}
+  if (RetryEintr([&] { return ::flock(lock.get(), LOCK_EX); }) != 0) return FailErrno("lock " + o.state_dir + "/witness.lock");
   const Bytes32 origin_hash = Sha256(log->origin);
   const std::string state_path = o.state_dir + "/" + Hex(origin_hash.data(), 16) + ".checkpoint";
   auto previous = ReadPrevious(state_path, *log);

@@ -57,7 +57,7 @@ constexpr std::size_t kStateFileBytes = kStateRecordBytes + kJournalBytes;
 class FileLock final {
  public:
   explicit FileLock(int fd) : fd_(fd) {
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {}
+    (void)RetryEintr([&] { return ::flock(fd_, LOCK_EX); });
   }
   ~FileLock() { ::flock(fd_, LOCK_UN); }
   FileLock(const FileLock&) = delete;
@@ -81,8 +81,7 @@ Status WriteAll(int fd, std::string_view data, const std::string& what) {
 // pwrite(2) until every byte is written; a write that makes no progress is ENOSPC.
 Status PwriteAll(int fd, std::string_view data, off_t offset, const std::string& what) {
   while (!data.empty()) {
-    const ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::pwrite(fd, data.data(), data.size(), offset); });
     if (n <= 0) return FailErrno("write " + what, n < 0 ? errno : ENOSPC);
     data.remove_prefix(static_cast<std::size_t>(n));
     offset += n;
@@ -99,8 +98,7 @@ Result<std::string> ReadAt(int fd, std::size_t size, off_t offset, const std::st
   std::string buf(size, '\0');
   std::size_t done = 0;
   while (done < size) {
-    const ssize_t n = ::pread(fd, buf.data() + done, size - done, offset + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RetryEintr([&] { return ::pread(fd, buf.data() + done, size - done, offset + static_cast<off_t>(done)); });
     if (n < 0) return FailErrno("read " + what);
     if (n == 0) break;
     done += static_cast<std::size_t>(n);

@@ -12,6 +12,7 @@
 #include "cordon/audit/audit.h"
 #include "cordon/audit/verify.h"
 #include "cordon/file_io.h"
+#include "cordon/process.h"
 #include "internal.h"
 
 namespace cordon::audit {
@@ -19,22 +20,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The append helper as a real child process (cordon::Spawn), reaped by Wait.
 pid_t Spawn(const std::vector<std::string>& args) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
+  SpawnOptions options;
+  options.argv = args;
+  auto child = cordon::Spawn(options);
+  EXPECT_TRUE(child) << child.error().message;
+  return child ? child->pid : -1;
 }
 
 int Wait(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-  return status;
+  auto status = WaitChild(pid);
+  EXPECT_TRUE(status) << status.error().message;
+  return status ? *status : -1;
 }
 
 class AuditProcessTest : public ::testing::Test {
