@@ -196,7 +196,7 @@ class ClientCommand final : public Command {
   static int WaitStatus(const json& job) {
     const std::string state = job.value("state", "");
     if (state == "succeeded") return kExitOk;
-    if (state == "cancelled") return kExitCancelled;
+    if (state == "cancelled") return job.value("outcome", "") == "halted" ? kExitHalted : kExitCancelled;
     if (state == "interrupted") return kExitInterrupted;
     if (state == "rejected") return kExitInvalid;
     const int status = job.value("exit_status", -1);  // failed: `cordon run`'s 10..15

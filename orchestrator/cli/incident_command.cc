@@ -238,7 +238,7 @@ class HaltCommand final : public Command {
     sub_->add_option("--wait", wait_s_, "seconds to wait for the job to end (default 30)");
     AddCallerOption(sub_, caller_uid_);
     sub_->footer("The sandbox is killed at once (SIGKILL to its init): nothing the trainer produced is\n"
-                 "sealed, its log is sealed as usual, the job ends `cancelled`. Then every input the\n"
+                 "sealed, its log is sealed as usual, the job ends `halted`. Then every input the\n"
                  "job read is quarantined (the version, or the whole dataset when its hash is unknown).");
   }
   CLI::App* sub() const override { return sub_; }

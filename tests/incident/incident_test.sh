@@ -245,7 +245,11 @@ SPEC
   as_uid 4101 "$C" halt "$job" --reason "suspected poisoning" >/dev/null 2>&1; rc=$?
   check "an admin halts a running job (exit 0)" test "$rc" = 0
   e2e_wait_for 20 e2e_is_final "$job"
-  check "the halted job ended cancelled" test "$("$C" status "$job" --json | jget - 'd["outcome"]')" = cancelled
+  check "the halted job's outcome is halted" test "$("$C" status "$job" --json | jget - 'd["outcome"]')" = halted
+  check "... its state is cancelled" test "$("$C" status "$job" --json | jget - 'd["state"]')" = cancelled
+  "$C" wait "$job" >/dev/null 2>&1; rc=$?
+  check "cordon wait exits 18 (halted)" test "$rc" = 18
+  check "the runner exited 18 (halted)" test "$("$C" status "$job" --json | jget - 'd["exit_status"]')" = 18
   check "nothing it produced was sealed" sh -c "! ls '$W/out/$job'/out-*.sealed 2>/dev/null"
   check "its log was sealed" test -f "$W/out/$job/trainer.log.sealed"
   check "its input was quarantined" \

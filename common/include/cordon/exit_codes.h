@@ -42,8 +42,12 @@ inline constexpr int kExitSetupError = 15;        // Cordon could not run the jo
 inline constexpr int kExitCancelled = 16;         // stopped from outside (signal, `cordon cancel`)
 
 // `cordon wait JOB`: the job's state. succeeded 0, failed `cordon run`'s 10..15, cancelled
-// kExitCancelled (16, as `cordon run`), rejected kExitInvalid, and:
+// kExitCancelled (16, as `cordon run`), halted kExitHalted (18, as `cordon run`), rejected
+// kExitInvalid, and:
 inline constexpr int kExitInterrupted = 17;  // cordond ended while the job ran (marked at its restart)
+
+// `cordon run` and `cordon wait`: after 17, which `wait` already uses.
+inline constexpr int kExitHalted = 18;  // stopped by an admin's `cordon halt`: nothing it produced was sealed
 
 // Each group as the statuses a command of it can exit with, for the checks.
 inline constexpr std::array kGeneralExitStatuses{kExitOk, kExitFailure, kExitInvalid,
@@ -54,11 +58,11 @@ inline constexpr std::array kSealedExitStatuses{
     kExitTrailingData, kExitKmsUnavailable};
 inline constexpr std::array kRunExitStatuses{
     kExitOk, kExitFailure, kExitInvalid, kExitTrainerFailed, kExitTimeout, kExitMemoryLimit,
-    kExitSandboxViolation, kExitInputRejected, kExitSetupError, kExitCancelled};
+    kExitSandboxViolation, kExitInputRejected, kExitSetupError, kExitCancelled, kExitHalted};
 inline constexpr std::array kWaitExitStatuses{
     kExitOk, kExitFailure, kExitInvalid, kExitDenied, kExitNotFound, kExitUnavailable,
     kExitTrainerFailed, kExitTimeout, kExitMemoryLimit, kExitSandboxViolation, kExitInputRejected,
-    kExitSetupError, kExitCancelled, kExitInterrupted};
+    kExitSetupError, kExitCancelled, kExitInterrupted, kExitHalted};
 
 // True when no two statuses of `group` share a value.
 template <std::size_t N>

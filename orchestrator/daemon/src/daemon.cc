@@ -938,9 +938,12 @@ void Daemon::OnRunnerExit(RunnerExit exit) {
   }
   // A SIGTERM that reached `cordon run` before its handler: killed, no report.
   if (exit.cancel_requested && !report.is_object()) outcome = "cancelled", reason = "cancelled before the job started";
-  const JobState state = outcome == "succeeded"                              ? JobState::kSucceeded
-                         : outcome == "cancelled" || exit.cancel_requested ? JobState::kCancelled
-                                                                            : JobState::kFailed;
+  // `halted`: an admin's `cordon halt` stopped it (the runner got SIGUSR1): stopped from outside,
+  // like `cancelled`, but kept apart so `status`/`wait` say which.
+  const JobState state = outcome == "succeeded" ? JobState::kSucceeded
+                         : outcome == "cancelled" || outcome == "halted" || exit.cancel_requested
+                             ? JobState::kCancelled
+                             : JobState::kFailed;
   AuditEvent("job.completed", r->job_id, JobStateName(state), {{"runner_outcome", outcome}, {"exit_status", r->exit_status}});
   SetFinal(*r, state, outcome, reason);
   if (!report.is_object()) CleanUpAbandoned(*r);

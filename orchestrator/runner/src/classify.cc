@@ -48,7 +48,7 @@ std::string ScratchFullNote(const sandbox::RunResult& r) {
 std::optional<Verdict> ClassifyRun(const sandbox::RunResult& r, const specs::Resources& resources,
                                    const RunContext& context) {
   if (context.halted) {
-    return Verdict{JobOutcome::kCancelled, "halted (cordon halt): the sandbox was killed; nothing it produced was sealed"};
+    return Verdict{JobOutcome::kHalted, "halted (cordon halt): the sandbox was killed; nothing it produced was sealed"};
   }
   using sandbox::Outcome;
   // The OOM killer may have picked a child of the trainer, which then exits non-zero.

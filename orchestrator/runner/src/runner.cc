@@ -1176,6 +1176,7 @@ const char* JobOutcomeName(JobOutcome outcome) {
     case JobOutcome::kInputRejected: return "input_rejected";
     case JobOutcome::kSetupError: return "setup_error";
     case JobOutcome::kCancelled: return "cancelled";
+    case JobOutcome::kHalted: return "halted";
   }
   return "setup_error";
 }
@@ -1190,6 +1191,7 @@ int ExitStatusFor(JobOutcome outcome) {
     case JobOutcome::kInputRejected: return kExitInputRejected;
     case JobOutcome::kSetupError: return kExitSetupError;
     case JobOutcome::kCancelled: return kExitCancelled;
+    case JobOutcome::kHalted: return kExitHalted;
   }
   return kExitSetupError;
 }

@@ -95,7 +95,7 @@ TEST(ClassifyRunTest, AHaltOverridesEverything) {
   RunContext halted;
   halted.halted = true;
   for (Outcome outcome : {Outcome::kOk, Outcome::kExternalKill, Outcome::kViolation}) {
-    EXPECT_EQ(Classify(Finished(outcome), halted).outcome, JobOutcome::kCancelled);
+    EXPECT_EQ(Classify(Finished(outcome), halted).outcome, JobOutcome::kHalted);
   }
 }
 

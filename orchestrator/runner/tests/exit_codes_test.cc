@@ -41,6 +41,8 @@ TEST(ExitCodesTest, DocumentedNumbers) {
   // `cordon wait`: 16 cancelled, 17 interrupted.
   EXPECT_EQ(kExitCancelled, 16);
   EXPECT_EQ(kExitInterrupted, 17);
+  // `cordon run` and `cordon wait`: 18 halted (after `wait`'s 17).
+  EXPECT_EQ(kExitHalted, 18);
 }
 
 // `cordon run`'s table in docs/CLI.md ("| 10 | trainer_failed |") names every outcome with the
@@ -55,7 +57,7 @@ TEST(ExitCodesTest, RunOutcomesMatchDocsCliTable) {
   }
   for (JobOutcome outcome : {JobOutcome::kSucceeded, JobOutcome::kTrainerFailed, JobOutcome::kTimeout,
                              JobOutcome::kMemoryLimit, JobOutcome::kSandboxViolation, JobOutcome::kInputRejected,
-                             JobOutcome::kSetupError, JobOutcome::kCancelled}) {
+                             JobOutcome::kSetupError, JobOutcome::kCancelled, JobOutcome::kHalted}) {
     const std::string name = JobOutcomeName(outcome);
     ASSERT_TRUE(documented.contains(name)) << name << " missing from docs/CLI.md's `cordon run` table";
     EXPECT_EQ(runner::ExitStatusFor(outcome), documented[name]) << name;

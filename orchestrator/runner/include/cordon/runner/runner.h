@@ -58,9 +58,10 @@ enum class JobOutcome {
   kInputRejected,     // an input failed its pin, authentication, decryption or projection
   kSetupError,        // Cordon could not run the job (KMS, sandbox, output directory, ...)
   kCancelled,         // stopped from outside (SIGINT/SIGTERM, `cordon cancel`)
+  kHalted,            // stopped by an admin's `cordon halt` (SIGUSR1): nothing it produced was sealed
 };
 [[nodiscard]] const char* JobOutcomeName(JobOutcome outcome);
-// `cordon run`'s exit status for each outcome (docs/CLI.md): 0, then 10..16
+// `cordon run`'s exit status for each outcome (docs/CLI.md): 0, then 10..16 and 18
 // (the `cordon run` group of exit_codes.h).
 [[nodiscard]] int ExitStatusFor(JobOutcome outcome);
 
