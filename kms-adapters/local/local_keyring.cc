@@ -13,7 +13,9 @@
 #include <array>
 #include <charconv>
 #include <ctime>
+#include <map>
 #include <memory>
+#include <mutex>
 
 #include "cordon/hex.h"
 #include "cordon/file_io.h"
@@ -45,6 +47,39 @@ struct KeyFile {
   std::vector<KekVersion> versions;
   std::vector<std::uint32_t> retired;  // versions disabled one by one (DisableVersion)
 };
+
+// What identifies one state of a key file: a change through Cordon (temp + rename)
+// gives a new inode; an edit in place changes size or mtime/ctime.
+struct FileIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  timespec mtim{};
+  timespec ctim{};
+
+  static FileIdentity Of(const struct stat& st) {
+    return {st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+  }
+  bool operator==(const FileIdentity& o) const {
+    return dev == o.dev && ino == o.ino && size == o.size && mtim.tv_sec == o.mtim.tv_sec &&
+           mtim.tv_nsec == o.mtim.tv_nsec && ctim.tv_sec == o.ctim.tv_sec &&
+           ctim.tv_nsec == o.ctim.tv_nsec;
+  }
+};
+
+// A parsed key file may be reused only once its timestamps lie clearly before the
+// moment it was read (git's "racily clean" rule): file times come from a coarse
+// clock (a jiffy), or whole seconds on file systems without nanosecond times, so a
+// second in-place edit inside the same tick could otherwise keep every stat field.
+// Any edit after the read then carries a later time, hence another identity.
+bool SettledBefore(const FileIdentity& id, const timespec& read_at) {
+  const bool whole_seconds = id.mtim.tv_nsec == 0 && id.ctim.tv_nsec == 0;
+  const std::int64_t margin_ns = whole_seconds ? 2'000'000'000 : 100'000'000;
+  const auto ns = [](const timespec& t) {
+    return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+  };
+  return std::max(ns(id.mtim), ns(id.ctim)) < ns(read_at) - margin_ns;
+}
 
 // A std::string that is cleansed when it goes out of scope (file text with KEKs in hex).
 struct CleansedString {
@@ -254,23 +289,25 @@ class LocalKeyring final : public KeyManager {
     std::sort(names.begin(), names.end());
     std::vector<KeyInfo> keys;
     for (const std::string& name : names) {
-      auto key = Load(name);
-      if (!key) return std::unexpected(key.error());
+      auto loaded = Load(name);
+      if (!loaded) return std::unexpected(loaded.error());
+      const KeyFile* key = loaded->get();
       keys.push_back(InfoOf(*key));
     }
     return keys;
   }
 
   Result<KeyInfo> Describe(std::string_view name) override {
-    auto key = Load(name);
-    if (!key) return std::unexpected(key.error());
+    auto loaded = Load(name);
+    if (!loaded) return std::unexpected(loaded.error());
+    const KeyFile* key = loaded->get();
     return InfoOf(*key);
   }
 
   Result<KeyInfo> Rotate(std::string_view name) override {
     auto lock = Lock();
     if (!lock) return std::unexpected(lock.error());
-    auto key = Load(name);
+    auto key = ReadKey(name);
     if (!key) return std::unexpected(key.error());
     if (key->disabled) return Disabled(name);
     auto next = NewVersion(key->versions.back().version + 1);
@@ -283,7 +320,7 @@ class LocalKeyring final : public KeyManager {
   Status Disable(std::string_view name) override {
     auto lock = Lock();
     if (!lock) return std::unexpected(lock.error());
-    auto key = Load(name);
+    auto key = ReadKey(name);
     if (!key) return std::unexpected(key.error());
     if (key->disabled) return {};
     key->disabled = true;
@@ -293,7 +330,7 @@ class LocalKeyring final : public KeyManager {
   Status DisableVersion(std::string_view name, std::uint32_t version) override {
     auto lock = Lock();
     if (!lock) return std::unexpected(lock.error());
-    auto key = Load(name);
+    auto key = ReadKey(name);
     if (!key) return std::unexpected(key.error());
     const std::string ref = "kms://local/" + std::string(name);
     if (std::none_of(key->versions.begin(), key->versions.end(), [&](const KekVersion& k) { return k.version == version; })) {
@@ -311,8 +348,9 @@ class LocalKeyring final : public KeyManager {
   Result<WrappedKey> Wrap(std::string_view name, const SecretBytes& dek,
                           const WrapContext& context) override {
     if (dek.size() != kDekBytes) return Fail(Errc::kInvalidArgument, "a data key is 32 bytes");
-    auto key = Load(name);
-    if (!key) return std::unexpected(key.error());
+    auto loaded = Load(name);
+    if (!loaded) return std::unexpected(loaded.error());
+    const KeyFile* key = loaded->get();
     if (key->disabled) return Disabled(name);
     const KekVersion& v = key->versions.back();
     WrappedKey out{v.version, std::vector<std::uint8_t>(kBlobBytes)};
@@ -333,8 +371,9 @@ class LocalKeyring final : public KeyManager {
   Result<SecretBytes> Unwrap(std::string_view name, std::uint32_t version,
                              std::span<const std::uint8_t> blob,
                              const WrapContext& context) override {
-    auto key = Load(name);
-    if (!key) return std::unexpected(key.error());
+    auto loaded = Load(name);
+    if (!loaded) return std::unexpected(loaded.error());
+    const KeyFile* key = loaded->get();
     const std::string ref = "kms://local/" + std::string(name);
     if (key->disabled) return Disabled(name);
     const auto v = std::find_if(key->versions.begin(), key->versions.end(),
@@ -397,8 +436,8 @@ class LocalKeyring final : public KeyManager {
     return fd;
   }
 
-  Result<KeyFile> Load(std::string_view name) {
-    if (auto ok = CheckName(name); !ok) return std::unexpected(ok.error());
+  // The key file's lstat, refused unless it is a private regular file of ours.
+  Result<struct stat> StatKey(std::string_view name) const {
     const std::string path = PathOf(name);
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) {
@@ -410,6 +449,14 @@ class LocalKeyring final : public KeyManager {
       return FailErrno(path);
     }
     if (auto ok = CheckPrivate(st, path, false); !ok) return std::unexpected(ok.error());
+    return st;
+  }
+
+  // Reads and parses the key file afresh (mutations, under the keyring lock).
+  Result<KeyFile> ReadKey(std::string_view name) const {
+    if (auto ok = CheckName(name); !ok) return std::unexpected(ok.error());
+    if (auto st = StatKey(name); !st) return std::unexpected(st.error());
+    const std::string path = PathOf(name);
     auto text = ReadSecretFile(path, kMaxKeyFileBytes);  // locked, cleansed: it holds every KEK version
     if (!text) return std::unexpected(text.error());
     auto key = ParseKeyFile({reinterpret_cast<const char*>(text->data()), text->size()});
@@ -420,13 +467,65 @@ class LocalKeyring final : public KeyManager {
     return key;
   }
 
+  // The parsed key for reads (wrap, unwrap, describe, list): one lstat per call; the
+  // file is read and parsed again only when its identity (device, inode, size, mtime,
+  // ctime) differs from the cached one, so a rotate or disable by another process is
+  // seen at the next call. The cache holds the KEKs in SecretBytes (locked, cleansed
+  // when the last reference goes) and dies with this KeyManager.
+  Result<std::shared_ptr<const KeyFile>> Load(std::string_view name) {
+    if (auto ok = CheckName(name); !ok) return std::unexpected(ok.error());
+    auto before = StatKey(name);
+    if (!before) {
+      Forget(name);
+      return std::unexpected(before.error());
+    }
+    const FileIdentity id = FileIdentity::Of(*before);
+    {
+      std::lock_guard guard(cache_mutex_);
+      if (const auto it = cache_.find(name); it != cache_.end() && it->second.id == id) {
+        return it->second.key;
+      }
+    }
+    timespec read_at{};
+    ::clock_gettime(CLOCK_REALTIME, &read_at);
+    auto key = ReadKey(name);
+    if (!key) {
+      Forget(name);
+      return std::unexpected(key.error());
+    }
+    auto shared = std::make_shared<const KeyFile>(std::move(*key));
+    // Cache only what was read between two identical stats of a settled file: the
+    // text then belongs to that identity, and any later change will alter it.
+    auto after = StatKey(name);
+    std::lock_guard guard(cache_mutex_);
+    if (after && FileIdentity::Of(*after) == id && SettledBefore(id, read_at)) {
+      cache_.insert_or_assign(std::string(name), CachedKey{id, shared});
+    } else {
+      cache_.erase(std::string(name));
+    }
+    return shared;
+  }
+
+  void Forget(std::string_view name) {
+    std::lock_guard guard(cache_mutex_);
+    cache_.erase(std::string(name));
+  }
+
   Status Store(const KeyFile& key, Overwrite overwrite) {
+    Forget(key.name);  // the old versions' KEKs leave this process now, not at the next call
     CleansedString text;
     Render(key, text);
     return WriteFileAtomic(PathOf(key.name), text.text, 0600, overwrite);
   }
 
+  struct CachedKey {
+    FileIdentity id;
+    std::shared_ptr<const KeyFile> key;
+  };
+
   std::string dir_;
+  std::mutex cache_mutex_;
+  std::map<std::string, CachedKey, std::less<>> cache_;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -225,6 +226,100 @@ TEST_F(LocalKeyringTest, CorruptKeyFileIsAnError) {
   auto r = km_->Describe("k");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::kInvalidData);
+}
+
+// The adapter keeps the parsed keyring between calls; another KeyManager (as
+// another `cordon` process would) that rotates or disables the key must be seen
+// at the first call after. The pause lets the cached file settle (its times lie
+// clearly before the read), so these calls really go through the cache.
+void LetKeyFileSettle() { std::this_thread::sleep_for(std::chrono::milliseconds(150)); }
+
+TEST_F(LocalKeyringTest, RotateByAnotherInstanceIsSeenAtTheNextCall) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  LetKeyFileSettle();
+  auto v1 = km_->Wrap("k", dek, {"d", ""});  // reads, parses, caches
+  ASSERT_TRUE(v1);
+  ASSERT_EQ(v1->version, 1u);
+  ASSERT_EQ(km_->Wrap("k", dek, {"d", ""})->version, 1u);  // from the cache
+  auto other = OpenKeyManager("local", Options{dir_, std::nullopt});
+  ASSERT_TRUE(other);
+  ASSERT_TRUE((*other)->Rotate("k"));
+  auto v2 = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_TRUE(v2) << v2.error().message;
+  EXPECT_EQ(v2->version, 2u);
+  EXPECT_EQ(km_->Describe("k")->current(), 2u);
+  auto back = (*other)->Unwrap("k", 2, v2->blob, {"d", ""});
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_TRUE(back->Equals(dek.span()));
+  // The first instance retires v1 itself after the other rotated: it read afresh.
+  ASSERT_TRUE(km_->DisableVersion("k", 1));
+  EXPECT_EQ((*other)->Unwrap("k", 1, v1->blob, {"d", ""}).error().code, Errc::kKeyDisabled);
+}
+
+TEST_F(LocalKeyringTest, DisableByAnotherInstanceIsRefusedAtOnce) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  auto wrapped = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_TRUE(wrapped);
+  ASSERT_TRUE((*OpenKeyManager("local", Options{dir_, std::nullopt}))->Rotate("k"));
+  LetKeyFileSettle();
+  ASSERT_TRUE(km_->Unwrap("k", 1, wrapped->blob, {"d", ""}));  // cached now
+  ASSERT_TRUE(km_->Unwrap("k", 1, wrapped->blob, {"d", ""}));
+  auto other = OpenKeyManager("local", Options{dir_, std::nullopt});
+  ASSERT_TRUE(other);
+  ASSERT_TRUE((*other)->DisableVersion("k", 1));
+  auto retired = km_->Unwrap("k", 1, wrapped->blob, {"d", ""});
+  ASSERT_FALSE(retired);
+  EXPECT_EQ(retired.error().code, Errc::kKeyDisabled) << retired.error().message;
+  ASSERT_TRUE((*other)->Disable("k"));
+  auto disabled = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_FALSE(disabled);
+  EXPECT_EQ(disabled.error().code, Errc::kKeyDisabled) << disabled.error().message;
+}
+
+// An edit in place (same inode, same size: `disabled 0` -> `disabled 1`, as root
+// with an editor that writes in place) changes mtime/ctime and is seen too.
+TEST_F(LocalKeyringTest, InPlaceEditIsSeenAtTheNextCall) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  LetKeyFileSettle();
+  ASSERT_TRUE(km_->Wrap("k", dek, {"d", ""}));
+  ASSERT_TRUE(km_->Wrap("k", dek, {"d", ""}));
+  const std::string path = dir_ + "/k.key";
+  struct stat before {};
+  ASSERT_EQ(::stat(path.c_str(), &before), 0);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out);
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::size_t at = text.find("disabled 0");
+    ASSERT_NE(at, std::string::npos);
+    f.seekp(static_cast<std::streamoff>(at + 9));
+    f.put('1');
+  }
+  struct stat after {};
+  ASSERT_EQ(::stat(path.c_str(), &after), 0);
+  ASSERT_EQ(before.st_ino, after.st_ino);
+  ASSERT_EQ(before.st_size, after.st_size);
+  auto refused = km_->Wrap("k", dek, {"d", ""});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::kKeyDisabled);
+}
+
+// A key file removed or made readable by others after it was cached is refused
+// at the next call, as before the cache.
+TEST_F(LocalKeyringTest, CachedKeyStillChecksTheFile) {
+  ASSERT_TRUE(km_->Create("k"));
+  SecretBytes dek = Dek();
+  LetKeyFileSettle();
+  ASSERT_TRUE(km_->Wrap("k", dek, {"d", ""}));
+  const std::string path = dir_ + "/k.key";
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  EXPECT_EQ(km_->Wrap("k", dek, {"d", ""}).error().code, Errc::kPermissionDenied);
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  ASSERT_TRUE(km_->Wrap("k", dek, {"d", ""}));
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  EXPECT_EQ(km_->Wrap("k", dek, {"d", ""}).error().code, Errc::kKeyUnknown);
 }
 
 }  // namespace
