@@ -4,7 +4,6 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -19,6 +18,7 @@
 #include <set>
 
 #include "cordon/file_io.h"
+#include "cordon/sha256.h"
 #include "cordon/unique_fd.h"
 
 namespace cordon::images {
@@ -48,31 +48,6 @@ bool IsLayerType(const std::string& t) {
 }
 
 std::string Short(const std::string& digest) { return digest.substr(0, 19); }
-
-// ---- hashing ----
-class Sha256 final {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(const void* p, std::size_t n) { EVP_DigestUpdate(ctx_, p, n); }
-  std::string Digest() {
-    unsigned char md[32];
-    unsigned len = 0;
-    EVP_DigestFinal_ex(ctx_, md, &len);
-    static const char* kHex = "0123456789abcdef";
-    std::string out = "sha256:";
-    for (unsigned i = 0; i < len; ++i) {
-      out += kHex[md[i] >> 4];
-      out += kHex[md[i] & 15];
-    }
-    return out;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 // ---- opening inside the layout: one component at a time, never a symlink ----
 bool Permits(const struct stat& st, const std::optional<Reader>& reader, mode_t owner_bit) {
@@ -157,9 +132,9 @@ Result<json> ReadJsonBlob(int layout_fd, const Descriptor& d, const Limits& limi
   if (!fd) return std::unexpected(WithContext(fd.error(), name));
   auto text = ReadSmall(fd->get(), limits.max_json_bytes, name);
   if (!text) return std::unexpected(text.error());
-  Sha256 h;
-  h.Update(text->data(), text->size());
-  const std::string got = h.Digest();
+  auto digest = Sha256Digest(*text);
+  if (!digest) return std::unexpected(digest.error());
+  const std::string& got = *digest;
   if (got != d.digest) return Fail(Errc::kIntegrity, name + ": the blob's sha256 is " + got + ", not its digest");
   if (text->size() != d.size) {
     return Fail(Errc::kIntegrity, name + ": " + std::to_string(text->size()) + " bytes, the descriptor says " +
@@ -438,7 +413,10 @@ la_ssize_t ReadCallback(archive* a, void* data, const void** out) {
       archive_set_error(a, EFBIG, "the layer blob is larger than its descriptor or the limit");
       return -1;
     }
-    if (s->hash) s->hash->Update(s->buf, static_cast<std::size_t>(n));
+    if (s->hash && !s->hash->Update(std::string_view(s->buf, static_cast<std::size_t>(n)))) {
+      archive_set_error(a, EIO, "SHA-256 failed");
+      return -1;
+    }
     *out = s->buf;
     return n;
   }
@@ -595,7 +573,9 @@ Status Drain(State& s) {
     if (n == 0) return {};
     s.read += static_cast<std::uint64_t>(n);
     if (s.expect && s.read > s.expect->size) return Fail(Errc::kIntegrity, "the blob is larger than its descriptor");
-    if (s.hash) s.hash->Update(s.buf, static_cast<std::size_t>(n));
+    if (s.hash) {
+      if (auto ok = s.hash->Update(std::string_view(s.buf, static_cast<std::size_t>(n))); !ok) return ok;
+    }
   }
 }
 
@@ -639,7 +619,9 @@ Status LayerExtractor::Apply(int blob_fd, const Descriptor* expect) {
   }
   if (auto st = Drain(s); !st) return st;
   if (expect) {
-    const std::string got = s.hash->Digest();
+    auto digest = s.hash->Finish();
+    if (!digest) return std::unexpected(digest.error());
+    const std::string& got = *digest;
     if (got != expect->digest) return Fail(Errc::kIntegrity, "the blob's sha256 is " + got + ", not its digest");
     if (s.read != expect->size) {
       return Fail(Errc::kIntegrity, std::to_string(s.read) + " bytes, the descriptor says " + std::to_string(expect->size));

@@ -1,6 +1,5 @@
 // File-level seal / unseal / rewrap: where output files appear atomically.
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include <memory>
 
 #include "cordon/file_io.h"
+#include "cordon/sha256.h"
 #include "cordon/unique_fd.h"
 #include "format.h"
 
@@ -354,55 +354,23 @@ std::vector<Status> CommitRewraps(std::span<const PendingRewrap> batch) {
   return result;
 }
 
-namespace {
-
-using DigestCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
-
-Result<DigestCtx> NewSha256() {
-  DigestCtx ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return Fail(Errc::kInternal, "SHA-256 unavailable");
-  return ctx;
-}
-
-std::string FinishSha256(EVP_MD_CTX* ctx) {
-  std::uint8_t digest[32];
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx, digest, &len) != 1 || len != sizeof digest) return "";  // callers refuse ""
-  std::string out = "sha256:";
-  char hex[3];
-  for (std::uint8_t b : digest) {
-    std::snprintf(hex, sizeof hex, "%02x", b);
-    out += hex;
-  }
-  return out;
-}
-
-}  // namespace
-
 Result<std::string> Sha256Fd(int fd) {
-  auto ctx = NewSha256();
-  if (!ctx) return std::unexpected(ctx.error());
+  Sha256 hash;
   std::vector<std::uint8_t> buf(1u << 20);
   off_t offset = 0;
   for (;;) {
     const ssize_t n = RetryEintr([&] { return ::pread(fd, buf.data(), buf.size(), offset); });
     if (n < 0) return FailErrno("read");
     if (n == 0) break;
-    if (EVP_DigestUpdate(ctx->get(), buf.data(), static_cast<std::size_t>(n)) != 1) {
-      return Fail(Errc::kInternal, "SHA-256 failed");
-    }
+    if (auto ok = hash.Update({buf.data(), static_cast<std::size_t>(n)}); !ok) return std::unexpected(ok.error());
     offset += n;
   }
-  std::string digest = FinishSha256(ctx->get());
-  if (digest.empty()) return Fail(Errc::kInternal, "SHA-256 failed");
-  return digest;
+  return hash.Finish();
 }
 
 std::string Sha256Bytes(std::string_view bytes) {
-  auto ctx = NewSha256();
-  if (!ctx) return "";
-  if (EVP_DigestUpdate(ctx->get(), bytes.data(), bytes.size()) != 1) return "";
-  return FinishSha256(ctx->get());
+  auto digest = Sha256Digest(bytes);
+  return digest ? *digest : "";  // callers refuse ""
 }
 
 Result<std::string> Sha256File(const std::string& path) {

@@ -14,6 +14,7 @@
 
 #include "cordon/hex.h"
 #include "cordon/file_io.h"
+#include "cordon/sha256.h"
 #include "format.h"
 
 namespace cordon::sealed {
@@ -332,11 +333,10 @@ Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms, const Sea
   auto& [header, keys] = *made;
   Report report{o.key, header.kek_version, o.dataset, o.job, o.chunk_bytes, 0, 0, 0, "", {}, 0};
 
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (!sha || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1) return Fail(Errc::kInternal, "SHA-256 unavailable");
+  Sha256 sha;
   const std::uint64_t total = TotalOf(in_fd);
   const auto emit = [&](std::span<const std::uint8_t> bytes) -> Status {
-    if (EVP_DigestUpdate(sha.get(), bytes.data(), bytes.size()) != 1) return Fail(Errc::kInternal, "SHA-256 failed");
+    if (auto ok = sha.Update(bytes); !ok) return ok;
     report.sealed_bytes += bytes.size();
     return WriteAll(out_fd, bytes);
   };
@@ -356,7 +356,7 @@ Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms, const Sea
   };
   dir.write = [&](std::span<const std::uint8_t> sealed) { return WriteAll(out_fd, sealed); };
   dir.post = [&](std::span<const std::uint8_t> sealed) -> Status {
-    if (EVP_DigestUpdate(sha.get(), sealed.data(), sealed.size()) != 1) return Fail(Errc::kInternal, "SHA-256 failed");
+    if (auto ok = sha.Update(sealed); !ok) return ok;
     report.sealed_bytes += sealed.size();
     report.plaintext_bytes += sealed.size() - kTagBytes;
     ++report.chunks;
@@ -365,12 +365,9 @@ Result<Report> SealStream(int in_fd, int out_fd, kms::KeyManager& kms, const Sea
   };
   RecordReader reader(in_fd, PositionOf(in_fd), dir.record);
   if (auto ok = LaneEngine(reader, dir).Run(); !ok) return std::unexpected(ok.error());
-  std::array<std::uint8_t, 32> digest{};
-  unsigned int digest_len = 0;
-  if (EVP_DigestFinal_ex(sha.get(), digest.data(), &digest_len) != 1 || digest_len != digest.size()) {
-    return Fail(Errc::kInternal, "SHA-256 failed");
-  }
-  report.sha256 = "sha256:" + HexEncode(digest);
+  auto digest = sha.Finish();
+  if (!digest) return std::unexpected(digest.error());
+  report.sha256 = std::move(*digest);
   return report;
 }
 
