@@ -78,10 +78,10 @@ Status SubProof(std::uint64_t m, std::uint64_t lo, std::uint64_t hi, bool whole,
 
 }  // namespace
 
-Bytes32 LeafHash(std::string_view record) { return Sha256Parts({std::string_view("\0", 1), record}); }
+Bytes32 LeafHash(std::string_view record) { return Sha256PublicParts({std::string_view("\0", 1), record}); }
 
 Bytes32 NodeHash(const Bytes32& left, const Bytes32& right) {
-  return Sha256Parts({std::string_view("\x01", 1), View(left), View(right)});
+  return Sha256PublicParts({std::string_view("\x01", 1), View(left), View(right)});
 }
 
 std::uint64_t StoredHashIndex(int level, std::uint64_t n) {
