@@ -2,6 +2,7 @@
 // form (docs/AUDIT-FORMAT.md) that extracts the members the verifier needs.
 // It accepts exactly the lines ParseEntryLine (nlohmann-json + re-serialise)
 // accepts; fuzz_audit_entry checks that the two agree.
+#include <algorithm>
 #include <cstring>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -124,7 +125,7 @@ class Scanner final {
         const std::string previous = last_escaped ? last_decoded : std::string(last);
         if (!first && !(previous < decoded)) return false;
         last_decoded = decoded;
-      } else if (!first && !(last < name)) {
+      } else if (!first && !Less(last, name)) {
         return false;  // unsorted or duplicate
       }
       first = false;
@@ -150,6 +151,15 @@ class Scanner final {
   }
 
  private:
+  // a < b in byte order, inline: member names are short, a memcmp call costs more.
+  static bool Less(std::string_view a, std::string_view b) {
+    const std::size_t n = std::min(a.size(), b.size());
+    for (std::size_t k = 0; k < n; ++k) {
+      if (a[k] != b[k]) return static_cast<unsigned char>(a[k]) < static_cast<unsigned char>(b[k]);
+    }
+    return a.size() < b.size();
+  }
+
   // Skips bytes while none is a quote, a backslash, a control character or
   // non-ASCII: 16 at a time with SSE2 (the signed compare below 0x20 also
   // catches bytes >= 0x80), stopping on the first special byte; then 8 at a
