@@ -26,13 +26,13 @@ struct PkeyFree {
 // deprecates them in favour of EVP, but EVP (and the one-shot SHA256(), which
 // fetches an EVP_MD under a lock on every call) costs more per call than
 // hashing a 500-byte entry, and the verifier hashes four times per entry.
-Bytes32 Digest(std::initializer_list<std::string_view> parts) {
+Bytes32 Digest(std::initializer_list<std::string_view> parts, bool secret = true) {
   Bytes32 out{};
   SHA256_CTX ctx;
   SHA256_Init(&ctx);
   for (std::string_view p : parts) SHA256_Update(&ctx, p.data(), p.size());
   SHA256_Final(out.data(), &ctx);
-  OPENSSL_cleanse(&ctx, sizeof ctx);  // may have held key material (HMAC pads, keys)
+  if (secret) OPENSSL_cleanse(&ctx, sizeof ctx);  // may have held key material (HMAC pads, keys)
   return out;
 }
 
@@ -56,6 +56,7 @@ int HexValue(char c) { return kHex.v[static_cast<unsigned char>(c)]; }
 
 Bytes32 Sha256(std::string_view data) { return Digest({data}); }
 Bytes32 Sha256Parts(std::initializer_list<std::string_view> parts) { return Digest(parts); }
+Bytes32 Sha256PublicParts(std::initializer_list<std::string_view> parts) { return Digest(parts, false); }
 
 Bytes32 HmacSha256(const Bytes32& key, const Bytes32& message) {
   std::array<std::uint8_t, 64> ipad{};

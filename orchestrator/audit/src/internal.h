@@ -38,6 +38,9 @@ struct Segment {
 // ---- crypto --------------------------------------------------------------------
 [[nodiscard]] Bytes32 Sha256(std::string_view data);
 [[nodiscard]] Bytes32 Sha256Parts(std::initializer_list<std::string_view> parts);
+// The same for data that is no secret (records, tree nodes): the hash state
+// is not cleansed afterwards, which the verifier saves on every entry.
+[[nodiscard]] Bytes32 Sha256PublicParts(std::initializer_list<std::string_view> parts);
 // HMAC-SHA256 with a 32-byte key (RFC 2104 over SHA-256).
 [[nodiscard]] Bytes32 HmacSha256(const Bytes32& key, const Bytes32& message);
 // k_{i+1} = SHA-256("cordon-audit-key-evolve-v1" || 0x00 || k_i)

@@ -78,10 +78,10 @@ Status SubProof(std::uint64_t m, std::uint64_t lo, std::uint64_t hi, bool whole,
 
 }  // namespace
 
-Bytes32 LeafHash(std::string_view record) { return Sha256Parts({std::string_view("\0", 1), record}); }
+Bytes32 LeafHash(std::string_view record) { return Sha256PublicParts({std::string_view("\0", 1), record}); }
 
 Bytes32 NodeHash(const Bytes32& left, const Bytes32& right) {
-  return Sha256Parts({std::string_view("\x01", 1), View(left), View(right)});
+  return Sha256PublicParts({std::string_view("\x01", 1), View(left), View(right)});
 }
 
 std::uint64_t StoredHashIndex(int level, std::uint64_t n) {
@@ -121,6 +121,34 @@ void Frontier::Append(const Bytes32& leaf, std::vector<Bytes32>* stored) {
   }
   stack_.push_back(h);
   ++size_;
+}
+
+void Frontier::AppendSubtree(const Bytes32& hash, int level) {
+  Bytes32 h = hash;
+  for (std::uint64_t i = size_ >> level; (i & 1) != 0; i >>= 1) {
+    h = NodeHash(stack_.back(), h);
+    stack_.pop_back();
+  }
+  stack_.push_back(h);
+  size_ += std::uint64_t{1} << level;
+}
+
+void AlignedSubtrees(std::uint64_t from, std::span<const Bytes32> leaves, std::vector<Subtree>& out) {
+  std::vector<Bytes32> level_hashes;
+  std::size_t k = 0;
+  while (k < leaves.size()) {
+    const std::uint64_t at = from + k;
+    int level = static_cast<int>(std::bit_width(leaves.size() - k)) - 1;
+    while (level > 0 && (at & ((std::uint64_t{1} << level) - 1)) != 0) --level;
+    const std::size_t width = std::size_t{1} << level;
+    level_hashes.assign(leaves.begin() + static_cast<std::ptrdiff_t>(k),
+                        leaves.begin() + static_cast<std::ptrdiff_t>(k + width));
+    for (std::size_t w = width; w > 1; w /= 2) {
+      for (std::size_t j = 0; j < w / 2; ++j) level_hashes[j] = NodeHash(level_hashes[2 * j], level_hashes[2 * j + 1]);
+    }
+    out.push_back({level_hashes[0], level});
+    k += width;
+  }
 }
 
 Bytes32 Frontier::Root() const {

@@ -36,6 +36,10 @@ class Frontier final {
   // Appends the leaf hash of record size(); `stored` gains the leaf hash and
   // the hash of every subtree it completes.
   void Append(const Bytes32& leaf, std::vector<Bytes32>* stored = nullptr);
+  // Appends a whole complete subtree of 2^level records whose hash is `hash`
+  // (size() must be a multiple of 2^level): what appending its leaves one by
+  // one would leave, without the hashes inside it.
+  void AppendSubtree(const Bytes32& hash, int level);
   [[nodiscard]] Bytes32 Root() const;  // RFC 6962 MTH; SHA-256("") for size 0
   [[nodiscard]] std::uint64_t size() const { return size_; }
   // Rebuilds the edge of a tree of `size` records from its stored hashes.
@@ -46,6 +50,16 @@ class Frontier final {
   std::vector<Bytes32> stack_;
   std::uint64_t size_ = 0;
 };
+
+// The hashes of the complete subtrees [from, to) splits into, aligned to
+// their own size (each starts at a multiple of 2^level), left to right;
+// `leaves` holds the leaf hashes of records [from, to). Appending them to a
+// Frontier of size `from` with AppendSubtree equals appending every leaf.
+struct Subtree {
+  Bytes32 hash;
+  int level;
+};
+void AlignedSubtrees(std::uint64_t from, std::span<const Bytes32> leaves, std::vector<Subtree>& out);
 
 // Random access to stored hashes (a file, or memory in tests).
 using HashRead = std::function<Result<Bytes32>(std::uint64_t index)>;

@@ -71,12 +71,53 @@ struct Log {
   std::uint64_t bytes = 0;
 };
 
+// Appends the lines of `text` (complete lines, each ending in '\n') of file
+// `file` to `out`. A large segment is split on `threads` threads, each finding
+// the lines of a range that starts after a '\n' (touching the mapped pages
+// there, in parallel, instead of on one thread before the verifier starts).
+void SplitLines(std::size_t file, std::string_view text, unsigned threads, std::vector<Line>& out) {
+  const auto split = [file](std::string_view part, std::vector<Line>& lines) {
+    std::uint64_t number = 0;
+    while (!part.empty()) {
+      const std::size_t nl = part.find('\n');
+      lines.push_back({file, ++number, part.substr(0, nl), false});
+      part.remove_prefix(nl + 1);
+    }
+  };
+  constexpr std::size_t kParallelFrom = 4u << 20;
+  if (threads <= 1 || text.size() < kParallelFrom) {
+    split(text, out);
+    return;
+  }
+  std::vector<std::size_t> bounds{0};
+  for (unsigned t = 1; t < threads; ++t) {
+    const std::size_t nl = text.find('\n', std::max(bounds.back(), text.size() / threads * t));
+    bounds.push_back(nl == std::string_view::npos ? text.size() : nl + 1);
+  }
+  bounds.push_back(text.size());
+  std::vector<std::vector<Line>> parts(threads);
+  {
+    std::vector<std::jthread> running;
+    for (unsigned t = 0; t < threads; ++t) {
+      running.emplace_back(split, text.substr(bounds[t], bounds[t + 1] - bounds[t]), std::ref(parts[t]));
+    }
+  }
+  std::size_t total = out.size();
+  for (const auto& part : parts) total += part.size();
+  out.reserve(total);
+  std::uint64_t before = 0;
+  for (const auto& part : parts) {
+    for (const Line& l : part) out.push_back({l.file, before + l.number, l.text, false});
+    before += part.size();
+  }
+}
+
 // Maps every segment under a shared flock on audit.lock (when there is one):
 // Cordon writers only append, or cut a torn tail back to its last '\n' during
 // recovery, so the bytes up to the last '\n' seen under the lock stay valid
 // after it is released. (Someone else truncating the files makes the
 // verifier die of SIGBUS: fail-closed.)
-Result<Log> LoadLog(const std::string& dir) {
+Result<Log> LoadLog(const std::string& dir, unsigned threads = 1) {
   UniqueFd lock(::open((dir + "/" + kLockFile).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (lock) {
     while (::flock(lock.get(), LOCK_SH) != 0 && errno == EINTR) {}
@@ -105,13 +146,11 @@ Result<Log> LoadLog(const std::string& dir) {
   for (std::size_t f = 0; f < log.maps.size(); ++f) {
     std::string_view rest = log.maps[f].view();
     rest.remove_suffix(log.torn[f].size());
-    std::uint64_t number = 0;
-    while (!rest.empty()) {
-      const std::size_t nl = rest.find('\n');
-      log.lines.push_back({f, ++number, rest.substr(0, nl), false});
-      rest.remove_prefix(nl + 1);
+    SplitLines(f, rest, threads, log.lines);
+    if (!log.torn[f].empty()) {
+      const std::uint64_t number = log.lines.empty() || log.lines.back().file != f ? 1 : log.lines.back().number + 1;
+      log.lines.push_back({f, number, log.torn[f], true});
     }
-    if (!log.torn[f].empty()) log.lines.push_back({f, ++number, log.torn[f], true});
   }
   return log;
 }
@@ -126,30 +165,55 @@ class Verifier final {
  public:
   Verifier(const Log& log, std::optional<Bytes32> k0, std::multimap<std::uint64_t, Anchor> anchors, unsigned threads)
       : log_(log), key_(k0.value_or(Bytes32{})), macs_(k0.has_value()), anchors_(std::move(anchors)),
-        threads_(threads != 0 ? std::min(threads, 64u) : std::clamp(std::thread::hardware_concurrency(), 1u, 16u)) {}
+        threads_(threads) {}
   ~Verifier() {
     Cleanse(key_.data(), key_.size());
     for (Block& b : blocks_) {
       if (!b.keys.empty()) Cleanse(b.keys.data(), b.keys.size() * sizeof(Bytes32));
     }
+    if (!spare_keys_.empty()) Cleanse(spare_keys_.data(), spare_keys_.size() * sizeof(Bytes32));
   }
 
   // Blocks of lines: the per-entry work (scan, hashes, leaf hash, MAC under
-  // the key the entry gets if every line before it is accepted) runs on every
-  // core, one block ahead of the sequential part (the chain, the tree's right
-  // edge, anchors), which walks the block prepared before.
+  // the key the entry gets if every line before it is accepted, and the
+  // hashes of the block's aligned subtrees) runs on every core, one block
+  // ahead of the sequential part (the chain, anchors), which walks the block
+  // prepared before. The MAC keys of the block after that one are evolved at
+  // the same time on a thread of their own, so no core waits for the chain
+  // of keys. A block without a checkpoint inside it joins the tree as its
+  // subtree hashes; otherwise (and up to a finding) leaf by leaf.
   std::optional<Finding> Run() {
     if (auto f = CheckAnchors(); f) return f;  // size 0
     const std::size_t n = log_.lines.size();
     std::vector<std::jthread> ahead;  // joined before the block is read, or on return
-    if (n > 0) Launch(blocks_[0], 0, std::min(n, kBlock), threads_, ahead);
+    if (n > 0) {
+      EvolveKeys(spare_keys_, std::min(n, kBlock));
+      Launch(blocks_[0], 0, std::min(n, kBlock), ahead);
+    }
     for (std::size_t start = 0, b = 0; start < n; start += kBlock, b ^= 1) {
-      ahead.clear();  // joins: block b is ready
+      ahead.clear();  // joins: block b is ready, and the keys of block b + 1
       const std::size_t next = start + kBlock;
-      if (next < n) Launch(blocks_[b ^ 1], next, std::min(n, next + kBlock), threads_, ahead);
+      const std::size_t end = std::min(n, next);
+      if (next < n) Launch(blocks_[b ^ 1], next, std::min(n, next + kBlock), ahead);
       current_ = &blocks_[b];
-      for (std::size_t i = start; i < std::min(n, next); ++i) {
-        if (auto f = Step(i); f) return f;
+      // Anchors strictly inside the block need the root at their size.
+      const auto inside = anchors_.upper_bound(start);
+      const bool whole = inside == anchors_.end() || inside->first >= end;
+      for (std::size_t i = start; i < end; ++i) {
+        if (auto f = Step(i, !whole); f) {
+          if (whole) {
+            for (std::size_t j = start; j < i; ++j) tree_.Append(current_->pre[j - start].leaf);
+          }
+          return f;
+        }
+        if (!whole) {
+          if (auto f = CheckAnchors(); f) return f;
+        }
+      }
+      if (whole) {
+        for (const auto& part : current_->subtrees) {
+          for (const Subtree& t : part) tree_.AppendSubtree(t.hash, t.level);
+        }
         if (auto f = CheckAnchors(); f) return f;
       }
     }
@@ -183,34 +247,51 @@ class Verifier final {
   struct Block {
     std::size_t start = 0;
     std::vector<Prepared> pre;
-    std::vector<Bytes32> keys;  // k of each line, if every line before it is accepted
+    std::vector<Bytes32> keys;                  // k of each line, if every line before it is accepted
+    std::vector<std::vector<Subtree>> subtrees;  // per thread, left to right: the block's aligned subtrees
   };
 
-  // Prepares lines [start, end) into `block` on `threads` threads (returned
-  // in `running`); key_ is the key of line `start` and becomes that of `end`.
-  void Launch(Block& block, std::size_t start, std::size_t end, unsigned threads, std::vector<std::jthread>& running) {
+  // `count` keys from key_ on; key_ becomes the key of the line after them.
+  void EvolveKeys(std::vector<Bytes32>& keys, std::size_t count) {
+    if (count < keys.size()) Cleanse(keys.data() + count, (keys.size() - count) * sizeof(Bytes32));
+    keys.resize(count);
+    if (!macs_) return;
+    for (auto& slot : keys) {
+      slot = key_;
+      key_ = EvolveKey(key_);
+    }
+  }
+
+  // Prepares lines [start, end) into `block` on threads_ threads (returned in
+  // `running`), with the keys spare_keys_ holds for them; spare_keys_ gets
+  // those of the next block on one more thread.
+  void Launch(Block& block, std::size_t start, std::size_t end, std::vector<std::jthread>& running) {
     block.start = start;
     block.pre.resize(end - start);
-    block.keys.resize(end - start);
-    if (macs_) {
-      for (auto& slot : block.keys) {
-        slot = key_;
-        key_ = EvolveKey(key_);
-      }
-    }
-    auto work = [this, &block](std::size_t from, std::size_t to) {
+    block.keys.swap(spare_keys_);
+    const std::size_t per = (end - start + threads_ - 1) / threads_;
+    block.subtrees.resize((end - start + per - 1) / per);
+    auto work = [this, &block](std::size_t from, std::size_t to, std::vector<Subtree>* subtrees) {
+      std::vector<Bytes32> leaves(to - from);
       for (std::size_t i = from; i < to; ++i) {
         Prepared& p = block.pre[i - block.start];
         p.entry = ScanEntryLine(log_.lines[i].text);
         p.leaf = LeafHash(log_.lines[i].text);
+        leaves[i - from] = p.leaf;
         p.mac_ok = macs_ && p.entry && Equal32(HmacSha256(block.keys[i - block.start], p.entry->hash), p.entry->mac);
       }
+      subtrees->clear();
+      AlignedSubtrees(from, leaves, *subtrees);
     };
-    const std::size_t per = (end - start + threads - 1) / threads;
-    for (std::size_t from = start; from < end; from += per) running.emplace_back(work, from, std::min(end, from + per));
+    for (std::size_t from = start, t = 0; from < end; from += per, ++t) {
+      running.emplace_back(work, from, std::min(end, from + per), &block.subtrees[t]);
+    }
+    const std::size_t after = std::min(log_.lines.size(), end + kBlock) - end;
+    if (after > 0) running.emplace_back([this, after] { EvolveKeys(spare_keys_, after); });
   }
 
-  std::optional<Finding> Step(std::size_t i) {
+  // Accepts line i or returns the finding; `leaf`: appends its leaf to the tree.
+  std::optional<Finding> Step(std::size_t i, bool leaf) {
     const Line& line = log_.lines[i];
     if (line.torn) return At(i, Tamper::kModified, std::nullopt, "torn last line (no newline): a crash not yet recovered, or an edit");
     const Prepared& p = current_->pre[i - current_->start];
@@ -230,7 +311,7 @@ class Verifier final {
                 "the MAC does not verify under the forward-secure key for this seq (entry rewritten)");
     }
     accepted_.push_back(i);
-    tree_.Append(p.leaf);
+    if (leaf) tree_.Append(p.leaf);
     head_ = e->hash;
     ++expected_;
     return std::nullopt;
@@ -303,6 +384,7 @@ class Verifier final {
   std::vector<std::size_t> accepted_;  // line index of each accepted seq
   Frontier tree_;                      // RFC 6962 tree over the accepted records
   std::array<Block, 2> blocks_;        // the block being walked and the one being prepared
+  std::vector<Bytes32> spare_keys_;    // the keys of the block after the one being prepared
   const Block* current_ = nullptr;
   std::uint64_t expected_ = 0;
   Bytes32 head_{};
@@ -400,10 +482,12 @@ Result<VerifyReport> Verify(const VerifyOptions& options) {
     report.checkpoints += external;
     report.witnesses = witnesses->verified;
   }
-  auto log = LoadLog(options.dir);
+  const unsigned threads = options.threads != 0 ? std::min(options.threads, 64u)
+                                                : std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+  auto log = LoadLog(options.dir, threads);
   if (!log) return std::unexpected(log.error());
   report.bytes = log->bytes;
-  Verifier verifier(*log, k0, std::move(anchors), options.threads);
+  Verifier verifier(*log, k0, std::move(anchors), threads);
   if (k0) Cleanse(k0->data(), 32);
   if (!report.failure) report.failure = verifier.Run();
   report.entries = verifier.entries();

@@ -129,6 +129,26 @@ TEST(AuditMerkle, StoredHashLayoutAndRootsMatchTheReference) {
   EXPECT_EQ(Raw(edge->Root()), Raw(RefMth(t.leaves, 0, 173)));
 }
 
+// The verifier's shortcut: a range's aligned subtrees appended whole give
+// the same roots as its leaves one by one, for ranges split at any points.
+TEST(AuditMerkle, AlignedSubtreesAppendLikeTheirLeaves) {
+  MemoryTree t(300);
+  for (const std::uint64_t cut : {0u, 1u, 3u, 64u, 100u, 128u, 255u}) {
+    for (const std::uint64_t len : {1u, 2u, 5u, 16u, 37u, 45u}) {
+      internal::Frontier f;
+      for (std::uint64_t i = 0; i < cut; ++i) f.Append(t.leaves[i]);
+      std::vector<internal::Subtree> parts;
+      internal::AlignedSubtrees(cut, std::span(t.leaves).subspan(cut, len), parts);
+      for (const auto& p : parts) {
+        ASSERT_EQ(f.size() % (std::uint64_t{1} << p.level), 0u);
+        f.AppendSubtree(p.hash, p.level);
+      }
+      ASSERT_EQ(f.size(), cut + len);
+      ASSERT_EQ(Raw(f.Root()), Raw(RefMth(t.leaves, 0, cut + len))) << "from " << cut << " len " << len;
+    }
+  }
+}
+
 TEST(AuditMerkle, InclusionProofsForEveryIndexAtEdgeSizes) {
   MemoryTree t(130);
   std::uint64_t checked = 0;
