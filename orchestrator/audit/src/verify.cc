@@ -120,7 +120,7 @@ void SplitLines(std::size_t file, std::string_view text, unsigned threads, std::
 Result<Log> LoadLog(const std::string& dir, unsigned threads = 1) {
   UniqueFd lock(::open((dir + "/" + kLockFile).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (lock) {
-    while (::flock(lock.get(), LOCK_SH) != 0 && errno == EINTR) {}
+    (void)RetryEintr([&] { return ::flock(lock.get(), LOCK_SH); });
   }
   auto segments = ListSegments(dir);
   if (!segments) return std::unexpected(segments.error());
