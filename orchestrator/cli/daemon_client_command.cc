@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "incident_cli.h"
+#include "sealed_cli.h"
 #include "cordon/file_io.h"
 #include "cordon/config/config.h"
 #include "cordon/daemon/protocol.h"
@@ -97,12 +98,18 @@ class ClientCommand final : public Command {
     }
     if (op_ == "status" || op_ == "list" || op_ == "wait") sub_->add_flag("--json", json_, "print JSON");
     sub_->footer(
-        "Talks to cordond over daemon.socket; the daemon knows the caller from the socket.\n"
-        "Exit status: 0 ok, 1 failed (daemon unreachable), 2 invalid spec or request,\n"
-        "3 refused by the access policy, 4 no such job of yours,\n"
-        "5 cordond is busy for you or cannot audit right now (try again later)."
-        + std::string(op_ == "wait" ? "\nwait: the job's own status: 0 succeeded, 10-15 as `cordon run` (failed), "
-                                      "16 cancelled, 17 interrupted, 2 rejected." : "")
+        "Talks to cordond over daemon.socket; the daemon knows the caller from the socket.\n" +
+        ExitStatusLine({{kExitOk, "ok"}, {kExitFailure, "failed (daemon unreachable)"},
+                        {kExitInvalid, "invalid spec or request"}, {kExitDenied, "refused by the access policy"},
+                        {kExitNotFound, "no such job of yours"},
+                        {kExitUnavailable, "cordond is busy for you or cannot audit right now (try again later)"}})
+        + std::string(op_ == "wait" ? "\nwait: the job's own status: " + std::to_string(kExitOk) + " succeeded, " +
+                                          std::to_string(kExitTrainerFailed) + "-" + std::to_string(kExitSetupError) +
+                                          " as `cordon run` (failed), " + std::to_string(kExitCancelled) + " cancelled, " +
+                                          std::to_string(kExitInterrupted) + " interrupted, " +
+                                          std::to_string(kExitHalted) + " halted, " + std::to_string(kExitInvalid) +
+                                          " rejected."
+                                    : "")
         + std::string(op_ == "submit" ? "\nThe job id is the last line on stdout." : ""));
   }
 

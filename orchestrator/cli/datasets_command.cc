@@ -13,6 +13,7 @@
 #include "cordon/audit/verify.h"
 #include "cordon/unique_fd.h"
 #include "incident_cli.h"
+#include "sealed_cli.h"
 
 namespace cordon::cli {
 namespace {
@@ -68,8 +69,9 @@ class DatasetsCommand final : public Command {
     diff_->add_option("v2", v2_, "the later version")->required();
     for (CLI::App* s : {list_, show_, history_, diff_}) s->add_flag("--json", json_, "print JSON");
     for (CLI::App* s : {list_, show_, history_, good_, diff_}) AddCallerOption(s, caller_uid_);
-    sub_->footer("Root runs these directly; an admin named in policy.yaml runs them through cordond.\n"
-                 "Exit status: 0 ok, 1 failed, 2 usage, 3 not an admin (via cordond), 4 no such dataset/version.");
+    sub_->footer("Root runs these directly; an admin named in policy.yaml runs them through cordond.\n" +
+                 ExitStatusLine({{kExitOk, "ok"}, {kExitFailure, "failed"}, {kExitInvalid, "usage"},
+                                 {kExitDenied, "not an admin (via cordond)"}, {kExitNotFound, "no such dataset/version"}}));
   }
 
   CLI::App* sub() const override { return sub_; }

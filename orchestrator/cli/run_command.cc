@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "sealed_cli.h"
 #include "cordon/file_io.h"
 #include "cordon/audit/audit.h"
 #include "cordon/config/audit_options.h"
@@ -73,10 +74,13 @@ class RunCommand final : public Command {
                      "audit log's latest signed checkpoint (for cordond's Slurm executor)");
     sub_->add_flag("--die-with-parent", die_with_parent_,
                    "stop the job (SIGKILL) when the parent process dies (for cordond)");
+    std::vector<std::pair<int, std::string>> statuses;  // from the outcomes themselves: never stale
+    for (const runner::JobOutcome o : runner::kJobOutcomes) {
+      statuses.emplace_back(runner::ExitStatusFor(o), runner::JobOutcomeName(o));
+    }
     sub_->footer(
-        "Exit status: 0 succeeded, 10 trainer_failed, 11 timeout, 12 memory_limit,\n"
-        "13 sandbox_violation, 14 input_rejected, 15 setup_error, 16 cancelled;\n"
-        "2 the spec or the config is invalid; 1 the job could not be started (audit log).\n"
+        ExitStatusLine(statuses) +
+        "\n2 the spec or the config is invalid; 1 the job could not be started (audit log).\n"
         "Outputs are sealed into <spec.output.path>/<job id>/ as out-000001.sealed, ... beside\n"
         "index.sealed (their relative paths), trainer.log.sealed and manifest.json;\n"
         "`cordon outputs extract` restores the tree.");

@@ -32,19 +32,24 @@ int ReportError(std::string_view command, const Error& error) {
   }
 }
 
-std::string SealedExitFooter() {
+std::string ExitStatusLine(const std::vector<std::pair<int, std::string>>& statuses) {
   constexpr std::size_t kWidth = 90;
   std::string footer = "Exit status:";
   std::size_t line = footer.size();
-  for (std::size_t i = 0; i < kSealedExitMeanings.size(); ++i) {
-    const auto& [status, meaning] = kSealedExitMeanings[i];
-    const std::string item = std::to_string(status) + " " + std::string(meaning) +
-                             (i + 1 < kSealedExitMeanings.size() ? "," : ".");
+  for (std::size_t i = 0; i < statuses.size(); ++i) {
+    const auto& [status, meaning] = statuses[i];
+    const std::string item = std::to_string(status) + " " + meaning + (i + 1 < statuses.size() ? "," : ".");
     const bool wrap = i > 0 && line + 1 + item.size() > kWidth;
     footer += (wrap ? "\n" : " ") + item;
     line = (wrap ? 0 : line + 1) + item.size();
   }
   return footer;
+}
+
+std::string SealedExitFooter() {
+  std::vector<std::pair<int, std::string>> statuses;
+  for (const auto& [status, meaning] : kSealedExitMeanings) statuses.emplace_back(status, meaning);
+  return ExitStatusLine(statuses);
 }
 
 std::optional<sealed::KeyManagers> KeyManagersFromConfig(const GlobalOptions& global, std::string_view command,

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "commands.h"
 #include "cordon/error.h"
@@ -42,6 +43,8 @@ static_assert(std::ranges::all_of(kSealedExitStatuses, [](int status) {
 
 // "Exit status: 0 ok, 1 failed (I/O, ...), ..." from kSealedExitMeanings, wrapped at 90 columns.
 [[nodiscard]] std::string SealedExitFooter();
+// "Exit status: N meaning, ..." wrapped at 90 columns (every command's --help footer).
+[[nodiscard]] std::string ExitStatusLine(const std::vector<std::pair<int, std::string>>& statuses);
 
 // Prints "cordon <command>: <message>" to stderr and returns the exit status for `error`.
 [[nodiscard]] int ReportError(std::string_view command, const Error& error);

@@ -58,6 +58,13 @@ check "unknown command exit 2" test "$rc" = 2
 run --help
 check "help exit 0" test "$rc" = 0
 check "help lists validate" has "$out" "validate"
+# The --help footers are built from the exit-code table and the outcomes: every outcome is listed.
+run run --help
+for o in "0 succeeded" "10 trainer_failed" "15 setup_error" "16 cancelled" "18 halted"; do
+  check "run --help lists exit status $o" has "$(tr '\n' ' ' <<<"$out")" "$o"
+done
+run wait --help
+check "wait --help lists 17 interrupted and 18 halted" has "$out" "17 interrupted, 18 halted"
 run --version
 check "version" has "$out" "cordon 0."
 

@@ -60,6 +60,11 @@ enum class JobOutcome {
   kCancelled,         // stopped from outside (SIGINT/SIGTERM, `cordon cancel`)
   kHalted,            // stopped by an admin's `cordon halt` (SIGUSR1): nothing it produced was sealed
 };
+// Every outcome, in the enum's order (for --help and the checks).
+inline constexpr JobOutcome kJobOutcomes[] = {
+    JobOutcome::kSucceeded,        JobOutcome::kTrainerFailed, JobOutcome::kTimeout,
+    JobOutcome::kMemoryLimit,      JobOutcome::kSandboxViolation, JobOutcome::kInputRejected,
+    JobOutcome::kSetupError,       JobOutcome::kCancelled,     JobOutcome::kHalted};
 [[nodiscard]] const char* JobOutcomeName(JobOutcome outcome);
 // `cordon run`'s exit status for each outcome (docs/CLI.md): 0, then 10..16 and 18
 // (the `cordon run` group of exit_codes.h).
