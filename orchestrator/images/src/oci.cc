@@ -264,21 +264,23 @@ std::string Join(const std::vector<std::string>& parts, std::size_t n) {
   return out;
 }
 
-// Removes `name` in `dirfd` and, for a directory, everything below it; symlinks are removed,
-// never followed.
-Status RemoveTree(int dirfd, const std::string& name, int depth = 0) {
+// Walks `name` in `dirfd` and everything below it, never following a link, adding the regular
+// files' sizes to `bytes`; with `remove`, removes each entry after counting it (the image
+// cache's own trees: a finished one may hold read-only directories).
+Status WalkTree(int dirfd, const std::string& name, bool remove, std::uint64_t& bytes, int depth = 0) {
   if (depth > kMaxRemoveDepth) return Fail(Errc::kInvalidData, "a tree too deep to remove");
   struct stat st {};
   if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     return errno == ENOENT ? Status{} : FailErrno("stat " + name);
   }
   if (!S_ISDIR(st.st_mode)) {
-    if (::unlinkat(dirfd, name.c_str(), 0) != 0) return FailErrno("remove " + name);
+    if (S_ISREG(st.st_mode)) bytes += static_cast<std::uint64_t>(st.st_size);
+    if (remove && ::unlinkat(dirfd, name.c_str(), 0) != 0) return FailErrno("remove " + name);
     return {};
   }
   const int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return FailErrno("open " + name);
-  (void)::fchmod(fd, 0700);  // ours: a finished tree may hold read-only directories
+  if (remove) (void)::fchmod(fd, 0700);
   DIR* dir = ::fdopendir(fd);
   if (dir == nullptr) {
     ::close(fd);
@@ -290,15 +292,22 @@ Status RemoveTree(int dirfd, const std::string& name, int depth = 0) {
   }
   Status st_children;
   for (const std::string& c : children) {
-    if (auto s = RemoveTree(::dirfd(dir), c, depth + 1); !s) {
+    if (auto s = WalkTree(::dirfd(dir), c, remove, bytes, depth + 1); !s) {
       st_children = s;
       break;
     }
   }
   ::closedir(dir);
   if (!st_children) return st_children;
-  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) return FailErrno("remove " + name);
+  if (remove && ::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) return FailErrno("remove " + name);
   return {};
+}
+
+// Removes `name` in `dirfd` and, for a directory, everything below it; symlinks are removed,
+// never followed.
+Status RemoveTree(int dirfd, const std::string& name) {
+  std::uint64_t ignored = 0;
+  return WalkTree(dirfd, name, true, ignored);
 }
 
 }  // namespace
@@ -692,28 +701,6 @@ Result<Unpacked> HoldEntry(int cache_fd, const std::string& hex, UniqueFd lock, 
   return out;
 }
 
-// Sum of the regular files' sizes under `name` (for the prune report; links never followed).
-std::uint64_t TreeBytes(int dirfd, const std::string& name, int depth = 0) {
-  struct stat st {};
-  if (depth > kMaxRemoveDepth || ::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
-  if (!S_ISDIR(st.st_mode)) return S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(st.st_size) : 0;
-  const int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return 0;
-  DIR* dir = ::fdopendir(fd);
-  if (dir == nullptr) {
-    ::close(fd);
-    return 0;
-  }
-  std::uint64_t total = 0;
-  while (const dirent* e = ::readdir(dir)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
-      total += TreeBytes(::dirfd(dir), e->d_name, depth + 1);
-    }
-  }
-  ::closedir(dir);
-  return total;
-}
-
 Status Extract(int layout_fd, const ResolvedImage& image, int tmp_fd, const Limits& limits,
                const std::optional<Reader>& reader, Unpacked& out) {
   if (::mkdirat(tmp_fd, "rootfs", 0700) != 0) return FailErrno("mkdir rootfs");
@@ -821,9 +808,12 @@ Result<PruneReport> PruneCache(const std::string& cache_dir, std::int64_t older_
       ++report.recent;
       continue;
     }
-    PrunedEntry entry{"sha256:" + hex, TreeBytes(cache->get(), hex), last_used};
+    PrunedEntry entry{"sha256:" + hex, 0, last_used};
+    // One walk counts the entry's bytes and, unless this is a dry run, removes it.
+    if (auto s = WalkTree(cache->get(), hex, !dry_run, entry.bytes); !s) {
+      return std::unexpected(WithContext(s.error(), "prune " + hex));
+    }
     if (!dry_run) {
-      if (auto s = RemoveTree(cache->get(), hex); !s) return std::unexpected(WithContext(s.error(), "prune " + hex));
       if (auto s = RemoveTree(cache->get(), hex + ".tmp"); !s) return std::unexpected(s.error());
       // Unlinked while held: a waiter that then gets it sees nlink 0 and opens the new one.
       (void)::unlinkat(cache->get(), (hex + ".lock").c_str(), 0);

@@ -190,7 +190,8 @@ Result<Extracted> ExtractOutputs(const std::string& job_dir, const std::string& 
     if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) != 0) {
       return FailErrno("rename the restored tree to " + dest);
     }
-    return FsyncDir(std::filesystem::path(dest).parent_path().empty() ? "." : std::filesystem::path(dest).parent_path().string());
+    const std::filesystem::path parent = std::filesystem::path(dest).parent_path();
+    return FsyncDir(parent.empty() ? "." : parent.string());
   }();
   if (!restored) {
     std::error_code ignored;
