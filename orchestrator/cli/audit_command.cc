@@ -41,8 +41,8 @@ class AuditCommand final : public Command {
                         "--checkpoint notes counts; repeatable");
     verify_->add_option("--witnesses", witnesses_required_,
                         "how many of the --witness-key witnesses must have cosigned each --checkpoint note");
-    verify_->add_option("--threads", threads_, "threads that hash and MAC entries ahead of the chain walk (default: "
-                                               "one per core)");
+    verify_->add_option("--threads", threads_, "threads that hash and MAC entries, the one walking the chain "
+                                               "included (default: one per core)");
     verify_->add_flag("--json", json_, "print the result as one JSON object");
     verify_->add_option("--node-checkpoints", node_dirs_,
                         "also check a Slurm node's audit log (its audit_dir; repeatable) against every "

@@ -7,6 +7,9 @@
 #include <openssl/sha.h>
 
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <memory>
 
 #include "internal.h"
@@ -40,6 +43,7 @@ std::string_view View(const std::uint8_t* p, std::size_t n) {
   return {reinterpret_cast<const char*>(p), n};
 }
 
+#if !defined(__SSE2__)
 // Lower-case hex digit values; -1 for anything else (upper case is not canonical).
 struct HexTable {
   std::array<std::int8_t, 256> v{};
@@ -51,6 +55,7 @@ struct HexTable {
 };
 constexpr HexTable kHex;
 int HexValue(char c) { return kHex.v[static_cast<unsigned char>(c)]; }
+#endif
 
 }  // namespace
 
@@ -80,6 +85,41 @@ Bytes32 EvolveKey(const Bytes32& key) {
 
 std::string Hex(const std::uint8_t* data, std::size_t size) { return HexEncode({data, size}); }
 
+#if defined(__SSE2__)
+namespace {
+// 16 lower-case hex digits to their values (0..15); `ok` is cleared when one
+// is not a lower-case hex digit. Unsigned compares through a sign flip.
+__m128i HexValues16(__m128i x, bool& ok) {
+  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+  const __m128i d = _mm_sub_epi8(x, _mm_set1_epi8('0'));
+  const __m128i l = _mm_sub_epi8(x, _mm_set1_epi8('a'));
+  const __m128i is_digit = _mm_cmplt_epi8(_mm_xor_si128(d, flip), _mm_set1_epi8(static_cast<char>(10 ^ 0x80)));
+  const __m128i is_letter = _mm_cmplt_epi8(_mm_xor_si128(l, flip), _mm_set1_epi8(static_cast<char>(6 ^ 0x80)));
+  ok = ok && _mm_movemask_epi8(_mm_or_si128(is_digit, is_letter)) == 0xffff;
+  return _mm_or_si128(_mm_and_si128(is_digit, d), _mm_and_si128(is_letter, _mm_add_epi8(l, _mm_set1_epi8(10))));
+}
+// Digit values (first digit of each byte in the even position) to 8 bytes.
+__m128i PairUp(__m128i v) {
+  const __m128i high = _mm_slli_epi16(_mm_and_si128(v, _mm_set1_epi16(0x00ff)), 4);
+  return _mm_or_si128(high, _mm_srli_epi16(v, 8));
+}
+}  // namespace
+
+// The verifier decodes three per entry: 16 digits at a time.
+std::optional<Bytes32> Unhex32(std::string_view hex) {
+  if (hex.size() != 64) return std::nullopt;
+  Bytes32 out{};
+  bool ok = true;
+  for (std::size_t half = 0; half < 2; ++half) {
+    const char* p = hex.data() + 32 * half;
+    const __m128i a = HexValues16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), ok);
+    const __m128i b = HexValues16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)), ok);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.data() + 16 * half), _mm_packus_epi16(PairUp(a), PairUp(b)));
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+#else
 std::optional<Bytes32> Unhex32(std::string_view hex) {
   if (hex.size() != 64) return std::nullopt;
   Bytes32 out{};
@@ -91,6 +131,7 @@ std::optional<Bytes32> Unhex32(std::string_view hex) {
   }
   return out;
 }
+#endif
 
 std::string Base64(const std::uint8_t* data, std::size_t size) {
   std::string out(4 * ((size + 2) / 3) + 1, '\0');

@@ -37,7 +37,11 @@ class Scanner final {
     const std::size_t start = i_;
     *escaped = false;
     while (i_ < s_.size()) {
-      SkipPlain();
+      if (SkipPlain()) {  // stopped at the closing quote
+        *out = s_.substr(start, i_ - start);
+        ++i_;
+        return true;
+      }
       if (i_ >= s_.size()) break;
       const auto c = static_cast<unsigned char>(s_[i_]);
       if (c == '"') {
@@ -163,36 +167,43 @@ class Scanner final {
   // Skips bytes while none is a quote, a backslash, a control character or
   // non-ASCII: 16 at a time with SSE2 (the signed compare below 0x20 also
   // catches bytes >= 0x80), stopping on the first special byte; then 8 at a
-  // time (SWAR: the usual has-zero-byte tests on one word).
-  void SkipPlain() {
+  // time (SWAR: the usual has-zero-byte tests on one word). Returns true when
+  // the byte it stopped at is known to be a quote (from the SSE2 masks);
+  // otherwise the caller looks.
+  bool SkipPlain() {
+    std::size_t i = i_;
+    const std::size_t n = s_.size();
 #if defined(__SSE2__)
     const __m128i quotes = _mm_set1_epi8('"');
     const __m128i backslashes = _mm_set1_epi8('\\');
     const __m128i spaces = _mm_set1_epi8(0x20);
-    while (i_ + 16 <= s_.size()) {
-      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s_.data() + i_));
-      const __m128i special =
-          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quotes), _mm_cmpeq_epi8(x, backslashes)), _mm_cmplt_epi8(x, spaces));
-      const int mask = _mm_movemask_epi8(special);
+    while (i + 16 <= n) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s_.data() + i));
+      const __m128i quote = _mm_cmpeq_epi8(x, quotes);
+      const __m128i special = _mm_or_si128(_mm_or_si128(quote, _mm_cmpeq_epi8(x, backslashes)), _mm_cmplt_epi8(x, spaces));
+      const auto mask = static_cast<unsigned>(_mm_movemask_epi8(special));
       if (mask != 0) {
-        i_ += static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
-        return;
+        const unsigned at = static_cast<unsigned>(__builtin_ctz(mask));
+        i_ = i + at;
+        return ((static_cast<unsigned>(_mm_movemask_epi8(quote)) >> at) & 1u) != 0;
       }
-      i_ += 16;
+      i += 16;
     }
 #endif
     constexpr std::uint64_t kOnes = 0x0101010101010101ull;
     constexpr std::uint64_t kHighs = 0x8080808080808080ull;
-    while (i_ + 8 <= s_.size()) {
+    while (i + 8 <= n) {
       std::uint64_t x;
-      std::memcpy(&x, s_.data() + i_, 8);
+      std::memcpy(&x, s_.data() + i, 8);
       const std::uint64_t quote = x ^ (kOnes * '"');
       const std::uint64_t backslash = x ^ (kOnes * '\\');
       const std::uint64_t special = ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash) |
                                     ((x - kOnes * 0x20) & ~x) | x;
-      if ((special & kHighs) != 0) return;
-      i_ += 8;
+      if ((special & kHighs) != 0) break;
+      i += 8;
     }
+    i_ = i;
+    return false;
   }
 
   bool Escape() {
@@ -295,16 +306,18 @@ std::optional<std::uint64_t> Unsigned(std::string_view line, const Scanner::Memb
   return out;
 }
 
+// The actor member's value (already scanned as canonical JSON) is exactly
+// {"pid":INT,"process":STRING,"uid":UINT,"user":STRING}: checked in one pass
+// over its four values instead of a second scan as an object.
 bool ActorOk(std::string_view v) {
   Scanner s(v);
-  Scanner::Member m[4];
-  std::size_t n = 0;
-  if (!s.Object(1, m, 4, &n) || n != 4) return false;
-  // Sorted: pid, process, uid, user.
-  if (m[0].name != "pid" || m[1].name != "process" || m[2].name != "uid" || m[3].name != "user") return false;
-  const auto kind = [&](const Scanner::Member& x) { return v[x.value_start]; };
-  return (kind(m[0]) == '-' || (kind(m[0]) >= '0' && kind(m[0]) <= '9')) && kind(m[1]) == '"' &&
-         Unsigned(v, m[2]).has_value() && kind(m[3]) == '"';
+  std::string_view str;
+  bool escaped = false;
+  bool negative = false;
+  std::uint64_t n = 0;
+  return s.Literal("{\"pid\":") && s.Integer(&negative, &n) && s.Literal(",\"process\":") && s.String(&str, &escaped) &&
+         s.Literal(",\"uid\":") && s.Integer(&negative, &n) && !negative && s.Literal(",\"user\":") &&
+         s.String(&str, &escaped) && s.Literal("}") && s.AtEnd();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <thread>
 #include <unordered_set>
@@ -178,7 +179,8 @@ class Verifier final {
   // the key the entry gets if every line before it is accepted, and the
   // hashes of the block's aligned subtrees) runs on every core, one block
   // ahead of the sequential part (the chain, anchors), which walks the block
-  // prepared before. The MAC keys of the block after that one are evolved at
+  // prepared before and then helps prepare the next (chunks of kChunk lines,
+  // taken one at a time). The MAC keys of the block after that one are evolved at
   // the same time on a thread of their own, so no core waits for the chain
   // of keys. A block without a checkpoint inside it joins the tree as its
   // subtree hashes; otherwise (and up to a finding) leaf by leaf.
@@ -189,6 +191,7 @@ class Verifier final {
     if (n > 0) {
       EvolveKeys(spare_keys_, std::min(n, kBlock));
       Launch(blocks_[0], 0, std::min(n, kBlock), ahead);
+      PrepareChunks(blocks_[0]);
     }
     for (std::size_t start = 0, b = 0; start < n; start += kBlock, b ^= 1) {
       ahead.clear();  // joins: block b is ready, and the keys of block b + 1
@@ -216,6 +219,8 @@ class Verifier final {
         }
         if (auto f = CheckAnchors(); f) return f;
       }
+      // The walk is cheap: help prepare the next block instead of waiting.
+      if (next < n) PrepareChunks(blocks_[b ^ 1]);
     }
     return CheckBeyondEnd();
   }
@@ -239,6 +244,7 @@ class Verifier final {
   }
 
   static constexpr std::size_t kBlock = 1 << 14;
+  static constexpr std::size_t kChunk = 1 << 8;  // divides kBlock
   struct Prepared {
     Result<ParsedEntry> entry{ParsedEntry{}};
     Bytes32 leaf{};
@@ -246,9 +252,11 @@ class Verifier final {
   };
   struct Block {
     std::size_t start = 0;
+    std::size_t end = 0;
     std::vector<Prepared> pre;
     std::vector<Bytes32> keys;                  // k of each line, if every line before it is accepted
-    std::vector<std::vector<Subtree>> subtrees;  // per thread, left to right: the block's aligned subtrees
+    std::vector<std::vector<Subtree>> subtrees;  // per chunk, left to right: the block's aligned subtrees
+    std::atomic<std::size_t> next_chunk{0};      // the next chunk a preparing thread takes
   };
 
   // `count` keys from key_ on; key_ becomes the key of the line after them.
@@ -262,17 +270,37 @@ class Verifier final {
     }
   }
 
-  // Prepares lines [start, end) into `block` on threads_ threads (returned in
-  // `running`), with the keys spare_keys_ holds for them; spare_keys_ gets
-  // those of the next block on one more thread.
+  // Prepares lines [start, end) into `block` on threads_ - 1 threads
+  // (returned in `running`) and the walking thread, which joins them once it
+  // has walked the block before, with the keys spare_keys_ holds for them;
+  // spare_keys_ gets those of the next block on one more thread.
   void Launch(Block& block, std::size_t start, std::size_t end, std::vector<std::jthread>& running) {
     block.start = start;
     block.pre.resize(end - start);
     block.keys.swap(spare_keys_);
-    const std::size_t per = (end - start + threads_ - 1) / threads_;
-    block.subtrees.resize((end - start + per - 1) / per);
-    auto work = [this, &block](std::size_t from, std::size_t to, std::vector<Subtree>* subtrees) {
-      std::vector<Bytes32> leaves(to - from);
+    // Chunks of kChunk lines (aligned: the block starts at a multiple of
+    // kBlock), claimed one at a time, so a thread the scheduler delays (this
+    // machine's cores are shared with the chain walk and the key thread) does
+    // not leave the others idle at the end of the block.
+    const std::size_t chunks = (end - start + kChunk - 1) / kChunk;
+    block.subtrees.resize(chunks);
+    block.next_chunk.store(0, std::memory_order_relaxed);
+    block.end = end;
+    for (std::size_t t = 1; t < std::min<std::size_t>(threads_, chunks); ++t) {
+      running.emplace_back([this, &block] { PrepareChunks(block); });
+    }
+    const std::size_t after = std::min(log_.lines.size(), end + kBlock) - end;
+    if (after > 0) running.emplace_back([this, after] { EvolveKeys(spare_keys_, after); });
+  }
+
+  // Prepares the chunks of `block` no thread has taken yet.
+  void PrepareChunks(Block& block) const {
+    const std::size_t chunks = block.subtrees.size();
+    std::vector<Bytes32> leaves;
+    for (std::size_t c; (c = block.next_chunk.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+      const std::size_t from = block.start + c * kChunk;
+      const std::size_t to = std::min(block.end, from + kChunk);
+      leaves.resize(to - from);
       for (std::size_t i = from; i < to; ++i) {
         Prepared& p = block.pre[i - block.start];
         p.entry = ScanEntryLine(log_.lines[i].text);
@@ -280,14 +308,9 @@ class Verifier final {
         leaves[i - from] = p.leaf;
         p.mac_ok = macs_ && p.entry && Equal32(HmacSha256(block.keys[i - block.start], p.entry->hash), p.entry->mac);
       }
-      subtrees->clear();
-      AlignedSubtrees(from, leaves, *subtrees);
-    };
-    for (std::size_t from = start, t = 0; from < end; from += per, ++t) {
-      running.emplace_back(work, from, std::min(end, from + per), &block.subtrees[t]);
+      block.subtrees[c].clear();
+      AlignedSubtrees(from, leaves, block.subtrees[c]);
     }
-    const std::size_t after = std::min(log_.lines.size(), end + kBlock) - end;
-    if (after > 0) running.emplace_back([this, after] { EvolveKeys(spare_keys_, after); });
   }
 
   // Accepts line i or returns the finding; `leaf`: appends its leaf to the tree.
@@ -297,10 +320,12 @@ class Verifier final {
     const Prepared& p = current_->pre[i - current_->start];
     const auto& e = p.entry;
     if (!e) return At(i, Tamper::kModified, std::nullopt, "not a valid entry: " + e.error().message);
-    if (!Equal32(e->computed, e->hash)) {
+    // Hashes of public content compare with ==: their timing reveals nothing
+    // (the MAC, keyed, is compared in constant time).
+    if (e->computed != e->hash) {
       return At(i, Tamper::kModified, e->seq, "the content does not match its hash");
     }
-    if (e->seq != expected_ || !Equal32(e->prev, head_)) return Classify(i, *e);
+    if (e->seq != expected_ || e->prev != head_) return Classify(i, *e);
     if (macs_ && !p.mac_ok) {
       auto next = ParseAt(i + 1);
       if (next && (next->seq == e->seq || Equal32(next->prev, e->prev))) {

@@ -268,7 +268,7 @@ int main(int argc, char** argv) {
   };
   std::printf("verify with MACs + Merkle root (%llu entries, %.1f MB, best of %d), wall clock:\n",
               static_cast<unsigned long long>(report.entries), static_cast<double>(report.bytes) / 1e6, rounds);
-  std::printf("  1 preparing thread                     %8.0f entries/s  %.1f MB/s\n", rate(secs1),
+  std::printf("  1 preparing thread (the walking one)    %8.0f entries/s  %.1f MB/s\n", rate(secs1),
               rate(secs1) * static_cast<double>(report.bytes) / static_cast<double>(report.entries) / 1e6);
   std::printf("  %u preparing threads (one per core)     %8.0f entries/s  %.1f MB/s  speed-up %.2f\n", cores, rate(secsn),
               rate(secsn) * static_cast<double>(report.bytes) / static_cast<double>(report.entries) / 1e6,

@@ -109,6 +109,30 @@ TEST(AuditCrypto, HmacMatchesOpenSsl) {
   EXPECT_EQ(internal::Hex(ours), internal::Hex(out, 32));
 }
 
+TEST(AuditCrypto, Unhex32DecodesLowerCaseHexOnly) {
+  Bytes32 bytes{};
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(i * 37 + 11);
+  for (int round = 0; round < 256; ++round) {
+    bytes[static_cast<std::size_t>(round) % 32] = static_cast<std::uint8_t>(round);
+    const std::string hex = internal::Hex(bytes);
+    auto back = internal::Unhex32(hex);
+    ASSERT_TRUE(back.has_value()) << hex;
+    EXPECT_EQ(*back, bytes) << hex;
+  }
+  const std::string good = internal::Hex(bytes);
+  EXPECT_FALSE(internal::Unhex32(good.substr(1)).has_value());
+  EXPECT_FALSE(internal::Unhex32(good + "0").has_value());
+  // Every position, every byte that is not a lower-case hex digit.
+  for (std::size_t at = 0; at < 64; ++at) {
+    for (int c = 0; c < 256; ++c) {
+      if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) continue;
+      std::string bad = good;
+      bad[at] = static_cast<char>(c);
+      ASSERT_FALSE(internal::Unhex32(bad).has_value()) << "byte " << c << " at " << at;
+    }
+  }
+}
+
 TEST(AuditCrypto, KeyEvolutionIsOneWayChainNotIdentity) {
   Bytes32 k{};
   const Bytes32 k1 = internal::EvolveKey(k);

@@ -44,8 +44,9 @@ struct VerifyOptions {
   // and how many of them must have cosigned every note in checkpoint_file.
   std::vector<std::string> witness_keys;
   std::uint64_t witnesses_required = 0;
-  // Threads that prepare entries (scan, hashes, MACs) ahead of the sequential
-  // walk; 0: one per core.
+  // Threads that prepare entries (scan, hashes, MACs), the one that walks the
+  // chain included (it prepares the next block once it has walked one); the
+  // MAC key chain runs on one more. 0: one per core.
   unsigned threads = 0;
 };
 
