@@ -14,7 +14,8 @@
 #            incident report lists every step.
 #     crash: kill -9 during `rewrap --all`; the rerun resumes; no file damaged.
 #     admin: through cordond: a non-admin is refused, an admin quarantines,
-#            reads the registry and halts a running job (audited with their uid).
+#            reads the registry and halts a queued and a running job (audited with
+#            their uid); op halt itself is root's.
 #     manual: a `cordon run` started by hand is halted through its registration
 #            (<state_dir>/runs/) by root and by an admin through cordond (exit 18, nothing
 #            sealed, input quarantined, audited); hostile records (a reused pid, a symbolic
@@ -234,6 +235,7 @@ users:
     outputs: ["*"]
     images: ["*"]
 POL
+  e2e_cfg_set max_concurrent_jobs 1
   e2e_daemon_start --grace 3s || { fail "admin: cordond did not start"; return 1; }
   out=$(as_uid 4102 "$C" quarantine "churn@$v1" --reason "not mine" 2>&1); rc=$?
   check "a non-admin is refused through cordond (exit 3)" test "$rc" = 3
@@ -252,6 +254,16 @@ POL
   job=$("$C" submit "$W/specs/long.yaml" 2>/dev/null | tail -n1)
   e2e_wait_for 20 e2e_is_running "$job"
   e2e_wait_for 20 sh -c "pgrep -f 'sleep 50' >/dev/null"
+  local queued
+  queued=$("$C" submit "$W/specs/long.yaml" 2>/dev/null | tail -n1)
+  check "a second job waits in cordond's queue" test "$(e2e_state "$queued")" = queued
+  out=$(e2e_request "{\"op\":\"halt\",\"job\":\"$job\"}" 4101)
+  check "op halt is root's: an admin's own request is denied" has "$out" '"code":"denied"'
+  check "... and the job runs on" e2e_is_running "$job"
+  as_uid 4101 "$C" halt "$queued" --reason "not before we know" >/dev/null 2>&1; rc=$?
+  check "an admin halts a queued job (exit 0)" test "$rc" = 0
+  check "... it never runs: halted, state cancelled" \
+    test "$("$C" status "$queued" --json | jget - 'd["outcome"] + ":" + d["state"]')" = halted:cancelled
   as_uid 4101 "$C" halt "$job" --reason "suspected poisoning" >/dev/null 2>&1; rc=$?
   check "an admin halts a running job (exit 0)" test "$rc" = 0
   e2e_wait_for 20 e2e_is_final "$job"
