@@ -339,7 +339,9 @@ class HaltCommand final : public Command {
                  "--signal=USR1` (cancelled outright while still pending there), a queued one dequeued.\n"
                  "A `cordon run` started by hand is found through its registration (<state_dir>/runs/).\n"
                  "Then every input the job read is quarantined (the version, or the whole dataset when\n"
-                 "its hash is unknown: a job halted before it read them, the datasets it was approved).");
+                 "its hash is unknown: a job halted before it read them, the datasets it was approved).\n"
+                 "Exit status: 0 ended (or was not running), 1 still ending after --wait or a run record\n"
+                 "refused, 2 usage, 3 not an admin (through cordond), 4 no such job, 5 cordond unreachable.");
   }
   CLI::App* sub() const override { return sub_; }
 
