@@ -183,6 +183,12 @@ Result<UniqueFd> ConnectToDaemon(const std::string& path) {
   return fd;
 }
 
+Result<protocol::Reply> AskDaemon(int fd, const protocol::Request& request) {
+  auto line = Exchange(fd, protocol::EncodeRequest(request));
+  if (!line) return std::unexpected(line.error());
+  return protocol::ParseReply(*line);
+}
+
 int ForwardToDaemon(const GlobalOptions& global, const std::vector<std::string>& argv) {
   std::string socket = "/run/cordon/cordon.sock";
   if (const char* env = std::getenv("CORDON_SOCKET"); env && *env) {
@@ -198,8 +204,7 @@ int ForwardToDaemon(const GlobalOptions& global, const std::vector<std::string>&
   protocol::Request request;
   request.op = protocol::Op::kAdmin;
   request.argv = argv;
-  auto line = Exchange(fd->get(), protocol::EncodeRequest(request));
-  auto reply = line ? protocol::ParseReply(*line) : Result<protocol::Reply>(std::unexpected(line.error()));
+  auto reply = AskDaemon(fd->get(), request);
   if (!reply) {
     std::cerr << "cordon " << argv[0] << ": " << reply.error().message << "\n";
     return kExitFailure;

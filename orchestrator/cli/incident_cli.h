@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "cordon/audit/audit.h"
 #include "cordon/config/config.h"
+#include "cordon/daemon/protocol.h"
 #include "cordon/datasets/datasets.h"
 #include "cordon/sealed/sealed.h"
 #include "cordon/unique_fd.h"
@@ -70,6 +71,8 @@ struct Opened {
 
 // A connected socket to cordond at `path` (the error says whether it is running).
 [[nodiscard]] Result<UniqueFd> ConnectToDaemon(const std::string& path);
+// One request over `fd` (connected to cordond) and its reply.
+[[nodiscard]] Result<protocol::Reply> AskDaemon(int fd, const protocol::Request& request);
 
 // "DATASET" or "DATASET@VERSION".
 struct DatasetRef {

@@ -7,6 +7,7 @@
 // Root runs them directly; an admin named in policy.yaml through cordond.
 // Each step is audited (write-ahead) with the caller's identity.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "cordon/process.h"
 #include "cordon/unique_fd.h"
 #include "incident_cli.h"
+#include "run_registry.h"
 
 namespace cordon::cli {
 namespace {
@@ -229,17 +231,117 @@ std::vector<std::pair<std::string, std::string>> JobInputs(const IncidentContext
   return out;
 }
 
+// cordond's record of `job` (read only: cordond owns it), or nullopt when it has none.
+std::optional<json> StoredJob(const orchestrator::Config& config, const std::string& job) {
+  auto text = ReadFileLimited(config.state_dir + "/jobs/" + job + "/job.json", 1 << 20);
+  if (!text) return std::nullopt;
+  json r = json::parse(*text, nullptr, false);
+  if (!r.is_object() || !r.contains("state") || !r["state"].is_string()) return std::nullopt;
+  return r;
+}
+
+bool IsFinalState(const json& record) {
+  const std::string state = record.value("state", "");
+  return state != "queued" && state != "running";
+}
+
+// How a halt went: whether the job was running, whether it ended in time, and its outcome.
+struct Stopped {
+  bool was_running = false;
+  bool ended = true;
+  std::string outcome;
+  std::string error;
+};
+
+// A job of cordond's, whatever its executor: cordond stops it (op halt) and records the end;
+// we wait for its record to be final.
+Stopped HaltThroughDaemon(const orchestrator::Config& config, const std::string& job, std::chrono::seconds wait) {
+  std::optional<json> record = StoredJob(config, job);
+  Stopped out;
+  if (!record || IsFinalState(*record)) {
+    out.outcome = record ? record->value("outcome", "") : "";
+    return out;
+  }
+  out.was_running = true;
+  auto fd = ConnectToDaemon(config.daemon.socket);
+  protocol::Request request;
+  request.op = protocol::Op::kHalt;
+  request.job = job;
+  auto reply = fd ? AskDaemon(fd->get(), request) : Result<protocol::Reply>(std::unexpected(fd.error()));
+  if (!reply || !reply->ok) {
+    out.ended = false;
+    out.error = reply ? "cordond: " + reply->error : reply.error().message;
+    return out;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while ((record = StoredJob(config, job)) && !IsFinalState(*record) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  out.ended = record && IsFinalState(*record);
+  out.outcome = record ? record->value("outcome", "") : "";
+  return out;
+}
+
+// A `cordon run` cordond does not know (started by hand): SIGUSR1 through a pidfd of the
+// registered process, then wait for it to exit.
+Stopped HaltRun(const std::string& state_dir, const RunRecord& run, std::chrono::seconds wait) {
+  Stopped out;
+  UniqueFd pidfd = OpenRunProcess(run);
+  if (!pidfd) {
+    RemoveStaleRun(state_dir, run);
+    return out;
+  }
+  out.was_running = true;
+  if (auto sent = PidfdSignal(pidfd.get(), SIGUSR1); !sent) {  // it kills its sandbox, seals the log, finishes
+    out.ended = false;
+    out.error = sent.error().message;
+    return out;
+  }
+  pollfd p{pidfd.get(), POLLIN, 0};
+  const int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+  out.ended = RetryEintr([&] { return ::poll(&p, 1, ms); }) == 1;
+  if (out.ended) out.outcome = "halted";
+  return out;
+}
+
+// Every input the job read, by (dataset, sha256): from the audit log and from cordond's
+// record (what its runner reported, else what the policy approved). A dataset whose version
+// is known is not also quarantined whole.
+std::set<std::pair<std::string, std::string>> InputsToQuarantine(const IncidentContext& ctx, const std::string& job) {
+  std::set<std::pair<std::string, std::string>> inputs;
+  for (const auto& input : JobInputs(ctx, job)) inputs.insert(input);
+  if (const auto record = StoredJob(ctx.config, job); record && record->contains("inputs") && (*record)["inputs"].is_array()) {
+    for (const json& in : (*record)["inputs"]) {
+      if (!in.is_object() || !in.contains("dataset") || !in["dataset"].is_string()) continue;
+      inputs.emplace(in["dataset"].get<std::string>(), in.contains("sha256") && in["sha256"].is_string() ? in["sha256"].get<std::string>() : "");
+    }
+  }
+  std::set<std::string> versioned;
+  for (const auto& [dataset, sha] : inputs) {
+    if (!sha.empty()) versioned.insert(dataset);
+  }
+  std::erase_if(inputs, [&](const auto& in) { return in.second.empty() && versioned.contains(in.first); });
+  return inputs;
+}
+
 class HaltCommand final : public Command {
  public:
   explicit HaltCommand(CLI::App& app) {
     sub_ = app.add_subcommand("halt", "stop a running job now and quarantine its inputs");
-    sub_->add_option("job", job_, "the job id (cordond's)")->required();
+    sub_->add_option("job", job_, "the job id: cordond's (local or Slurm), or a `cordon run` on this host")->required();
     sub_->add_option("--reason", reason_, "why (recorded)")->required();
     sub_->add_option("--wait", wait_s_, "seconds to wait for the job to end (default 30)");
     AddCallerOption(sub_, caller_uid_);
-    sub_->footer("The sandbox is killed at once (SIGKILL to its init): nothing the trainer produced is\n"
-                 "sealed, its log is sealed as usual, the job ends `halted`. Then every input the\n"
-                 "job read is quarantined (the version, or the whole dataset when its hash is unknown).");
+    sub_->footer("The sandbox is killed at once (its runner gets SIGUSR1 and SIGKILLs the sandbox's init):\n"
+                 "nothing the trainer produced is sealed, its log is sealed as usual, the job ends\n"
+                 "`halted` (state cancelled; `cordon run` and `cordon wait` exit 18). A job of cordond's is\n"
+                 "stopped by cordond: a local one through its runner, one in Slurm by `scancel --batch\n"
+                 "--signal=USR1` (cancelled outright while still pending there), a queued one dequeued.\n"
+                 "A `cordon run` started by hand is found through its registration (<state_dir>/runs/).\n"
+                 "Then every input the job read is quarantined (the version, or the whole dataset when\n"
+                 "its hash is unknown: a job halted before it read them, the datasets it was approved).\n"
+                 "Exit status: 0 ended (or was not running), 1 still ending after --wait or a run record\n"
+                 "refused, 2 usage, 3 not an admin (through cordond), 4 no such job, 5 cordond unreachable.");
   }
   CLI::App* sub() const override { return sub_; }
 
@@ -249,32 +351,38 @@ class HaltCommand final : public Command {
     if (!opened.context) return opened.exit_status;
     IncidentContext& ctx = *opened.context;
     if (!protocol::IsJobId(job_)) return Complain("halt", Error{Errc::kInvalidArgument, "'" + job_ + "' is not a job id"});
-    auto record = ReadFileLimited(ctx.config.state_dir + "/jobs/" + job_ + "/job.json", 1 << 20);
-    if (!record) return Complain("halt", Error{Errc::kNotFound, "no job " + job_ + " in cordond's job store"});
-    const json r = json::parse(*record, nullptr, false);
-    const pid_t pid = r.is_object() ? r.value("pid", 0) : 0;
-    const std::uint64_t start = r.is_object() ? r.value("pid_start", std::uint64_t{0}) : 0;
-    auto intent = ctx.Begin("job.halt", {{"reason", reason_}, {"runner_pid", pid}}, job_);
-    if (!intent) return kExitFailure;
-    const bool running = pid > 0 && start != 0 && ProcessStartTime(pid) == start;
-    if (running) ::kill(pid, SIGUSR1);  // the runner kills its sandbox, seals the log, finishes
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s_);
-    while (running && ProcessStartTime(pid) == start && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const bool cordonds = StoredJob(ctx.config, job_).has_value();
+    Result<RunRecord> run = cordonds ? Fail(Errc::kNotFound, "") : FindRun(ctx.config.state_dir, job_);
+    if (!cordonds && !run) {
+      if (run.error().code == Errc::kNotFound) {
+        return Complain("halt", Error{Errc::kNotFound, "no job " + job_ + ": not in cordond's job store, and no `cordon run` "
+                                                       "of that id registered on this host"});
+      }
+      ctx.Record("job.halt", "refused", {{"job_ref", job_}, {"reason", reason_}, {"error", run.error().message}});
+      return Complain("halt", run.error());
     }
-    const bool ended = !running || ProcessStartTime(pid) != start;
+    json details = {{"reason", reason_}, {"found", cordonds ? "cordond" : "cordon run"}};
+    if (!cordonds) details.update({{"runner_pid", run->pid}, {"runner_uid", run->uid}});
+    auto intent = ctx.Begin("job.halt", details, job_);
+    if (!intent) return kExitFailure;
+    const auto wait = std::chrono::seconds(std::max(wait_s_, 0));
+    const Stopped stopped = cordonds ? HaltThroughDaemon(ctx.config, job_, wait) : HaltRun(ctx.config.state_dir, *run, wait);
     json quarantined = json::array();
-    for (const auto& [dataset, sha] : JobInputs(ctx, job_)) {
+    for (const auto& [dataset, sha] : InputsToQuarantine(ctx, job_)) {
       const DatasetRef ref{dataset, sha};
       auto id = SetQuarantine(ctx, ref, true, "halted job " + job_ + ": " + reason_, job_);
       ctx.Record("dataset.quarantined", id ? "ok" : "failed",
                  {{"dataset", dataset}, {"sha256", sha}, {"by", "halt"}, {"job_ref", job_}, {"error", id ? "" : id.error().message}});
       quarantined.push_back({{"dataset", dataset}, {"version", sha.empty() ? "(every version)" : sha}});
     }
-    ctx.Done(intent, ended, {{"was_running", running}, {"ended", ended}, {"quarantined", quarantined}});
-    std::cout << "job " << job_ << ": " << (running ? (ended ? "halted" : "signalled, still ending") : "was not running")
-              << "; quarantined " << quarantined.size() << " input(s)\n";
-    return ended ? kExitOk : kExitFailure;
+    ctx.Done(intent, stopped.ended, {{"was_running", stopped.was_running}, {"ended", stopped.ended},
+                                     {"job_outcome", stopped.outcome}, {"quarantined", quarantined}, {"error", stopped.error}});
+    if (!stopped.error.empty()) std::cerr << "cordon halt: " << job_ << ": " << stopped.error << "\n";
+    std::cout << "job " << job_ << ": "
+              << (stopped.was_running ? (stopped.ended ? "halted" : "signalled, still ending") : "was not running")
+              << (stopped.outcome.empty() ? "" : " (outcome " + stopped.outcome + ")") << "; quarantined "
+              << quarantined.size() << " input(s)\n";
+    return stopped.ended ? kExitOk : kExitFailure;
   }
 
  private:

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "run_registry.h"
 #include "sealed_cli.h"
 #include "cordon/file_io.h"
 #include "cordon/audit/audit.h"
@@ -129,9 +130,14 @@ class RunCommand final : public Command {
     const bool tty = ::isatty(2) != 0;
     const auto start = std::chrono::steady_clock::now();
     std::string job_id;
+    std::optional<RunRegistration> registration;  // where `cordon halt` finds this run; removed at the end
     options.on_started = [&](const std::string& id) {
       job_id = id;
       if (!json_) std::cerr << "cordon: job " << id << " started\n";
+      if (::geteuid() != 0) return;  // `cordon halt` is root's, and so is the registry
+      auto registered = RegisterRun(config->state_dir, id, options.submitter_uid.value_or(::getuid()));
+      if (registered) registration.emplace(std::move(*registered));
+      else std::cerr << "cordon run: warning: `cordon halt " << id << "` will not find this run: " << registered.error().message << "\n";
     };
     std::optional<std::chrono::steady_clock::time_point> status_written;
     if (tty || !status_file_.empty()) {

@@ -4,7 +4,7 @@
 # (docs/INCIDENT-RESPONSE.md is the runbook these sections follow).
 #
 #   incident_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
-#   sections: drill crash admin
+#   sections: drill crash admin manual
 #     drill: seal a good version, train; seal a poisoned one (labels flipped on a
 #            slice, out-of-range ages); the job with `expect:` is stopped before
 #            training (input_rejected, each failed check with its observed value
@@ -14,10 +14,16 @@
 #            incident report lists every step.
 #     crash: kill -9 during `rewrap --all`; the rerun resumes; no file damaged.
 #     admin: through cordond: a non-admin is refused, an admin quarantines,
-#            reads the registry and halts a running job (audited with their uid).
+#            reads the registry and halts a queued and a running job (audited with
+#            their uid); op halt itself is root's.
+#     manual: a `cordon run` started by hand is halted through its registration
+#            (<state_dir>/runs/) by root and by an admin through cordond (exit 18, nothing
+#            sealed, input quarantined, audited); hostile records (a reused pid, a symbolic
+#            link, another's file, another job's record, an extra member, an open directory)
+#            are refused and the process they name is never signalled.
 # Needs root. KEEP=1 keeps the temp dir; E2E_VERBOSE=1 prints passes.
 set -uo pipefail
-SECTIONS_ALL=(drill crash admin)
+SECTIONS_ALL=(drill crash admin manual)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/e2e.sh"
 e2e_sections incident "$@"
@@ -77,6 +83,21 @@ spec:
   output:
     path: $W/out
     key: kms://local/models
+  resources: {memory: 256Mi, timeout: 60s, scratch: 16Mi, pids: 32}
+SPEC
+  chmod 0644 "$1"
+}
+
+# long_spec FILE: a job on $D/churn.sealed whose trainer writes a model at once, then sleeps 50 s.
+long_spec() {
+  cat >"$1" <<SPEC
+apiVersion: cordon/v1
+kind: TrainingJob
+metadata: {name: long}
+spec:
+  trainer: {image: $img, command: [/bin/sh, -c, "echo x > /out/model.txt; echo started; sleep 50"]}
+  inputs: [{name: customers, path: $D/churn.sealed}]
+  output: {path: $W/out, key: kms://local/models}
   resources: {memory: 256Mi, timeout: 60s, scratch: 16Mi, pids: 32}
 SPEC
   chmod 0644 "$1"
@@ -214,6 +235,7 @@ users:
     outputs: ["*"]
     images: ["*"]
 POL
+  e2e_cfg_set max_concurrent_jobs 1
   e2e_daemon_start --grace 3s || { fail "admin: cordond did not start"; return 1; }
   out=$(as_uid 4102 "$C" quarantine "churn@$v1" --reason "not mine" 2>&1); rc=$?
   check "a non-admin is refused through cordond (exit 3)" test "$rc" = 3
@@ -228,20 +250,20 @@ POL
   check "an admin's forged --caller-uid is refused" sh -c "! as_uid 4101 '$C' datasets list --caller-uid 0 >/dev/null 2>&1"
   as_uid 4101 "$C" release "churn@$v1" >/dev/null 2>&1
   # halt: a running job is stopped at once; its inputs are quarantined; the log is sealed.
-  cat >"$W/specs/long.yaml" <<SPEC
-apiVersion: cordon/v1
-kind: TrainingJob
-metadata: {name: long}
-spec:
-  trainer: {image: $img, command: [/bin/sh, -c, "echo started; sleep 50; echo x > /out/model.txt"]}
-  inputs: [{name: customers, path: $D/churn.sealed}]
-  output: {path: $W/out, key: kms://local/models}
-  resources: {memory: 256Mi, timeout: 60s, scratch: 16Mi, pids: 32}
-SPEC
-  chmod 0644 "$W/specs/long.yaml"
+  long_spec "$W/specs/long.yaml"
   job=$("$C" submit "$W/specs/long.yaml" 2>/dev/null | tail -n1)
   e2e_wait_for 20 e2e_is_running "$job"
   e2e_wait_for 20 sh -c "pgrep -f 'sleep 50' >/dev/null"
+  local queued
+  queued=$("$C" submit "$W/specs/long.yaml" 2>/dev/null | tail -n1)
+  check "a second job waits in cordond's queue" test "$(e2e_state "$queued")" = queued
+  out=$(e2e_request "{\"op\":\"halt\",\"job\":\"$job\"}" 4101)
+  check "op halt is root's: an admin's own request is denied" has "$out" '"code":"denied"'
+  check "... and the job runs on" e2e_is_running "$job"
+  as_uid 4101 "$C" halt "$queued" --reason "not before we know" >/dev/null 2>&1; rc=$?
+  check "an admin halts a queued job (exit 0)" test "$rc" = 0
+  check "... it never runs: halted, state cancelled" \
+    test "$("$C" status "$queued" --json | jget - 'd["outcome"] + ":" + d["state"]')" = halted:cancelled
   as_uid 4101 "$C" halt "$job" --reason "suspected poisoning" >/dev/null 2>&1; rc=$?
   check "an admin halts a running job (exit 0)" test "$rc" = 0
   e2e_wait_for 20 e2e_is_final "$job"
@@ -265,6 +287,103 @@ SPEC
   check "... and the sealed file is removed again" test ! -e "$D/unregistered.sealed"
   "$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/unregistered.sealed" >/dev/null 2>&1; rc=$?
   check "sealing again once the registry is fixed works" test "$rc" = 0
+}
+
+# ---------------------------------------------------------------- manual
+quarantined() { test "$("$C" datasets show churn --json | jget - 'd["quarantined"] or d["versions"][0]["quarantined"]')" = True; }
+sleeping() { pgrep -f 'sleep 50' >/dev/null; }
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# hand_run N: `cordon run` of long.yaml in the background (pid RPID, report $W/runN.json),
+# once its trainer sleeps; its job id (from its registration) in RJOB.
+hand_run() {
+  "$C" run --json "$W/specs/long.yaml" >"$W/run$1.json" 2>"$W/run$1.err" &
+  RPID=$!; e2e_track "$RPID"
+  e2e_wait_for 30 sleeping
+  RJOB=$(basename "$(grep -l "\"pid\":$RPID," "$STATE_DIR"/runs/*.json 2>/dev/null | head -n1)" .json)
+}
+
+# plant NAME JSON: a record under runs/ as root would write it (0600).
+plant() { printf '%s\n' "$2" >"$STATE_DIR/runs/$1.json"; chmod 0600 "$STATE_DIR/runs/$1.json"; }
+
+sec_manual() {
+  fresh manual || { fail "manual: set-up failed"; return 1; }
+  churn_csv "$W/good.csv" 0
+  local v1 rc out rec n_halt
+  v1=$("$C" seal --key kms://local/datasets --name churn "$W/good.csv" "$D/churn.sealed" 2>/dev/null | tail -n1)
+  chmod 0644 "$D/churn.sealed"
+  long_spec "$W/specs/long.yaml"
+  hand_run 1
+  rec="$STATE_DIR/runs/$RJOB.json"
+  check "manual: the run registered itself under runs/ (found by its pid)" test -n "$RJOB" -a -f "$rec"
+  check "manual: runs/ is root's 0700, the record 0600" \
+    test "$(stat -c %U:%a "$STATE_DIR/runs")" = root:700 -a "$(stat -c %U:%a "$rec")" = root:600
+  check "manual: the record names the job, the pid and its start time" \
+    test "$(jget "$rec" '(d["job_id"], d["pid"], d["pid_start"])')" = "('$RJOB', $RPID, $(awk '{print $22}' "/proc/$RPID/stat"))"
+  "$C" halt "$RJOB" --reason "suspected poisoning" >"$W/halt1.out" 2>&1; rc=$?
+  check "manual: root halts a hand-started run (exit 0)" test "$rc" = 0
+  wait "$RPID"; rc=$?
+  check "manual: cordon run exits 18 (halted)" test "$rc" = 18
+  check "manual: its report says halted" test "$(jget "$W/run1.json" 'd["outcome"]' 2>/dev/null)" = halted
+  check "manual: nothing it produced was sealed (the model it wrote at once)" sh -c "! ls '$W/out/$RJOB'/out-*.sealed 2>/dev/null"
+  check "manual: its log was sealed" test -f "$W/out/$RJOB/trainer.log.sealed"
+  check "manual: its registration is gone" test ! -e "$rec"
+  check "manual: its input was quarantined" quarantined
+  out=$(audit_of job.halt | grep "\"job\":\"$RJOB\"" | tail -n1)
+  check "manual: job.halt names the run it found and how it ended" \
+    test "$(jget - '(d["outcome"], d["details"]["via"], d["details"]["ended"], d["details"]["job_outcome"])' <<<"$out")" = "('ok', 'local', True, 'halted')"
+  check "manual: the quarantine is audited (by halt)" has "$(audit_of dataset.quarantined)" "\"job_ref\":\"$RJOB\""
+  "$C" release churn >/dev/null 2>&1; "$C" release "churn@$v1" >/dev/null 2>&1
+
+  # Through cordond, for an admin: the command cordond runs as root finds the registration.
+  cat >"$INST/policy.yaml" <<POL
+admins:
+  uids: [0, 4101]
+POL
+  e2e_daemon_start --grace 3s || { fail "manual: cordond did not start"; return 1; }
+  hand_run 2
+  as_uid 4101 "$C" halt "$RJOB" --reason "admin drill" >/dev/null 2>&1; rc=$?
+  check "manual: an admin halts a hand-started run through cordond (exit 0)" test "$rc" = 0
+  wait "$RPID"; rc=$?
+  check "manual: ... it exits 18" test "$rc" = 18
+  check "manual: ... audited with the admin's uid via cordond" \
+    test "$(audit_of job.halt | grep "\"job\":\"$RJOB\"" | tail -n1 | jget - '(d["actor"]["uid"], d["details"]["via"])')" = "(4101, 'cordond')"
+  e2e_daemon_stop
+
+  # Hostile records: refused, and the process they name (a sleep of ours) never signalled.
+  local victim vstart
+  sleep 300 & victim=$!; e2e_track "$victim"
+  vstart=$(awk '{print $22}' "/proc/$victim/stat")
+  local good="{\"job_id\":\"JOB\",\"pid\":$victim,\"pid_start\":$vstart,\"uid\":0}"
+  plant reused-1 "{\"job_id\":\"reused-1\",\"pid\":$victim,\"pid_start\":$((vstart + 1)),\"uid\":0}"
+  out=$("$C" halt reused-1 --reason x 2>&1); rc=$?
+  check "manual: a record whose pid now runs another process: not running (exit 0)" test "$rc" = 0
+  check "manual: ... says so" has "$out" "was not running"
+  check "manual: ... the stale record is removed" test ! -e "$STATE_DIR/runs/reused-1.json"
+  plant elsewhere "${good//JOB/link-1}"; mv "$STATE_DIR/runs/elsewhere.json" "$W/link-1.json"
+  ln -s "$W/link-1.json" "$STATE_DIR/runs/link-1.json"
+  out=$("$C" halt link-1 --reason x 2>&1); rc=$?
+  check "manual: a symbolic link is refused (exit 1)" test "$rc" = 1
+  check "manual: ... naming the file and the rule" has "$out" "runs/link-1.json: a symbolic link"
+  plant theirs-1 "${good//JOB/theirs-1}"; chown 4101 "$STATE_DIR/runs/theirs-1.json"
+  out=$("$C" halt theirs-1 --reason x 2>&1); rc=$?
+  check "manual: a record not root's is refused" test "$rc" = 1 -a -n "$(has "$out" "not root's" && echo y)"
+  plant other-1 "${good//JOB/other-2}"
+  out=$("$C" halt other-1 --reason x 2>&1); rc=$?
+  check "manual: a record naming another job is refused" test "$rc" = 1 -a -n "$(has "$out" "names job 'other-2'" && echo y)"
+  plant extra-1 "${good//JOB/extra-1}"; sed -i 's/}$/,"cmd":"x"}/' "$STATE_DIR/runs/extra-1.json"
+  out=$("$C" halt extra-1 --reason x 2>&1); rc=$?
+  check "manual: a record with an extra member is refused" test "$rc" = 1 -a -n "$(has "$out" "exactly job_id, pid, pid_start, uid" && echo y)"
+  plant open-1 "${good//JOB/open-1}"; chmod 0733 "$STATE_DIR/runs"
+  out=$("$C" halt open-1 --reason x 2>&1); rc=$?
+  chmod 0700 "$STATE_DIR/runs"
+  check "manual: a runs/ directory others may write to is refused" test "$rc" = 1 -a -n "$(has "$out" "mode 0700" && echo y)"
+  check "manual: ... the process each record named was never signalled" alive "$victim"
+  check "manual: each refusal is audited" test "$(audit_of job.halt | grep -c '"outcome":"refused"')" = 5
+  check "manual: a job nobody runs: exit 4" sh -c "'$C' halt nosuch-1 --reason x >/dev/null 2>&1; test \$? = 4"
+  check "manual: a bad job id: exit 2" sh -c "'$C' halt ../x --reason x >/dev/null 2>&1; test \$? = 2"
+  kill "$victim" 2>/dev/null; wait "$victim" 2>/dev/null
+  check "manual: the audit log verifies" e2e_audit_verify
 }
 
 for s in "${sections[@]}"; do echo "# section $s"; "sec_$s"; done

@@ -4,16 +4,17 @@
 # of a job queued in Slurm and of a running one; kill -9 of cordond while Slurm
 # jobs run; scancel behind Cordon's back; the node opens inputs as the
 # submitter and refuses what cordond did not approve; no marker in Slurm's
-# spool, state or logs; a node.checkpoint in the central log per finished job.
+# spool, state or logs; a node.checkpoint in the central log per finished job;
+# an admin's `cordon halt` of a job running in Slurm and of one pending there.
 #
 #   slurm_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
-#   sections: twenty cancel scancel kill9 node_refuses
+#   sections: twenty cancel scancel kill9 node_refuses halt
 # One cluster and one daemon serve every section (starting them is the slow
 # part). Needs root, slurm-wlm and munge (scripts/setup installs them; skipped
 # with the reason where they are missing). KEEP=1 keeps the temp dir (the
 # cluster is stopped all the same); E2E_VERBOSE=1 prints passes.
 set -uo pipefail
-SECTIONS_ALL=(twenty cancel scancel kill9 node_refuses)
+SECTIONS_ALL=(twenty cancel scancel kill9 node_refuses halt)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/e2e.sh"
 e2e_sections slurm "$@"
@@ -24,6 +25,7 @@ e2e_init "$BIN" slurm
 command -v setpriv >/dev/null || e2e_skip "setpriv missing"
 img="$src/tests/runner/trainers/sh"
 U=4101  # the submitter: a bare uid (no account), as in the daemon tests
+A=4102  # an admin (policy.yaml admins), who halts through cordond
 
 # ---------------------------------------------------------------- the world
 SLURM_DIR="$T/slurm"
@@ -37,7 +39,7 @@ e2e_install "$W/inst" || exit 1
 e2e_sealed_world "$W/sealed" datasets models || exit 1
 cat >"$INST/policy.yaml" <<POL
 admins:
-  uids: [0]
+  uids: [0, $A]
 users:
   - uids: [0, $U]
     datasets: [customers, payroll]
@@ -217,6 +219,57 @@ sec_node_refuses() {
     --expect-key customers=kms://local/datasets "$W/specs/direct.yaml" 2>&1); rc=$?
   check "node_refuses: --as-submitter is root's only (setup_error, 15)" test "$rc" = 15
   check "node_refuses: and says so" has "$out" "needs root"
+}
+
+# halt: an admin's `cordon halt` (through cordond, which runs it as root): a job running in
+# Slurm gets SIGUSR1 in its runner on the node (scancel --batch), which kills the sandbox and
+# reports `halted`: nothing sealed but the log, `cordon wait` exits 18, the version it read is
+# quarantined. A job still pending in Slurm is cancelled there and recorded halted; the
+# dataset cordond approved for it is quarantined whole (it never read a version).
+sec_halt() {
+  local j q sid rc hm v
+  hm=$(e2e_marker HLX)
+  v=$(sha256sum "$W/sealed/customers.sealed" | awk '{print "sha256:" $1}')
+  spec halting "cat /data/customers >/out/model.txt; echo $hm; sleep 300"
+  j=$(submit_as "$U" "$W/specs/halting.yaml")
+  e2e_wait_for 30 trainer_running "$hm"
+  check "halt: the trainer runs on the node" trainer_running "$hm"
+  sid=$(slurm_id "$j")
+  as_uid "$A" "$C" halt "$j" --reason "suspected poisoning" >"$W/halt.out" 2>&1; rc=$?
+  check "halt: an admin halts a job running in Slurm (exit 0)" test "$rc" = 0
+  wait_final "$j" 30
+  check "halt: outcome halted, state cancelled" test "$(jfield "$j" outcome):$(e2e_state "$j")" = halted:cancelled
+  as_uid "$U" "$C" wait "$j" >/dev/null 2>&1; rc=$?
+  check "halt: cordon wait exits 18 (halted)" test "$rc" = 18
+  check "halt: the runner on the node reported it (its status 18)" test "$(jfield "$j" exit_status)" = 18
+  check "halt: its trainer is gone" e2e_wait_for 10 no_trainer "$hm"
+  check "halt: nothing it produced was sealed (the model it wrote)" sh -c "! ls '$W/out/$j'/out-*.sealed 2>/dev/null"
+  check "halt: its log was sealed" test -f "$W/out/$j/trainer.log.sealed"
+  check "halt: the node's log says halted" \
+    has "$("$C" --config "$NCFG" audit show --json --job "$j" --action job.finished 2>/dev/null)" '"outcome":"halted"'
+  check "halt: not taken for a stop behind Cordon's back" sh -c "! '$C' audit show --json --job '$j' --action job.interrupted | grep -q ."
+  check "halt: the version it read is quarantined (the version, not the dataset)" \
+    test "$("$C" datasets show customers --json | jget - '(d["quarantined"], [x["quarantined"] for x in d["versions"] if x["version"] == "'"$v"'"])')" = "(False, [True])"
+  check "halt: job.halt audited with the admin's uid, via cordond" \
+    test "$("$C" audit show --json --job "$j" --action job.halt | tail -n1 | jget - '(d["outcome"], d["actor"]["uid"], d["details"]["via"])')" = "('ok', $A, 'cordond')"
+  check "halt: cordond's own entry says how (scancel)" \
+    has "$("$C" audit show --json --job "$j" --action job.halt_requested)" '"how":"scancel"'
+  check "halt: dataset.quarantined by halt" has "$("$C" audit show --json --action dataset.quarantined)" "\"job_ref\":\"$j\""
+  "$C" release "customers@$v" >/dev/null 2>&1
+
+  partition DOWN
+  spec halt-pending "echo never; exit 0"
+  q=$(submit_as "$U" "$W/specs/halt-pending.yaml")
+  e2e_wait_for 20 has_slurm_id "$q"; sid=$(slurm_id "$q")
+  check "halt: a job waits in Slurm (PENDING)" slurm_pending "$sid"
+  as_uid "$A" "$C" halt "$q" --reason "suspected poisoning" >/dev/null 2>&1; rc=$?
+  check "halt: an admin halts a job pending in Slurm (exit 0)" test "$rc" = 0
+  check "halt: ... recorded halted, state cancelled" test "$(jfield "$q" outcome):$(e2e_state "$q")" = halted:cancelled
+  check "halt: ... and Slurm cancelled it" test "$(slurm_state "$sid")" = CANCELLED
+  check "halt: ... the dataset cordond approved for it is quarantined whole" \
+    test "$("$C" datasets show customers --json | jget - 'd["quarantined"]')" = True
+  "$C" release customers >/dev/null 2>&1
+  partition UP
 }
 
 for s in "${sections[@]}"; do

@@ -148,6 +148,7 @@ class Daemon final {
   json WithLiveMetrics(json job) const;
   void OnWait(const std::shared_ptr<Connection>& conn, const JobRecord& r);
   void OnCancel(const std::shared_ptr<Connection>& conn, JobRecord& r);
+  void OnHalt(const std::shared_ptr<Connection>& conn, const protocol::Request& request);
   void OnLogs(const std::shared_ptr<Connection>& conn, const JobRecord& r);
   void OnAdmin(const std::shared_ptr<Connection>& conn, const protocol::Request& request);
   Result<UniqueFd> OpenTrainerLog(const JobRecord& r);
@@ -500,6 +501,7 @@ void Daemon::Handle(const std::shared_ptr<Connection>& conn, const protocol::Req
   if (request.op == Op::kPing) return conn->Send({{"ok", true}, {"running", Running()}, {"degraded", degraded_}});
   if (request.op == Op::kSubmit) return OnSubmit(conn, request);
   if (request.op == Op::kAdmin) return OnAdmin(conn, request);
+  if (request.op == Op::kHalt) return OnHalt(conn, request);
   if (request.op == Op::kStatus && request.job.empty()) {
     json jobs = json::array();
     for (JobRecord* r : store_->All()) {
@@ -519,7 +521,8 @@ void Daemon::Handle(const std::shared_ptr<Connection>& conn, const protocol::Req
     case Op::kLogs: return OnLogs(conn, *r);
     case Op::kPing:
     case Op::kSubmit:
-    case Op::kAdmin: break;
+    case Op::kAdmin:
+    case Op::kHalt: break;
   }
 }
 
@@ -542,6 +545,31 @@ json ResourcesOf(const json& report) {
     if (s->contains("full") && (*s)["full"].is_boolean()) scratch["full"] = (*s)["full"];
     out["scratch"] = scratch;
   }
+  return out;
+}
+
+// What the job read, from the runner's manifest (name, dataset, sha256 or null), else `before`
+// (what the policy approved at start). Strings only, bounded: the record keeps references.
+json InputsOf(const json& report, const json& before) {
+  const json::json_pointer at("/manifest/inputs");
+  if (!report.contains(at) || !report[at].is_array()) return before;
+  json out = json::array();
+  for (const json& in : report[at]) {
+    if (!in.is_object() || out.size() >= 64) continue;
+    json entry = json::object();
+    for (const char* key : {"name", "dataset", "sha256"}) {
+      const auto v = in.find(key);
+      entry[key] = v != in.end() && v->is_string() && v->get_ref<const std::string&>().size() <= 256 ? *v : json(nullptr);
+    }
+    if (entry["dataset"].is_string()) out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+// The datasets the policy approved for a job at start: its inputs until the runner reports.
+json ApprovedInputs(const std::vector<std::pair<std::string, std::string>>& datasets) {
+  json out = json::array();
+  for (const auto& [name, dataset] : datasets) out.push_back({{"name", name}, {"dataset", dataset}, {"sha256", nullptr}});
   return out;
 }
 
@@ -589,6 +617,42 @@ void Daemon::OnCancel(const std::shared_ptr<Connection>& conn, JobRecord& r) {
     supervisor_.Signal(r.job_id, SIGTERM, true);
   }
   conn->Send({{"ok", true}, {"job", PublicJob(r)}});
+}
+
+// `halt` (root only: `cordon halt`, locally or as cordond's admin child, which audited the
+// step under its caller's identity and quarantines the inputs once the job has ended). A
+// queued job ends here; a running one is stopped without stage-out whatever its executor:
+// SIGUSR1 to the local runner through its pidfd, or SlurmExecutor::Halt. However it then
+// ends without a report of its own, it is recorded `halted` (halt_requested).
+void Daemon::OnHalt(const std::shared_ptr<Connection>& conn, const protocol::Request& request) {
+  const Caller& caller = conn->caller();
+  if (caller.id.uid != 0) {
+    Refuse(caller, "halt " + request.job, "halt is root's (`cordon halt`; an admin runs it through cordond)");
+    return conn->Send(ErrorReply(ReplyCode::kDenied, "op halt is root's: run `cordon halt`"));
+  }
+  JobRecord* r = store_->Find(request.job);
+  if (!r) return conn->Send(ErrorReply(ReplyCode::kNotFound, "no job " + request.job));
+  const std::string how = IsFinal(r->state)                ? "noop"
+                          : r->state == JobState::kQueued ? "dequeued"
+                          : r->executor == "slurm"        ? "scancel"
+                                                          : "sigusr1";
+  if (!AuditEvent("job.halt_requested", r->job_id, how == "noop" ? "noop" : "requested",
+                  {{"executor", r->executor}, {"state", JobStateName(r->state)}, {"how", how},
+                   {"slurm_job_id", r->slurm_job_id}},
+                  caller)) {
+    return conn->Send(ErrorReply(ReplyCode::kAuditUnavailable, "the audit log cannot record the halt; nothing was done"));
+  }
+  if (how == "dequeued") {
+    SetFinal(*r, JobState::kCancelled, "halted", "halted while queued (cordon halt)");
+    journal::JobEvent({r->job_id, "halted", "cancelled"}, "halted while queued", journal::Level::kWarning);
+    Notify();
+  } else if (how != "noop") {
+    r->halt_requested = true;
+    if (auto s = store_->Save(*r); !s) spdlog::error("job {}: cannot save its state: {}", r->job_id, s.error().message);
+    if (how == "scancel" && slurm_) slurm_->Halt(r->job_id);
+    else (void)supervisor_.Signal(r->job_id, SIGUSR1, false);
+  }
+  conn->Send({{"ok", true}, {"job", PublicJob(*r)}, {"how", how}});
 }
 
 // The job's trainer log, found through what the record keeps: the job
@@ -899,6 +963,7 @@ void Daemon::Launch(JobRecord& record) {
   }
   record.state = JobState::kRunning;
   record.started_at = NowSeconds();
+  record.inputs = ApprovedInputs(opened->datasets);
   record.pid = *pid;
   record.pid_start = ProcessStartTime(*pid);
   if (auto s = store_->Save(record); !s) spdlog::error("job {}: cannot save its state: {}", record.job_id, s.error().message);
@@ -931,6 +996,7 @@ void Daemon::OnRunnerExit(RunnerExit exit) {
         r->trainer_log_sha256 = log->at("sha256").get<std::string>();
       }
       r->resources = ResourcesOf(report);
+      r->inputs = InputsOf(report, r->inputs);
     }
   } catch (const json::exception& e) {
     outcome = "setup_error";
@@ -938,6 +1004,8 @@ void Daemon::OnRunnerExit(RunnerExit exit) {
   }
   // A SIGTERM that reached `cordon run` before its handler: killed, no report.
   if (exit.cancel_requested && !report.is_object()) outcome = "cancelled", reason = "cancelled before the job started";
+  // `cordon halt` stopped it before it could report (SIGUSR1 before its handler; cancelled in Slurm).
+  if (r->halt_requested && !report.is_object()) outcome = "halted", reason = "halted (cordon halt) before the runner reported";
   // `halted`: an admin's `cordon halt` stopped it (the runner got SIGUSR1): stopped from outside,
   // like `cancelled`, but kept apart so `status`/`wait` say which.
   const JobState state = outcome == "succeeded" ? JobState::kSucceeded
@@ -1021,6 +1089,7 @@ void Daemon::LaunchSlurm(JobRecord& record, const specs::TrainingJob& job, const
     return;
   }
   record.state = JobState::kRunning;
+  record.inputs = ApprovedInputs(opened.datasets);
   record.executor = "slurm";
   record.started_at = NowSeconds();
   if (auto s = store_->Save(record); !s) spdlog::error("job {}: cannot save its state: {}", record.job_id, s.error().message);
@@ -1086,7 +1155,7 @@ void Daemon::OnSlurmEnded(SlurmEnd end) {
     RecordNodeCheckpoint(*r, report);
     const json outcome = report.value("outcome", json());
     // Cancelled, but not by Cordon: scancel behind its back, preemption, a node drain.
-    if (outcome == "cancelled" && !r->cancel_requested) {
+    if (outcome == "cancelled" && !r->cancel_requested && !r->halt_requested) {
       const std::string why = "stopped from outside Cordon: Slurm job " + r->slurm_job_id +
                               " was cancelled or signalled in Slurm (scancel, preemption, a node drain); "
                               "the runner sealed what it had";
@@ -1105,6 +1174,7 @@ void Daemon::OnSlurmEnded(SlurmEnd end) {
   JobState state = JobState::kInterrupted;
   std::string outcome = "interrupted", why = end.why;
   if (r->cancel_requested) state = JobState::kCancelled, outcome = "cancelled", why = "cancelled in Slurm (" + end.why + ")";
+  if (r->halt_requested) state = JobState::kCancelled, outcome = "halted", why = "halted (cordon halt) in Slurm (" + end.why + ")";
   AuditEvent(state == JobState::kCancelled ? "job.completed" : "job.interrupted", r->job_id, JobStateName(state),
              {{"slurm_job_id", r->slurm_job_id}, {"slurm_state", end.slurm_state}, {"reason", Clip(why)}});
   SetFinal(*r, state, outcome, why);

@@ -55,7 +55,8 @@ json JobRecord::ToJson() const {
           {"executor", executor},
           {"slurm_job_id", slurm_job_id.empty() ? json(nullptr) : json(slurm_job_id)},
           {"node", node.empty() ? json(nullptr) : json(node)},
-          {"cancel_requested", cancel_requested},
+          {"cancel_requested", cancel_requested}, {"halt_requested", halt_requested},
+          {"inputs", inputs},
           {"output_dir_id", output_dir_ino ? json{{"dev", output_dir_dev}, {"ino", output_dir_ino}} : json(nullptr)},
           {"trainer_log", trainer_log_sha256.empty() ? json(nullptr)
                                                      : json{{"file", trainer_log_file}, {"sha256", trainer_log_sha256}}}};
@@ -89,6 +90,8 @@ Result<JobRecord> JobRecord::FromJson(const json& j) {
     if (const auto id = j.find("slurm_job_id"); id != j.end() && id->is_string()) r.slurm_job_id = id->get<std::string>();
     if (const auto n = j.find("node"); n != j.end() && n->is_string()) r.node = n->get<std::string>();
     r.cancel_requested = j.value("cancel_requested", false);
+    r.halt_requested = j.value("halt_requested", false);
+    if (const auto in = j.find("inputs"); in != j.end() && in->is_array()) r.inputs = *in;
     if (const auto id = j.find("output_dir_id"); id != j.end() && id->is_object()) {
       r.output_dir_dev = id->at("dev").get<std::uint64_t>();
       r.output_dir_ino = id->at("ino").get<std::uint64_t>();

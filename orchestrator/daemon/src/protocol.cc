@@ -9,9 +9,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<Op, const char*>, 7> kOps{{
-    {Op::kPing, "ping"}, {Op::kSubmit, "submit"}, {Op::kStatus, "status"},
-    {Op::kWait, "wait"}, {Op::kCancel, "cancel"}, {Op::kLogs, "logs"}, {Op::kAdmin, "admin"},
+constexpr std::array<std::pair<Op, const char*>, 8> kOps{{
+    {Op::kPing, "ping"}, {Op::kSubmit, "submit"}, {Op::kStatus, "status"}, {Op::kWait, "wait"},
+    {Op::kCancel, "cancel"}, {Op::kLogs, "logs"}, {Op::kAdmin, "admin"}, {Op::kHalt, "halt"},
 }};
 
 constexpr std::array<std::pair<ReplyCode, const char*>, 10> kCodes{{
@@ -147,7 +147,7 @@ Result<Request> ParseRequest(std::string_view line) {
   std::string op;
   if (auto s = ReadString(j, "op", 16, op); !s) return std::unexpected(s.error());
   const auto parsed = ParseOp(op);
-  if (!parsed) return std::unexpected(Invalid("\"op\" must be one of ping, submit, status, wait, cancel, logs, admin"));
+  if (!parsed) return std::unexpected(Invalid("\"op\" must be one of ping, submit, status, wait, cancel, logs, admin, halt"));
   r.op = *parsed;
   for (auto [key, max, out] : {std::tuple{"spec", kMaxRequestBytes, &r.spec},
                                std::tuple{"spec_path", std::size_t{4096}, &r.spec_path},
@@ -155,7 +155,7 @@ Result<Request> ParseRequest(std::string_view line) {
     if (auto s = ReadString(j, key, max, *out); !s) return std::unexpected(s.error());
   }
   if (!r.job.empty() && !IsJobId(r.job)) return std::unexpected(Invalid("\"job\" is not a job id"));
-  const bool needs_job = r.op == Op::kWait || r.op == Op::kCancel || r.op == Op::kLogs;
+  const bool needs_job = r.op == Op::kWait || r.op == Op::kCancel || r.op == Op::kLogs || r.op == Op::kHalt;
   if (needs_job && r.job.empty()) return std::unexpected(Invalid(std::string(OpName(r.op)) + " needs \"job\""));
   if (r.op == Op::kSubmit && !j.contains("spec")) return std::unexpected(Invalid("submit needs \"spec\" (the YAML text)"));
   if (r.op != Op::kSubmit && (j.contains("spec") || j.contains("spec_path"))) {

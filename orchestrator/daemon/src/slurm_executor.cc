@@ -20,6 +20,7 @@ constexpr std::uint64_t kRunnerOverhead = 256ull << 20;  // cordon run + the san
 constexpr std::uint64_t kMaxReportBytes = 4 << 20;
 constexpr int kMissesBeforeEnd = 2;  // polls without report after Slurm stopped running the job
 constexpr auto kCancelEscalation = std::chrono::seconds(30);
+constexpr auto kHaltResend = std::chrono::seconds(5);
 
 // A word for /bin/sh: single-quoted, ' as '\''.
 std::string Quote(const std::string& s) {
@@ -109,7 +110,7 @@ Status SlurmExecutor::Submit(const SlurmJobRequest& r) {
     it->second.slurm_job_id = id;
     it->second.state = "PENDING";
     callbacks_.submitted(job_id, id);
-    if (it->second.cancel_requested) Scancel(job_id, false);
+    if (it->second.cancel_requested) Scancel(job_id, {});
     ArmPoll();
   }, dir + "/sbatch.err");
   return {};
@@ -129,20 +130,36 @@ void SlurmExecutor::Cancel(const std::string& job_id) {
   if (it->second.slurm_job_id.empty()) return;  // sbatch still running: cancelled when it answers
   // A running job: its runner (the batch shell exec'd it) gets SIGTERM and
   // ends as `cancelled` with its report; then the whole job, if still there.
-  const bool running = it->second.state == "RUNNING";
-  Scancel(job_id, running);
-  if (!running) return;
-  auto timer = std::make_shared<asio::steady_timer>(io_, kCancelEscalation);
-  timer->async_wait([this, job_id, timer](boost::system::error_code ec) {
-    if (!ec && jobs_.contains(job_id)) Scancel(job_id, false);
+  if (it->second.state != "RUNNING") return Scancel(job_id, {});
+  Scancel(job_id, {"--batch", "--signal=TERM"});
+  ScancelLater(job_id, kCancelEscalation, {});
+}
+
+void SlurmExecutor::Halt(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return;
+  it->second.cancel_requested = true;
+  if (it->second.slurm_job_id.empty()) return;  // sbatch still running: cancelled when it answers
+  // Both, whatever squeue last said: each is a no-op in the other state, so a job that starts
+  // between the two is still stopped, and never by SIGTERM (which would seal its outputs).
+  Scancel(job_id, {"--state=PENDING"});
+  Scancel(job_id, {"--batch", "--signal=USR1"});
+  ScancelLater(job_id, kHaltResend, {"--batch", "--signal=USR1"});
+  ScancelLater(job_id, kCancelEscalation, {});
+}
+
+void SlurmExecutor::ScancelLater(const std::string& job_id, std::chrono::seconds delay, std::vector<std::string> options) {
+  auto timer = std::make_shared<asio::steady_timer>(io_, delay);
+  timer->async_wait([this, job_id, timer, options = std::move(options)](boost::system::error_code ec) {
+    if (!ec && jobs_.contains(job_id)) Scancel(job_id, options);
   });
 }
 
-void SlurmExecutor::Scancel(const std::string& job_id, bool batch_term) {
+void SlurmExecutor::Scancel(const std::string& job_id, std::vector<std::string> options) {
   auto it = jobs_.find(job_id);
   if (it == jobs_.end() || it->second.slurm_job_id.empty()) return;
   std::vector<std::string> argv = {"scancel"};
-  if (batch_term) argv.insert(argv.end(), {"--batch", "--signal=TERM"});
+  argv.insert(argv.end(), options.begin(), options.end());
   argv.push_back(it->second.slurm_job_id);
   Run("scancel:" + std::to_string(++counter_), std::move(argv), [](RunnerExit) {});
 }

@@ -81,6 +81,12 @@ class SlurmExecutor final {
   // `cordon cancel`: scancel (a running job's runner gets SIGTERM first and
   // seals what it has; the whole job is killed if it is still there 30 s later).
   void Cancel(const std::string& job_id);
+  // `cordon halt`: a job still pending in Slurm is cancelled there (`scancel --state=PENDING`,
+  // a no-op once it runs); a running job's runner gets SIGUSR1 (`scancel --batch
+  // --signal=USR1`: the batch step only, which is the runner, never the sandbox's processes),
+  // kills its sandbox and reports `halted`. The signal is sent again after 5 s (a job that
+  // had just started), and the whole job is killed if it is still there 30 s later.
+  void Halt(const std::string& job_id);
 
   [[nodiscard]] std::size_t size() const { return jobs_.size(); }
   [[nodiscard]] std::vector<std::string> JobIds() const;
@@ -104,7 +110,8 @@ class SlurmExecutor final {
   bool TryReport(const std::string& job_id);
   void RemoveJobDir(const std::string& job_id) const;
   void End(const std::string& job_id, std::string why);
-  void Scancel(const std::string& job_id, bool batch_term);
+  void Scancel(const std::string& job_id, std::vector<std::string> options);
+  void ScancelLater(const std::string& job_id, std::chrono::seconds delay, std::vector<std::string> options);
 
   boost::asio::io_context& io_;
   const orchestrator::Config& config_;

@@ -27,7 +27,7 @@ TEST(Protocol, ParsesEveryOp) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->op, p::Op::kSubmit);
   EXPECT_EQ(r->spec, "x: 1\n");
-  for (const char* op : {"wait", "cancel", "logs", "status"}) {
+  for (const char* op : {"wait", "cancel", "logs", "status", "halt"}) {
     auto j = p::ParseRequest(std::string(R"({"op":")") + op + R"(","job":"t-000001-ab12"})");
     ASSERT_TRUE(j) << op;
     EXPECT_EQ(p::OpName(j->op), std::string(op));
@@ -39,7 +39,7 @@ TEST(Protocol, ParsesEveryOp) {
 // Each of these once threw out of the event loop or slipped through.
 TEST(Protocol, TypeConfusedRequestsAreInvalidNeverThrown) {
   for (const char* line : {R"({"op":5})", R"({"op":["x"]})", R"({"op":"status","job":7})", R"({"op":null})",
-                           R"({"op":"submit","spec":{}})", R"({"op":"submit"})", R"({"op":"wait"})",
+                           R"({"op":"submit","spec":{}})", R"({"op":"submit"})", R"({"op":"wait"})", R"({"op":"halt"})",
                            R"({"op":"logs","job":"../../etc"})", R"({"op":"ping","spec":"x"})", R"({"op":"bogus"})",
                            R"({"op":"ping","extra":1})", "[1,2]", "\"op\"", "", "{",
                            "{\"op\":\"\xff\"}"}) {

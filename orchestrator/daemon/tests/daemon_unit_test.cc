@@ -173,12 +173,16 @@ TEST(JobStore, RecordsRoundTripThroughJson) {
   r.slurm_job_id = "77";
   r.node = "gpu-1";
   r.cancel_requested = true;
+  r.halt_requested = true;
+  r.inputs = nlohmann::json::array({{{"name", "customers"}, {"dataset", "customers"}, {"sha256", nullptr}}});
   const nlohmann::json j = r.ToJson();
   auto back = daemon::JobRecord::FromJson(j);
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->ToJson(), j);
   EXPECT_EQ(back->state, daemon::JobState::kSucceeded);
   EXPECT_EQ(back->output_dir_ino, 1ull << 40);
+  EXPECT_TRUE(back->halt_requested);
+  EXPECT_EQ(back->inputs, r.inputs);
   for (const char* member : {"job_id", "state", "submitter"}) {
     nlohmann::json broken = j;
     broken[member] = nlohmann::json::array();  // the wrong type: refused, never thrown

@@ -59,6 +59,12 @@ struct JobRecord {
   std::string slurm_job_id;  // "" until sbatch answered
   std::string node;          // the Slurm node it ran on, once known
   bool cancel_requested = false;  // slurm: `cordon cancel` was asked (scancel sent)
+  // `cordon halt` was asked (op halt): however the job then ends without a report of its own
+  // (killed before its handler, cancelled while pending in Slurm), it ends `halted`.
+  bool halt_requested = false;
+  // What the job reads, for `cordon halt`'s quarantine: [{name, dataset, sha256 (null until
+  // known)}], the datasets the policy approved at start, then what the runner's manifest says.
+  nlohmann::json inputs = nlohmann::json::array();
 
   [[nodiscard]] nlohmann::json ToJson() const;
   [[nodiscard]] static Result<JobRecord> FromJson(const nlohmann::json& j);

@@ -2,7 +2,9 @@
 // `cordon` client: one JSON object per line. A request is
 //   {"op": "ping"|"submit"|"status"|"wait"|"cancel"|"logs", "spec": TEXT, "spec_path": PATH, "job": ID}
 // or, for policy admins, {"op": "admin", "argv": [COMMAND, ARG...]} (an incident-response or
-// dataset command that cordond runs as root on their behalf; AdminCommandAllowed says which).
+// dataset command that cordond runs as root on their behalf; AdminCommandAllowed says which),
+// and, from root only, {"op": "halt", "job": ID} (`cordon halt`, which audits the step under
+// its caller's identity first: cordond stops the job whatever its executor and records it halted).
 // and a reply {"ok": true, ...} or {"ok": false, "code": CODE, "error": TEXT}.
 //
 // Security contract: ParseRequest is the only decoder of bytes a local user
@@ -27,7 +29,7 @@ namespace cordon::protocol {
 inline constexpr std::size_t kMaxRequestBytes = 1 << 20;  // one line, spec text included
 inline constexpr std::size_t kMaxJobIdBytes = 128;
 
-enum class Op { kPing, kSubmit, kStatus, kWait, kCancel, kLogs, kAdmin };
+enum class Op { kPing, kSubmit, kStatus, kWait, kCancel, kLogs, kAdmin, kHalt };
 [[nodiscard]] const char* OpName(Op op);
 [[nodiscard]] std::optional<Op> ParseOp(std::string_view name);
 
@@ -50,7 +52,7 @@ struct Request {
   Op op = Op::kPing;
   std::string spec;       // submit: the YAML text
   std::string spec_path;  // submit: where the client read it (informational)
-  std::string job;        // status (optional), wait, cancel, logs
+  std::string job;        // status (optional), wait, cancel, logs, halt
   std::vector<std::string> argv;  // admin: the command and its arguments
 };
 
