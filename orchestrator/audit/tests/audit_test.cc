@@ -8,12 +8,15 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <span>
 #include <thread>
 
+#include "cordon/file_io.h"
 #include "cordon/audit/audit.h"
 #include "cordon/audit/ocsf.h"
 #include "cordon/audit/verify.h"
 #include "internal.h"
+#include "merkle.h"
 
 namespace cordon::audit {
 namespace {
@@ -77,6 +80,33 @@ class AuditLogTest : public ::testing::Test {
     AppendJob(*log, "J1", 30);
   }
   std::string Segment() const { return dir_ + "/" + internal::SegmentName(0); }
+  // Appends `count` sealed entries straight to the segment after what the log
+  // holds, each with the MAC key its seq gets (fast: no fsync, no state).
+  void Extend(std::size_t count) {
+    auto text = cordon::ReadFileLimited(vkey_, 4096);
+    ASSERT_TRUE(text);
+    auto vk = internal::DecodeVerifierKey(*text);
+    ASSERT_TRUE(vk);
+    const VerifyReport r = Check();
+    ASSERT_FALSE(r.failure.has_value()) << r.failure->detail;
+    Bytes32 key = vk->k0;
+    for (std::uint64_t s = 0; s < r.entries; ++s) key = internal::EvolveKey(key);
+    auto prev = internal::Unhex32(r.head);
+    ASSERT_TRUE(prev);
+    const Actor actor = internal::CurrentActor();
+    const std::string time = internal::FormatTime(internal::NowNs());
+    std::string lines;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const Event e{.action = "job.inputs_verified", .job = "J1", .outcome = "ok",
+                    .details = {{"dataset_ref", "ds-1"}, {"i", i}}, .actor = std::nullopt};
+      auto sealed = internal::SealEntry(e, actor, r.entries + i, time, *prev, key);
+      ASSERT_TRUE(sealed);
+      lines += sealed->line;
+      *prev = sealed->hash;
+      key = internal::EvolveKey(key);
+    }
+    std::ofstream(Segment(), std::ios::binary | std::ios::app) << lines;
+  }
   VerifyReport Check(bool with_key = true, std::optional<std::string> checkpoint = std::nullopt) {
     auto r = Verify({dir_, with_key ? std::optional(vkey_) : std::nullopt, checkpoint, {}, 0, 0});
     EXPECT_TRUE(r) << r.error().message;
@@ -526,6 +556,71 @@ TEST_F(AuditLogTest, DeletedTailIsNeverPaperedOver) {
   ASSERT_EQ(gap->size(), 1u);
   EXPECT_EQ((*gap)[0]["seq"], 31);
   ExpectFailure(Check(), Tamper::kDeleted, 31, 31);
+}
+
+// RFC 6962's MTH, recursively, for the check below.
+Bytes32 ReferenceRoot(std::span<const Bytes32> leaves) {
+  if (leaves.size() == 1) return leaves[0];
+  std::size_t k = 1;
+  while (k * 2 < leaves.size()) k *= 2;
+  return internal::NodeHash(ReferenceRoot(leaves.first(k)), ReferenceRoot(leaves.subspan(k)));
+}
+
+// Four of the verifier's blocks (16,384 lines, prepared in chunks on every
+// core), a checkpoint inside the second: findings after the first block come
+// at the right line, and the root is the one computed independently.
+TEST_F(AuditLogTest, LargeLogFindingsAndCheckpointBeyondTheFirstBlock) {
+  OpenLog();
+  Extend(20'000);
+  {
+    auto log = OpenLog();
+    auto note = log->Checkpoint();
+    ASSERT_TRUE(note) << note.error().message;
+  }
+  Extend(30'000);
+  const std::string original = ReadAll(Segment());
+  const std::vector<std::string> lines = Lines(original);
+  ASSERT_GT(lines.size(), 3u * 16'384u);
+  const VerifyReport clean = Check();
+  ASSERT_FALSE(clean.failure.has_value()) << clean.failure->detail;
+  EXPECT_EQ(clean.entries, lines.size());
+  std::vector<Bytes32> leaves;
+  for (const std::string& l : lines) leaves.push_back(internal::LeafHash(l));
+  const Bytes32 root = ReferenceRoot(leaves);
+  EXPECT_EQ(clean.root, internal::Base64(root.data(), root.size()));
+
+  const auto index_of = [&](std::uint64_t seq) {
+    const std::string needle = ",\"seq\":" + std::to_string(seq) + ",";
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (lines[i].find(needle) != std::string::npos) return i;
+    }
+    ADD_FAILURE() << "no seq " << seq;
+    return std::size_t{0};
+  };
+  // A changed detail before and after the checkpoint (both in the second block).
+  for (const std::uint64_t seq : {18'000u, 25'000u}) {
+    std::vector<std::string> edited = lines;
+    const std::size_t i = index_of(seq);
+    edited[i].replace(edited[i].find("ds-1"), 4, "ds-2");
+    WriteAll(Segment(), Join(edited));
+    ExpectFailure(Check(), Tamper::kModified, i + 1, seq);
+  }
+  // A rewritten MAC in the third block.
+  {
+    std::vector<std::string> edited = lines;
+    const std::size_t i = index_of(40'000);
+    const std::size_t at = edited[i].find("\"mac\":\"") + 7;
+    edited[i][at] = edited[i][at] == '0' ? '1' : '0';
+    WriteAll(Segment(), Join(edited));
+    ExpectFailure(Check(), Tamper::kMacMismatch, i + 1, 40'000u);
+  }
+  // Cut before the checkpoint inside the second block.
+  WriteAll(Segment(), Join(std::vector<std::string>(lines.begin(), lines.begin() + 19'000)));
+  const VerifyReport cut = Check();
+  ASSERT_TRUE(cut.failure.has_value());
+  EXPECT_EQ(TamperName(cut.failure->tamper), std::string(TamperName(Tamper::kTruncated))) << cut.failure->detail;
+  WriteAll(Segment(), original);
+  EXPECT_FALSE(Check().failure.has_value());
 }
 
 TEST_F(AuditLogTest, GroupCommitFromManyThreads) {
