@@ -192,6 +192,54 @@ TEST(AuditEntry, TimeParserRefusesImpossibleDates) {
   EXPECT_EQ(ToOcsf(entry, {})["time"], *ParseTime("2026-02-28T00:00:00Z") / 1'000'000 + 500);
 }
 
+// SealEntry writes the canonical form member by member; the reference is the
+// json object dumped whole, with the hash and mac put in their sorted places.
+std::string ReferenceLine(const Event& event, const Actor& actor, std::uint64_t seq, const std::string& time,
+                          const Bytes32& prev, const Bytes32& key) {
+  nlohmann::json j = nlohmann::json::object();
+  j["seq"] = seq;
+  j["time"] = time;
+  j["actor"] = {{"uid", actor.uid}, {"user", actor.user}, {"pid", actor.pid}, {"process", actor.process}};
+  j["action"] = event.action;
+  if (!event.job.empty()) j["job"] = event.job;
+  j["outcome"] = event.outcome;
+  j["details"] = event.details;
+  j["prev"] = internal::Hex(prev);
+  const std::string hashed = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+  const Bytes32 hash = internal::Sha256(hashed);
+  j["hash"] = internal::Hex(hash);
+  j["mac"] = internal::Hex(internal::HmacSha256(key, hash));
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict) + "\n";
+}
+
+TEST(AuditEntry, SealedLineIsTheJsonDumpByteForByte) {
+  Bytes32 prev{}, key{};
+  for (std::size_t i = 0; i < 32; ++i) prev[i] = static_cast<std::uint8_t>(i * 7), key[i] = static_cast<std::uint8_t>(255 - i);
+  const std::string controls = std::string("a\x01\x1f\x7f\b\f\n\r\t\"\\/", 13);
+  const std::vector<std::pair<Event, Actor>> cases = {
+      {{.action = "job.accepted", .job = "J1", .outcome = "ok", .details = nlohmann::json::object(), .actor = std::nullopt},
+       {0, "root", 1, "cordond"}},
+      {{.action = "log.created", .job = "", .outcome = "ok", .details = {{"n", -3}, {"big", 18446744073709551615ull}},
+        .actor = std::nullopt},
+       {4294967295u, "", -1, ""}},
+      {{.action = "dataset.sealed", .job = "job-\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" + controls, .outcome = "failed",
+        .details = {{"z", controls}, {"\xc3\xa9", {{"b", true}, {"a", nullptr}, {"l", {1, "x", 2.5}}}}, {"A", ""}},
+        .actor = std::nullopt},
+       {1000, "\xc3\xa9l\"ise\\" + controls, 2147483647, "py\ttho\nn"}},
+  };
+  for (const auto& [event, actor] : cases) {
+    for (const std::uint64_t seq : {0ull, 1ull, 9007199254740991ull}) {
+      auto sealed = internal::SealEntry(event, actor, seq, "2026-11-30T22:00:00.123456789Z", prev, key);
+      ASSERT_TRUE(sealed) << sealed.error().message;
+      EXPECT_EQ(sealed->line, ReferenceLine(event, actor, seq, "2026-11-30T22:00:00.123456789Z", prev, key));
+    }
+  }
+  // Not UTF-8: refused, as the dump refuses it.
+  Event bad{.action = "job.accepted", .job = "J\xff", .outcome = "ok", .details = nlohmann::json::object(),
+            .actor = std::nullopt};
+  EXPECT_FALSE(internal::SealEntry(bad, Actor{0, "root", 1, "p"}, 1, "2026-11-30T22:00:00Z", prev, key));
+}
+
 TEST(AuditEntry, SealedLineParsesAndIsCanonical) {
   Event e{.action = "job.accepted", .job = "J1", .outcome = "ok",
           .details = {{"z", 1}, {"a", "x\n\"y\""}, {"m", {{"b", true}, {"a", nullptr}}}}, .actor = std::nullopt};
