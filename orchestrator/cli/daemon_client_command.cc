@@ -59,6 +59,7 @@ int ExitFor(protocol::ReplyCode code) {
     case protocol::ReplyCode::kNotFound: return kExitNotFound;
     case protocol::ReplyCode::kBusy:
     case protocol::ReplyCode::kAuditUnavailable: return kExitUnavailable;
+    case protocol::ReplyCode::kInputRejected: return kExitInputRejected;  // as `cordon run` for the same job
     default: return kExitFailure;
   }
 }
@@ -102,13 +103,15 @@ class ClientCommand final : public Command {
         ExitStatusLine({{kExitOk, "ok"}, {kExitFailure, "failed (daemon unreachable)"},
                         {kExitInvalid, "invalid spec or request"}, {kExitDenied, "refused by the access policy"},
                         {kExitNotFound, "no such job of yours"},
-                        {kExitUnavailable, "cordond is busy for you or cannot audit right now (try again later)"}})
+                        {kExitUnavailable, "cordond is busy for you or cannot audit right now (try again later)"},
+                        {kExitInputRejected, "submit: an input is quarantined (input_rejected, as `cordon run`)"}})
         + std::string(op_ == "wait" ? "\nwait: the job's own status: " + std::to_string(kExitOk) + " succeeded, " +
                                           std::to_string(kExitTrainerFailed) + "-" + std::to_string(kExitSetupError) +
                                           " as `cordon run` (failed), " + std::to_string(kExitCancelled) + " cancelled, " +
                                           std::to_string(kExitInterrupted) + " interrupted, " +
                                           std::to_string(kExitHalted) + " halted, " + std::to_string(kExitInvalid) +
-                                          " rejected."
+                                          " rejected (" + std::to_string(kExitInputRejected) +
+                                          " when refused for a quarantined input)."
                                     : "")
         + std::string(op_ == "submit" ? "\nThe job id is the last line on stdout." : ""));
   }
@@ -205,7 +208,7 @@ class ClientCommand final : public Command {
     if (state == "succeeded") return kExitOk;
     if (state == "cancelled") return job.value("outcome", "") == "halted" ? kExitHalted : kExitCancelled;
     if (state == "interrupted") return kExitInterrupted;
-    if (state == "rejected") return kExitInvalid;
+    if (state == "rejected") return job.value("outcome", "") == "input_rejected" ? kExitInputRejected : kExitInvalid;
     const int status = job.value("exit_status", -1);  // failed: `cordon run`'s 10..15
     return status >= kExitTrainerFailed && status <= kExitSetupError ? status : kExitFailure;
   }

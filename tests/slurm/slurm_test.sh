@@ -5,16 +5,17 @@
 # jobs run; scancel behind Cordon's back; the node opens inputs as the
 # submitter and refuses what cordond did not approve; no marker in Slurm's
 # spool, state or logs; a node.checkpoint in the central log per finished job;
-# an admin's `cordon halt` of a job running in Slurm and of one pending there.
+# an admin's `cordon halt` of a job running in Slurm and of one pending there;
+# a quarantine in cordond's registry binds Slurm jobs (the node keeps its own).
 #
 #   slurm_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
-#   sections: twenty cancel scancel kill9 node_refuses halt
+#   sections: twenty cancel scancel kill9 node_refuses halt quarantine
 # One cluster and one daemon serve every section (starting them is the slow
 # part). Needs root, slurm-wlm and munge (scripts/setup installs them; skipped
 # with the reason where they are missing). KEEP=1 keeps the temp dir (the
 # cluster is stopped all the same); E2E_VERBOSE=1 prints passes.
 set -uo pipefail
-SECTIONS_ALL=(twenty cancel scancel kill9 node_refuses halt)
+SECTIONS_ALL=(twenty cancel scancel kill9 node_refuses halt quarantine)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/e2e.sh"
 e2e_sections slurm "$@"
@@ -270,6 +271,57 @@ sec_halt() {
     test "$("$C" datasets show customers --json | jget - 'd["quarantined"]')" = True
   "$C" release customers >/dev/null 2>&1
   partition UP
+}
+
+# quarantine: cordond checks every input against its own registry, at submission and again just
+# before sbatch, so a quarantine made there binds Slurm jobs whatever registry the node keeps
+# (this node's own knows nothing of it): a job naming the version is refused at submission; one
+# waiting in cordond's queue when the quarantine lands fails at start and never reaches Slurm;
+# once released, a job runs.
+sec_quarantine() {
+  local v j q r rc out held
+  v=$(sha256sum "$W/sealed/customers.sealed" | awk '{print "sha256:" $1}')
+  "$C" quarantine "customers@$v" --reason "suspected poisoning" >/dev/null 2>&1
+  check "quarantine: the node's own registry does not have it" \
+    sh -c "! '$C' --config '$NCFG' datasets show customers --json 2>/dev/null | grep -q '\"quarantined\": true'"
+  spec quar "cat /data/customers; exit 0"
+  out=$(as_uid "$U" "$C" submit "$W/specs/quar.yaml" 2>&1); rc=$?
+  check "quarantine: a Slurm job naming the version is refused at submission (exit 14)" test "$rc" = 14
+  check "quarantine: ... naming the version and the reason" has "$out" "dataset 'customers' version $v is quarantined (suspected poisoning)"
+  j=$(sed -n 's/^cordon: job \(.*\) rejected$/\1/p' <<<"$out")
+  check "quarantine: ... recorded rejected, input_rejected, never handed to Slurm" \
+    test "$(e2e_state "$j"):$(jfield "$j" outcome):$(slurm_id "$j")" = rejected:input_rejected:
+  check "quarantine: ... audited by cordond (input.quarantined, at submission)" \
+    test "$("$C" audit show --json --job "$j" --action input.quarantined | jget - '(d["outcome"], d["details"]["at"])')" = "('denied', 'submission')"
+  "$C" release "customers@$v" >/dev/null 2>&1
+
+  # One job at a time: a job pending in Slurm holds the slot, the next waits in cordond's queue.
+  e2e_cfg_set max_concurrent_jobs 1; e2e_reload
+  partition DOWN
+  spec quar-hold "echo never; exit 0"
+  held=$(submit_as "$U" "$W/specs/quar-hold.yaml")
+  e2e_wait_for 20 has_slurm_id "$held"
+  q=$(submit_as "$U" "$W/specs/quar.yaml")
+  check "quarantine: a job accepted before the quarantine waits in cordond's queue" test "$(e2e_state "$q")" = queued
+  "$C" quarantine "customers@$v" --reason "landed while queued" >/dev/null 2>&1
+  as_uid "$U" "$C" cancel "$held" >/dev/null 2>&1  # frees the slot: cordond starts the next job
+  wait_final "$q" 30
+  check "quarantine: ... it fails at start: failed, input_rejected" test "$(e2e_state "$q"):$(jfield "$q" outcome)" = failed:input_rejected
+  check "quarantine: ... its reason names the version and the reason" \
+    has "$(jfield "$q" reason)" "at start: input 'customers' ($W/sealed/customers.sealed): dataset 'customers' version $v is quarantined (landed while queued)"
+  check "quarantine: ... it never reached Slurm (no sbatch, no cordon-<id> job)" \
+    test -z "$(slurm_id "$q")" -a "$(scontrol show job --oneliner 2>/dev/null | grep -c "JobName=cordon-$q ")" = 0
+  as_uid "$U" "$C" wait "$q" >/dev/null 2>&1; rc=$?
+  check "quarantine: ... cordon wait exits 14 (input_rejected)" test "$rc" = 14
+  check "quarantine: ... audited by cordond (input.quarantined, at start)" \
+    test "$("$C" audit show --json --job "$q" --action input.quarantined | jget - '(d["outcome"], d["details"]["at"])')" = "('denied', 'start')"
+  partition UP
+  e2e_cfg_set max_concurrent_jobs 8; e2e_reload
+  "$C" release "customers@$v" >/dev/null 2>&1
+  r=$(submit_as "$U" "$W/specs/quar.yaml")
+  wait_final "$r" 60
+  check "quarantine: released, a job on the version runs through Slurm and succeeds" \
+    test "$(e2e_state "$r"):$(jfield "$r" executor)" = succeeded:slurm
 }
 
 for s in "${sections[@]}"; do

@@ -408,7 +408,7 @@ class Runner final {
     auto info = sealed::OpenSealed(fd.get());
     if (!info) return reject(info.error().message);
     const sealed::Header& h = info->header;
-    if (!CheckNotQuarantined(input, h.dataset, fd.get(), sha, intent)) return false;
+    if (!CheckNotQuarantined(input, *info, fd.get(), sha, intent)) return false;
     inputs_json_.push_back({{"name", input.name}, {"path", input.path}, {"sha256", sha.empty() ? json(nullptr) : json(sha)},
                             {"dataset", h.dataset}, {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
                             {"sealed_bytes", info->sealed_bytes}, {"columns", input.columns}});
@@ -513,7 +513,7 @@ class Runner final {
   void RecordStageOut();
   void ClassifyResult();
   // ---- the data checkpoint (integrity.h): quarantine at step 2, `expect:` results ----
-  bool CheckNotQuarantined(const specs::Input& input, const std::string& dataset, int fd, std::string& sha,
+  bool CheckNotQuarantined(const specs::Input& input, const sealed::SealedInfo& info, int fd, std::string& sha,
                            const audit::Intent& intent);
   void OnExpectations(const json& parsed);
   void QuarantineRejectedInputs();
@@ -954,9 +954,10 @@ void Runner::ClassifyResult() {
 }
 
 // Step 2: a quarantined version (or dataset) is refused before any key is touched.
-bool Runner::CheckNotQuarantined(const specs::Input& input, const std::string& dataset, int fd, std::string& sha,
+bool Runner::CheckNotQuarantined(const specs::Input& input, const sealed::SealedInfo& info, int fd, std::string& sha,
                                  const audit::Intent& intent) {
-  auto why = internal::QuarantineReason(config_.state_dir, dataset, fd, sha);
+  const std::string& dataset = info.header.dataset;
+  auto why = internal::QuarantineReason(config_.state_dir, dataset, fd, info, sha);
   if (why && !*why) return true;
   const std::string reason = why ? **why : "the dataset registry cannot be read: " + why.error().message;
   Finish(intent, "failed", {{"error", why ? "quarantined" : "registry unreadable"}});
