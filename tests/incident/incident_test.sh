@@ -22,7 +22,8 @@
 #            (<state_dir>/runs/) by root and by an admin through cordond (exit 18, nothing
 #            sealed, input quarantined, audited); hostile records (a reused pid, a symbolic
 #            link, another's file, another job's record, an extra member, an open directory)
-#            are refused and the process they name is never signalled.
+#            are refused and the process they name is never signalled; the record of a run
+#            killed with SIGKILL is swept by the next halt lookup (or registration).
 # Needs root. KEEP=1 keeps the temp dir; E2E_VERBOSE=1 prints passes.
 set -uo pipefail
 SECTIONS_ALL=(drill crash admin manual)
@@ -376,6 +377,17 @@ POL
   check "manual: ... audited with the admin's uid via cordond" \
     test "$(audit_of job.halt | grep "\"job\":\"$RJOB\"" | tail -n1 | jget - '(d["actor"]["uid"], d["details"]["via"])')" = "(4101, 'cordond')"
   e2e_daemon_stop
+
+  # A run killed with SIGKILL leaves its record; the next registration or halt lookup sweeps it.
+  "$C" release churn >/dev/null 2>&1; "$C" release "churn@$v1" >/dev/null 2>&1
+  hand_run 3
+  rec="$STATE_DIR/runs/$RJOB.json"
+  kill -9 "$RPID"; wait "$RPID" 2>/dev/null
+  e2e_wait_for 10 sh -c "! pgrep -f 'sleep 50' >/dev/null"
+  check "manual: a run killed with SIGKILL leaves its record" test -f "$rec"
+  out=$("$C" halt nosuch-2 --reason x 2>&1); rc=$?
+  check "manual: halt of another job sweeps it (exit 4 for the job it was asked about)" test "$rc" = 4 -a ! -e "$rec"
+  check "manual: ... and says so" has "$out" "removed the stale record of job $RJOB"
 
   # Hostile records: refused, and the process they name (a sleep of ours) never signalled.
   local victim vstart
