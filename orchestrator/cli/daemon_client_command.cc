@@ -3,7 +3,6 @@
 // One request line of JSON per connection, one reply line (a stream for
 // logs). The daemon learns who we are from SO_PEERCRED; we send no identity.
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -12,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "incident_cli.h"
+#include "daemon_client.h"
 #include "sealed_cli.h"
 #include "cordon/file_io.h"
 #include "cordon/config/config.h"
@@ -23,33 +22,6 @@ namespace cordon::cli {
 namespace {
 
 using nlohmann::json;
-
-Result<UniqueFd> Connect(const std::string& path) { return ConnectToDaemon(path); }
-
-Status SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = RetryEintr([&] { return ::send(fd, data.data(), data.size(), MSG_NOSIGNAL); });
-    if (n <= 0) return FailErrno("send to cordond");
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
-// Reads one line (the reply); `rest` receives whatever followed it.
-Result<protocol::Reply> ReadReply(int fd, std::string& rest) {
-  std::string buf;
-  char chunk[65536];
-  for (;;) {
-    const auto nl = buf.find('\n');
-    if (nl != std::string::npos) {
-      rest = buf.substr(nl + 1);
-      return protocol::ParseReply(std::string_view(buf).substr(0, nl));
-    }
-    const ssize_t n = RetryEintr([&] { return ::recv(fd, chunk, sizeof chunk, 0); });
-    if (n <= 0) return Fail(Errc::kIo, "cordond closed the connection without a reply");
-    buf.append(chunk, static_cast<std::size_t>(n));
-  }
-}
 
 int ExitFor(protocol::ReplyCode code) {
   switch (code) {
@@ -142,14 +114,13 @@ class ClientCommand final : public Command {
       }
       request.job = arg_;
     }
-    auto fd = Connect(*socket_path);
+    auto fd = ConnectToDaemon(*socket_path);
     if (!fd) {
       std::cerr << "cordon: " << fd.error().message << "\n";
       return kExitFailure;
     }
     std::string rest;
-    auto sent = SendAll(fd->get(), protocol::EncodeRequest(request));
-    auto reply = sent ? ReadReply(fd->get(), rest) : Result<protocol::Reply>(std::unexpected(sent.error()));
+    auto reply = AskDaemon(fd->get(), request, &rest);
     if (!reply) {
       std::cerr << "cordon: " << reply.error().message << "\n";
       return kExitFailure;

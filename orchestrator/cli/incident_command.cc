@@ -26,6 +26,7 @@
 #include "cordon/process.h"
 #include "cordon/unique_fd.h"
 #include "incident_cli.h"
+#include "daemon_client.h"
 #include "run_registry.h"
 
 namespace cordon::cli {
