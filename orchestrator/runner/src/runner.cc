@@ -145,6 +145,7 @@ struct SandboxRun {
   std::optional<StageSummary> stage_summary;  // counts from the init's stage-out
   std::size_t outputs_audited = 0;
   std::size_t refusals_audited = 0;
+  std::size_t truncated_messages = 0;  // control datagrams over kMaxMessageBytes (OnTruncatedControl)
   bool overran = false;              // killed past the timeout + the stage-out deadline
   std::uint64_t index_entries = 0;   // entries in index.sealed
   std::optional<json> input_error;
@@ -502,6 +503,7 @@ class Runner final {
   sandbox::Policy MakePolicy(const Pipe& out, const Pipe& err, const Pipe& keys, const Pipe& ctl, const Pipe& metrics);
   void Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pipe& ctl, Pipe& result);
   bool OnControl(int fd);  // false: the init closed its end
+  void OnTruncatedControl(int fd, internal::Received& got);
   void OnInitMessage(char type, const json& parsed);
   void OnWrapRequest(int fd, std::string& message);
   void OnLog(std::string_view bytes, bool is_stderr);
@@ -787,11 +789,14 @@ void Runner::OnMetricsBytes(std::string_view bytes) {
 }
 
 bool Runner::OnControl(int fd) {
-  std::string message(internal::kMaxMessageBytes, '\0');
-  const ssize_t n = ::recv(fd, message.data(), message.size(), MSG_DONTWAIT);
-  if (n < 0) return errno == EAGAIN || errno == EINTR;
-  if (n == 0) return false;
-  message.resize(static_cast<std::size_t>(n));
+  auto got = internal::ReceiveMessage(fd, false);
+  if (!got || got->status == internal::Received::Status::kClosed) return false;
+  if (got->status == internal::Received::Status::kNothing) return true;
+  if (got->status == internal::Received::Status::kTruncated) {
+    OnTruncatedControl(fd, *got);
+    return true;
+  }
+  std::string& message = got->datagram;
   const char type = message[0];
   if (type == static_cast<char>(Msg::kWrapRequest)) {
     OnWrapRequest(fd, message);
@@ -810,6 +815,21 @@ bool Runner::OnControl(int fd) {
     // A member of the wrong type: the init never sends one; ignored, never fatal.
   }
   return true;
+}
+
+// A datagram the kernel cut (over kMaxMessageBytes): the init never sends one, so it is a bug
+// or a hostile init. Nothing of it is used: a wrap request is answered with an error (the init
+// waits for one), the first is audited (its size only), and the job fails — a record lost this
+// way (an output, the stage-out summary) would leave its report incomplete.
+void Runner::OnTruncatedControl(int fd, internal::Received& got) {
+  const bool wrap = !got.datagram.empty() && got.datagram[0] == static_cast<char>(Msg::kWrapRequest);
+  OPENSSL_cleanse(got.datagram.data(), got.datagram.size());
+  const std::string why = "the sandbox init sent a control message of " + std::to_string(got.bytes) +
+                          " bytes, over the " + std::to_string(internal::kMaxMessageBytes) +
+                          "-byte limit of one datagram: refused";
+  if (wrap) (void)SendMessage(fd, Msg::kWrapError, why);
+  if (run_.truncated_messages++ == 0) Record("control.truncated", "failed", {{"bytes", got.bytes}, {"wrap_request", wrap}});
+  Reject(JobOutcome::kSetupError, why);
 }
 
 void Runner::OnInitMessage(char type, const json& parsed) {
