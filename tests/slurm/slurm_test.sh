@@ -277,7 +277,8 @@ sec_halt() {
 # before sbatch, so a quarantine made there binds Slurm jobs whatever registry the node keeps
 # (this node's own knows nothing of it): a job naming the version is refused at submission; one
 # waiting in cordond's queue when the quarantine lands fails at start and never reaches Slurm;
-# once released, a job runs.
+# once released, a job runs. A version a failed `expect:` quarantined on the node is
+# quarantined in cordond's registry too.
 sec_quarantine() {
   local v j q r rc out held
   v=$(sha256sum "$W/sealed/customers.sealed" | awk '{print "sha256:" $1}')
@@ -322,6 +323,42 @@ sec_quarantine() {
   wait_final "$r" 60
   check "quarantine: released, a job on the version runs through Slurm and succeeds" \
     test "$(e2e_state "$r"):$(jfield "$r" executor)" = succeeded:slurm
+
+  # A failed `expect:` on the node quarantines the version in the node's registry; cordond
+  # takes it from the manifest into its own, so the next job naming it is refused at submission.
+  local vp poisoned="$W/sealed/poisoned.sealed"
+  printf 'age,spend,note\n999,1.5,x\n' | "$C" seal --key kms://local/datasets --name customers - "$poisoned" >/dev/null 2>&1
+  chmod 0644 "$poisoned"
+  vp=$(sha256sum "$poisoned" | awk '{print "sha256:" $1}')
+  cat >"$W/specs/quar-expect.yaml" <<SPEC
+apiVersion: cordon/v1
+kind: TrainingJob
+metadata: {name: quar-expect}
+spec:
+  trainer: {image: $img, command: [/bin/sh, -c, "exit 0"]}
+  inputs:
+    - name: customers
+      path: $poisoned
+      expect:
+        columns:
+          age: {type: integer, min: 0, max: 120}
+  output: {path: $W/out, key: kms://local/models}
+  resources: {memory: 128Mi, timeout: 120s, scratch: 16Mi, pids: 32}
+SPEC
+  chmod 0644 "$W/specs/quar-expect.yaml"
+  j=$(submit_as "$U" "$W/specs/quar-expect.yaml")
+  wait_final "$j" 60
+  check "quarantine: a failed expect: on the node ends the job input_rejected" test "$(jfield "$j" outcome)" = input_rejected
+  local shown='[x["quarantined"] for x in d["versions"] if x["version"] == "'"$vp"'"]'
+  check "quarantine: ... the node's registry has the version quarantined" \
+    test "$("$C" --config "$NCFG" datasets show customers --json 2>/dev/null | jget - "$shown")" = "[True]"
+  check "quarantine: ... and so has cordond's (from the job's manifest)" \
+    test "$("$C" datasets show customers --json | jget - "$shown")" = "[True]"
+  check "quarantine: ... audited by cordond with the node" \
+    test "$("$C" audit show --json --job "$j" --action dataset.quarantined | jget - '(d["outcome"], d["details"]["sha256"], d["details"]["node"] != "")')" = "('ok', '$vp', True)"
+  as_uid "$U" "$C" submit "$W/specs/quar-expect.yaml" >/dev/null 2>&1; rc=$?
+  check "quarantine: ... the next job naming it is refused at submission (exit 14)" test "$rc" = 14
+  "$C" release "customers@$vp" >/dev/null 2>&1
 }
 
 for s in "${sections[@]}"; do

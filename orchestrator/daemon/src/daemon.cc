@@ -189,6 +189,7 @@ class Daemon final {
   void OnSlurmPlaced(const std::string& job_id, const std::string& node);
   void OnSlurmEnded(SlurmEnd end);
   void RecordNodeCheckpoint(const JobRecord& r, const json& report);
+  void QuarantineFromNode(const JobRecord& r, const json& report);
   [[nodiscard]] std::size_t Running() const { return supervisor_.size() + (slurm_ ? slurm_->size() : 0); }
   [[nodiscard]] std::vector<std::string> RunningIds() const;
   [[nodiscard]] bool SlurmExecutes() const { return config_.daemon.executor == orchestrator::Config::Daemon::Executor::kSlurm; }
@@ -1215,6 +1216,34 @@ void Daemon::RecordNodeCheckpoint(const JobRecord& r, const json& report) {
               {"size", std::stoull(lines[1])}, {"root", Clip(lines[2])}, {"note_hex", hex}});
 }
 
+// A job whose `expect:` checks failed on a Slurm node: its runner quarantined the version in
+// the node's registry and says so in the manifest (an input's `quarantined`: the reason).
+// cordond quarantines it in its own registry too, so no later job of its reads it on any node.
+// Only an input the job was approved for (its name and dataset, as recorded at start) with a
+// well-formed sha256 is taken; the node's words are clipped. Audited `dataset.quarantined`.
+void Daemon::QuarantineFromNode(const JobRecord& r, const json& report) {
+  const json::json_pointer at("/manifest/inputs");
+  if (!report.contains(at) || !report[at].is_array()) return;
+  for (const json& in : report[at]) {
+    const auto text = [&](const char* key) {
+      const auto v = in.is_object() ? in.find(key) : in.end();
+      return v != in.end() && v->is_string() ? v->get<std::string>() : std::string();
+    };
+    const std::string name = text("name"), dataset = text("dataset"), sha = text("sha256"), why = text("quarantined");
+    const bool approved = std::any_of(r.inputs.begin(), r.inputs.end(), [&](const json& a) {
+      return a.is_object() && a.value("name", json()) == json(name) && a.value("dataset", json()) == json(dataset);
+    });
+    const bool sha_ok = sha.size() == 71 && sha.starts_with("sha256:") &&
+                        sha.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+    if (why.empty() || !approved || !sha_ok) continue;
+    const std::string reason = Clip(why) + " (on Slurm node " + Clip(r.node) + ")";
+    const Status done = datasets::QuarantineVersion(config_.state_dir, dataset, sha, Clip(text("path")), r.job_id, reason);
+    AuditEvent("dataset.quarantined", r.job_id, done ? "ok" : "failed",
+               {{"dataset", dataset}, {"sha256", sha}, {"reason", reason}, {"by", "expectations"}, {"node", Clip(r.node)},
+                {"error", done ? "" : Clip(done.error().message)}});
+  }
+}
+
 void Daemon::OnSlurmEnded(SlurmEnd end) {
   JobRecord* r = store_->Find(end.job_id);
   if (!r || IsFinal(r->state)) return;
@@ -1223,6 +1252,7 @@ void Daemon::OnSlurmEnded(SlurmEnd end) {
   if (report.is_object()) {
     if (r->node.empty()) OnSlurmPlaced(r->job_id, report.value("node", json()).is_string() ? report["node"].get<std::string>() : "");
     RecordNodeCheckpoint(*r, report);
+    QuarantineFromNode(*r, report);
     const json outcome = report.value("outcome", json());
     // Cancelled, but not by Cordon: scancel behind its back, preemption, a node drain.
     if (outcome == "cancelled" && !r->cancel_requested && !r->halt_requested) {

@@ -1,7 +1,7 @@
 // The runner's side of the dataset registry (datasets.h): at step 2 a
 // quarantined version is refused before any key is touched, and the
-// baseline of `max_drift` is looked up; after a failed `expect:` the version
-// is quarantined. Private to the runner.
+// baseline of `max_drift` is looked up (after a failed `expect:` the runner quarantines
+// the version with datasets::QuarantineVersion). Private to the runner.
 #pragma once
 
 #include <optional>
@@ -25,9 +25,5 @@ namespace cordon::runner::internal {
 [[nodiscard]] std::optional<orchestrator::Summaries> LastGoodSummaries(const std::string& state_dir,
                                                                       const std::string& dataset);
 
-// Quarantines version `sha256` of `dataset` (registering it when unknown) and
-// records the job and reason in its history.
-[[nodiscard]] Status QuarantineVersion(const std::string& state_dir, const std::string& dataset, const std::string& sha256,
-                                       const std::string& path, const std::string& job, const std::string& reason);
 
 }  // namespace cordon::runner::internal

@@ -42,6 +42,7 @@
 #include "cordon/unique_fd.h"
 #include "cordon/runner/image_scan.h"
 #include "integrity.h"
+#include "cordon/datasets/quarantine.h"
 #include "metrics.h"
 #include "classify.h"
 #include "stage.h"
@@ -1012,22 +1013,26 @@ void Runner::OnExpectations(const json& parsed) {
   run_.expectations.emplace(input, std::move(*result));
 }
 
-// After a failed `expect:`: that version is quarantined (by its sealed sha256).
+// After a failed `expect:`: that version is quarantined (by its sealed sha256), and its
+// manifest input entry says so (`quarantined`: the reason).
 void Runner::QuarantineRejectedInputs() {
   for (const auto& [name, result] : run_.expectations) {
     if (result.passed) continue;
-    for (const json& in : inputs_json_) {
+    for (json& in : inputs_json_) {
       if (in["name"] != name) continue;
       const std::string sha = in["sha256"].is_string() ? in["sha256"].get<std::string>() : "";
       const std::string dataset = in.value("dataset", "");
       const std::string reason = "job " + report_.job_id + ": " + std::to_string(result.failures.size()) +
                                  " expectation(s) failed on input '" + name + "'";
       Status done = sha.empty() ? Status(Fail(Errc::kIo, "its sha256 is unknown"))
-                                : internal::QuarantineVersion(config_.state_dir, dataset, sha, in.value("path", ""),
+                                : datasets::QuarantineVersion(config_.state_dir, dataset, sha, in.value("path", ""),
                                                               report_.job_id, reason);
       Record("dataset.quarantined", done ? "ok" : "failed",
              {{"dataset", dataset}, {"sha256", sha}, {"reason", reason}, {"by", "expectations"},
               {"error", done ? "" : done.error().message}});
+      // In the manifest too: cordond quarantines it in its own registry for a job that ran on a
+      // Slurm node, whose registry is the node's.
+      if (!sha.empty()) in["quarantined"] = reason;
     }
   }
 }

@@ -41,4 +41,12 @@ struct QuarantineHit {
                                                                    const sealed::SealedInfo& info,
                                                                    std::string& sha256);
 
+// Quarantines version `sha256` of `dataset` (registering it, known by its hash, when the
+// registry has never seen it) and records `rejected` and `quarantined` events with the job and
+// reason: what a failed `expect:` does, by the runner on its host's registry and by cordond on
+// its own for a job that ran on a Slurm node.
+[[nodiscard]] Status QuarantineVersion(const std::string& state_dir, const std::string& dataset,
+                                       const std::string& sha256, const std::string& path, const std::string& job,
+                                       const std::string& reason);
+
 }  // namespace cordon::datasets
