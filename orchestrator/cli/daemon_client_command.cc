@@ -3,7 +3,6 @@
 // One request line of JSON per connection, one reply line (a stream for
 // logs). The daemon learns who we are from SO_PEERCRED; we send no identity.
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -12,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "incident_cli.h"
+#include "daemon_client.h"
 #include "sealed_cli.h"
 #include "cordon/file_io.h"
 #include "cordon/config/config.h"
@@ -24,33 +23,6 @@ namespace {
 
 using nlohmann::json;
 
-Result<UniqueFd> Connect(const std::string& path) { return ConnectToDaemon(path); }
-
-Status SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = RetryEintr([&] { return ::send(fd, data.data(), data.size(), MSG_NOSIGNAL); });
-    if (n <= 0) return FailErrno("send to cordond");
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
-// Reads one line (the reply); `rest` receives whatever followed it.
-Result<protocol::Reply> ReadReply(int fd, std::string& rest) {
-  std::string buf;
-  char chunk[65536];
-  for (;;) {
-    const auto nl = buf.find('\n');
-    if (nl != std::string::npos) {
-      rest = buf.substr(nl + 1);
-      return protocol::ParseReply(std::string_view(buf).substr(0, nl));
-    }
-    const ssize_t n = RetryEintr([&] { return ::recv(fd, chunk, sizeof chunk, 0); });
-    if (n <= 0) return Fail(Errc::kIo, "cordond closed the connection without a reply");
-    buf.append(chunk, static_cast<std::size_t>(n));
-  }
-}
-
 int ExitFor(protocol::ReplyCode code) {
   switch (code) {
     case protocol::ReplyCode::kInvalid:
@@ -59,6 +31,7 @@ int ExitFor(protocol::ReplyCode code) {
     case protocol::ReplyCode::kNotFound: return kExitNotFound;
     case protocol::ReplyCode::kBusy:
     case protocol::ReplyCode::kAuditUnavailable: return kExitUnavailable;
+    case protocol::ReplyCode::kInputRejected: return kExitInputRejected;  // as `cordon run` for the same job
     default: return kExitFailure;
   }
 }
@@ -102,13 +75,15 @@ class ClientCommand final : public Command {
         ExitStatusLine({{kExitOk, "ok"}, {kExitFailure, "failed (daemon unreachable)"},
                         {kExitInvalid, "invalid spec or request"}, {kExitDenied, "refused by the access policy"},
                         {kExitNotFound, "no such job of yours"},
-                        {kExitUnavailable, "cordond is busy for you or cannot audit right now (try again later)"}})
+                        {kExitUnavailable, "cordond is busy for you or cannot audit right now (try again later)"},
+                        {kExitInputRejected, "submit: an input is quarantined (input_rejected, as `cordon run`)"}})
         + std::string(op_ == "wait" ? "\nwait: the job's own status: " + std::to_string(kExitOk) + " succeeded, " +
                                           std::to_string(kExitTrainerFailed) + "-" + std::to_string(kExitSetupError) +
                                           " as `cordon run` (failed), " + std::to_string(kExitCancelled) + " cancelled, " +
                                           std::to_string(kExitInterrupted) + " interrupted, " +
                                           std::to_string(kExitHalted) + " halted, " + std::to_string(kExitInvalid) +
-                                          " rejected."
+                                          " rejected (" + std::to_string(kExitInputRejected) +
+                                          " when refused for a quarantined input)."
                                     : "")
         + std::string(op_ == "submit" ? "\nThe job id is the last line on stdout." : ""));
   }
@@ -139,14 +114,13 @@ class ClientCommand final : public Command {
       }
       request.job = arg_;
     }
-    auto fd = Connect(*socket_path);
+    auto fd = ConnectToDaemon(*socket_path);
     if (!fd) {
       std::cerr << "cordon: " << fd.error().message << "\n";
       return kExitFailure;
     }
     std::string rest;
-    auto sent = SendAll(fd->get(), protocol::EncodeRequest(request));
-    auto reply = sent ? ReadReply(fd->get(), rest) : Result<protocol::Reply>(std::unexpected(sent.error()));
+    auto reply = AskDaemon(fd->get(), request, &rest);
     if (!reply) {
       std::cerr << "cordon: " << reply.error().message << "\n";
       return kExitFailure;
@@ -205,7 +179,7 @@ class ClientCommand final : public Command {
     if (state == "succeeded") return kExitOk;
     if (state == "cancelled") return job.value("outcome", "") == "halted" ? kExitHalted : kExitCancelled;
     if (state == "interrupted") return kExitInterrupted;
-    if (state == "rejected") return kExitInvalid;
+    if (state == "rejected") return job.value("outcome", "") == "input_rejected" ? kExitInputRejected : kExitInvalid;
     const int status = job.value("exit_status", -1);  // failed: `cordon run`'s 10..15
     return status >= kExitTrainerFailed && status <= kExitSetupError ? status : kExitFailure;
   }

@@ -1,8 +1,6 @@
 #include "incident_cli.h"
 
 #include <fcntl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -15,6 +13,7 @@
 #include "cordon/daemon/protocol.h"
 #include "cordon/file_io.h"
 #include "cordon/unique_fd.h"
+#include "daemon_client.h"
 #include "sealed_cli.h"
 
 namespace cordon::cli {
@@ -148,45 +147,6 @@ Opened OpenIncidentContext(const GlobalOptions& global, const std::string& comma
   }
   out.context = std::move(ctx);
   return out;
-}
-
-namespace {
-
-Result<std::string> Exchange(int fd, const std::string& line) {
-  for (std::string_view rest = line; !rest.empty();) {
-    const ssize_t n = RetryEintr([&] { return ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL); });
-    if (n <= 0) return FailErrno("send to cordond");
-    rest.remove_prefix(static_cast<std::size_t>(n));
-  }
-  std::string reply;
-  char chunk[65536];
-  while (reply.find('\n') == std::string::npos && reply.size() < (16u << 20)) {
-    const ssize_t n = RetryEintr([&] { return ::recv(fd, chunk, sizeof chunk, 0); });
-    if (n <= 0) return Fail(Errc::kIo, "cordond closed the connection without a reply");
-    reply.append(chunk, static_cast<std::size_t>(n));
-  }
-  return reply.substr(0, reply.find('\n'));
-}
-
-}  // namespace
-
-Result<UniqueFd> ConnectToDaemon(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return FailErrno("socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Fail(Errc::kInvalidArgument, path + ": socket path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return FailErrno("cannot reach cordond at " + path + " (is it running?)");
-  }
-  return fd;
-}
-
-Result<protocol::Reply> AskDaemon(int fd, const protocol::Request& request) {
-  auto line = Exchange(fd, protocol::EncodeRequest(request));
-  if (!line) return std::unexpected(line.error());
-  return protocol::ParseReply(*line);
 }
 
 int ForwardToDaemon(const GlobalOptions& global, const std::vector<std::string>& argv) {

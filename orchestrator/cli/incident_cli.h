@@ -69,11 +69,6 @@ struct Opened {
 // exit status (kExitDenied when the caller is not an admin).
 [[nodiscard]] int ForwardToDaemon(const GlobalOptions& global, const std::vector<std::string>& argv);
 
-// A connected socket to cordond at `path` (the error says whether it is running).
-[[nodiscard]] Result<UniqueFd> ConnectToDaemon(const std::string& path);
-// One request over `fd` (connected to cordond) and its reply.
-[[nodiscard]] Result<protocol::Reply> AskDaemon(int fd, const protocol::Request& request);
-
 // "DATASET" or "DATASET@VERSION".
 struct DatasetRef {
   std::string name;

@@ -26,6 +26,7 @@
 #include "cordon/process.h"
 #include "cordon/unique_fd.h"
 #include "incident_cli.h"
+#include "daemon_client.h"
 #include "run_registry.h"
 
 namespace cordon::cli {
@@ -351,6 +352,7 @@ class HaltCommand final : public Command {
     if (!opened.context) return opened.exit_status;
     IncidentContext& ctx = *opened.context;
     if (!protocol::IsJobId(job_)) return Complain("halt", Error{Errc::kInvalidArgument, "'" + job_ + "' is not a job id"});
+    PrintSweep("halt", SweepStaleRuns(ctx.config.state_dir, job_));  // job_'s own record is handled below
     const bool cordonds = StoredJob(ctx.config, job_).has_value();
     Result<RunRecord> run = cordonds ? Fail(Errc::kNotFound, "") : FindRun(ctx.config.state_dir, job_);
     if (!cordonds && !run) {

@@ -138,6 +138,7 @@ class RunCommand final : public Command {
       auto registered = RegisterRun(config->state_dir, id, options.submitter_uid.value_or(::getuid()));
       if (registered) registration.emplace(std::move(*registered));
       else std::cerr << "cordon run: warning: `cordon halt " << id << "` will not find this run: " << registered.error().message << "\n";
+      PrintSweep("run", SweepStaleRuns(config->state_dir, id));  // records runs killed with SIGKILL left
     };
     std::optional<std::chrono::steady_clock::time_point> status_written;
     if (tty || !status_file_.empty()) {

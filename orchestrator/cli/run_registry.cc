@@ -1,11 +1,15 @@
 #include "run_registry.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
+#include <cstring>
+#include <iostream>
 
 #include <nlohmann/json.hpp>
 
@@ -86,6 +90,34 @@ Result<RunRecord> ReadRecord(int dir, const std::string& state_dir, const std::s
 
 bool Alive(const RunRecord& r) { return ProcessStartTime(r.pid) == r.pid_start; }
 
+// Removes the record if its process has ended and the file is still that record (read again:
+// a run of the same id may have replaced it since).
+bool RemoveStaleIn(int dir, const std::string& state_dir, const RunRecord& record) {
+  if (Alive(record)) return false;
+  auto again = ReadRecord(dir, state_dir, record.job_id);
+  if (!again || again->pid != record.pid || again->pid_start != record.pid_start) return false;
+  return ::unlinkat(dir, (record.job_id + ".json").c_str(), 0) == 0;
+}
+
+// The names in the directory open at `dir` (read through a descriptor of its own).
+Result<std::vector<std::string>> Names(int dir, const std::string& path) {
+  UniqueFd own(::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!own) return FailErrno("open " + path);
+  DIR* d = ::fdopendir(own.get());
+  if (d == nullptr) return FailErrno("list " + path);
+  (void)own.release();  // closedir closes it
+  std::vector<std::string> names;
+  errno = 0;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  const int err = errno;
+  ::closedir(d);
+  if (err != 0) return Fail(Errc::kIo, "list " + path + ": " + std::strerror(err));
+  return names;
+}
+
 }  // namespace
 
 RunRegistration::~RunRegistration() {
@@ -145,10 +177,45 @@ UniqueFd OpenRunProcess(const RunRecord& record) {
 
 bool RemoveStaleRun(const std::string& state_dir, const RunRecord& record) {
   auto dir = OpenRunsDir(state_dir, false);
-  if (!dir || Alive(record)) return false;
-  auto again = ReadRecord(dir->get(), state_dir, record.job_id);  // still that record
-  if (!again || again->pid != record.pid || again->pid_start != record.pid_start) return false;
-  return ::unlinkat(dir->get(), (record.job_id + ".json").c_str(), 0) == 0;
+  return dir && RemoveStaleIn(dir->get(), state_dir, record);
+}
+
+Result<RunSweep> SweepStaleRuns(const std::string& state_dir, const std::string& skip) {
+  auto dir = OpenRunsDir(state_dir, false);
+  if (!dir) return dir.error().code == Errc::kNotFound ? Result<RunSweep>(RunSweep{}) : std::unexpected(dir.error());
+  auto names = Names(dir->get(), RunsDir(state_dir));
+  if (!names) return std::unexpected(names.error());
+  RunSweep sweep;
+  for (const std::string& name : *names) {
+    if (name.front() == '.') continue;  // a registration in flight
+    const std::string id = name.size() > 5 && name.ends_with(".json") ? name.substr(0, name.size() - 5) : "";
+    if (!protocol::IsJobId(id)) {
+      sweep.untrusted.push_back(Broken(RunsDir(state_dir) + "/" + name, "not a run record's name (<job id>.json)"));
+      continue;
+    }
+    if (id == skip) continue;
+    auto record = ReadRecord(dir->get(), state_dir, id);
+    if (!record) {
+      if (record.error().code != Errc::kNotFound) sweep.untrusted.push_back(record.error());  // else: gone meanwhile
+      continue;
+    }
+    if (RemoveStaleIn(dir->get(), state_dir, *record)) sweep.removed.push_back(*record);
+  }
+  return sweep;
+}
+
+void PrintSweep(const std::string& command, const Result<RunSweep>& sweep) {
+  if (!sweep) {
+    std::cerr << "cordon " << command << ": warning: stale run records not swept: " << sweep.error().message << "\n";
+    return;
+  }
+  for (const RunRecord& r : sweep->removed) {
+    std::cerr << "cordon " << command << ": removed the stale record of job " << r.job_id << " (its `cordon run`, pid "
+              << r.pid << ", has ended)\n";
+  }
+  for (const Error& e : sweep->untrusted) {
+    std::cerr << "cordon " << command << ": warning: " << e.message << "; left in place\n";
+  }
 }
 
 }  // namespace cordon::cli

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cordon/error.h"
 #include "cordon/unique_fd.h"
@@ -64,5 +65,23 @@ class RunRegistration final {
 
 // Removes the record of `job_id` if it is stale (its process ended). True when removed.
 bool RemoveStaleRun(const std::string& state_dir, const RunRecord& record);
+
+// What SweepStaleRuns did: the stale records it removed, and the files under runs/ that break
+// the rules above (each error names the file and the rule), left where they are.
+struct RunSweep {
+  std::vector<RunRecord> removed;
+  std::vector<Error> untrusted;
+};
+
+// Removes every record whose process has ended (a `cordon run` killed with SIGKILL leaves its
+// record behind), read with the strict reader above; a record whose pid now belongs to another
+// process is stale too (its start time differs). A file the reader refuses is never removed:
+// it is reported in `untrusted`. `skip` (a job id, or "") is left alone: the caller handles
+// that record itself. Registration temp files (".ID.PID.tmp") are not records and are left.
+// No runs/ directory: nothing to do. Called when `cordon run` registers and when `cordon halt`
+// looks a job up.
+[[nodiscard]] Result<RunSweep> SweepStaleRuns(const std::string& state_dir, const std::string& skip = "");
+// Tells stderr what a sweep removed and what it left ("cordon COMMAND: ...").
+void PrintSweep(const std::string& command, const Result<RunSweep>& sweep);
 
 }  // namespace cordon::cli

@@ -15,12 +15,15 @@
 #     crash: kill -9 during `rewrap --all`; the rerun resumes; no file damaged.
 #     admin: through cordond: a non-admin is refused, an admin quarantines,
 #            reads the registry and halts a queued and a running job (audited with
-#            their uid); op halt itself is root's.
+#            their uid); op halt itself is root's. cordond refuses a job naming a
+#            quarantined version at submission (exit 14), and one queued before the
+#            quarantine at start (failed, input_rejected), before any runner.
 #     manual: a `cordon run` started by hand is halted through its registration
 #            (<state_dir>/runs/) by root and by an admin through cordond (exit 18, nothing
 #            sealed, input quarantined, audited); hostile records (a reused pid, a symbolic
 #            link, another's file, another job's record, an extra member, an open directory)
-#            are refused and the process they name is never signalled.
+#            are refused and the process they name is never signalled; the record of a run
+#            killed with SIGKILL is swept by the next halt lookup (or registration).
 # Needs root. KEEP=1 keeps the temp dir; E2E_VERBOSE=1 prints passes.
 set -uo pipefail
 SECTIONS_ALL=(drill crash admin manual)
@@ -248,14 +251,27 @@ POL
   check "the admin reads the registry through cordond" \
     test "$(as_uid 4101 "$C" datasets show churn --json 2>/dev/null | jget - 'd["versions"][0]["quarantined"]')" = True
   check "an admin's forged --caller-uid is refused" sh -c "! as_uid 4101 '$C' datasets list --caller-uid 0 >/dev/null 2>&1"
+  # cordond checks its registry at submission: a job naming the quarantined version is refused.
+  long_spec "$W/specs/long.yaml"
+  out=$("$C" submit "$W/specs/long.yaml" 2>&1); rc=$?
+  check "a job naming a quarantined version is refused at submission (exit 14)" test "$rc" = 14
+  check "... naming the dataset, the version and the reason" \
+    has "$out" "dataset 'churn' version $v1 is quarantined (admin drill); release it with \`cordon release churn@$v1\`"
+  job=$(sed -n 's/^cordon: job \(.*\) rejected$/\1/p' <<<"$out")
+  check "... recorded rejected, outcome input_rejected" \
+    test "$("$C" status "$job" --json | jget - 'd["state"] + ":" + d["outcome"]')" = rejected:input_rejected
+  "$C" wait "$job" >/dev/null 2>&1; rc=$?
+  check "... cordon wait exits 14 for it" test "$rc" = 14
+  check "... input.quarantined audited by cordond at submission" \
+    test "$("$C" audit show --json --job "$job" --action input.quarantined | jget - '(d["outcome"], d["details"]["at"], d["details"]["version"])')" = "('denied', 'submission', '$v1')"
   as_uid 4101 "$C" release "churn@$v1" >/dev/null 2>&1
   # halt: a running job is stopped at once; its inputs are quarantined; the log is sealed.
-  long_spec "$W/specs/long.yaml"
   job=$("$C" submit "$W/specs/long.yaml" 2>/dev/null | tail -n1)
   e2e_wait_for 20 e2e_is_running "$job"
   e2e_wait_for 20 sh -c "pgrep -f 'sleep 50' >/dev/null"
-  local queued
+  local queued later
   queued=$("$C" submit "$W/specs/long.yaml" 2>/dev/null | tail -n1)
+  later=$("$C" submit "$W/specs/long.yaml" 2>/dev/null | tail -n1)
   check "a second job waits in cordond's queue" test "$(e2e_state "$queued")" = queued
   out=$(e2e_request "{\"op\":\"halt\",\"job\":\"$job\"}" 4101)
   check "op halt is root's: an admin's own request is denied" has "$out" '"code":"denied"'
@@ -264,9 +280,21 @@ POL
   check "an admin halts a queued job (exit 0)" test "$rc" = 0
   check "... it never runs: halted, state cancelled" \
     test "$("$C" status "$queued" --json | jget - 'd["outcome"] + ":" + d["state"]')" = halted:cancelled
+  # A quarantine made while a job waits in the queue: checked again at start, before the runner.
+  as_uid 4101 "$C" quarantine "churn@$v1" --reason "while queued" >/dev/null 2>&1
   as_uid 4101 "$C" halt "$job" --reason "suspected poisoning" >/dev/null 2>&1; rc=$?
   check "an admin halts a running job (exit 0)" test "$rc" = 0
   e2e_wait_for 20 e2e_is_final "$job"
+  e2e_wait_for 20 e2e_is_final "$later"
+  check "a job queued before the quarantine fails at start: failed, input_rejected" \
+    test "$("$C" status "$later" --json | jget - 'd["state"] + ":" + d["outcome"]')" = failed:input_rejected
+  check "... its reason names the version and the reason" \
+    has "$("$C" status "$later" --json | jget - 'd["reason"]')" "at start: input 'customers' ($D/churn.sealed): dataset 'churn' version $v1 is quarantined (while queued)"
+  "$C" wait "$later" >/dev/null 2>&1; rc=$?
+  check "... cordon wait exits 14 (input_rejected)" test "$rc" = 14
+  check "... no runner was started for it" sh -c "! '$C' audit show --json --job '$later' --action job.started | grep -q ."
+  check "... input.quarantined audited by cordond at start" \
+    test "$("$C" audit show --json --job "$later" --action input.quarantined | jget - '(d["outcome"], d["details"]["at"])')" = "('denied', 'start')"
   check "the halted job's outcome is halted" test "$("$C" status "$job" --json | jget - 'd["outcome"]')" = halted
   check "... its state is cancelled" test "$("$C" status "$job" --json | jget - 'd["state"]')" = cancelled
   "$C" wait "$job" >/dev/null 2>&1; rc=$?
@@ -349,6 +377,17 @@ POL
   check "manual: ... audited with the admin's uid via cordond" \
     test "$(audit_of job.halt | grep "\"job\":\"$RJOB\"" | tail -n1 | jget - '(d["actor"]["uid"], d["details"]["via"])')" = "(4101, 'cordond')"
   e2e_daemon_stop
+
+  # A run killed with SIGKILL leaves its record; the next registration or halt lookup sweeps it.
+  "$C" release churn >/dev/null 2>&1; "$C" release "churn@$v1" >/dev/null 2>&1
+  hand_run 3
+  rec="$STATE_DIR/runs/$RJOB.json"
+  kill -9 "$RPID"; wait "$RPID" 2>/dev/null
+  e2e_wait_for 10 sh -c "! pgrep -f 'sleep 50' >/dev/null"
+  check "manual: a run killed with SIGKILL leaves its record" test -f "$rec"
+  out=$("$C" halt nosuch-2 --reason x 2>&1); rc=$?
+  check "manual: halt of another job sweeps it (exit 4 for the job it was asked about)" test "$rc" = 4 -a ! -e "$rec"
+  check "manual: ... and says so" has "$out" "removed the stale record of job $RJOB"
 
   # Hostile records: refused, and the process they name (a sleep of ours) never signalled.
   local victim vstart

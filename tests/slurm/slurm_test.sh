@@ -5,16 +5,17 @@
 # jobs run; scancel behind Cordon's back; the node opens inputs as the
 # submitter and refuses what cordond did not approve; no marker in Slurm's
 # spool, state or logs; a node.checkpoint in the central log per finished job;
-# an admin's `cordon halt` of a job running in Slurm and of one pending there.
+# an admin's `cordon halt` of a job running in Slurm and of one pending there;
+# a quarantine in cordond's registry binds Slurm jobs (the node keeps its own).
 #
 #   slurm_test.sh [--bin BIN_DIR] [SECTION...]     (default: every section)
-#   sections: twenty cancel scancel kill9 node_refuses halt
+#   sections: twenty cancel scancel kill9 node_refuses halt quarantine
 # One cluster and one daemon serve every section (starting them is the slow
 # part). Needs root, slurm-wlm and munge (scripts/setup installs them; skipped
 # with the reason where they are missing). KEEP=1 keeps the temp dir (the
 # cluster is stopped all the same); E2E_VERBOSE=1 prints passes.
 set -uo pipefail
-SECTIONS_ALL=(twenty cancel scancel kill9 node_refuses halt)
+SECTIONS_ALL=(twenty cancel scancel kill9 node_refuses halt quarantine)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/e2e.sh"
 e2e_sections slurm "$@"
@@ -270,6 +271,94 @@ sec_halt() {
     test "$("$C" datasets show customers --json | jget - 'd["quarantined"]')" = True
   "$C" release customers >/dev/null 2>&1
   partition UP
+}
+
+# quarantine: cordond checks every input against its own registry, at submission and again just
+# before sbatch, so a quarantine made there binds Slurm jobs whatever registry the node keeps
+# (this node's own knows nothing of it): a job naming the version is refused at submission; one
+# waiting in cordond's queue when the quarantine lands fails at start and never reaches Slurm;
+# once released, a job runs. A version a failed `expect:` quarantined on the node is
+# quarantined in cordond's registry too.
+sec_quarantine() {
+  local v j q r rc out held
+  v=$(sha256sum "$W/sealed/customers.sealed" | awk '{print "sha256:" $1}')
+  "$C" quarantine "customers@$v" --reason "suspected poisoning" >/dev/null 2>&1
+  check "quarantine: the node's own registry does not have it" \
+    sh -c "! '$C' --config '$NCFG' datasets show customers --json 2>/dev/null | grep -q '\"quarantined\": true'"
+  spec quar "cat /data/customers; exit 0"
+  out=$(as_uid "$U" "$C" submit "$W/specs/quar.yaml" 2>&1); rc=$?
+  check "quarantine: a Slurm job naming the version is refused at submission (exit 14)" test "$rc" = 14
+  check "quarantine: ... naming the version and the reason" has "$out" "dataset 'customers' version $v is quarantined (suspected poisoning)"
+  j=$(sed -n 's/^cordon: job \(.*\) rejected$/\1/p' <<<"$out")
+  check "quarantine: ... recorded rejected, input_rejected, never handed to Slurm" \
+    test "$(e2e_state "$j"):$(jfield "$j" outcome):$(slurm_id "$j")" = rejected:input_rejected:
+  check "quarantine: ... audited by cordond (input.quarantined, at submission)" \
+    test "$("$C" audit show --json --job "$j" --action input.quarantined | jget - '(d["outcome"], d["details"]["at"])')" = "('denied', 'submission')"
+  "$C" release "customers@$v" >/dev/null 2>&1
+
+  # One job at a time: a job pending in Slurm holds the slot, the next waits in cordond's queue.
+  e2e_cfg_set max_concurrent_jobs 1; e2e_reload
+  partition DOWN
+  spec quar-hold "echo never; exit 0"
+  held=$(submit_as "$U" "$W/specs/quar-hold.yaml")
+  e2e_wait_for 20 has_slurm_id "$held"
+  q=$(submit_as "$U" "$W/specs/quar.yaml")
+  check "quarantine: a job accepted before the quarantine waits in cordond's queue" test "$(e2e_state "$q")" = queued
+  "$C" quarantine "customers@$v" --reason "landed while queued" >/dev/null 2>&1
+  as_uid "$U" "$C" cancel "$held" >/dev/null 2>&1  # frees the slot: cordond starts the next job
+  wait_final "$q" 30
+  check "quarantine: ... it fails at start: failed, input_rejected" test "$(e2e_state "$q"):$(jfield "$q" outcome)" = failed:input_rejected
+  check "quarantine: ... its reason names the version and the reason" \
+    has "$(jfield "$q" reason)" "at start: input 'customers' ($W/sealed/customers.sealed): dataset 'customers' version $v is quarantined (landed while queued)"
+  check "quarantine: ... it never reached Slurm (no sbatch, no cordon-<id> job)" \
+    test -z "$(slurm_id "$q")" -a "$(scontrol show job --oneliner 2>/dev/null | grep -c "JobName=cordon-$q ")" = 0
+  as_uid "$U" "$C" wait "$q" >/dev/null 2>&1; rc=$?
+  check "quarantine: ... cordon wait exits 14 (input_rejected)" test "$rc" = 14
+  check "quarantine: ... audited by cordond (input.quarantined, at start)" \
+    test "$("$C" audit show --json --job "$q" --action input.quarantined | jget - '(d["outcome"], d["details"]["at"])')" = "('denied', 'start')"
+  partition UP
+  e2e_cfg_set max_concurrent_jobs 8; e2e_reload
+  "$C" release "customers@$v" >/dev/null 2>&1
+  r=$(submit_as "$U" "$W/specs/quar.yaml")
+  wait_final "$r" 60
+  check "quarantine: released, a job on the version runs through Slurm and succeeds" \
+    test "$(e2e_state "$r"):$(jfield "$r" executor)" = succeeded:slurm
+
+  # A failed `expect:` on the node quarantines the version in the node's registry; cordond
+  # takes it from the manifest into its own, so the next job naming it is refused at submission.
+  local vp poisoned="$W/sealed/poisoned.sealed"
+  printf 'age,spend,note\n999,1.5,x\n' | "$C" seal --key kms://local/datasets --name customers - "$poisoned" >/dev/null 2>&1
+  chmod 0644 "$poisoned"
+  vp=$(sha256sum "$poisoned" | awk '{print "sha256:" $1}')
+  cat >"$W/specs/quar-expect.yaml" <<SPEC
+apiVersion: cordon/v1
+kind: TrainingJob
+metadata: {name: quar-expect}
+spec:
+  trainer: {image: $img, command: [/bin/sh, -c, "exit 0"]}
+  inputs:
+    - name: customers
+      path: $poisoned
+      expect:
+        columns:
+          age: {type: integer, min: 0, max: 120}
+  output: {path: $W/out, key: kms://local/models}
+  resources: {memory: 128Mi, timeout: 120s, scratch: 16Mi, pids: 32}
+SPEC
+  chmod 0644 "$W/specs/quar-expect.yaml"
+  j=$(submit_as "$U" "$W/specs/quar-expect.yaml")
+  wait_final "$j" 60
+  check "quarantine: a failed expect: on the node ends the job input_rejected" test "$(jfield "$j" outcome)" = input_rejected
+  local shown='[x["quarantined"] for x in d["versions"] if x["version"] == "'"$vp"'"]'
+  check "quarantine: ... the node's registry has the version quarantined" \
+    test "$("$C" --config "$NCFG" datasets show customers --json 2>/dev/null | jget - "$shown")" = "[True]"
+  check "quarantine: ... and so has cordond's (from the job's manifest)" \
+    test "$("$C" datasets show customers --json | jget - "$shown")" = "[True]"
+  check "quarantine: ... audited by cordond with the node" \
+    test "$("$C" audit show --json --job "$j" --action dataset.quarantined | jget - '(d["outcome"], d["details"]["sha256"], d["details"]["node"] != "")')" = "('ok', '$vp', True)"
+  as_uid "$U" "$C" submit "$W/specs/quar-expect.yaml" >/dev/null 2>&1; rc=$?
+  check "quarantine: ... the next job naming it is refused at submission (exit 14)" test "$rc" = 14
+  "$C" release "customers@$vp" >/dev/null 2>&1
 }
 
 for s in "${sections[@]}"; do

@@ -33,9 +33,11 @@
 #include "control_server.h"
 #include "journal.h"
 #include "metrics_file.h"
+#include "cordon/exit_codes.h"
 #include "cordon/file_io.h"
 #include "cordon/audit/audit.h"
 #include "cordon/config/audit_options.h"
+#include "cordon/datasets/quarantine.h"
 #include "cordon/runner/image_scan.h"
 #include "cordon/images/oci_image.h"
 #include "cordon/daemon/job_store.h"
@@ -111,6 +113,13 @@ struct OpenedJob {
   UniqueFd image;                // trainer.image
   // What the policy decided on, per input name: the sealed header's dataset and key.
   std::vector<std::pair<std::string, std::string>> datasets, keys;
+  std::vector<std::uint64_t> plaintext_bytes;  // per input, derived from the file's length
+};
+
+// An input of a job that is quarantined in cordond's registry (datasets/quarantine.h).
+struct QuarantinedInput {
+  std::string message;  // "input 'NAME' (PATH): dataset 'D' version sha256:… is quarantined (…); release it …"
+  json details;         // for `input.quarantined`: input, dataset, sha256, version, reason
 };
 
 struct Submission {
@@ -162,6 +171,8 @@ class Daemon final {
   bool KnownSource(const std::string& token);
   Status CheckQuota(const policy::Grant& grant, const Caller& caller);
   Result<OpenedJob> OpenAndAuthorize(const specs::TrainingJob& job, const Caller& caller);
+  Result<std::optional<QuarantinedInput>> FindQuarantined(const specs::TrainingJob& job, const OpenedJob& opened);
+  bool RefuseQuarantined(JobRecord& record, const Result<std::optional<QuarantinedInput>>& found);
   Status CheckTrainerImage(const specs::Trainer& trainer, int image_fd, const Identity& who);
 
   // Jobs.
@@ -178,6 +189,7 @@ class Daemon final {
   void OnSlurmPlaced(const std::string& job_id, const std::string& node);
   void OnSlurmEnded(SlurmEnd end);
   void RecordNodeCheckpoint(const JobRecord& r, const json& report);
+  void QuarantineFromNode(const JobRecord& r, const json& report);
   [[nodiscard]] std::size_t Running() const { return supervisor_.size() + (slurm_ ? slurm_->size() : 0); }
   [[nodiscard]] std::vector<std::string> RunningIds() const;
   [[nodiscard]] bool SlurmExecutes() const { return config_.daemon.executor == orchestrator::Config::Daemon::Executor::kSlurm; }
@@ -805,9 +817,34 @@ Result<OpenedJob> Daemon::OpenAndAuthorize(const specs::TrainingJob& job, const 
     facts.push_back({job.inputs[i].path, info->header.dataset, info->header.key.ToString()});
     opened.datasets.emplace_back(job.inputs[i].name, info->header.dataset);
     opened.keys.emplace_back(job.inputs[i].name, info->header.key.ToString());
+    opened.plaintext_bytes.push_back(info->plaintext_bytes);
   }
   if (auto ok = policy::CheckJob(*grant, job, facts); !ok) return std::unexpected(ok.error());
   return opened;
+}
+
+// Step 2 as the runner makes it, against cordond's registry, through the fds opened as the
+// submitter: the first input that is a quarantined version (or of a quarantined dataset).
+// A pinned input is taken to be its pin (the runner refuses a file that is not); an unpinned
+// one is hashed only when a quarantined version of its dataset could be it. Asked at
+// submission and again at start, so a job cordond hands to Slurm is bound by the quarantines
+// made here whatever registry the node keeps. An unreadable registry is an error.
+Result<std::optional<QuarantinedInput>> Daemon::FindQuarantined(const specs::TrainingJob& job, const OpenedJob& opened) {
+  for (std::size_t i = 0; i < job.inputs.size(); ++i) {
+    const specs::Input& input = job.inputs[i];
+    sealed::SealedInfo info;
+    info.plaintext_bytes = opened.plaintext_bytes[i];
+    std::string sha = input.sha256 ? "sha256:" + *input.sha256 : "";
+    auto hit = datasets::CheckQuarantine(config_.state_dir, opened.datasets[i].second, opened.inputs[i].get(), info, sha);
+    if (!hit) return Fail(hit.error().code, "the dataset registry cannot be read: " + hit.error().message);
+    if (!*hit) continue;
+    return QuarantinedInput{"input '" + input.name + "' (" + input.path + "): " + (*hit)->message,
+                            {{"input", input.name}, {"dataset", opened.datasets[i].second},
+                             {"sha256", sha.empty() ? json(nullptr) : json(sha)},
+                             {"version", (*hit)->version.empty() ? json(nullptr) : json((*hit)->version)},
+                             {"reason", Clip((*hit)->reason)}}};
+  }
+  return std::optional<QuarantinedInput>();
 }
 
 Submission Daemon::Submit(const std::string& text, const Caller& caller, const std::string& source) {
@@ -819,6 +856,7 @@ Submission Daemon::Submit(const std::string& text, const Caller& caller, const s
   record.source = source;
   record.spec_sha256 = sealed::Sha256Bytes(text);
   specs::ParseResult parsed = specs::ParseSpec(text);
+  std::optional<QuarantinedInput> quarantined;
   if (!parsed.job) {
     out.code = ReplyCode::kInvalidSpec;
     out.error = FirstLines(parsed.diagnostics);
@@ -830,11 +868,17 @@ Submission Daemon::Submit(const std::string& text, const Caller& caller, const s
                                 : Status{};
     if (decision) {
       auto opened = OpenAndAuthorize(*parsed.job, caller);  // the fds close here; Launch opens again
-      if (!opened) decision = std::unexpected(opened.error());
+      auto found = opened ? FindQuarantined(*parsed.job, *opened)
+                          : Result<std::optional<QuarantinedInput>>(std::unexpected(opened.error()));
+      if (!found) decision = std::unexpected(found.error());
+      else quarantined = std::move(*found);
     }
     if (!decision) {
       out.code = stopping_ ? ReplyCode::kStopping : CodeFor(decision.error());
       out.error = decision.error().message;
+    } else if (quarantined) {  // step 2, as the runner would refuse it
+      out.code = ReplyCode::kInputRejected;
+      out.error = quarantined->message;
     }
   }
   if (out.code != ReplyCode::kOk) {
@@ -848,7 +892,10 @@ Submission Daemon::Submit(const std::string& text, const Caller& caller, const s
   json details = {{"spec_sha256", record.spec_sha256}, {"name", record.name}};
   if (out.code != ReplyCode::kOk) details["reason"] = Clip(out.error);
   const std::string verdict = out.code == ReplyCode::kOk ? "accepted" : protocol::ReplyCodeName(out.code);
-  if (!AuditEvent("job.submitted", record.job_id, verdict, details, caller)) {
+  json refusal = quarantined ? quarantined->details : json();
+  if (quarantined) refusal["at"] = "submission";
+  if ((quarantined && !AuditEvent("input.quarantined", record.job_id, "denied", refusal, caller)) ||
+      !AuditEvent("job.submitted", record.job_id, verdict, details, caller)) {
     return {nullptr, ReplyCode::kAuditUnavailable, "the audit log cannot record the submission; nothing was queued"};
   }
   auto created = store_->Create(std::move(record), text);
@@ -938,6 +985,7 @@ void Daemon::Launch(JobRecord& record) {
   const Caller submitter{{record.submitter, pw ? pw->pw_gid : gid_t{65534}}, 0, record.via};
   Result<OpenedJob> opened = parsed.job ? OpenAndAuthorize(*parsed.job, submitter)
                                         : Fail(Errc::kInvalidData, "the stored spec no longer parses");
+  if (opened && RefuseQuarantined(record, FindQuarantined(*parsed.job, *opened))) return;
   if (opened && SlurmExecutes()) return LaunchSlurm(record, *parsed.job, *opened);
   std::vector<int> pass_fds;
   auto argv = opened ? RunnerArgs(record, *parsed.job, *opened, pass_fds)
@@ -968,6 +1016,29 @@ void Daemon::Launch(JobRecord& record) {
   record.pid_start = ProcessStartTime(*pid);
   if (auto s = store_->Save(record); !s) spdlog::error("job {}: cannot save its state: {}", record.job_id, s.error().message);
   journal::JobEvent({record.job_id, "", "running"}, "started (runner pid " + std::to_string(*pid) + ")");
+}
+
+// At start: an input quarantined while the job was queued ends it as the runner would have at
+// step 2 (failed, input_rejected, `cordon run`'s status 14; an unreadable registry:
+// setup_error), before anything is spawned or handed to Slurm. Audited `input.quarantined`
+// (denied) and `job.completed` first; when the log cannot record, the job stays queued.
+// True when the job was not started.
+bool Daemon::RefuseQuarantined(JobRecord& record, const Result<std::optional<QuarantinedInput>>& found) {
+  if (found && !*found) return false;
+  const bool hit = found.has_value();
+  const std::string reason = "at start: " + (hit ? (*found)->message : found.error().message);
+  const std::string outcome = hit ? "input_rejected" : "setup_error";
+  json details = hit ? (*found)->details : json{{"error", "registry unreadable"}};
+  details["at"] = "start";
+  if (!AuditEvent("input.quarantined", record.job_id, "denied", std::move(details)) ||
+      !AuditEvent("job.completed", record.job_id, "failed", {{"runner_outcome", outcome}, {"reason", Clip(reason)}})) {
+    return true;  // stays queued; retried
+  }
+  record.exit_status = hit ? kExitInputRejected : kExitSetupError;
+  SetFinal(record, JobState::kFailed, outcome, reason);
+  metrics_.JobFinished(outcome, -1, -1, -1, 0);
+  journal::JobEvent({record.job_id, outcome, "failed"}, "refused " + reason, journal::Level::kWarning);
+  return true;
 }
 
 // The runner's report is our own program's output, still parsed defensively.
@@ -1145,6 +1216,34 @@ void Daemon::RecordNodeCheckpoint(const JobRecord& r, const json& report) {
               {"size", std::stoull(lines[1])}, {"root", Clip(lines[2])}, {"note_hex", hex}});
 }
 
+// A job whose `expect:` checks failed on a Slurm node: its runner quarantined the version in
+// the node's registry and says so in the manifest (an input's `quarantined`: the reason).
+// cordond quarantines it in its own registry too, so no later job of its reads it on any node.
+// Only an input the job was approved for (its name and dataset, as recorded at start) with a
+// well-formed sha256 is taken; the node's words are clipped. Audited `dataset.quarantined`.
+void Daemon::QuarantineFromNode(const JobRecord& r, const json& report) {
+  const json::json_pointer at("/manifest/inputs");
+  if (!report.contains(at) || !report[at].is_array()) return;
+  for (const json& in : report[at]) {
+    const auto text = [&](const char* key) {
+      const auto v = in.is_object() ? in.find(key) : in.end();
+      return v != in.end() && v->is_string() ? v->get<std::string>() : std::string();
+    };
+    const std::string name = text("name"), dataset = text("dataset"), sha = text("sha256"), why = text("quarantined");
+    const bool approved = std::any_of(r.inputs.begin(), r.inputs.end(), [&](const json& a) {
+      return a.is_object() && a.value("name", json()) == json(name) && a.value("dataset", json()) == json(dataset);
+    });
+    const bool sha_ok = sha.size() == 71 && sha.starts_with("sha256:") &&
+                        sha.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+    if (why.empty() || !approved || !sha_ok) continue;
+    const std::string reason = Clip(why) + " (on Slurm node " + Clip(r.node) + ")";
+    const Status done = datasets::QuarantineVersion(config_.state_dir, dataset, sha, Clip(text("path")), r.job_id, reason);
+    AuditEvent("dataset.quarantined", r.job_id, done ? "ok" : "failed",
+               {{"dataset", dataset}, {"sha256", sha}, {"reason", reason}, {"by", "expectations"}, {"node", Clip(r.node)},
+                {"error", done ? "" : Clip(done.error().message)}});
+  }
+}
+
 void Daemon::OnSlurmEnded(SlurmEnd end) {
   JobRecord* r = store_->Find(end.job_id);
   if (!r || IsFinal(r->state)) return;
@@ -1153,6 +1252,7 @@ void Daemon::OnSlurmEnded(SlurmEnd end) {
   if (report.is_object()) {
     if (r->node.empty()) OnSlurmPlaced(r->job_id, report.value("node", json()).is_string() ? report["node"].get<std::string>() : "");
     RecordNodeCheckpoint(*r, report);
+    QuarantineFromNode(*r, report);
     const json outcome = report.value("outcome", json());
     // Cancelled, but not by Cordon: scancel behind its back, preemption, a node drain.
     if (outcome == "cancelled" && !r->cancel_requested && !r->halt_requested) {

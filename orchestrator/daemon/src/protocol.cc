@@ -14,7 +14,7 @@ constexpr std::array<std::pair<Op, const char*>, 8> kOps{{
     {Op::kCancel, "cancel"}, {Op::kLogs, "logs"}, {Op::kAdmin, "admin"}, {Op::kHalt, "halt"},
 }};
 
-constexpr std::array<std::pair<ReplyCode, const char*>, 10> kCodes{{
+constexpr std::array<std::pair<ReplyCode, const char*>, 11> kCodes{{
     {ReplyCode::kOk, "ok"},
     {ReplyCode::kInvalid, "invalid"},
     {ReplyCode::kInvalidSpec, "invalid_spec"},
@@ -24,6 +24,7 @@ constexpr std::array<std::pair<ReplyCode, const char*>, 10> kCodes{{
     {ReplyCode::kTimeout, "timeout"},
     {ReplyCode::kStopping, "stopping"},
     {ReplyCode::kAuditUnavailable, "audit_unavailable"},
+    {ReplyCode::kInputRejected, "input_rejected"},
     {ReplyCode::kError, "error"},
 }};
 

@@ -94,7 +94,8 @@ TEST(Protocol, RoundTripsAndRepliesNeverThrow) {
   EXPECT_EQ(reply->code, p::ReplyCode::kNotFound);
   EXPECT_FALSE(p::ParseReply(R"({"ok":"yes"})"));
   EXPECT_FALSE(p::ParseReply(R"({"ok":false})"));
-  for (auto code : {p::ReplyCode::kBusy, p::ReplyCode::kAuditUnavailable, p::ReplyCode::kInvalidSpec}) {
+  for (auto code : {p::ReplyCode::kBusy, p::ReplyCode::kAuditUnavailable, p::ReplyCode::kInvalidSpec,
+                    p::ReplyCode::kInputRejected}) {
     EXPECT_EQ(p::ParseReplyCode(p::ReplyCodeName(code)), code);
   }
 }

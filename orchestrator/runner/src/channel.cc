@@ -63,6 +63,30 @@ Result<kms::WrappedKey> DecodeWrapReply(std::string_view datagram) {
   return wrapped;
 }
 
+Result<Received> ReceiveMessage(int fd, bool wait) {
+  Received got;
+  got.datagram.assign(kMaxMessageBytes, '\0');
+  iovec iov{got.datagram.data(), got.datagram.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  // MSG_TRUNC: the return value is the datagram's real size even when it was cut.
+  const ssize_t n = RetryEintr([&] { return ::recvmsg(fd, &msg, MSG_TRUNC | MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT)); });
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Received{};
+  if (n < 0) return FailErrno("receive on the control socket");
+  got.bytes = static_cast<std::size_t>(n);
+  if (n == 0) {
+    got.status = Received::Status::kClosed;
+    got.datagram.clear();
+  } else if ((msg.msg_flags & MSG_TRUNC) != 0 || got.bytes > kMaxMessageBytes) {
+    got.status = Received::Status::kTruncated;
+  } else {
+    got.status = Received::Status::kMessage;
+    got.datagram.resize(got.bytes);
+  }
+  return got;
+}
+
 Status SendMessage(int fd, Msg type, std::string_view payload) {
   std::string message = EncodeMessage(type, payload);
   const ssize_t n = RetryEintr([&] { return ::send(fd, message.data(), message.size(), MSG_NOSIGNAL); });

@@ -67,4 +67,18 @@ struct WrapRequest {
 // Sends one datagram (EncodeMessage) and cleanses the copy it made.
 [[nodiscard]] Status SendMessage(int fd, Msg type, std::string_view payload);
 
+// One datagram read from `fd`. The kernel cuts a datagram longer than the buffer
+// (kMaxMessageBytes) and drops the rest: such a one is kTruncated, never taken for a
+// whole message (EncodeMessage never makes one, so it is a bug or a hostile sender). The
+// caller cleanses `datagram` when it may hold key material (a wrap request).
+struct Received {
+  enum class Status { kMessage, kTruncated, kNothing, kClosed };
+  Status status = Status::kNothing;
+  std::string datagram;   // kMessage: all of it; kTruncated: its first kMaxMessageBytes
+  std::size_t bytes = 0;  // the datagram's real size
+};
+// `wait`: block until a datagram or the end; else kNothing when none is waiting. A
+// zero-length read is kClosed. A failing recvmsg is an error naming errno.
+[[nodiscard]] Result<Received> ReceiveMessage(int fd, bool wait);
+
 }  // namespace cordon::runner::internal

@@ -1,7 +1,7 @@
 // The runner's side of the dataset registry (datasets.h): at step 2 a
 // quarantined version is refused before any key is touched, and the
-// baseline of `max_drift` is looked up; after a failed `expect:` the version
-// is quarantined. Private to the runner.
+// baseline of `max_drift` is looked up (after a failed `expect:` the runner quarantines
+// the version with datasets::QuarantineVersion). Private to the runner.
 #pragma once
 
 #include <optional>
@@ -9,23 +9,21 @@
 
 #include "cordon/error.h"
 #include "cordon/datasets/expectations.h"
+#include "cordon/sealed/sealed.h"
 
 namespace cordon::runner::internal {
 
-// Why the sealed file open at `fd` (dataset `dataset`) may not be used, or
-// nullopt. When the dataset has a quarantined version and `sha256` is empty,
-// the file is hashed through `fd` first and `sha256` is set ("sha256:<hex>").
-// An unreadable registry is an error (fail closed).
+// Why the sealed file open at `fd` (dataset `dataset`, header and sizes `info`) may not be
+// used, or nullopt (datasets::CheckQuarantine: when a quarantined version could be this file
+// and `sha256` is empty, the file is hashed through `fd` and `sha256` set). An unreadable
+// registry is an error (fail closed).
 [[nodiscard]] Result<std::optional<std::string>> QuarantineReason(const std::string& state_dir, const std::string& dataset,
-                                                                  int fd, std::string& sha256);
+                                                                  int fd, const sealed::SealedInfo& info,
+                                                                  std::string& sha256);
 
 // The summaries of the dataset's last known good version, if one is marked.
 [[nodiscard]] std::optional<orchestrator::Summaries> LastGoodSummaries(const std::string& state_dir,
                                                                       const std::string& dataset);
 
-// Quarantines version `sha256` of `dataset` (registering it when unknown) and
-// records the job and reason in its history.
-[[nodiscard]] Status QuarantineVersion(const std::string& state_dir, const std::string& dataset, const std::string& sha256,
-                                       const std::string& path, const std::string& job, const std::string& reason);
 
 }  // namespace cordon::runner::internal

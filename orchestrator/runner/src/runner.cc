@@ -42,6 +42,7 @@
 #include "cordon/unique_fd.h"
 #include "cordon/runner/image_scan.h"
 #include "integrity.h"
+#include "cordon/datasets/quarantine.h"
 #include "metrics.h"
 #include "classify.h"
 #include "stage.h"
@@ -145,6 +146,7 @@ struct SandboxRun {
   std::optional<StageSummary> stage_summary;  // counts from the init's stage-out
   std::size_t outputs_audited = 0;
   std::size_t refusals_audited = 0;
+  std::size_t truncated_messages = 0;  // control datagrams over kMaxMessageBytes (OnTruncatedControl)
   bool overran = false;              // killed past the timeout + the stage-out deadline
   std::uint64_t index_entries = 0;   // entries in index.sealed
   std::optional<json> input_error;
@@ -408,7 +410,7 @@ class Runner final {
     auto info = sealed::OpenSealed(fd.get());
     if (!info) return reject(info.error().message);
     const sealed::Header& h = info->header;
-    if (!CheckNotQuarantined(input, h.dataset, fd.get(), sha, intent)) return false;
+    if (!CheckNotQuarantined(input, *info, fd.get(), sha, intent)) return false;
     inputs_json_.push_back({{"name", input.name}, {"path", input.path}, {"sha256", sha.empty() ? json(nullptr) : json(sha)},
                             {"dataset", h.dataset}, {"key_ref", h.key.ToString()}, {"key_version", h.kek_version},
                             {"sealed_bytes", info->sealed_bytes}, {"columns", input.columns}});
@@ -502,6 +504,7 @@ class Runner final {
   sandbox::Policy MakePolicy(const Pipe& out, const Pipe& err, const Pipe& keys, const Pipe& ctl, const Pipe& metrics);
   void Supervise(pid_t supervisor, Pipe& out, Pipe& err, Pipe& metrics, Pipe& ctl, Pipe& result);
   bool OnControl(int fd);  // false: the init closed its end
+  void OnTruncatedControl(int fd, internal::Received& got);
   void OnInitMessage(char type, const json& parsed);
   void OnWrapRequest(int fd, std::string& message);
   void OnLog(std::string_view bytes, bool is_stderr);
@@ -513,7 +516,7 @@ class Runner final {
   void RecordStageOut();
   void ClassifyResult();
   // ---- the data checkpoint (integrity.h): quarantine at step 2, `expect:` results ----
-  bool CheckNotQuarantined(const specs::Input& input, const std::string& dataset, int fd, std::string& sha,
+  bool CheckNotQuarantined(const specs::Input& input, const sealed::SealedInfo& info, int fd, std::string& sha,
                            const audit::Intent& intent);
   void OnExpectations(const json& parsed);
   void QuarantineRejectedInputs();
@@ -787,11 +790,14 @@ void Runner::OnMetricsBytes(std::string_view bytes) {
 }
 
 bool Runner::OnControl(int fd) {
-  std::string message(internal::kMaxMessageBytes, '\0');
-  const ssize_t n = ::recv(fd, message.data(), message.size(), MSG_DONTWAIT);
-  if (n < 0) return errno == EAGAIN || errno == EINTR;
-  if (n == 0) return false;
-  message.resize(static_cast<std::size_t>(n));
+  auto got = internal::ReceiveMessage(fd, false);
+  if (!got || got->status == internal::Received::Status::kClosed) return false;
+  if (got->status == internal::Received::Status::kNothing) return true;
+  if (got->status == internal::Received::Status::kTruncated) {
+    OnTruncatedControl(fd, *got);
+    return true;
+  }
+  std::string& message = got->datagram;
   const char type = message[0];
   if (type == static_cast<char>(Msg::kWrapRequest)) {
     OnWrapRequest(fd, message);
@@ -810,6 +816,21 @@ bool Runner::OnControl(int fd) {
     // A member of the wrong type: the init never sends one; ignored, never fatal.
   }
   return true;
+}
+
+// A datagram the kernel cut (over kMaxMessageBytes): the init never sends one, so it is a bug
+// or a hostile init. Nothing of it is used: a wrap request is answered with an error (the init
+// waits for one), the first is audited (its size only), and the job fails — a record lost this
+// way (an output, the stage-out summary) would leave its report incomplete.
+void Runner::OnTruncatedControl(int fd, internal::Received& got) {
+  const bool wrap = !got.datagram.empty() && got.datagram[0] == static_cast<char>(Msg::kWrapRequest);
+  OPENSSL_cleanse(got.datagram.data(), got.datagram.size());
+  const std::string why = "the sandbox init sent a control message of " + std::to_string(got.bytes) +
+                          " bytes, over the " + std::to_string(internal::kMaxMessageBytes) +
+                          "-byte limit of one datagram: refused";
+  if (wrap) (void)SendMessage(fd, Msg::kWrapError, why);
+  if (run_.truncated_messages++ == 0) Record("control.truncated", "failed", {{"bytes", got.bytes}, {"wrap_request", wrap}});
+  Reject(JobOutcome::kSetupError, why);
 }
 
 void Runner::OnInitMessage(char type, const json& parsed) {
@@ -954,9 +975,10 @@ void Runner::ClassifyResult() {
 }
 
 // Step 2: a quarantined version (or dataset) is refused before any key is touched.
-bool Runner::CheckNotQuarantined(const specs::Input& input, const std::string& dataset, int fd, std::string& sha,
+bool Runner::CheckNotQuarantined(const specs::Input& input, const sealed::SealedInfo& info, int fd, std::string& sha,
                                  const audit::Intent& intent) {
-  auto why = internal::QuarantineReason(config_.state_dir, dataset, fd, sha);
+  const std::string& dataset = info.header.dataset;
+  auto why = internal::QuarantineReason(config_.state_dir, dataset, fd, info, sha);
   if (why && !*why) return true;
   const std::string reason = why ? **why : "the dataset registry cannot be read: " + why.error().message;
   Finish(intent, "failed", {{"error", why ? "quarantined" : "registry unreadable"}});
@@ -991,22 +1013,26 @@ void Runner::OnExpectations(const json& parsed) {
   run_.expectations.emplace(input, std::move(*result));
 }
 
-// After a failed `expect:`: that version is quarantined (by its sealed sha256).
+// After a failed `expect:`: that version is quarantined (by its sealed sha256), and its
+// manifest input entry says so (`quarantined`: the reason).
 void Runner::QuarantineRejectedInputs() {
   for (const auto& [name, result] : run_.expectations) {
     if (result.passed) continue;
-    for (const json& in : inputs_json_) {
+    for (json& in : inputs_json_) {
       if (in["name"] != name) continue;
       const std::string sha = in["sha256"].is_string() ? in["sha256"].get<std::string>() : "";
       const std::string dataset = in.value("dataset", "");
       const std::string reason = "job " + report_.job_id + ": " + std::to_string(result.failures.size()) +
                                  " expectation(s) failed on input '" + name + "'";
       Status done = sha.empty() ? Status(Fail(Errc::kIo, "its sha256 is unknown"))
-                                : internal::QuarantineVersion(config_.state_dir, dataset, sha, in.value("path", ""),
+                                : datasets::QuarantineVersion(config_.state_dir, dataset, sha, in.value("path", ""),
                                                               report_.job_id, reason);
       Record("dataset.quarantined", done ? "ok" : "failed",
              {{"dataset", dataset}, {"sha256", sha}, {"reason", reason}, {"by", "expectations"},
               {"error", done ? "" : done.error().message}});
+      // In the manifest too: cordond quarantines it in its own registry for a job that ran on a
+      // Slurm node, whose registry is the node's.
+      if (!sha.empty()) in["quarantined"] = reason;
     }
   }
 }

@@ -71,11 +71,13 @@ class RemoteWrapper final : public kms::KeyManager {
   }
 
   Result<kms::WrappedKey> ReceiveWrapped() {
-    std::string reply(kMaxMessageBytes, '\0');
-    const ssize_t n = RetryEintr([&] { return ::recv(ctl_fd_, reply.data(), reply.size(), 0); });
-    if (n <= 0) return Fail(Errc::kKmsUnavailable, "the runner did not answer a wrap request");
-    reply.resize(static_cast<std::size_t>(n));
-    return DecodeWrapReply(reply);
+    auto got = ReceiveMessage(ctl_fd_, true);
+    if (!got || got->status != Received::Status::kMessage) {
+      const bool cut = got && got->status == Received::Status::kTruncated;
+      return Fail(Errc::kKmsUnavailable, cut ? "the runner's answer to a wrap request was over the control socket's limit"
+                                             : "the runner did not answer a wrap request");
+    }
+    return DecodeWrapReply(got->datagram);
   }
 
   int ctl_fd_;

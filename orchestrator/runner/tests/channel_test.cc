@@ -117,5 +117,34 @@ TEST(ChannelTest, SendMessageIsOneDatagram) {
   EXPECT_FALSE(SendMessage(a.get(), Msg::kMetrics, "x"));  // the peer is gone: an error, no SIGPIPE
 }
 
+// A datagram over the limit is cut by the kernel; ReceiveMessage says so (with its real
+// size) instead of handing over its first 64 KiB as if they were the message.
+TEST(ChannelTest, AnOversizedDatagramIsReportedTruncatedNeverTakenWhole) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  auto none = ReceiveMessage(b.get(), false);
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_EQ(none->status, Received::Status::kNothing);
+  const std::string oversized = "W" + std::string(kMaxMessageBytes, 'x');  // raw: EncodeMessage would cut it
+  ASSERT_EQ(::send(a.get(), oversized.data(), oversized.size(), 0), static_cast<ssize_t>(oversized.size()));
+  const std::string exact = EncodeMessage(Msg::kOutput, std::string(kMaxMessageBytes, 'o'));
+  ASSERT_EQ(exact.size(), kMaxMessageBytes);
+  ASSERT_TRUE(SendMessage(a.get(), Msg::kOutput, std::string(kMaxMessageBytes, 'o')));
+  auto cut = ReceiveMessage(b.get(), false);
+  ASSERT_TRUE(cut) << cut.error().message;
+  EXPECT_EQ(cut->status, Received::Status::kTruncated);
+  EXPECT_EQ(cut->bytes, kMaxMessageBytes + 1);
+  EXPECT_EQ(cut->datagram[0], 'W') << "the type byte survives, so a wrap request can be answered";
+  auto whole = ReceiveMessage(b.get(), true);  // the next datagram is intact: nothing was mixed in
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->status, Received::Status::kMessage);
+  EXPECT_EQ(whole->datagram, exact);
+  a.reset();
+  auto closed = ReceiveMessage(b.get(), true);
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->status, Received::Status::kClosed);
+}
+
 }  // namespace
 }  // namespace cordon::runner::internal

@@ -43,6 +43,7 @@ enum class ReplyCode {
   kTimeout,           // no request line in time
   kStopping,          // cordond is stopping
   kAuditUnavailable,  // the audit log cannot record the decision, so nothing was done
+  kInputRejected,     // an input the spec names is quarantined (step 2, as `cordon run` refuses it)
   kError,             // anything else (the message says what)
 };
 [[nodiscard]] const char* ReplyCodeName(ReplyCode code);
