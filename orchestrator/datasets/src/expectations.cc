@@ -290,8 +290,7 @@ bool ColumnAccumulator::Add(std::string_view v, double* number, bool* integer) {
 }
 
 std::uint64_t ValueHash(std::string_view value) {
-  if (value.empty()) return Mix(PackShort(value));
-  return HashValue(value, Classify(value).digits);
+  return HashValue(value, value.empty() ? ~0ULL : Classify(value).digits);
 }
 
 std::uint64_t SipHash24(std::uint64_t k0, std::uint64_t k1, std::string_view data) {
