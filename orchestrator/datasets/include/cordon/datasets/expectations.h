@@ -4,9 +4,9 @@
 // Inside the sandbox the init decrypts an input chunk by chunk; the CSV
 // projector hands every data record's observed fields to Record() in that one
 // pass (no second copy of the data, nothing buffered but counters, the
-// running min/max/sum and, for `unique` columns, one 64-bit hash per value,
-// filed by its top byte as it comes so the final count works bucket by
-// bucket in cache).
+// running min/max/sum and, for `unique` columns, what RepeatCounter keeps:
+// a bit per value of 1..18 digits or up to 7 bytes, else a 64-bit keyed hash
+// filed by its top byte so the final count works bucket by bucket in cache).
 // Finish() returns an ExpectationResult: counts, rates, min/max/mean and the
 // failed checks with their observed values. That typed result is the only
 // thing the init reports back; it never holds a field's text, except a
