@@ -249,7 +249,8 @@ TEST(Expectations, AgreeWithAPlainReferenceOnMixedValues) {
       "          w: {allowed: [\"0\", \"1\", \"a-longer-allowed-value\"], unique: true}\n");
   const char* pool[] = {"", "0", "1", "-7", "+12", "007", "7", "1e3", "2.5", "-0.5", "abc", "true", "FALSE",
                         "123456789012", "1234567890123456789", "99999", "a-longer-allowed-value",
-                        "a-longer-allowed-valuf", "\"q,1\"", "-999", "inf", "nan", "0x10", "--1", "+-1"};
+                        "a-longer-allowed-valuf", "\"q,1\"", "-999", "12345678", "00000000", "1234567a", "12345678/",
+                        "123456789012345", "1234567890123456", "98765432101234x", "99999999:", "inf", "nan", "0x10", "--1", "+-1"};
   std::string csv = "v,w\n";
   std::vector<std::string> vs, ws;
   std::uint64_t state = 42;
