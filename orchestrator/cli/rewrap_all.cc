@@ -11,7 +11,7 @@
 // symbolic links). Resumable: a rerun skips every file already at the newest
 // version. A journal in the registry directory gets, before a batch's files
 // change (its lines fdatasync'd together), "H <header before> <header after>
-// <path>" for each in-place file and, for the registry's files, "B <sha256
+// <dev>:<ino> <path>" for each in-place file and, for the registry's files, "B <sha256
 // before> <path>"; after: "D <sha256 after> <path>" for the registry's files
 // and "E" once the batch's headers are on disk. A rerun first puts back the
 // old header of any file of an unended batch whose header is neither (torn by
@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <sstream>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -50,7 +52,11 @@ struct Journal {
   std::map<std::string, std::string> begun;  // path -> sha before (no D yet)
   std::map<std::string, std::pair<std::string, std::string>> done;  // path -> (sha before, sha after)
   // The in-place header writes of a batch without its E line: path -> (header before, after).
-  std::map<std::string, std::pair<std::string, std::string>> headers;
+  struct Headers {
+    std::string before, after;
+    std::uint64_t dev = 0, ino = 0;
+  };
+  std::map<std::string, Headers> headers;
 
   static std::string Line(char tag, const std::string& sha, const std::string& file) {
     return std::string(1, tag) + " " + sha + " " + file + "\n";
@@ -75,13 +81,20 @@ Result<Journal> OpenJournal(const std::string& dir, const KeyRef& key) {
       j.headers.clear();
       continue;
     }
-    if (line.starts_with("H ")) {  // "H <header before, hex> <header after, hex> <path>"
-      const std::size_t a = line.find(' ', 2), b = a == std::string::npos ? a : line.find(' ', a + 1);
-      if (b == std::string::npos) continue;  // a torn last line: its batch wrote nothing yet
-      auto before = HexDecode(std::string_view(line).substr(2, a - 2));
-      auto after = HexDecode(std::string_view(line).substr(a + 1, b - a - 1));
-      if (before && after && before->size() == after->size() && !before->empty()) {
-        j.headers[line.substr(b + 1)] = {std::move(*before), std::move(*after)};
+    if (line.starts_with("H ")) {  // "H <header before, hex> <header after, hex> <dev>:<ino> <path>"
+      std::istringstream fields(line.substr(2));
+      std::string before_hex, after_hex, id;
+      fields >> before_hex >> after_hex >> id;
+      const std::size_t colon = id.find(':'), path_at = 2 + before_hex.size() + after_hex.size() + id.size() + 3;
+      if (colon == std::string::npos || path_at >= line.size()) continue;  // a torn last line: its batch wrote nothing yet
+      auto before = HexDecode(before_hex), after = HexDecode(after_hex);
+      std::uint64_t dev = 0, ino = 0;
+      const auto parse = [](std::string_view t, std::uint64_t& v) {
+        return !t.empty() && std::from_chars(t.data(), t.data() + t.size(), v).ptr == t.data() + t.size();
+      };
+      if (before && after && before->size() == after->size() && !before->empty() &&
+          parse(std::string_view(id).substr(0, colon), dev) && parse(std::string_view(id).substr(colon + 1), ino)) {
+        j.headers[line.substr(path_at)] = {std::move(*before), std::move(*after), dev, ino};
       }
       continue;
     }
@@ -182,7 +195,8 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
       const auto bytes = [](const std::string& b) {
         return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(b.data()), b.size());
       };
-      if (auto r = sealed::RestoreHeader(path, bytes(h.first), bytes(h.second)); !r && r.error().code != Errc::kNotFound) {
+      if (auto r = sealed::RestoreHeader(path, h.dev, h.ino, bytes(h.before), bytes(h.after));
+          !r && r.error().code != Errc::kNotFound) {
         fail(path, "restoring its header after a crash: " + r.error().message);
       }
     }
@@ -240,9 +254,13 @@ int RewrapAll(const GlobalOptions& global, const std::string& key_text, const st
         before[path] = *sha;
         lines += Journal::Line('B', *sha, path);
       }
-      auto h = sealed::PrepareHeaderRewrite(path, ctx.kms(), *key);
+      // In place only where the journal can name the file (one line): else a copy.
+      auto h = path.find_first_of("\n\r") == std::string::npos
+                   ? sealed::PrepareHeaderRewrite(path, ctx.kms(), *key)
+                   : Result<sealed::HeaderRewrite>(Fail(Errc::kUnsupported, "a line break in its name"));
       if (h) {
-        lines += "H " + HexEncode(h->before) + " " + HexEncode(h->after) + " " + path + "\n";
+        lines += "H " + HexEncode(h->before) + " " + HexEncode(h->after) + " " + std::to_string(h->dev) + ":" +
+                 std::to_string(h->ino) + " " + path + "\n";
         in_place.push_back(std::move(*h));
         continue;
       }

@@ -195,7 +195,7 @@ def open_batch():
     except OSError:
         return []
     last_e = max([i for i, l in enumerate(lines) if l == "E"], default=-1)
-    return [l.split(" ", 3) for l in lines[last_e + 1:] if l.startswith("H ") and l.count(" ") >= 3]
+    return [l.split(" ", 4) for l in lines[last_e + 1:] if l.startswith("H ") and l.count(" ") >= 4]
 p = subprocess.Popen([cordon, "rewrap", "--all", "--key", "kms://local/datasets", "--dir", data, "--batch", "8"],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 torn = ""
@@ -206,7 +206,7 @@ while p.poll() is None and time.time() < deadline and not torn:
     os.kill(p.pid, signal.SIGSTOP)
     batch = open_batch()
     if batch:
-        _, before, after, path = batch[0]
+        _, before, after, _, path = batch[0]
         before, after = bytes.fromhex(before), bytes.fromhex(after)
         with open(path, "r+b") as f:
             now = f.read(len(before))

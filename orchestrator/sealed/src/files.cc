@@ -404,7 +404,10 @@ Result<HeaderRewrite> PrepareHeaderRewrite(const std::string& file, const KeyMan
   if (r->header.size() != size || size > kMaxHeaderBytes) {
     return Fail(Errc::kUnsupported, file + ": the rewrapped header has another length");
   }
-  HeaderRewrite out{file, std::move(fd), std::vector<std::uint8_t>(size), std::move(r->header), std::move(r->report)};
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return FailErrno(file);
+  HeaderRewrite out{file, std::move(fd), std::vector<std::uint8_t>(size), std::move(r->header), std::move(r->report),
+                    static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
   if (auto ok = PreadExactly(out.fd.get(), out.before.data(), size, file); !ok) return std::unexpected(ok.error());
   if (out.before == out.after) return Fail(Errc::kInternal, file + ": the rewrapped header is the old one");
   return out;
@@ -439,15 +442,18 @@ std::vector<Status> WriteHeaders(std::span<const HeaderRewrite> batch) {
   return result;
 }
 
-Result<bool> RestoreHeader(const std::string& file, std::span<const std::uint8_t> before,
-                           std::span<const std::uint8_t> after) {
+Result<bool> RestoreHeader(const std::string& file, std::uint64_t dev, std::uint64_t ino,
+                           std::span<const std::uint8_t> before, std::span<const std::uint8_t> after) {
   if (before.size() != after.size() || before.empty() || before.size() > kMaxHeaderBytes) {
     return Fail(Errc::kInvalidArgument, file + ": bad journaled header");
   }
   UniqueFd fd(::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK));
-  if (!fd) return FailErrno(file);
+  if (!fd) return errno == ENOENT ? Fail(Errc::kNotFound, file + " is gone") : FailErrno(file);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Fail(Errc::kInvalidArgument, file + ": not a regular file");
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_dev) != dev ||
+      static_cast<std::uint64_t>(st.st_ino) != ino) {
+    return Fail(Errc::kNotFound, file + " is another file now: its header is left alone");
+  }
   std::vector<std::uint8_t> now(before.size());
   if (auto ok = PreadExactly(fd.get(), now.data(), now.size(), file); !ok) return std::unexpected(ok.error());
   if (std::equal(now.begin(), now.end(), after.begin())) return true;

@@ -197,6 +197,7 @@ struct HeaderRewrite {
   std::vector<std::uint8_t> before;   // the header on disk now
   std::vector<std::uint8_t> after;    // the rewrapped header, of the same length
   Report report;                      // sha256: empty (see Sha256Fd)
+  std::uint64_t dev = 0, ino = 0;     // the file's identity (journaled for RestoreHeader)
 };
 // Errc::kUnsupported: the new header's length differs (rewrap a copy instead).
 [[nodiscard]] Result<HeaderRewrite> PrepareHeaderRewrite(const std::string& file, const KeyManagers& kms,
@@ -206,9 +207,10 @@ struct HeaderRewrite {
 [[nodiscard]] std::vector<Status> WriteHeaders(std::span<const HeaderRewrite> batch);
 // After a crash: FILE's first before.size() bytes are `before` or `after`
 // (nothing to do; returns whether it is `after`), or else a torn write, and
-// `before` is written back and synced (returns false).
-[[nodiscard]] Result<bool> RestoreHeader(const std::string& file, std::span<const std::uint8_t> before,
-                                         std::span<const std::uint8_t> after);
+// `before` is written back and synced (returns false). Errc::kNotFound, and
+// nothing written, when FILE is gone or is no longer the file (dev, ino).
+[[nodiscard]] Result<bool> RestoreHeader(const std::string& file, std::uint64_t dev, std::uint64_t ino,
+                                         std::span<const std::uint8_t> before, std::span<const std::uint8_t> after);
 
 // "sha256:<64 hex>" of the file at `path`.
 [[nodiscard]] Result<std::string> Sha256File(const std::string& path);
