@@ -2,28 +2,84 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <array>
+#include <atomic>
 #include <cstring>
 #include <new>
+#include <thread>
 #include <utility>
 
 namespace cordon {
 namespace {
 
-std::size_t PageRound(std::size_t size) {
-  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  return (size + page - 1) / page * page;
+std::size_t PageSize() {
+  static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return page;
 }
+
+std::size_t PageRound(std::size_t size) { return (size + PageSize() - 1) / PageSize() * PageSize(); }
+
+// Released single pages that were locked, kept for the next SecretBytes of at
+// most a page: taking one costs no system call (a fresh one costs four: mmap,
+// mlock, two madvise; returning one two: munlock, munmap). A kept page stays
+// locked, out of core dumps and wiped on fork, and holds only zeros (it is
+// cleansed before it comes here). A forked child forgets the pool: its copies
+// of the pages are neither locked nor, with MADV_WIPEONFORK, anything but zero.
+class PagePool final {
+ public:
+  static PagePool& Get() {
+    static PagePool* const pool = [] {
+      auto* p = new PagePool;  // never destroyed: SecretBytes may be released during exit
+      (void)::pthread_atfork(nullptr, nullptr, [] { PagePool::Get().ForgetInChild(); });
+      return p;
+    }();
+    return *pool;
+  }
+  void* Take() {
+    Lock();
+    void* page = count_ > 0 ? pages_[--count_] : nullptr;
+    busy_.clear(std::memory_order_release);
+    return page;
+  }
+  bool Give(void* page) {
+    Lock();
+    const bool kept = count_ < pages_.size();
+    if (kept) pages_[count_++] = page;
+    busy_.clear(std::memory_order_release);
+    return kept;
+  }
+
+ private:
+  void Lock() {
+    while (busy_.test_and_set(std::memory_order_acquire)) std::this_thread::yield();  // held for a few instructions
+  }
+  void ForgetInChild() {  // the child has one thread: no lock to take
+    count_ = 0;
+    busy_.clear();
+  }
+  std::atomic_flag busy_;
+  std::array<void*, 64> pages_{};
+  std::size_t count_ = 0;
+};
 
 }  // namespace
 
 SecretBytes::SecretBytes(std::size_t size) : size_(size) {
   if (size == 0) return;
   mapped_ = PageRound(size);
+  if (mapped_ == PageSize()) {
+    if (void* page = PagePool::Get().Take()) {
+      data_ = static_cast<std::uint8_t*>(page);
+      locked_ = true;
+      return;
+    }
+  }
   void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   data_ = static_cast<std::uint8_t*>(p);
@@ -54,8 +110,10 @@ SecretBytes::~SecretBytes() { Release(); }
 void SecretBytes::Release() {
   if (data_ == nullptr) return;
   OPENSSL_cleanse(data_, mapped_);
-  if (locked_) ::munlock(data_, mapped_);
-  ::munmap(data_, mapped_);
+  if (!(locked_ && mapped_ == PageSize() && PagePool::Get().Give(data_))) {
+    if (locked_) ::munlock(data_, mapped_);
+    ::munmap(data_, mapped_);
+  }
   data_ = nullptr;
   size_ = mapped_ = 0;
   locked_ = false;

@@ -5,7 +5,9 @@
 //    failed mlock — RLIMIT_MEMLOCK — is tolerated and reported by locked()),
 //    and excluded from core dumps (MADV_DONTDUMP).
 //  * Destruction and move-from wipe the bytes with OPENSSL_cleanse before the
-//    mapping is unmapped.
+//    mapping is unmapped, or, for a locked single page, kept (zeroed, locked,
+//    out of core dumps) for the next SecretBytes of at most a page: up to 64
+//    such pages per process, forgotten by a forked child (secret.cc, PagePool).
 //  * Move-only: a copy must be explicit (Copy()), so a reviewer can grep for it.
 //
 // What it cannot do: bytes that passed through other buffers (a std::string

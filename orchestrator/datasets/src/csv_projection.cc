@@ -66,9 +66,16 @@ void CsvProjector::ObserveAll(Observer observer) {
   observer_ = std::move(observer);
 }
 
+// The buffer the current field's bytes go to: the header's fields and the
+// selected ones to field_ (EndField files them), an observed field that is not
+// selected straight to its observed slot, any other to none.
+std::string* CsvProjector::Target() {
+  if (row_ == 0) return &field_;
+  return field_index_ < target_of_field_.size() ? target_of_field_[field_index_] : nullptr;
+}
+
 void CsvProjector::Append(char c) {
-  // Header fields are kept (to find the columns); data fields only when selected or observed.
-  if (row_ == 0 || (field_index_ < keep_.size() && keep_[field_index_])) field_ += c;
+  if (std::string* t = Target()) *t += c;
 }
 
 Status CsvProjector::Feed(std::string_view data) {
@@ -104,7 +111,7 @@ Status CsvProjector::AppendRun(std::string_view run) {
                  std::to_string(limits_.max_field_bytes) + " bytes");
   }
   field_bytes_ += run.size();
-  if (row_ == 0 || (field_index_ < keep_.size() && keep_[field_index_])) field_.append(run);
+  if (std::string* t = Target()) t->append(run);
   return {};
 }
 
@@ -167,14 +174,11 @@ Status CsvProjector::EndField() {
                    " columns");
     }
     header_.push_back(std::move(field_));
-  } else if (field_index_ < keep_.size() && keep_[field_index_]) {
-    // An observed field that is also selected is seen in its output slot (EndRecord).
-    if (IsSelected(slot_of_field_, field_index_)) {
-      slots_[static_cast<std::size_t>(slot_of_field_[field_index_])].swap(field_);
-    } else if (IsSelected(observed_slot_of_field_, field_index_)) {
-      // swap keeps both buffers' capacity: no allocation per field
-      observed_slots_[static_cast<std::size_t>(observed_slot_of_field_[field_index_])].swap(field_);
-    }
+  } else if (IsSelected(slot_of_field_, field_index_)) {
+    // swap keeps both buffers' capacity: no allocation per field. An observed
+    // field that is also selected is seen in its output slot (EndRecord); one
+    // that is not is already in its observed slot (Target).
+    slots_[static_cast<std::size_t>(slot_of_field_[field_index_])].swap(field_);
   }
   field_.clear();
   field_bytes_ = 0;
@@ -190,15 +194,12 @@ Status CsvProjector::EndRecord() {
                  std::to_string(slot_of_field_.size()));
   } else {
     if (observer_) {
-      for (std::size_t i = 0; i < observed_views_.size(); ++i) {
-        const int selected = selected_slot_of_observed_[i];
-        observed_views_[i] = selected >= 0 ? slots_[static_cast<std::size_t>(selected)] : observed_slots_[i];
-      }
+      for (std::size_t i = 0; i < observed_views_.size(); ++i) observed_views_[i] = *observed_source_[i];
       if (auto ok = observer_(observed_views_); !ok) {
         failed_ = true;
         return ok;
       }
-      for (std::string& field : observed_slots_) field.clear();
+      for (std::string* field : observed_only_) field->clear();
     }
     if (!columns_.empty()) {
       for (std::size_t i = 0; i < slots_.size(); ++i) {
@@ -238,8 +239,23 @@ Status CsvProjector::HeaderDone() {
     slot_of_field_[it->second] = static_cast<int>(slot);
   }
   ObserveHeader(index);
-  keep_.assign(header_.size(), 0);
-  for (std::size_t i = 0; i < header_.size(); ++i) keep_[i] = slot_of_field_[i] >= 0 || observed_slot_of_field_[i] >= 0;
+  // Where each field's bytes go (Target) and where the observer reads each observed column.
+  target_of_field_.assign(header_.size(), nullptr);
+  observed_source_.resize(observed_.size());
+  for (std::size_t k = 0; k < observed_.size(); ++k) observed_source_[k] = &observed_slots_[k];  // absent: stays empty
+  observed_only_.clear();
+  for (std::size_t i = 0; i < header_.size(); ++i) {
+    const int observed = observed_slot_of_field_[i];
+    if (slot_of_field_[i] >= 0) {
+      target_of_field_[i] = &field_;
+      if (observed >= 0) observed_source_[static_cast<std::size_t>(observed)] = &slots_[static_cast<std::size_t>(slot_of_field_[i])];
+    } else if (observed >= 0) {
+      std::string* slot = &observed_slots_[static_cast<std::size_t>(observed)];
+      target_of_field_[i] = slot;
+      observed_source_[static_cast<std::size_t>(observed)] = slot;
+      observed_only_.push_back(slot);
+    }
+  }
   for (std::size_t i = 0; i < columns_.size(); ++i) {
     if (i != 0) out_ += ',';
     AppendField(out_, columns_[i]);
@@ -257,14 +273,12 @@ void CsvProjector::ObserveHeader(const std::map<std::string_view, std::size_t>& 
   }
   observed_slot_of_field_.assign(header_.size(), -1);
   observed_present_.assign(observed_.size(), false);
-  selected_slot_of_observed_.assign(observed_.size(), -1);
   observed_views_.assign(observed_.size(), std::string_view());
   for (std::size_t slot = 0; slot < observed_.size(); ++slot) {
     const auto it = index.find(observed_[slot]);
     if (it == index.end()) continue;
     observed_slot_of_field_[it->second] = static_cast<int>(slot);
     observed_present_[slot] = true;
-    selected_slot_of_observed_[slot] = slot_of_field_[it->second];
   }
 }
 

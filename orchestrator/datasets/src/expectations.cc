@@ -1,10 +1,15 @@
 #include "cordon/datasets/expectations.h"
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cmath>
-#include <functional>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 
 namespace cordon::orchestrator {
@@ -55,24 +60,7 @@ bool IsBoolean(std::string_view v) {
   return v == "0" || v == "1" || EqualsLower(v, "true") || EqualsLower(v, "false");
 }
 
-bool MatchesType(ColumnType type, std::string_view v, bool numeric, bool integer) {
-  switch (type) {
-    case ColumnType::kString: return true;
-    case ColumnType::kInteger: return integer;
-    case ColumnType::kNumber: return numeric;
-    case ColumnType::kBoolean: return IsBoolean(v);
-  }
-  return true;
-}
-
-// A value's 64-bit hash (distinct counts, `unique`). A value of up to 7 bytes
-// is packed with its length into one word and put through MurmurHash3's
-// 64-bit finaliser, a bijection: short values (ids, codes, small numbers),
-// the common case, never collide. Longer ones take std::hash.
-std::uint64_t HashOf(std::string_view v) {
-  if (v.size() > 7) return std::hash<std::string_view>{}(v);
-  std::uint64_t x = static_cast<std::uint64_t>(v.size()) << 56;
-  for (std::size_t i = 0; i < v.size(); ++i) x |= static_cast<std::uint64_t>(static_cast<unsigned char>(v[i])) << (8 * i);
+std::uint64_t Mix(std::uint64_t x) {  // MurmurHash3's 64-bit finaliser: a bijection
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdULL;
   x ^= x >> 33;
@@ -81,35 +69,135 @@ std::uint64_t HashOf(std::string_view v) {
   return x;
 }
 
+std::uint64_t Load64(const char* p) {
+  std::uint64_t x = 0;
+  std::memcpy(&x, p, 8);
+  return x;  // little-endian hosts only (x86-64, arm64)
+}
 
+std::uint64_t Load32(const char* p) {
+  std::uint32_t x = 0;
+  std::memcpy(&x, p, 4);
+  return x;
+}
 
-// How many of `hashes` repeat an earlier one. They are first partitioned in
-// place by their top byte (a counting pass, then each misplaced hash swapped
-// into its bucket: equal hashes share a bucket), then each bucket goes
-// through a set small enough to stay in cache.
-std::uint64_t CountDuplicates(std::vector<std::uint64_t>& hashes) {
-  const auto bucket = [](std::uint64_t h) { return static_cast<std::size_t>(h >> 56); };
-  std::array<std::size_t, 257> start{};
-  for (const std::uint64_t h : hashes) ++start[bucket(h) + 1];
-  for (std::size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
-  std::array<std::size_t, 256> next{};
-  std::copy(start.begin(), start.end() - 1, next.begin());
-  for (std::size_t b = 0; b < 256; ++b) {
-    while (next[b] < start[b + 1]) {
-      std::uint64_t h = hashes[next[b]];
-      while (bucket(h) != b) std::swap(h, hashes[next[bucket(h)]++]);  // h's slot is filled: take what was there
-      hashes[next[b]++] = h;
+std::uint64_t Byte(const char* p, std::size_t i) { return static_cast<unsigned char>(p[i]); }
+
+// A value of 1 to 7 bytes with its length in the top byte: one word, below
+// 2^59, different for every such value.
+std::uint64_t PackShort(std::string_view v) {
+  const char* p = v.data();
+  const std::size_t n = v.size();
+  std::uint64_t x = 0;
+  if (n >= 4) {  // two overlapping 4-byte loads cover 4..7 bytes
+    x = Load32(p) | (Load32(p + n - 4) << (8 * (n - 4)));
+  } else if (n > 0) {
+    x = Byte(p, 0) | (Byte(p, n / 2) << (8 * (n / 2))) | (Byte(p, n - 1) << (8 * (n - 1)));
+  }
+  return x | (static_cast<std::uint64_t>(n) << 56);
+}
+
+// The per-process SipHash key for the values not hashed exactly.
+struct HashKey {
+  std::uint64_t k0 = 0, k1 = 0;
+  HashKey() {
+    std::uint64_t k[2] = {0, 0};
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(k), sizeof k) != 1) std::abort();  // no key, no sound check
+    k0 = k[0];
+    k1 = k[1];
+    OPENSSL_cleanse(k, sizeof k);
+  }
+};
+
+const HashKey& Key() {
+  static const HashKey key;
+  return key;
+}
+
+// kDigitsOffset[L]: where the keys of the strings of L decimal digits start
+// (1 <= L <= 18), 10^L of them each: together below 2^60, and dense for ids
+// counted up from 0.
+constexpr auto kDigitsOffset = [] {
+  std::array<std::uint64_t, 19> o{};
+  std::uint64_t at = 0, count = 10;
+  for (std::size_t len = 1; len <= 18; ++len, count *= 10) {
+    o[len] = at;
+    at += count;
+  }
+  return o;
+}();
+constexpr std::uint64_t kPackedBase = 1ULL << 60;  // short values that are not digits: above
+
+// A value's exact key (two different values never share one), given its
+// digits' value when it is a plain string of 1..15 decimal digits (`digits`,
+// else ~0): a string of 1..18 digits, or any other value of up to 7 bytes.
+// Other values have none (returns false).
+bool ExactKey(std::string_view v, std::uint64_t digits, std::uint64_t& key) {
+  const std::size_t n = v.size();
+  if (digits != ~0ULL) {
+    key = kDigitsOffset[n] + digits;
+    return true;
+  }
+  if (n >= 16 && n <= 18) {
+    std::uint64_t x = 0;
+    bool all = true;
+    for (const char c : v) {
+      all &= c >= '0' && c <= '9';
+      x = x * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (all) {
+      key = kDigitsOffset[n] + x;
+      return true;
     }
   }
-  const std::vector<std::uint64_t>& sorted = hashes;
-  std::uint64_t duplicates = 0;
-  HashSet seen;
-  for (std::size_t b = 0; b < 256; ++b) {
-    seen.Clear();
-    seen.Reserve(start[b + 1] - start[b]);
-    for (std::size_t i = start[b]; i < start[b + 1]; ++i) duplicates += !seen.Insert(sorted[i]);
+  if (n > 7) return false;
+  key = kPackedBase + PackShort(v);
+  return true;
+}
+
+// The 64-bit hash of a value: its exact key mixed (a bijection), else keyed SipHash.
+std::uint64_t HashValue(std::string_view v, std::uint64_t digits) {
+  std::uint64_t key = 0;
+  return ExactKey(v, digits, key) ? Mix(key) : SipHash24(Key().k0, Key().k1, v);
+}
+
+// A non-empty value's kind: parsed once for the summary and every check.
+struct Value {
+  double number = 0;
+  std::uint64_t digits = ~0ULL;  // the value of a plain string of 1..15 digits
+  bool numeric = false, integer = false, boolean = false;
+};
+
+[[gnu::always_inline]] inline Value Classify(std::string_view v) {
+  Value out;
+  // Fast path: a plain non-negative integer of up to 15 digits (exact in a double).
+  if (v.size() <= 15 && v.front() >= '0' && v.front() <= '9') {
+    std::uint64_t n = 0;
+    std::size_t i = 0;
+    for (; i < v.size() && v[i] >= '0' && v[i] <= '9'; ++i) n = n * 10 + static_cast<std::uint64_t>(v[i] - '0');
+    if (i == v.size()) {
+      out.number = static_cast<double>(n);
+      out.digits = n;
+      out.numeric = out.integer = true;
+      out.boolean = v.size() == 1 && n <= 1;
+      return out;
+    }
   }
-  return duplicates;
+  out.numeric = ParseDouble(v, out.number, out.integer);
+  out.boolean = v.size() <= 5 && IsBoolean(v);
+  return out;
+}
+
+// Adds a non-empty value to a column summary (its count already counted).
+[[gnu::always_inline]] inline void Tally(ColumnSummary& s, const Value& x) {
+  if (x.numeric) {
+    if (s.numeric == 0 || x.number < s.min) s.min = x.number;
+    if (s.numeric == 0 || x.number > s.max) s.max = x.number;
+    s.sum += x.number;
+    ++s.numeric;
+    s.integers += x.integer;
+  }
+  s.booleans += x.boolean;
 }
 
 template <class T>
@@ -186,26 +274,122 @@ bool ColumnAccumulator::Add(std::string_view v, double* number, bool* integer) {
     ++s_.nulls;
     return false;
   }
-  double d = 0;
-  bool whole = false;
-  const bool numeric = ParseDouble(v, d, whole);
-  if (numeric) {
-    if (number != nullptr) *number = d;
-    if (integer != nullptr) *integer = whole;
-    if (s_.numeric == 0 || d < s_.min) s_.min = d;
-    if (s_.numeric == 0 || d > s_.max) s_.max = d;
-    s_.sum += d;
-    ++s_.numeric;
-    if (whole) ++s_.integers;
+  const Value x = Classify(v);
+  Tally(s_, x);
+  if (x.numeric) {
+    if (number != nullptr) *number = x.number;
+    if (integer != nullptr) *integer = x.integer;
   }
-  if (v.size() <= 5 && IsBoolean(v)) ++s_.booleans;
   if (track_distinct_ && !s_.distinct_capped) {
-    if (distinct_.Insert(HashOf(v)) && distinct_.size() > kMaxDistinctTracked) {
+    if (distinct_.Insert(HashValue(v, x.digits)) && distinct_.size() > kMaxDistinctTracked) {
       s_.distinct_capped = true;
       distinct_ = {};
     }
   }
-  return numeric;
+  return x.numeric;
+}
+
+std::uint64_t ValueHash(std::string_view value) {
+  return HashValue(value, value.empty() ? ~0ULL : Classify(value).digits);
+}
+
+std::uint64_t SipHash24(std::uint64_t k0, std::uint64_t k1, std::string_view data) {
+  std::uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+  std::uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+  const auto round = [&] {
+    v0 += v1; v1 = std::rotl(v1, 13); v1 ^= v0; v0 = std::rotl(v0, 32);
+    v2 += v3; v3 = std::rotl(v3, 16); v3 ^= v2;
+    v0 += v3; v3 = std::rotl(v3, 21); v3 ^= v0;
+    v2 += v1; v1 = std::rotl(v1, 17); v1 ^= v2; v2 = std::rotl(v2, 32);
+  };
+  const char* p = data.data();
+  const std::size_t n = data.size();
+  const char* const last = p + (n & ~std::size_t{7});
+  for (; p != last; p += 8) {
+    const std::uint64_t m = Load64(p);
+    v3 ^= m;
+    round();
+    round();
+    v0 ^= m;
+  }
+  std::uint64_t b = static_cast<std::uint64_t>(n) << 56;
+  for (std::size_t i = 0; i < (n & 7); ++i) b |= Byte(last, i) << (8 * i);
+  v3 ^= b;
+  round();
+  round();
+  v0 ^= b;
+  v2 ^= 0xff;
+  for (int i = 0; i < 4; ++i) round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+std::uint64_t RepeatCounter::MixKey(std::uint64_t key) { return Mix(key); }
+
+bool RepeatCounter::Select(std::uint64_t id) {
+  auto& bitmap = bitmaps_[id];
+  if (!bitmap) {
+    // Sparse: more than 16 bytes of bitmap a value (and past 64 bitmaps).
+    if (bitmaps_.size() > 64 && bitmaps_.size() * 8192 > 16 * (exact_ + 1)) {
+      bitmaps_.erase(id);
+      Spill();
+      return false;
+    }
+    bitmap = std::make_unique<std::uint64_t[]>(1024);  // zeroed
+  }
+  last_id_ = id;
+  last_ = bitmap.get();
+  return true;
+}
+
+void RepeatCounter::Spill() {
+  for (const auto& [id, bitmap] : bitmaps_) {
+    for (std::uint64_t w = 0; w < 1024; ++w) {
+      for (std::uint64_t bits = bitmap[w]; bits != 0; bits &= bits - 1) {
+        buckets_.Add(Mix((id << 16) | (w << 6) | static_cast<std::uint64_t>(std::countr_zero(bits))));
+      }
+    }
+  }
+  bitmaps_.clear();
+  last_id_ = ~std::uint64_t{0};
+  last_ = nullptr;
+  spilled_ = true;
+}
+
+std::uint64_t RepeatCounter::Finish() {
+  const std::uint64_t repeats = repeats_ + buckets_.CountRepeats();
+  bitmaps_.clear();
+  last_id_ = ~std::uint64_t{0};
+  last_ = nullptr;
+  exact_ = repeats_ = 0;
+  spilled_ = false;
+  return repeats;
+}
+
+void HashBuckets::Bucket::Grow() {
+  if (!chunks.empty()) sizes.back() = fill;
+  capacity = std::min<std::size_t>(capacity == 0 ? 64 : capacity * 2, 8192);  // 64 KiB chunks at most
+  chunks.push_back(std::make_unique_for_overwrite<std::uint64_t[]>(capacity));
+  sizes.push_back(0);
+  fill = 0;
+}
+
+std::uint64_t HashBuckets::CountRepeats() {
+  std::uint64_t repeats = 0;
+  HashSet seen;
+  for (Bucket& b : buckets_) {
+    if (b.chunks.empty()) continue;
+    b.sizes.back() = b.fill;
+    std::size_t total = 0;
+    for (const std::size_t n : b.sizes) total += n;
+    seen.Clear();
+    seen.Reserve(total);
+    for (std::size_t c = 0; c < b.chunks.size(); ++c) {
+      const std::uint64_t* h = b.chunks[c].get();
+      for (std::size_t i = 0; i < b.sizes[c]; ++i) repeats += !seen.Insert(h[i]);
+    }
+    b = Bucket{};
+  }
+  return repeats;
 }
 
 void HashSet::Reserve(std::size_t n) {
@@ -308,12 +492,27 @@ std::optional<ExpectationResult> ExpectationResult::FromJson(const json& j) {
 
 ExpectationEvaluator::ExpectationEvaluator(specs::Expectations expect, std::optional<Summaries> baseline)
     : expect_(std::move(expect)), baseline_(std::move(baseline)) {
-  for (const specs::ColumnExpectation& c : expect_.columns) {
-    columns_.push_back(c.name);
-    Column state;
-    state.expect = &c;
-    state.acc = ColumnAccumulator(false);
-    state_.push_back(std::move(state));
+  for (const specs::ColumnExpectation& e : expect_.columns) {
+    columns_.push_back(e.name);
+    Column c;
+    c.expect = &e;
+    c.check_type = e.type.has_value() && *e.type != ColumnType::kString;
+    c.type = e.type.value_or(ColumnType::kString);
+    c.range = e.min || e.max;
+    c.has_min = e.min.has_value();
+    c.has_max = e.max.has_value();
+    c.min = e.min.value_or(0);
+    c.max = e.max.value_or(0);
+    c.allowed = e.allowed.has_value();
+    if (e.allowed) {
+      for (const std::string& a : *e.allowed) {
+        if (a.size() <= 7) c.allowed_short.push_back(PackShort(a));
+        else c.allowed_long.emplace_back(a);
+      }
+    }
+    c.unique = e.unique;
+    if (e.unique) c.repeats = std::make_unique<RepeatCounter>();
+    state_.push_back(std::move(c));
   }
   if (expect_.max_drift && baseline_) {
     for (const auto& [name, summary] : *baseline_) {
@@ -324,22 +523,47 @@ ExpectationEvaluator::ExpectationEvaluator(specs::Expectations expect, std::opti
   }
 }
 
+// Every value is parsed once (Classify) for its column's summary and every
+// check; a value of up to 7 bytes is packed into one word once for `allowed`
+// and `unique`.
 Status ExpectationEvaluator::Record(std::span<const std::string_view> fields) {
   const std::size_t n = std::min(fields.size(), state_.size());
   for (std::size_t i = 0; i < n; ++i) {
     Column& c = state_[i];
     const std::string_view v = fields[i];
-    double d = 0;
-    bool integer = false;
-    const bool numeric = c.acc.Add(v, &d, &integer);
-    if (c.expect == nullptr || v.empty()) continue;
-    const specs::ColumnExpectation& e = *c.expect;
-    if (e.type && !MatchesType(*e.type, v, numeric, integer)) ++c.wrong_type;
-    if ((e.min || e.max) && !numeric) ++c.wrong_type;
-    if (numeric && e.min && d < *e.min) ++c.below;
-    if (numeric && e.max && d > *e.max) ++c.above;
-    if (e.allowed && std::find(e.allowed->begin(), e.allowed->end(), v) == e.allowed->end()) ++c.not_allowed;
-    if (e.unique) c.hashes.push_back(HashOf(v));
+    ColumnSummary& s = c.acc.s_;
+    ++s.count;
+    if (v.empty()) {
+      ++s.nulls;
+      continue;
+    }
+    const Value x = Classify(v);
+    Tally(s, x);
+    if (c.expect == nullptr) continue;
+    if (c.check_type) {
+      const bool ok = c.type == ColumnType::kInteger ? x.integer : c.type == ColumnType::kNumber ? x.numeric : x.boolean;
+      c.wrong_type += !ok;
+    }
+    if (c.range) {
+      c.wrong_type += !x.numeric;
+      c.below += x.numeric && c.has_min && x.number < c.min;
+      c.above += x.numeric && c.has_max && x.number > c.max;
+    }
+    if (c.allowed) {
+      bool ok = false;
+      if (v.size() <= 7) {
+        const std::uint64_t word = PackShort(v);
+        for (const std::uint64_t a : c.allowed_short) ok |= a == word;
+      } else {
+        ok = std::find(c.allowed_long.begin(), c.allowed_long.end(), v) != c.allowed_long.end();
+      }
+      c.not_allowed += !ok;
+    }
+    if (c.unique) {
+      std::uint64_t key = 0;
+      if (ExactKey(v, x.digits, key)) c.repeats->AddExact(key);
+      else c.repeats->AddHash(SipHash24(Key().k0, Key().k1, v));
+    }
   }
   return {};
 }
@@ -379,8 +603,7 @@ void ExpectationEvaluator::CheckColumn(Column& c, bool present, ExpectationResul
   }
   if (e.unique) {
     ++r.checks;
-    const std::uint64_t duplicates = CountDuplicates(c.hashes);
-    c.hashes = {};
+    const std::uint64_t duplicates = c.repeats->Finish();
     if (duplicates > 0) fail("unique", json{{"duplicate_values", duplicates}}, true);
   }
 }

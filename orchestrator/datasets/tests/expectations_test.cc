@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <set>
 
 #include "cordon/datasets/csv_projection.h"
@@ -184,6 +187,133 @@ TEST(Expectations, ObserveAllSeesEveryColumnAndRefusesADuplicateHeader) {
   CsvProjector dup({}, [](std::string_view) { return Status{}; });
   dup.ObserveAll([](std::span<const std::string_view>) { return Status{}; });
   EXPECT_FALSE(dup.Feed("a,a\n1,2\n"));
+}
+
+
+TEST(ValueHash, SipHashMatchesTheReferenceVectors) {
+  // Aumasson and Bernstein: key 00..0f, message 00..(n-1).
+  const std::uint64_t k0 = 0x0706050403020100ULL, k1 = 0x0f0e0d0c0b0a0908ULL;
+  std::string m;
+  for (char c = 0; c < 16; ++c) m += c;
+  EXPECT_EQ(SipHash24(k0, k1, m.substr(0, 0)), 0x726fdb47dd0e0e31ULL);
+  EXPECT_EQ(SipHash24(k0, k1, m.substr(0, 1)), 0x74f839c593dc67fdULL);
+  EXPECT_EQ(SipHash24(k0, k1, m.substr(0, 8)), 0x93f5f5799a932462ULL);
+  EXPECT_EQ(SipHash24(k0, k1, m.substr(0, 15)), 0xa129ca6149be45e5ULL);
+}
+
+// Exact keys: digit strings of 1..18 (leading zeros count) and any other value
+// of up to 7 bytes never share a hash, whatever the input.
+TEST(ValueHash, ShortValuesAndDigitStringsNeverCollide) {
+  std::set<std::uint64_t> seen;
+  std::size_t n = 0;
+  const auto add = [&](const std::string& v) {
+    ++n;
+    EXPECT_TRUE(seen.insert(ValueHash(v)).second) << v;
+  };
+  for (int i = 0; i < 20000; ++i) {
+    add(std::to_string(i));
+    add("0" + std::to_string(i));
+    add("x" + std::to_string(i) + "y");  // up to 7 bytes
+  }
+  for (const char* v : {"", "-1", "+1", "1.0", "007", "0007", "123456789012345678", "0123456789012345678",
+                        "99999999", "100000000", "ab", "ab\n", "TRUE", "true"}) {
+    add(v);
+  }
+  EXPECT_EQ(seen.size(), n);
+  // A longer value is hashed under the per-process key, not a fixed one.
+  EXPECT_NE(ValueHash("a value longer than a word"), SipHash24(0, 0, "a value longer than a word"));
+  EXPECT_EQ(ValueHash("a value longer than a word"), ValueHash(std::string("a value longer ") + "than a word"));
+}
+
+TEST(RepeatCounter, DenseKeysStayInBitmapsSparseOnesSpillAndEveryRepeatCounts) {
+  RepeatCounter dense;
+  for (std::uint64_t k = 1000; k < 300000; ++k) dense.AddExact(k);
+  for (std::uint64_t k = 1000; k < 1100; ++k) dense.AddExact(k);
+  EXPECT_FALSE(dense.spilled());
+  EXPECT_EQ(dense.Finish(), 100u);
+  RepeatCounter sparse;  // keys 2^20 apart: a bitmap each, until they spill to the buckets
+  std::uint64_t repeats = 0;
+  for (std::uint64_t k = 0; k < 5000; ++k) sparse.AddExact(k << 20);
+  for (std::uint64_t k = 0; k < 5000; k += 7, ++repeats) sparse.AddExact(k << 20);  // across the spill
+  for (std::uint64_t k = 0; k < 500; ++k, ++repeats) sparse.AddHash(RepeatCounter::MixKey(k << 20));
+  EXPECT_TRUE(sparse.spilled());
+  EXPECT_EQ(sparse.Finish(), repeats);
+}
+
+// The evaluator against a plain reference (std::set, from_chars) on mixed
+// values: every counter, summary and the duplicate count agree.
+TEST(Expectations, AgreeWithAPlainReferenceOnMixedValues) {
+  const auto e = Parse(
+      "        columns:\n"
+      "          v: {type: integer, min: -50, max: 5000, unique: true}\n"
+      "          w: {allowed: [\"0\", \"1\", \"a-longer-allowed-value\"], unique: true}\n");
+  const char* pool[] = {"", "0", "1", "-7", "+12", "007", "7", "1e3", "2.5", "-0.5", "abc", "true", "FALSE",
+                        "123456789012", "1234567890123456789", "99999", "a-longer-allowed-value",
+                        "a-longer-allowed-valuf", "\"q,1\"", "-999", "12345678", "00000000", "1234567a", "12345678/",
+                        "123456789012345", "1234567890123456", "98765432101234x", "99999999:", "inf", "nan", "0x10", "--1", "+-1"};
+  std::string csv = "v,w\n";
+  std::vector<std::string> vs, ws;
+  std::uint64_t state = 42;
+  const auto next = [&] { return (state = state * 6364136223846793005ULL + 1442695040888963407ULL) >> 33; };
+  for (int i = 0; i < 5000; ++i) {
+    std::string v = pool[next() % std::size(pool)], w = pool[next() % std::size(pool)];
+    if (next() % 4 == 0) v = std::to_string(next() % 100000);
+    csv += v + "," + w + "\n";
+    const auto unquote = [](std::string x) { return x.starts_with('"') ? std::string("q,1") : x; };
+    vs.push_back(unquote(v));
+    ws.push_back(unquote(w));
+  }
+  const ExpectationResult r = Evaluate(e, csv, {}, std::nullopt, 1000).result;
+  // The reference.
+  std::uint64_t wrong = 0, below = 0, above = 0, nulls = 0, numeric = 0, dup_v = 0, dup_w = 0, not_allowed = 0;
+  double lo = 0, hi = 0;
+  std::set<std::string> seen_v, seen_w;
+  for (const std::string& v : vs) {
+    if (v.empty()) {
+      ++nulls;
+      continue;
+    }
+    std::string_view t = v;
+    if (t.front() == '+') t.remove_prefix(1);
+    double d = 0;
+    const auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), d);
+    const bool num = ec == std::errc() && ptr == t.data() + t.size() && std::isfinite(d);
+    std::string_view digits = v;
+    if (digits.front() == '-' || digits.front() == '+') digits.remove_prefix(1);
+    const bool integer = num && !digits.empty() && digits.size() <= 19 &&
+                         std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    wrong += !integer;  // type: integer
+    wrong += !num;      // min/max need a number
+    if (num) {
+      lo = numeric == 0 ? d : std::min(lo, d);
+      hi = numeric == 0 ? d : std::max(hi, d);
+      ++numeric;
+      below += d < -50;
+      above += d > 5000;
+    }
+    dup_v += !seen_v.insert(v).second;
+  }
+  for (const std::string& w : ws) {
+    if (w.empty()) continue;
+    not_allowed += w != "0" && w != "1" && w != "a-longer-allowed-value";
+    dup_w += !seen_w.insert(w).second;
+  }
+  const ColumnSummary& sv = r.summaries.at("v");
+  EXPECT_EQ(sv.nulls, nulls);
+  EXPECT_EQ(sv.numeric, numeric);
+  EXPECT_EQ(sv.min, lo);
+  EXPECT_EQ(sv.max, hi);
+  const auto observed = [&](const char* check, const char* column, const char* field) -> std::uint64_t {
+    const CheckFailure* f = Failed(r, check, column);
+    return f == nullptr ? 0 : f->observed[field].get<std::uint64_t>();
+  };
+  EXPECT_EQ(observed("type", "v", "values_not_matching"), wrong);
+  EXPECT_EQ(observed("min", "v", "values_below"), below);
+  EXPECT_EQ(observed("max", "v", "values_above"), above);
+  EXPECT_EQ(observed("unique", "v", "duplicate_values"), dup_v);
+  EXPECT_EQ(observed("unique", "w", "duplicate_values"), dup_w);
+  EXPECT_EQ(observed("allowed", "w", "values_not_allowed"), not_allowed);
+  EXPECT_GT(wrong * below * above * dup_v * dup_w * not_allowed, 0u);  // every check was exercised
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 // File-level seal / unseal / rewrap: where output files appear atomically.
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -266,13 +268,17 @@ Result<Header> Rewrapped(Header h, const SecretBytes& dek, kms::KeyManager& km, 
   return h;
 }
 
-Result<PendingRewrap> Prepare(const std::string& file, const KeyManagers& kms, const std::optional<KeyRef>& new_key,
-                              bool sync) {
-  auto fd = OpenInput(file);
-  if (!fd) return std::unexpected(fd.error());
-  struct stat st {};
-  if (::fstat(fd->get(), &st) != 0) return FailErrno(file);
-  auto info = OpenSealed(fd->get());
+// FILE (open at `fd`) parsed, its DEK unwrapped and its header re-wrapped
+// under `new_key` (default: its own key) at the newest version.
+struct RewrappedHeader {
+  SealedInfo info;
+  std::vector<std::uint8_t> header;  // encoded
+  Report report;                     // sealed_bytes: with the new header; sha256 empty
+};
+
+Result<RewrappedHeader> RewrapHeader(const std::string& file, int fd, const KeyManagers& kms,
+                               const std::optional<KeyRef>& new_key) {
+  auto info = OpenSealed(fd);
   if (!info) return std::unexpected(WithContext(info.error(), file));
   const Header& old = info->header;
   auto old_km = Manager(kms, old.key.adapter);
@@ -284,13 +290,47 @@ Result<PendingRewrap> Prepare(const std::string& file, const KeyManagers& kms, c
   if (!new_km) return std::unexpected(new_km.error());
   auto header = Rewrapped(old, *dek, **new_km, target);
   if (!header) return std::unexpected(header.error());
-  const std::vector<std::uint8_t> bytes = internal::EncodeHeader(*header);
-  auto written = WriteReplacement(file, fd->get(), st, old.header_bytes, bytes, sync);
+  RewrappedHeader out{std::move(*info), internal::EncodeHeader(*header), {}};
+  const Header& h = out.info.header;
+  out.report = Report{target, header->kek_version, h.dataset, h.job, h.chunk_bytes, out.info.plaintext_bytes,
+                      out.info.sealed_bytes - h.header_bytes + out.header.size(), out.info.chunks, {}, h.key,
+                      h.kek_version};
+  return out;
+}
+
+Result<PendingRewrap> Prepare(const std::string& file, const KeyManagers& kms, const std::optional<KeyRef>& new_key,
+                              bool sync) {
+  auto fd = OpenInput(file);
+  if (!fd) return std::unexpected(fd.error());
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return FailErrno(file);
+  auto r = RewrapHeader(file, fd->get(), kms, new_key);
+  if (!r) return std::unexpected(r.error());
+  auto written = WriteReplacement(file, fd->get(), st, r->info.header.header_bytes, r->header, sync);
   if (!written) return std::unexpected(written.error());
-  return PendingRewrap{file, written->first,
-                       Report{target, header->kek_version, old.dataset, old.job, old.chunk_bytes,
-                              info->plaintext_bytes, info->sealed_bytes - old.header_bytes + bytes.size(),
-                              info->chunks, written->second, old.key, old.kek_version}};
+  r->report.sha256 = written->second;
+  return PendingRewrap{file, written->first, std::move(r->report)};
+}
+
+Status PreadExactly(int fd, std::uint8_t* out, std::size_t size, const std::string& file) {
+  std::size_t got = 0;
+  while (got < size) {
+    const ssize_t n = RetryEintr([&] { return ::pread(fd, out + got, size - got, static_cast<off_t>(got)); });
+    if (n < 0) return FailErrno("read " + file);
+    if (n == 0) return Fail(Errc::kInvalidData, file + ": shorter than its header");
+    got += static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+Status PwriteAll(int fd, std::span<const std::uint8_t> bytes, const std::string& file) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = RetryEintr([&] { return ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done)); });
+    if (n < 0) return FailErrno("write the header of " + file);
+    done += static_cast<std::size_t>(n);
+  }
+  return {};
 }
 
 }  // namespace
@@ -352,6 +392,76 @@ std::vector<Status> CommitRewraps(std::span<const PendingRewrap> batch) {
     if (!dir_synced.at(dir)) result[i] = dir_synced.at(dir);
   }
   return result;
+}
+
+Result<HeaderRewrite> PrepareHeaderRewrite(const std::string& file, const KeyManagers& kms,
+                                           const std::optional<KeyRef>& new_key) {
+  UniqueFd fd(::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK));
+  if (!fd) return FailErrno(file);
+  auto r = RewrapHeader(file, fd.get(), kms, new_key);
+  if (!r) return std::unexpected(r.error());
+  const std::size_t size = r->info.header.header_bytes;
+  if (r->header.size() != size || size > kMaxHeaderBytes) {
+    return Fail(Errc::kUnsupported, file + ": the rewrapped header has another length");
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return FailErrno(file);
+  HeaderRewrite out{file, std::move(fd), std::vector<std::uint8_t>(size), std::move(r->header), std::move(r->report),
+                    static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+  if (auto ok = PreadExactly(out.fd.get(), out.before.data(), size, file); !ok) return std::unexpected(ok.error());
+  if (out.before == out.after) return Fail(Errc::kInternal, file + ": the rewrapped header is the old one");
+  return out;
+}
+
+std::vector<Status> WriteHeaders(std::span<const HeaderRewrite> batch) {
+  std::vector<Status> result(batch.size());
+  std::map<dev_t, int> devices;  // one file of each file system
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const HeaderRewrite& h = batch[i];
+    // Exclusive against OpenSealed's shared lock: no reader sees half a header.
+    if (RetryEintr([&] { return ::flock(h.fd.get(), LOCK_EX); }) != 0) {
+      result[i] = FailErrno("lock " + h.file);
+      continue;
+    }
+    result[i] = PwriteAll(h.fd.get(), h.after, h.file);
+    (void)::flock(h.fd.get(), LOCK_UN);
+    struct stat st {};
+    if (result[i] && ::fstat(h.fd.get(), &st) == 0) devices.emplace(st.st_dev, h.fd.get());
+  }
+  std::map<dev_t, Status> synced;
+  for (const auto& [dev, fd] : devices) synced.emplace(dev, ::syncfs(fd) == 0 ? Status{} : Status(FailErrno("syncfs")));
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    struct stat st {};
+    if (!result[i]) continue;
+    if (::fstat(batch[i].fd.get(), &st) != 0) {
+      result[i] = FailErrno("fstat " + batch[i].file);
+    } else if (const auto it = synced.find(st.st_dev); it == synced.end() || !it->second) {
+      result[i] = Fail(Errc::kIo, "cannot sync the file system of " + batch[i].file + " (its new header may not be on disk)");
+    }
+  }
+  return result;
+}
+
+Result<bool> RestoreHeader(const std::string& file, std::uint64_t dev, std::uint64_t ino,
+                           std::span<const std::uint8_t> before, std::span<const std::uint8_t> after) {
+  if (before.size() != after.size() || before.empty() || before.size() > kMaxHeaderBytes) {
+    return Fail(Errc::kInvalidArgument, file + ": bad journaled header");
+  }
+  UniqueFd fd(::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK));
+  if (!fd) return errno == ENOENT ? Fail(Errc::kNotFound, file + " is gone") : FailErrno(file);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_dev) != dev ||
+      static_cast<std::uint64_t>(st.st_ino) != ino) {
+    return Fail(Errc::kNotFound, file + " is another file now: its header is left alone");
+  }
+  std::vector<std::uint8_t> now(before.size());
+  if (auto ok = PreadExactly(fd.get(), now.data(), now.size(), file); !ok) return std::unexpected(ok.error());
+  if (std::equal(now.begin(), now.end(), after.begin())) return true;
+  if (std::equal(now.begin(), now.end(), before.begin())) return false;
+  if (RetryEintr([&] { return ::flock(fd.get(), LOCK_EX); }) != 0) return FailErrno("lock " + file);
+  if (auto ok = PwriteAll(fd.get(), before, file); !ok) return std::unexpected(ok.error());
+  if (::fdatasync(fd.get()) != 0) return FailErrno("fdatasync " + file);
+  return false;
 }
 
 Result<std::string> Sha256Fd(int fd) {

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -265,7 +266,13 @@ Result<SealedInfo> OpenSealed(int fd) {
   if (::fstat(fd, &st) != 0) return FailErrno("fstat");
   if (!S_ISREG(st.st_mode)) return Fail(Errc::kInvalidArgument, "not a regular file");
   std::vector<std::uint8_t> buf(kMaxHeaderBytes);
+  // Shared against `rewrap --all`'s in-place header write (WriteHeaders): the
+  // header is read whole, old or new. Nothing else locks a sealed file.
+  const bool locked = RetryEintr([&] { return ::flock(fd, LOCK_SH); }) == 0;
   const ssize_t got = RetryEintr([&] { return ::pread(fd, buf.data(), buf.size(), 0); });
+  const int read_errno = errno;
+  if (locked) (void)::flock(fd, LOCK_UN);
+  errno = read_errno;
   if (got < 0) return FailErrno("read header");
   buf.resize(static_cast<std::size_t>(got));
   auto header = ParseHeader(buf);

@@ -72,6 +72,62 @@ TEST_F(SealedFixture, RewrapThenUnseal) {
   EXPECT_EQ(LeftoverCount(), 0u);
 }
 
+// In place: the header written over the old one (same inode, chunks untouched);
+// a header torn as by a power loss is put back from the journaled bytes, but
+// never into a file that has replaced the journaled one.
+TEST_F(SealedFixture, HeaderRewrittenInPlaceAndATornOneRestored) {
+  const std::string plain = RandomBytes(5000);
+  const std::string sealed = Seal(plain, 1024);
+  const std::string before = ReadAll(sealed);
+  struct stat st0 {};
+  ASSERT_EQ(::stat(sealed.c_str(), &st0), 0);
+  ASSERT_TRUE(local_->Rotate("k"));
+  auto h = PrepareHeaderRewrite(sealed, kms_, std::nullopt);
+  ASSERT_TRUE(h) << h.error().message;
+  EXPECT_EQ(h->before.size(), h->after.size());
+  EXPECT_EQ(std::string(h->before.begin(), h->before.end()), before.substr(0, h->before.size()));
+  // Torn: the first half of the new header over the old one.
+  {
+    UniqueFd w(::open(sealed.c_str(), O_WRONLY));
+    ASSERT_EQ(::pwrite(w.get(), h->after.data(), h->after.size() / 2, 0), static_cast<ssize_t>(h->after.size() / 2));
+  }
+  EXPECT_FALSE(Unseal(sealed));  // refused, never decrypted wrongly
+  // Another file renamed over it since: left alone.
+  const std::string other = Seal(RandomBytes(100, 2), 1024, "other");
+  const std::string torn = ReadAll(sealed);
+  ASSERT_EQ(::rename(sealed.c_str(), Path("torn").c_str()), 0);
+  ASSERT_EQ(::rename(other.c_str(), sealed.c_str()), 0);
+  auto r = RestoreHeader(sealed, h->dev, h->ino, h->before, h->after);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kNotFound);
+  ASSERT_EQ(::rename(sealed.c_str(), other.c_str()), 0);
+  ASSERT_EQ(::rename(Path("torn").c_str(), sealed.c_str()), 0);
+  r = RestoreHeader(sealed, h->dev, h->ino, h->before, h->after);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(*r);
+  EXPECT_EQ(ReadAll(sealed), before);
+  // Written: the same inode, the chunks untouched, the new version unseals.
+  auto h2 = PrepareHeaderRewrite(sealed, kms_, std::nullopt);
+  ASSERT_TRUE(h2);
+  const std::vector<Status> written = WriteHeaders(std::span<const HeaderRewrite>(&*h2, 1));
+  ASSERT_TRUE(written.at(0)) << written[0].error().message;
+  struct stat st1 {};
+  ASSERT_EQ(::stat(sealed.c_str(), &st1), 0);
+  EXPECT_EQ(st1.st_ino, st0.st_ino);
+  const std::string after = ReadAll(sealed);
+  EXPECT_EQ(after.substr(h2->after.size()), before.substr(h2->before.size()));
+  auto back = Unseal(sealed);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, plain);
+  UniqueFd fd(::open(sealed.c_str(), O_RDONLY));
+  EXPECT_EQ(OpenSealed(fd.get())->header.kek_version, 2u);
+  // Settled: new header now, nothing to restore.
+  r = RestoreHeader(sealed, h2->dev, h2->ino, h2->before, h2->after);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(LeftoverCount(), 0u);
+}
+
 TEST_F(SealedFixture, RewrapToAnotherKeyThenDisableTheOld) {
   const std::string plain = RandomBytes(3000);
   const std::string sealed = Seal(plain, 512);

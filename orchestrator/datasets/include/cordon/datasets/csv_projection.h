@@ -76,6 +76,7 @@ class CsvProjector final {
   void ObserveHeader(const std::map<std::string_view, std::size_t>& index);
   Status Flush();
   Status Error(const std::string& what);
+  std::string* Target();
   void Append(char c);
   Status AppendRun(std::string_view run);  // plain text of the current field, limit checked
 
@@ -91,13 +92,14 @@ class CsvProjector final {
   std::vector<std::string> header_;
   std::vector<int> slot_of_field_;       // header index -> output slot, -1 = dropped
   std::vector<std::string> slots_;       // selected fields of the current record
-  std::vector<char> keep_;               // header index -> field kept (selected or observed)
+  std::vector<std::string*> target_of_field_;  // header index -> where its bytes go (Target)
   std::vector<std::string> observed_;    // observed column names
   Observer observer_;
   bool observe_all_ = false;
   std::vector<int> observed_slot_of_field_;  // header index -> observed slot, -1 = not observed
   std::vector<std::string> observed_slots_;    // observed fields that are not also selected
-  std::vector<int> selected_slot_of_observed_;  // observed slot -> output slot, -1 = not selected
+  std::vector<const std::string*> observed_source_;  // observed slot -> its output or observed slot
+  std::vector<std::string*> observed_only_;          // the observed slots filled directly (Target)
   std::vector<std::string_view> observed_views_;  // what the observer gets
   std::vector<bool> observed_present_;
   std::string out_;                      // output buffer flushed to the sink

@@ -4,7 +4,9 @@
 // Inside the sandbox the init decrypts an input chunk by chunk; the CSV
 // projector hands every data record's observed fields to Record() in that one
 // pass (no second copy of the data, nothing buffered but counters, the
-// running min/max/sum and, for `unique` columns, one 64-bit hash per value).
+// running min/max/sum and, for `unique` columns, what RepeatCounter keeps:
+// a bit per value of 1..18 digits or up to 7 bytes, else a 64-bit keyed hash
+// filed by its top byte so the final count works bucket by bucket in cache).
 // Finish() returns an ExpectationResult: counts, rates, min/max/mean and the
 // failed checks with their observed values. That typed result is the only
 // thing the init reports back; it never holds a field's text, except a
@@ -15,8 +17,10 @@
 // datasets diff` compares).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -57,6 +61,16 @@ using Summaries = std::map<std::string, ColumnSummary>;
 
 inline constexpr std::size_t kMaxDistinctTracked = 1u << 16;
 
+// A value's 64-bit identity for distinct counts and `unique`. Exact (two
+// different values never share one) for a string of 1 to 18 decimal digits
+// (ids, codes, numbers: the common keys) and any other value of up to 7
+// bytes; any other value takes SipHash-2-4 under a key drawn at random once
+// per process, so an input cannot be crafted to make two of its values
+// collide (a chance collision among n such values: about n^2 / 2^65).
+[[nodiscard]] std::uint64_t ValueHash(std::string_view value);
+// SipHash-2-4 of `data` under the key (k0, k1) (Aumasson and Bernstein).
+[[nodiscard]] std::uint64_t SipHash24(std::uint64_t k0, std::uint64_t k1, std::string_view data);
+
 // A flat open-addressing set of 64-bit hashes (linear probing, at most half
 // full): the distinct counts and the `unique` check.
 class HashSet final {
@@ -82,9 +96,68 @@ class ColumnAccumulator final {
   [[nodiscard]] ColumnSummary Summary() const;
 
  private:
+  friend class ExpectationEvaluator;  // its Record() adds values through the same code, inlined
   ColumnSummary s_;
   bool track_distinct_;
   HashSet distinct_;
+};
+
+// The hashes of a `unique` column's values, filed by their top byte as they
+// come (in chunks that never move), so CountRepeats() takes one bucket at a
+// time through a set that stays in cache instead of a set of every value.
+class HashBuckets final {
+ public:
+  void Add(std::uint64_t h) {
+    Bucket& b = buckets_[h >> 56];
+    if (b.fill == b.capacity) b.Grow();
+    b.chunks.back()[b.fill++] = h;
+  }
+  // How many hashes repeat an earlier one; empties the buckets.
+  std::uint64_t CountRepeats();
+
+ private:
+  struct Bucket {
+    std::vector<std::unique_ptr<std::uint64_t[]>> chunks;
+    std::vector<std::size_t> sizes;  // of each chunk; the last one holds `fill`
+    std::size_t fill = 0, capacity = 0;
+    void Grow();
+  };
+  std::array<Bucket, 256> buckets_;
+};
+
+// The `unique` check's count of repeated values. A value with an exact key
+// (ValueHash) sets its bit in a bitmap of 2^16 keys, found by the key's upper
+// bits (ids counted up from anywhere fill few bitmaps: about one bit a value,
+// a repeat seen at once); once the bitmaps grow sparse (more than 16 bytes a
+// value) their keys move to the hash buckets, where every other value goes.
+class RepeatCounter final {
+ public:
+  void AddExact(std::uint64_t key) {
+    if (spilled_) return buckets_.Add(MixKey(key));
+    const std::uint64_t id = key >> 16;
+    if (id != last_id_ && !Select(id)) return buckets_.Add(MixKey(key));
+    std::uint64_t& word = last_[(key >> 6) & 1023];
+    const std::uint64_t bit = std::uint64_t{1} << (key & 63);
+    repeats_ += (word & bit) != 0;
+    word |= bit;
+    ++exact_;
+  }
+  void AddHash(std::uint64_t h) { buckets_.Add(h); }
+  // The repeats among everything added; empties the counter.
+  std::uint64_t Finish();
+  [[nodiscard]] bool spilled() const { return spilled_; }
+  static std::uint64_t MixKey(std::uint64_t key);  // what ValueHash makes of an exact key
+
+ private:
+  bool Select(std::uint64_t id);  // makes `id`'s bitmap the current one; false once spilled
+  void Spill();
+
+  std::map<std::uint64_t, std::unique_ptr<std::uint64_t[]>> bitmaps_;  // key >> 16 -> 1024 words
+  std::uint64_t last_id_ = ~std::uint64_t{0};
+  std::uint64_t* last_ = nullptr;
+  std::uint64_t exact_ = 0, repeats_ = 0;
+  bool spilled_ = false;
+  HashBuckets buckets_;
 };
 
 // The per-column summary drift of `now` against `good` (see specs::Expectations::max_drift).
@@ -134,9 +207,13 @@ class ExpectationEvaluator final {
     const specs::ColumnExpectation* expect = nullptr;  // null: observed for drift only
     ColumnAccumulator acc;
     std::uint64_t wrong_type = 0, below = 0, above = 0, not_allowed = 0;
-    // unique: one hash per non-null value (8 bytes a row); duplicates are
-    // counted at the end (CountDuplicates).
-    std::vector<std::uint64_t> hashes;
+    // What Record() checks, taken from `expect` once.
+    bool check_type = false, range = false, has_min = false, has_max = false, allowed = false, unique = false;
+    specs::ColumnType type = specs::ColumnType::kString;
+    double min = 0, max = 0;
+    std::vector<std::uint64_t> allowed_short;       // the allowed values of up to 7 bytes, packed
+    std::vector<std::string_view> allowed_long;     // the others
+    std::unique_ptr<RepeatCounter> repeats;  // unique
   };
   void CheckColumn(Column& c, bool present, ExpectationResult& r);
   void CheckDrift(ExpectationResult& r);

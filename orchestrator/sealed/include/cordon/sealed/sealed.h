@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cordon/error.h"
+#include "cordon/unique_fd.h"
 #include "cordon/key_ref.h"
 #include "cordon/kms/kms.h"
 #include "cordon/secret.h"
@@ -180,6 +181,36 @@ struct PendingRewrap {
                                                   const std::optional<KeyRef>& new_key);
 // One status per file, in order; a failed file keeps its old content and its temp is removed.
 [[nodiscard]] std::vector<Status> CommitRewraps(std::span<const PendingRewrap> batch);
+
+// Rewrap in place (`cordon rewrap --all`, docs/THREAT-MODEL.md): when the
+// rewrapped header has the same length as the old one (the same adapter and
+// key name: the usual case after a rotation), only the header bytes at the
+// start of the file change, in one pwrite of at most 4 KiB (one page: a killed
+// process leaves the old header or the new one, never a mix; both are valid,
+// the DEK and chunks being the same). The caller journals `before` and `after`
+// (synced) before WriteHeaders, so that after a power loss RestoreHeader can
+// put back a header torn on disk. Readers take a shared flock while they read
+// a header (OpenSealed); the write holds an exclusive one.
+struct HeaderRewrite {
+  std::string file;
+  UniqueFd fd;                        // open read-write
+  std::vector<std::uint8_t> before;   // the header on disk now
+  std::vector<std::uint8_t> after;    // the rewrapped header, of the same length
+  Report report;                      // sha256: empty (see Sha256Fd)
+  std::uint64_t dev = 0, ino = 0;     // the file's identity (journaled for RestoreHeader)
+};
+// Errc::kUnsupported: the new header's length differs (rewrap a copy instead).
+[[nodiscard]] Result<HeaderRewrite> PrepareHeaderRewrite(const std::string& file, const KeyManagers& kms,
+                                                        const std::optional<KeyRef>& new_key);
+// Writes each header, then makes the batch durable with one syncfs per file
+// system. One status per rewrite, in order; a failed one is left as it was.
+[[nodiscard]] std::vector<Status> WriteHeaders(std::span<const HeaderRewrite> batch);
+// After a crash: FILE's first before.size() bytes are `before` or `after`
+// (nothing to do; returns whether it is `after`), or else a torn write, and
+// `before` is written back and synced (returns false). Errc::kNotFound, and
+// nothing written, when FILE is gone or is no longer the file (dev, ino).
+[[nodiscard]] Result<bool> RestoreHeader(const std::string& file, std::uint64_t dev, std::uint64_t ino,
+                                         std::span<const std::uint8_t> before, std::span<const std::uint8_t> after);
 
 // "sha256:<64 hex>" of the file at `path`.
 [[nodiscard]] Result<std::string> Sha256File(const std::string& path);
