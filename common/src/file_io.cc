@@ -97,6 +97,32 @@ Status WriteAll(int fd, std::span<const std::uint8_t> data) {
   return WriteAll(fd, std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
 }
 
+Status PwriteAll(int fd, std::string_view data, off_t offset) {
+  while (!data.empty()) {
+    const ssize_t n = RetryEintr([&] { return ::pwrite(fd, data.data(), data.size(), offset); });
+    if (n <= 0) return FailErrno("write", n < 0 ? errno : ENOSPC);
+    data.remove_prefix(static_cast<std::size_t>(n));
+    offset += n;
+  }
+  return {};
+}
+
+Status PwriteAll(int fd, std::span<const std::uint8_t> data, off_t offset) {
+  return PwriteAll(fd, std::string_view(reinterpret_cast<const char*>(data.data()), data.size()), offset);
+}
+
+Result<std::size_t> PreadFull(int fd, std::span<std::uint8_t> out, off_t offset) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n =
+        RetryEintr([&] { return ::pread(fd, out.data() + done, out.size() - done, offset + static_cast<off_t>(done)); });
+    if (n < 0) return FailErrno("read");
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
 Status FsyncDir(const std::string& dir) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return FailErrno("open directory " + dir);

@@ -88,6 +88,29 @@ TEST_F(FileIoTest, ReadRefusesOversizedAndNonRegular) {
   EXPECT_EQ(missing.error().code, Errc::kNotFound);
 }
 
+TEST_F(FileIoTest, PwriteAllAndPreadFullWorkAtOffsets) {
+  const std::string path = dir_ + "/p";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(PwriteAll(fd, std::string_view("hello world"), 0));
+  const std::uint8_t patch[] = {'W', 'O'};
+  ASSERT_TRUE(PwriteAll(fd, std::span<const std::uint8_t>(patch), 6));
+  std::uint8_t buf[32] = {};
+  auto got = PreadFull(fd, std::span<std::uint8_t>(buf, 5), 6);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, 5u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf), 5), "WOrld");
+  got = PreadFull(fd, buf, 3);  // past the end: what there is
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, 8u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf), 8), "lo WOrld");
+  ::close(fd);
+  const int ro = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(ro, 0);
+  EXPECT_FALSE(PwriteAll(ro, std::string_view("x"), 0));  // EBADF: an error, not a loop
+  ::close(ro);
+}
+
 TEST_F(FileIoTest, MakeDirSetsExactModeAndReportsExisting) {
   const mode_t old = ::umask(077);
   const std::string sub = dir_ + "/spool";

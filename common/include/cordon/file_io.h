@@ -47,6 +47,15 @@ auto RetryEintr(Call&& call) -> decltype(call()) {
 [[nodiscard]] Status WriteAll(int fd, std::string_view data);
 [[nodiscard]] Status WriteAll(int fd, std::span<const std::uint8_t> data);
 
+// pwrite(2) at `offset` until every byte is written (retrying EINTR and short
+// writes); a write that makes no progress is ENOSPC.
+[[nodiscard]] Status PwriteAll(int fd, std::string_view data, off_t offset);
+[[nodiscard]] Status PwriteAll(int fd, std::span<const std::uint8_t> data, off_t offset);
+
+// pread(2) at `offset` until `out` is full or the file ends (retrying EINTR
+// and short reads); returns how many bytes were read.
+[[nodiscard]] Result<std::size_t> PreadFull(int fd, std::span<std::uint8_t> out, off_t offset);
+
 // fsync(2) of a directory, so a rename or create inside it is durable.
 [[nodiscard]] Status FsyncDir(const std::string& dir);
 

@@ -78,14 +78,8 @@ Status WriteAll(int fd, std::string_view data, const std::string& what) {
   return {};
 }
 
-// pwrite(2) until every byte is written; a write that makes no progress is ENOSPC.
 Status PwriteAll(int fd, std::string_view data, off_t offset, const std::string& what) {
-  while (!data.empty()) {
-    const ssize_t n = RetryEintr([&] { return ::pwrite(fd, data.data(), data.size(), offset); });
-    if (n <= 0) return FailErrno("write " + what, n < 0 ? errno : ENOSPC);
-    data.remove_prefix(static_cast<std::size_t>(n));
-    offset += n;
-  }
+  if (auto ok = cordon::PwriteAll(fd, data, offset); !ok) return std::unexpected(WithContext(ok.error(), what));
   return {};
 }
 
@@ -113,14 +107,9 @@ Status DataSync(int fd, const std::string& what) {
 
 Result<std::string> ReadAt(int fd, std::size_t size, off_t offset, const std::string& what) {
   std::string buf(size, '\0');
-  std::size_t done = 0;
-  while (done < size) {
-    const ssize_t n = RetryEintr([&] { return ::pread(fd, buf.data() + done, size - done, offset + static_cast<off_t>(done)); });
-    if (n < 0) return FailErrno("read " + what);
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  buf.resize(done);
+  auto done = PreadFull(fd, {reinterpret_cast<std::uint8_t*>(buf.data()), size}, offset);
+  if (!done) return std::unexpected(WithContext(done.error(), what));
+  buf.resize(*done);
   return buf;
 }
 

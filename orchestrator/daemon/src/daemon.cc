@@ -644,27 +644,30 @@ void Daemon::OnHalt(const std::shared_ptr<Connection>& conn, const protocol::Req
   }
   JobRecord* r = store_->Find(request.job);
   if (!r) return conn->Send(ErrorReply(ReplyCode::kNotFound, "no job " + request.job));
-  const std::string how = IsFinal(r->state)                ? "noop"
-                          : r->state == JobState::kQueued ? "dequeued"
-                          : r->executor == "slurm"        ? "scancel"
-                                                          : "sigusr1";
-  if (!AuditEvent("job.halt_requested", r->job_id, how == "noop" ? "noop" : "requested",
-                  {{"executor", r->executor}, {"state", JobStateName(r->state)}, {"how", how},
+  enum class How { kNoop, kDequeued, kScancel, kSigusr1 };
+  static constexpr const char* kHowName[] = {"noop", "dequeued", "scancel", "sigusr1"};
+  const How how = IsFinal(r->state)                ? How::kNoop
+                  : r->state == JobState::kQueued ? How::kDequeued
+                  : r->executor == "slurm"        ? How::kScancel
+                                                  : How::kSigusr1;
+  const char* how_name = kHowName[static_cast<int>(how)];
+  if (!AuditEvent("job.halt_requested", r->job_id, how == How::kNoop ? "noop" : "requested",
+                  {{"executor", r->executor}, {"state", JobStateName(r->state)}, {"how", how_name},
                    {"slurm_job_id", r->slurm_job_id}},
                   caller)) {
     return conn->Send(ErrorReply(ReplyCode::kAuditUnavailable, "the audit log cannot record the halt; nothing was done"));
   }
-  if (how == "dequeued") {
+  if (how == How::kDequeued) {
     SetFinal(*r, JobState::kCancelled, "halted", "halted while queued (cordon halt)");
     journal::JobEvent({r->job_id, "halted", "cancelled"}, "halted while queued", journal::Level::kWarning);
     Notify();
-  } else if (how != "noop") {
+  } else if (how != How::kNoop) {
     r->halt_requested = true;
     if (auto s = store_->Save(*r); !s) spdlog::error("job {}: cannot save its state: {}", r->job_id, s.error().message);
-    if (how == "scancel" && slurm_) slurm_->Halt(r->job_id);
+    if (how == How::kScancel && slurm_) slurm_->Halt(r->job_id);
     else (void)supervisor_.Signal(r->job_id, SIGUSR1, false);
   }
-  conn->Send({{"ok", true}, {"job", PublicJob(*r)}, {"how", how}});
+  conn->Send({{"ok", true}, {"job", PublicJob(*r)}, {"how", how_name}});
 }
 
 // The job's trainer log, found through what the record keeps: the job
@@ -832,10 +835,8 @@ Result<OpenedJob> Daemon::OpenAndAuthorize(const specs::TrainingJob& job, const 
 Result<std::optional<QuarantinedInput>> Daemon::FindQuarantined(const specs::TrainingJob& job, const OpenedJob& opened) {
   for (std::size_t i = 0; i < job.inputs.size(); ++i) {
     const specs::Input& input = job.inputs[i];
-    sealed::SealedInfo info;
-    info.plaintext_bytes = opened.plaintext_bytes[i];
     std::string sha = input.sha256 ? "sha256:" + *input.sha256 : "";
-    auto hit = datasets::CheckQuarantine(config_.state_dir, opened.datasets[i].second, opened.inputs[i].get(), info, sha);
+    auto hit = datasets::CheckQuarantine(config_.state_dir, opened.datasets[i].second, opened.inputs[i].get(), opened.plaintext_bytes[i], sha);
     if (!hit) return Fail(hit.error().code, "the dataset registry cannot be read: " + hit.error().message);
     if (!*hit) continue;
     return QuarantinedInput{"input '" + input.name + "' (" + input.path + "): " + (*hit)->message,
@@ -1233,9 +1234,7 @@ void Daemon::QuarantineFromNode(const JobRecord& r, const json& report) {
     const bool approved = std::any_of(r.inputs.begin(), r.inputs.end(), [&](const json& a) {
       return a.is_object() && a.value("name", json()) == json(name) && a.value("dataset", json()) == json(dataset);
     });
-    const bool sha_ok = sha.size() == 71 && sha.starts_with("sha256:") &&
-                        sha.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
-    if (why.empty() || !approved || !sha_ok) continue;
+    if (why.empty() || !approved || !images::IsSha256Digest(sha)) continue;
     const std::string reason = Clip(why) + " (on Slurm node " + Clip(r.node) + ")";
     const Status done = datasets::QuarantineVersion(config_.state_dir, dataset, sha, Clip(text("path")), r.job_id, reason);
     AuditEvent("dataset.quarantined", r.job_id, done ? "ok" : "failed",

@@ -8,7 +8,7 @@
 namespace cordon::datasets {
 
 Result<std::optional<QuarantineHit>> CheckQuarantine(const std::string& state_dir, const std::string& dataset, int fd,
-                                                     const sealed::SealedInfo& info, std::string& sha256) {
+                                                     std::uint64_t plaintext_bytes, std::string& sha256) {
   auto registry = Registry::Open(state_dir);
   if (!registry) return std::unexpected(registry.error());
   auto loaded = registry->Load(dataset);
@@ -21,7 +21,7 @@ Result<std::optional<QuarantineHit>> CheckQuarantine(const std::string& state_di
                          "dataset '" + dataset + "' is quarantined (" + d.quarantine_reason + ")" + release + "`"};
   }
   const bool could_be = std::any_of(d.versions.begin(), d.versions.end(), [&](const Version& v) {
-    return v.quarantined && (v.plaintext_bytes == 0 || v.plaintext_bytes == info.plaintext_bytes);
+    return v.quarantined && (v.plaintext_bytes == 0 || v.plaintext_bytes == plaintext_bytes);
   });
   if (!could_be) return std::optional<QuarantineHit>();
   if (sha256.empty()) {

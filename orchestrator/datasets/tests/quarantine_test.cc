@@ -27,7 +27,6 @@ class QuarantineTest : public ::testing::Test {
     fd_.reset(::open(file_.c_str(), O_RDONLY | O_CLOEXEC));
     ASSERT_TRUE(fd_);
     sha_ = sealed::Sha256Fd(fd_.get()).value();
-    info_.plaintext_bytes = 1000;
   }
   // Registers `id` (plaintext size `bytes`) as a version of churn, quarantined or not.
   void AddVersion(const std::string& id, std::uint64_t bytes, bool quarantined) {
@@ -44,13 +43,13 @@ class QuarantineTest : public ::testing::Test {
     }));
   }
   Result<std::optional<QuarantineHit>> Check(std::string& sha) {
-    return CheckQuarantine(tmp_.path(), "churn", fd_.get(), info_, sha);
+    return CheckQuarantine(tmp_.path(), "churn", fd_.get(), kPlaintextBytes, sha);
   }
 
   cordon::testing::TempDir tmp_{"quarantine"};
   std::string file_, sha_;
   UniqueFd fd_;
-  sealed::SealedInfo info_;
+  static constexpr std::uint64_t kPlaintextBytes = 1000;
 };
 
 TEST_F(QuarantineTest, AnUnknownOrCleanDatasetPasses) {

@@ -7,7 +7,7 @@ namespace cordon::runner::internal {
 
 Result<std::optional<std::string>> QuarantineReason(const std::string& state_dir, const std::string& dataset, int fd,
                                                     const sealed::SealedInfo& info, std::string& sha256) {
-  auto hit = datasets::CheckQuarantine(state_dir, dataset, fd, info, sha256);
+  auto hit = datasets::CheckQuarantine(state_dir, dataset, fd, info.plaintext_bytes, sha256);
   if (!hit) return std::unexpected(hit.error());
   return *hit ? std::optional<std::string>((*hit)->message) : std::nullopt;
 }

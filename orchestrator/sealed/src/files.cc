@@ -312,24 +312,16 @@ Result<PendingRewrap> Prepare(const std::string& file, const KeyManagers& kms, c
   return PendingRewrap{file, written->first, std::move(r->report)};
 }
 
-Status PreadExactly(int fd, std::uint8_t* out, std::size_t size, const std::string& file) {
-  std::size_t got = 0;
-  while (got < size) {
-    const ssize_t n = RetryEintr([&] { return ::pread(fd, out + got, size - got, static_cast<off_t>(got)); });
-    if (n < 0) return FailErrno("read " + file);
-    if (n == 0) return Fail(Errc::kInvalidData, file + ": shorter than its header");
-    got += static_cast<std::size_t>(n);
-  }
+// The first out.size() bytes of FILE (its header).
+Status ReadHeaderBytes(int fd, std::span<std::uint8_t> out, const std::string& file) {
+  auto got = PreadFull(fd, out, 0);
+  if (!got) return std::unexpected(WithContext(got.error(), file));
+  if (*got != out.size()) return Fail(Errc::kInvalidData, file + ": shorter than its header");
   return {};
 }
 
-Status PwriteAll(int fd, std::span<const std::uint8_t> bytes, const std::string& file) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = RetryEintr([&] { return ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done)); });
-    if (n < 0) return FailErrno("write the header of " + file);
-    done += static_cast<std::size_t>(n);
-  }
+Status WriteHeaderBytes(int fd, std::span<const std::uint8_t> bytes, const std::string& file) {
+  if (auto ok = PwriteAll(fd, bytes, 0); !ok) return std::unexpected(WithContext(ok.error(), "the header of " + file));
   return {};
 }
 
@@ -408,14 +400,14 @@ Result<HeaderRewrite> PrepareHeaderRewrite(const std::string& file, const KeyMan
   if (::fstat(fd.get(), &st) != 0) return FailErrno(file);
   HeaderRewrite out{file, std::move(fd), std::vector<std::uint8_t>(size), std::move(r->header), std::move(r->report),
                     static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
-  if (auto ok = PreadExactly(out.fd.get(), out.before.data(), size, file); !ok) return std::unexpected(ok.error());
+  if (auto ok = ReadHeaderBytes(out.fd.get(), out.before, file); !ok) return std::unexpected(ok.error());
   if (out.before == out.after) return Fail(Errc::kInternal, file + ": the rewrapped header is the old one");
   return out;
 }
 
 std::vector<Status> WriteHeaders(std::span<const HeaderRewrite> batch) {
   std::vector<Status> result(batch.size());
-  std::map<dev_t, int> devices;  // one file of each file system
+  std::map<std::uint64_t, int> devices;  // one file of each file system (HeaderRewrite::dev)
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const HeaderRewrite& h = batch[i];
     // Exclusive against OpenSealed's shared lock: no reader sees half a header.
@@ -423,19 +415,14 @@ std::vector<Status> WriteHeaders(std::span<const HeaderRewrite> batch) {
       result[i] = FailErrno("lock " + h.file);
       continue;
     }
-    result[i] = PwriteAll(h.fd.get(), h.after, h.file);
+    result[i] = WriteHeaderBytes(h.fd.get(), h.after, h.file);
     (void)::flock(h.fd.get(), LOCK_UN);
-    struct stat st {};
-    if (result[i] && ::fstat(h.fd.get(), &st) == 0) devices.emplace(st.st_dev, h.fd.get());
+    if (result[i]) devices.emplace(h.dev, h.fd.get());
   }
-  std::map<dev_t, Status> synced;
-  for (const auto& [dev, fd] : devices) synced.emplace(dev, ::syncfs(fd) == 0 ? Status{} : Status(FailErrno("syncfs")));
+  std::map<std::uint64_t, bool> synced;
+  for (const auto& [dev, fd] : devices) synced.emplace(dev, ::syncfs(fd) == 0);
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    struct stat st {};
-    if (!result[i]) continue;
-    if (::fstat(batch[i].fd.get(), &st) != 0) {
-      result[i] = FailErrno("fstat " + batch[i].file);
-    } else if (const auto it = synced.find(st.st_dev); it == synced.end() || !it->second) {
+    if (result[i] && !synced[batch[i].dev]) {
       result[i] = Fail(Errc::kIo, "cannot sync the file system of " + batch[i].file + " (its new header may not be on disk)");
     }
   }
@@ -455,11 +442,11 @@ Result<bool> RestoreHeader(const std::string& file, std::uint64_t dev, std::uint
     return Fail(Errc::kNotFound, file + " is another file now: its header is left alone");
   }
   std::vector<std::uint8_t> now(before.size());
-  if (auto ok = PreadExactly(fd.get(), now.data(), now.size(), file); !ok) return std::unexpected(ok.error());
+  if (auto ok = ReadHeaderBytes(fd.get(), now, file); !ok) return std::unexpected(ok.error());
   if (std::equal(now.begin(), now.end(), after.begin())) return true;
   if (std::equal(now.begin(), now.end(), before.begin())) return false;
   if (RetryEintr([&] { return ::flock(fd.get(), LOCK_EX); }) != 0) return FailErrno("lock " + file);
-  if (auto ok = PwriteAll(fd.get(), before, file); !ok) return std::unexpected(ok.error());
+  if (auto ok = WriteHeaderBytes(fd.get(), before, file); !ok) return std::unexpected(ok.error());
   if (::fdatasync(fd.get()) != 0) return FailErrno("fdatasync " + file);
   return false;
 }

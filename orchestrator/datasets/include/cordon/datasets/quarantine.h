@@ -8,6 +8,7 @@
 // (docs/INCIDENT-RESPONSE.md, docs/SCALE-OUT.md).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -25,7 +26,7 @@ struct QuarantineHit {
 };
 
 // The quarantine that forbids the sealed file open at `fd` (of dataset `dataset`,
-// its header and sizes `info`), or nullopt.
+// `plaintext_bytes` long in the clear, as its header and length give it), or nullopt.
 //
 // `sha256` ("sha256:<hex>") is what the caller knows of the file: its hash, or
 // the pin the spec names (the runner refuses a file that is not its pin, so a
@@ -38,7 +39,7 @@ struct QuarantineHit {
 // A registry that cannot be read is an error: callers refuse the job (fail closed).
 [[nodiscard]] Result<std::optional<QuarantineHit>> CheckQuarantine(const std::string& state_dir,
                                                                    const std::string& dataset, int fd,
-                                                                   const sealed::SealedInfo& info,
+                                                                   std::uint64_t plaintext_bytes,
                                                                    std::string& sha256);
 
 // Quarantines version `sha256` of `dataset` (registering it, known by its hash, when the
